@@ -1,0 +1,62 @@
+"""Start and stop of everything the app owns, each as one aiohttp cleanup context.
+
+Order matters: the database first (embedded PostgreSQL when no URL is configured), then the store
+with its writer and notifier tasks; what started is torn down in reverse, and only that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aiohttp import web
+
+from api import keys
+from ledger import migrate, notifier, pgembed, store, tasks
+
+log = logging.getLogger(__name__)
+
+
+async def database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    embedded: pgembed.EmbeddedPostgres | None = None
+    if settings.database_url:
+        app[keys.DSN] = settings.database_url
+    else:
+        embedded = pgembed.EmbeddedPostgres(settings.data_dir.resolve() / "pg")
+        app[keys.DSN] = await asyncio.to_thread(embedded.start)
+        log.info("embedded PostgreSQL at %s (data in %s)", app[keys.DSN], embedded.pgdata)
+    conn = await asyncpg.connect(app[keys.DSN], timeout=settings.db_timeout)
+    try:
+        applied = await migrate.migrate(conn)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+    finally:
+        await conn.close()
+    yield
+    if embedded is not None:
+        await asyncio.to_thread(embedded.stop)
+
+
+async def event_store(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    pool = await asyncpg.create_pool(
+        app[keys.DSN],
+        min_size=0,
+        max_size=settings.db_pool_size,
+        timeout=settings.db_timeout,
+        command_timeout=max(settings.db_timeout, 30.0),
+    )
+    assert pool is not None
+    notify = notifier.Notifier(app[keys.DSN], connect_timeout=settings.db_timeout)
+    es = store.EventStore(pool, notify, timeout=settings.db_timeout,
+                          max_batch_events=settings.max_batch_events)
+    app[keys.STORE] = es
+    async with tasks.running("notifier", notify.run), tasks.running("writer", es.writer.run):
+        yield
+    try:
+        await asyncio.wait_for(pool.close(), 5)
+    except asyncio.TimeoutError:
+        pool.terminate()

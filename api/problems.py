@@ -1,0 +1,112 @@
+"""RFC 9457 problem details: every error leaves the API as application/problem+json.
+
+Handlers raise ``Problem`` (or a ledger error); the middleware turns it into a response that names
+the field and the reason. Tracebacks never reach a client.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from ledger import errors
+
+log = logging.getLogger(__name__)
+CONTENT_TYPE = "application/problem+json"
+_AT = re.compile(r" - at `(\$[^`]*)`$")
+
+
+class Problem(Exception):
+    def __init__(self, status: int, title: str, detail: str, *, field: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.field = field
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def invalid(field: str, reason: str, status: int = 422) -> Problem:
+    return Problem(status, "Invalid request", f"{field}: {reason}", field=field,
+                   errors=[{"field": field, "reason": reason}])
+
+
+def from_validation(exc: msgspec.ValidationError, prefix: str = "$") -> Problem:
+    """Turn msgspec's "<reason> - at `$.path`" into a problem naming ``prefix`` + path."""
+    message = str(exc)
+    match = _AT.search(message)
+    path = match.group(1) if match else "$"
+    reason = message[: match.start()] if match else message
+    return invalid(prefix + path[1:], reason)
+
+
+def response(problem: Problem, instance: str) -> web.Response:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "instance": instance,
+    }
+    if problem.field is not None:
+        body["field"] = problem.field
+    body.update(problem.extra)
+    return web.Response(
+        status=problem.status,
+        body=msgspec.json.encode(body),
+        content_type=CONTENT_TYPE,
+        headers=problem.headers,
+    )
+
+
+def translate(exc: BaseException, retry_after: int) -> Problem | None:
+    match exc:
+        case Problem():
+            return exc
+        case errors.WrongExpectedVersion():
+            return Problem(409, "Wrong expected version", str(exc), field="expected_version",
+                           stream=exc.stream, expected_version=exc.expected, actual_version=exc.actual)
+        case errors.EventIdConflict():
+            return Problem(409, "Event id conflict", str(exc), field="id",
+                           event_id=str(exc.event_id), stream=exc.stream, position=exc.position)
+        case errors.StreamNotFound():
+            return Problem(404, "Stream not found", str(exc), stream=exc.stream)
+        case errors.InvalidEvent():
+            return Problem(422, "Invalid event", exc.detail, field="events")
+        case errors.StoreUnavailable():
+            return Problem(503, "Service unavailable", str(exc),
+                           headers={"Retry-After": str(retry_after)})
+        case web.HTTPRequestEntityTooLarge():
+            return Problem(413, "Request body too large", exc.text or "request body over the limit",
+                           field="body")
+        case web.HTTPException() if exc.status >= 400:
+            return Problem(exc.status, exc.reason, exc.text or exc.reason,
+                           headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
+    return None
+
+
+def middleware(retry_after: int) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def problem_middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            problem = translate(exc, retry_after)
+            if problem is None:
+                if isinstance(exc, web.HTTPException):
+                    raise
+                log.exception("unhandled error on %s %s", request.method, request.path)
+                problem = Problem(500, "Internal server error",
+                                  "the server failed to handle this request; it has been logged")
+            return response(problem, request.path)
+
+    return problem_middleware

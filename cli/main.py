@@ -1,0 +1,35 @@
+"""Entry point of the ``ledger`` command; each subcommand lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from cli import serve
+from ledger import settings as settings_mod
+
+MODULES = [serve]
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="ledger", description="Deployment Ledger")
+    sub = top.add_subparsers(dest="command", required=True)
+    for module in MODULES:
+        module.register(sub)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except settings_mod.SettingsError as exc:
+        print(f"ledger: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

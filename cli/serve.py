@@ -1,0 +1,61 @@
+"""``ledger serve``: API, projector and applier in one process; ``ledger db migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import asyncpg
+from aiohttp import web
+
+from api import app as app_mod
+from cli import options
+from ledger import migrate, pgembed
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser("serve", help="run the service (embedded PostgreSQL unless LEDGER_DATABASE_URL)")
+    options.add_settings_flags(serve)
+    serve.set_defaults(func=run_serve)
+
+    db = sub.add_parser("db", help="database administration")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    mig = dbsub.add_parser("migrate", help="apply pending migrations and exit")
+    options.add_settings_flags(mig)
+    mig.set_defaults(func=run_migrate)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    settings = options.settings_from(args)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = app_mod.make_app(settings)
+    web.run_app(app, host=settings.http_host, port=settings.http_port,
+                print=lambda msg: print(msg.replace("Running on", "Deployment Ledger on"), flush=True),
+                access_log=None)
+    return 0
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    settings = options.settings_from(args)
+    embedded = None
+    url = settings.database_url
+    if not url:
+        embedded = pgembed.EmbeddedPostgres(settings.data_dir.resolve() / "pg")
+        url = embedded.start()
+
+    async def go() -> list[str]:
+        conn = await asyncpg.connect(url)
+        try:
+            return await migrate.migrate(conn)
+        finally:
+            await conn.close()
+
+    try:
+        applied = asyncio.run(go())
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0

@@ -1,0 +1,188 @@
+"""The event catalogue: every fact the ledger records, as frozen msgspec Structs.
+
+All event types form one tagged union (`Event`, tag field ``type``) decoded by one module-level
+decoder, so an unknown type or a wrong or missing field is a validation error naming the field
+(msgspec's ``$.path``). Unknown fields are rejected rather than silently dropped.
+
+Schema evolution: a new field always gets a default, so old events still decode. A type whose
+meaning really changes gets a new version and an upcast (see ``UPCASTS``) applied before decoding.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Final, Union
+
+import msgspec
+
+
+class Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Shared configuration: immutable, strict, compact."""
+
+
+class ObjectRef(Base):
+    """One Kubernetes object, as named in apply outcomes."""
+
+    api_version: str = msgspec.field(name="apiVersion")
+    kind: str
+    name: str
+    namespace: str | None = None
+
+
+class Metadata(Base):
+    """Who and why: stored beside every event, never part of its domain data."""
+
+    actor: str | None = None
+    reason: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    request_id: str | None = None
+    client: str | None = None
+
+
+class Event(Base, tag_field="type", tag=True):
+    """Base of every event type; the class name is the ``type`` tag."""
+
+
+class TargetRegistered(Event):
+    target: str
+    labels: dict[str, str] = {}
+    server: str | None = None
+    context: str | None = None
+    credentials_ref: str | None = None
+    ca_ref: str | None = None
+    insecure: bool = False
+
+
+class TargetUpdated(Event):
+    target: str
+    labels: dict[str, str] = {}
+    server: str | None = None
+    context: str | None = None
+    credentials_ref: str | None = None
+    ca_ref: str | None = None
+    insecure: bool = False
+
+
+class TargetRetired(Event):
+    target: str
+
+
+class RevisionSubmitted(Event):
+    deployment: str
+    revision: int
+    manifests: list[dict[str, Any]]
+    selector: str = ""
+    message: str = ""
+    matched_targets: list[str] = []
+
+
+class RolledBack(Event):
+    deployment: str
+    revision: int
+    to_revision: int
+    message: str = ""
+    matched_targets: list[str] = []
+
+
+class DeploymentPaused(Event):
+    deployment: str
+    reason: str = ""
+
+
+class DeploymentResumed(Event):
+    deployment: str
+    reason: str = ""
+
+
+class DeploymentRemoved(Event):
+    deployment: str
+    reason: str = ""
+
+
+class ApplySucceeded(Event):
+    deployment: str
+    revision: int
+    target: str
+    objects: list[ObjectRef] = []
+    pruned: list[ObjectRef] = []
+    duration_ms: int = 0
+    attempt: int = 1
+
+
+class ApplyFailed(Event):
+    deployment: str
+    revision: int
+    target: str
+    error: str
+    attempt: int = 1
+    retryable: bool = False
+    status: int | None = None
+
+
+AnyEvent = Union[
+    TargetRegistered,
+    TargetUpdated,
+    TargetRetired,
+    RevisionSubmitted,
+    RolledBack,
+    DeploymentPaused,
+    DeploymentResumed,
+    DeploymentRemoved,
+    ApplySucceeded,
+    ApplyFailed,
+]
+
+TYPES: Final[dict[str, type[Event]]] = {cls.__name__: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]
+
+# Which stream category each type belongs in, and which data field names the stream's id.
+CATEGORY: Final[dict[str, tuple[str, str]]] = {
+    "TargetRegistered": ("target", "target"),
+    "TargetUpdated": ("target", "target"),
+    "TargetRetired": ("target", "target"),
+    "RevisionSubmitted": ("deployment", "deployment"),
+    "RolledBack": ("deployment", "deployment"),
+    "DeploymentPaused": ("deployment", "deployment"),
+    "DeploymentResumed": ("deployment", "deployment"),
+    "DeploymentRemoved": ("deployment", "deployment"),
+    "ApplySucceeded": ("rollout", "deployment"),
+    "ApplyFailed": ("rollout", "deployment"),
+}
+
+# (type, schema version) -> function turning stored data of that version into the current shape.
+UPCASTS: Final[dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]]] = {}
+
+_decoder: Final = msgspec.json.Decoder(AnyEvent)
+_encoder: Final = msgspec.json.Encoder()
+
+
+def decode_json(payload: bytes) -> AnyEvent:
+    """Decode ``{"type": ..., **data}`` JSON into its event type."""
+    return _decoder.decode(payload)
+
+
+def from_data(type_: str, data: Any) -> AnyEvent:
+    """Validate stored or submitted ``data`` of event ``type_``; raises msgspec.ValidationError."""
+    if not isinstance(data, dict):
+        raise msgspec.ValidationError("Expected `object`, got `" + type(data).__name__ + "`")
+    if "type" in data:
+        raise msgspec.ValidationError("Object contains unknown field `type`")
+    return msgspec.convert({"type": type_, **data}, AnyEvent, strict=True)
+
+
+def to_data(event: Event) -> dict[str, Any]:
+    """The event's data as stored: every field but the ``type`` tag."""
+    raw: dict[str, Any] = msgspec.to_builtins(event)
+    raw.pop("type", None)
+    return raw
+
+
+def type_name(event: Event) -> str:
+    return type(event).__name__
+
+
+def metadata_from(raw: Any) -> Metadata:
+    return msgspec.convert(raw or {}, Metadata, strict=True)
+
+
+def encode(obj: Any) -> bytes:
+    return _encoder.encode(obj)

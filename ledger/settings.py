@@ -1,0 +1,103 @@
+"""Typed settings, read once at the entry point and passed down.
+
+Every field can be set by an environment variable ``LEDGER_<FIELD>`` (upper case) or a command-line
+flag; a flag wins. An unknown ``LEDGER_*`` variable or a value that does not parse stops start-up
+with a message naming it, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, get_type_hints
+
+PREFIX: Final = "LEDGER_"
+# Variables that belong to the test suite or tooling, not to the service.
+_FOREIGN: Final = frozenset({"LEDGER_TEST_DATABASE_URL", "LEDGER_PG_BIN", "LEDGER_URL"})
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = field(
+        default=None, metadata={"help": "external PostgreSQL; unset: embedded server under data_dir"})
+    data_dir: Path = field(default=Path(".ledger"), metadata={"help": "where the embedded PostgreSQL lives"})
+    http_host: str = field(default="127.0.0.1", metadata={"help": "address the HTTP API binds"})
+    http_port: int = field(default=8080, metadata={"help": "port the HTTP API binds"})
+    max_body_bytes: int = field(default=1 << 20, metadata={"help": "largest accepted request body"})
+    db_pool_size: int = field(default=10, metadata={"help": "PostgreSQL connections per process"})
+    db_timeout: float = field(default=5.0, metadata={"help": "seconds before a database call counts as unavailable"})
+    retry_after: int = field(default=2, metadata={"help": "Retry-After seconds sent with 503"})
+    max_batch_events: int = field(default=5000, metadata={"help": "events per append transaction"})
+    read_wait_timeout: float = field(default=10.0, metadata={"help": "longest ?min_position= wait"})
+    projector: bool = field(default=True, metadata={"help": "run the projector in this process"})
+    applier: bool = field(default=True, metadata={"help": "run the applier in this process"})
+    applier_concurrency: int = field(default=32, metadata={"help": "targets applied at once"})
+    apply_timeout: float = field(default=30.0, metadata={"help": "seconds per Kubernetes request"})
+    backoff_cap: float = field(default=300.0, metadata={"help": "longest retry delay, seconds"})
+    resync_interval: float = field(default=180.0, metadata={"help": "seconds between full re-applies"})
+    sse_heartbeat: float = field(default=15.0, metadata={"help": "seconds between SSE heartbeats"})
+    source_uri: str = field(default="urn:deployment-ledger", metadata={"help": "CloudEvents source"})
+    log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+_HINTS: Final = get_type_hints(Settings)
+
+
+def _parse(name: str, raw: str) -> Any:
+    hint = _HINTS[name]
+    target = str(hint)
+    try:
+        if hint is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if hint is int:
+            return int(raw)
+        if hint is float:
+            return float(raw)
+        if hint is Path:
+            return Path(raw)
+        if "None" in target:
+            return raw or None
+        return raw
+    except ValueError as exc:
+        raise SettingsError(f"setting {name} ({PREFIX}{name.upper()}): {raw!r} is not valid: {exc}") from exc
+
+
+def load(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    names = {f.name for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    for key, raw in env.items():
+        if not key.startswith(PREFIX) or key in _FOREIGN:
+            continue
+        name = key[len(PREFIX):].lower()
+        if name not in names:
+            raise SettingsError(f"unknown setting {key}; known: " + ", ".join(
+                PREFIX + n.upper() for n in sorted(names)))
+        values[name] = _parse(name, raw)
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if name not in names:
+            raise SettingsError(f"unknown setting {name}")
+        values[name] = _parse(name, value) if isinstance(value, str) else value
+    settings = Settings(**values)
+    if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"setting log_level: {settings.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+    if not 0 < settings.http_port < 65536 and settings.http_port != 0:
+        raise SettingsError(f"setting http_port: {settings.http_port} is out of range")
+    return settings

@@ -1,0 +1,241 @@
+"""The single batching writer: every append in this process goes through one task.
+
+Concurrent appends queue here; the writer takes everything queued, writes it in one transaction
+under one advisory lock, sends one NOTIFY and answers every caller with its own result. A
+conflicting request (wrong expected version, reused event id) fails alone; the rest of the batch
+commits. Group commit is what makes single-event requests cheap: while one transaction is in
+flight the next batch forms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Final
+from uuid import UUID
+
+import asyncpg
+
+from ledger import dbfaults, errors, hashing, records
+
+log = logging.getLogger(__name__)
+
+# Why one lock for the whole log: positions are assigned by reading the head and counting on from
+# it, and readers tail the log with "position > N". If two transactions could assign positions
+# concurrently, the later position might commit first and a tailing reader would move past the
+# earlier one before it became visible, skipping it forever. Holding a transaction-scoped advisory
+# lock from "read head" until commit makes commit order equal position order and keeps positions
+# dense and gapless across every process that appends to this database.
+APPEND_LOCK: Final = 0x4C45444745524150  # "LEDGERAP"
+NOTIFY_CHANNEL: Final = "ledger_events"
+
+_INSERT: Final = """
+INSERT INTO events (position, stream, version, id, type, data, metadata, recorded_at, prev_hash, hash)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[], $5::text[],
+                     $6::jsonb[], $7::jsonb[], $8::timestamptz[], $9::text[], $10::text[])
+"""
+
+
+@dataclass
+class _Pending:
+    request: records.AppendRequest
+    future: asyncio.Future[records.AppendResult]
+
+
+def _check_expected(stream: str, expected: records.ExpectedVersion, actual: int) -> None:
+    ok = (
+        expected == "any"
+        or (expected == "no_stream" and actual == 0)
+        or (expected == "exists" and actual > 0)
+        or (isinstance(expected, int) and expected == actual)
+    )
+    if not ok:
+        raise errors.WrongExpectedVersion(stream, expected, actual)
+
+
+class BatchingWriter:
+    def __init__(self, pool: asyncpg.Pool, *, max_batch_events: int = 5000, timeout: float = 5.0):
+        self._pool = pool
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._max = max_batch_events
+        self._timeout = timeout
+
+    async def append(self, request: records.AppendRequest) -> records.AppendResult:
+        future: asyncio.Future[records.AppendResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(request, future))
+        return await future
+
+    async def run(self) -> None:
+        """Forever: take what is queued, commit it, answer. Started by the app's cleanup_ctx."""
+        while True:
+            batch = [await self._queue.get()]
+            count = len(batch[0].request.events)
+            while count < self._max and not self._queue.empty():
+                item = self._queue.get_nowait()
+                batch.append(item)
+                count += len(item.request.events)
+            live = [p for p in batch if not p.future.done()]
+            if live:
+                await self._commit_or_split(live)
+
+    async def _commit_or_split(self, batch: list[_Pending]) -> None:
+        try:
+            outcomes = await self._commit(batch)
+        except Exception as exc:  # noqa: BLE001 - translated per caller below
+            if dbfaults.is_data_error(exc) and len(batch) > 1:
+                # One request's content was refused by PostgreSQL: retry each alone so the others land.
+                for pending in batch:
+                    await self._commit_or_split([pending])
+                return
+            failure = self._translate(exc)
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(failure)
+            return
+        for pending, outcome in zip(batch, outcomes):
+            if pending.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                pending.future.set_exception(outcome)
+            else:
+                pending.future.set_result(outcome)
+
+    @staticmethod
+    def _translate(exc: BaseException) -> BaseException:
+        if dbfaults.is_unavailable(exc):
+            return errors.StoreUnavailable(f"{type(exc).__name__}: {exc}")
+        if dbfaults.is_data_error(exc):
+            return errors.InvalidEvent(str(exc))
+        log.exception("append failed", exc_info=exc)
+        return exc
+
+    async def _commit(
+        self, batch: list[_Pending]
+    ) -> list[records.AppendResult | BaseException]:
+        async with self._pool.acquire(timeout=self._timeout) as conn:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
+                return await self._write(conn, batch)
+
+    async def _write(
+        self, conn: asyncpg.Connection, batch: list[_Pending]
+    ) -> list[records.AppendResult | BaseException]:
+        head = await conn.fetchrow(
+            "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1"
+        )
+        position = head["position"] if head else 0
+        prev_hash = head["hash"] if head else hashing.GENESIS
+        now = dt.datetime.now(dt.timezone.utc)
+        recorded_at = max(now, head["recorded_at"]) if head else now
+
+        ids = [e.id for p in batch for e in p.request.events]
+        streams = list({p.request.stream for p in batch})
+        stored: dict[UUID, Any] = {
+            r["id"]: r
+            for r in await conn.fetch(
+                "SELECT id, position, stream, version, type, data::text AS data"
+                " FROM events WHERE id = ANY($1::uuid[])",
+                ids,
+            )
+        }
+        versions: dict[str, int] = {s: 0 for s in streams}
+        for r in await conn.fetch(
+            "SELECT stream, max(version) AS v FROM events WHERE stream = ANY($1::text[]) GROUP BY stream",
+            streams,
+        ):
+            versions[r["stream"]] = r["v"]
+
+        cols: list[list[Any]] = [[] for _ in range(10)]
+        in_batch: dict[UUID, tuple[int, str, int, str, Any]] = {}
+        outcomes: list[records.AppendResult | BaseException] = []
+        for pending in batch:
+            req = pending.request
+            try:
+                duplicate = self._duplicate(req, stored, in_batch)
+                if duplicate is not None:
+                    outcomes.append(duplicate)
+                    continue
+                actual = versions[req.stream]
+                _check_expected(req.stream, req.expected, actual)
+            except errors.LedgerError as exc:
+                outcomes.append(exc)
+                continue
+            first_position = position + 1
+            for event in req.events:
+                position += 1
+                actual += 1
+                data_text = json.dumps(event.data, ensure_ascii=False)
+                meta_text = json.dumps(event.metadata, ensure_ascii=False)
+                canonical = hashing.canonical(
+                    position=position,
+                    stream=req.stream,
+                    version=actual,
+                    id=event.id,
+                    type=event.type,
+                    data=event.data,
+                    metadata=event.metadata,
+                    recorded_at=recorded_at,
+                )
+                digest = hashing.chain(prev_hash, canonical)
+                for col, value in zip(
+                    cols,
+                    (position, req.stream, actual, event.id, event.type, data_text, meta_text,
+                     recorded_at, prev_hash, digest),
+                ):
+                    col.append(value)
+                prev_hash = digest
+                in_batch[event.id] = (position, req.stream, actual, event.type, event.data)
+            versions[req.stream] = actual
+            outcomes.append(
+                records.AppendResult(
+                    stream=req.stream,
+                    positions=tuple(range(first_position, position + 1)),
+                    first_version=actual - len(req.events) + 1,
+                    last_version=actual,
+                )
+            )
+        if cols[0]:
+            await conn.execute(_INSERT, *cols)
+            await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(position))
+        return outcomes
+
+    @staticmethod
+    def _duplicate(
+        req: records.AppendRequest,
+        stored: dict[UUID, Any],
+        in_batch: dict[UUID, tuple[int, str, int, str, Any]],
+    ) -> records.AppendResult | None:
+        """The original result when every event of ``req`` is already stored with the same content."""
+        if len({e.id for e in req.events}) != len(req.events):
+            raise errors.InvalidEvent("the same event id appears twice in one append")
+        found: list[tuple[int, str, int, str, Any]] = []
+        for event in req.events:
+            if event.id in in_batch:
+                hit = in_batch[event.id]
+            elif event.id in stored:
+                r = stored[event.id]
+                hit = (r["position"], r["stream"], r["version"], r["type"], json.loads(r["data"]))
+            else:
+                continue
+            pos, stream, _version, type_, data = hit
+            if stream != req.stream or type_ != event.type or data != event.data:
+                raise errors.EventIdConflict(event.id, stream, pos, "same id, different content")
+            found.append(hit)
+        if not found:
+            return None
+        if len(found) != len(req.events):
+            raise errors.EventIdConflict(
+                req.events[0].id, found[0][1], found[0][0], "part of this append is stored already"
+            )
+        positions = [f[0] for f in found]
+        versions = [f[2] for f in found]
+        return records.AppendResult(
+            stream=req.stream,
+            positions=tuple(positions),
+            first_version=min(versions),
+            last_version=max(versions),
+            duplicate=True,
+        )

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from api import app as app_mod
+from api import keys
+from ledger import settings as settings_mod
+from ledger import store as store_mod
+from tests.pgfixtures import database_url, pg_admin_url  # noqa: F401 - fixtures
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> settings_mod.Settings:  # noqa: F811
+    return settings_mod.Settings(
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        http_port=0,
+        db_timeout=3.0,
+        applier=False,
+        projector=False,
+    )
+
+
+@pytest.fixture
+async def app(settings: settings_mod.Settings) -> web.Application:
+    return app_mod.make_app(settings)
+
+
+@pytest.fixture
+async def client(aiohttp_client, app: web.Application) -> TestClient:  # type: ignore[no-untyped-def]
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+async def store(client: TestClient) -> store_mod.EventStore:
+    return client.app[keys.STORE]
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:  # noqa: F811
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()

@@ -1,0 +1,76 @@
+"""A real PostgreSQL for the suite: one server per test session (embedded, or the one named by
+LEDGER_TEST_DATABASE_URL), one fresh database per test cloned from a migrated template."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from ledger import migrate, pgembed
+
+FAST = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+TEMPLATE = "ledger_template"
+
+
+def _with_db(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    base = base.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{query}" if query else "")
+
+
+async def _make_template(admin_url: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+        await conn.execute(f"CREATE DATABASE {TEMPLATE}")
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(_with_db(admin_url, TEMPLATE))
+    try:
+        await migrate.migrate(conn)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("LEDGER_TEST_DATABASE_URL")
+    server: pgembed.EmbeddedPostgres | None = None
+    if external:
+        url = external
+    else:
+        server = pgembed.EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", options=FAST)
+        url = server.start()
+    asyncio.run(_make_template(url))
+    try:
+        yield url
+    finally:
+        if server is not None:
+            server.destroy()
+
+
+@pytest.fixture
+async def database_url(pg_admin_url: str) -> AsyncIterator[str]:
+    name = "t_" + uuid.uuid4().hex[:12]
+    conn = await asyncpg.connect(pg_admin_url)
+    try:
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    finally:
+        await conn.close()
+    yield _with_db(pg_admin_url, name)
+    conn = await asyncpg.connect(pg_admin_url)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+def private_server(path: Path) -> pgembed.EmbeddedPostgres:
+    """A server of a test's own, for tests that stop or kill PostgreSQL."""
+    return pgembed.EmbeddedPostgres(path, options=FAST)
