@@ -25,7 +25,7 @@ async def readyz(request: web.Request) -> web.Response:
             async with store.pool.acquire() as conn:
                 await conn.fetchval("SELECT 1")
         checks["database"] = "ok"
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+    except Exception as exc:
         checks["database"] = f"unavailable: {type(exc).__name__}"
     checks["notifier"] = "ok" if store.notifier.connected.is_set() else "reconnecting"
     ready = all(v == "ok" for v in checks.values())

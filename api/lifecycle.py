@@ -58,5 +58,5 @@ async def event_store(app: web.Application) -> AsyncIterator[None]:
         yield
     try:
         await asyncio.wait_for(pool.close(), 5)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pool.terminate()

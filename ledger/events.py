@@ -10,7 +10,8 @@ meaning really changes gets a new version and an upcast (see ``UPCASTS``) applie
 
 from __future__ import annotations
 
-from typing import Any, Callable, Final, Union
+from collections.abc import Callable
+from typing import Any, Final, Union
 
 import msgspec
 
@@ -19,7 +20,7 @@ class Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_default
     """Shared configuration: immutable, strict, compact."""
 
 
-class ObjectRef(Base):
+class ObjectRef(Base, frozen=True):
     """One Kubernetes object, as named in apply outcomes."""
 
     api_version: str = msgspec.field(name="apiVersion")
@@ -28,7 +29,7 @@ class ObjectRef(Base):
     namespace: str | None = None
 
 
-class Metadata(Base):
+class Metadata(Base, frozen=True):
     """Who and why: stored beside every event, never part of its domain data."""
 
     actor: str | None = None
@@ -39,11 +40,11 @@ class Metadata(Base):
     client: str | None = None
 
 
-class Event(Base, tag_field="type", tag=True):
+class Event(Base, frozen=True, tag_field="type", tag=True):
     """Base of every event type; the class name is the ``type`` tag."""
 
 
-class TargetRegistered(Event):
+class TargetRegistered(Event, frozen=True):
     target: str
     labels: dict[str, str] = {}
     server: str | None = None
@@ -53,7 +54,7 @@ class TargetRegistered(Event):
     insecure: bool = False
 
 
-class TargetUpdated(Event):
+class TargetUpdated(Event, frozen=True):
     target: str
     labels: dict[str, str] = {}
     server: str | None = None
@@ -63,11 +64,11 @@ class TargetUpdated(Event):
     insecure: bool = False
 
 
-class TargetRetired(Event):
+class TargetRetired(Event, frozen=True):
     target: str
 
 
-class RevisionSubmitted(Event):
+class RevisionSubmitted(Event, frozen=True):
     deployment: str
     revision: int
     manifests: list[dict[str, Any]]
@@ -76,7 +77,7 @@ class RevisionSubmitted(Event):
     matched_targets: list[str] = []
 
 
-class RolledBack(Event):
+class RolledBack(Event, frozen=True):
     deployment: str
     revision: int
     to_revision: int
@@ -84,22 +85,22 @@ class RolledBack(Event):
     matched_targets: list[str] = []
 
 
-class DeploymentPaused(Event):
+class DeploymentPaused(Event, frozen=True):
     deployment: str
     reason: str = ""
 
 
-class DeploymentResumed(Event):
+class DeploymentResumed(Event, frozen=True):
     deployment: str
     reason: str = ""
 
 
-class DeploymentRemoved(Event):
+class DeploymentRemoved(Event, frozen=True):
     deployment: str
     reason: str = ""
 
 
-class ApplySucceeded(Event):
+class ApplySucceeded(Event, frozen=True):
     deployment: str
     revision: int
     target: str
@@ -109,7 +110,7 @@ class ApplySucceeded(Event):
     attempt: int = 1
 
 
-class ApplyFailed(Event):
+class ApplyFailed(Event, frozen=True):
     deployment: str
     revision: int
     target: str
@@ -119,7 +120,7 @@ class ApplyFailed(Event):
     status: int | None = None
 
 
-AnyEvent = Union[
+AnyEvent = Union[  # noqa: UP007 - the union is also used at runtime
     TargetRegistered,
     TargetUpdated,
     TargetRetired,
@@ -157,7 +158,8 @@ _encoder: Final = msgspec.json.Encoder()
 
 def decode_json(payload: bytes) -> AnyEvent:
     """Decode ``{"type": ..., **data}`` JSON into its event type."""
-    return _decoder.decode(payload)
+    event: AnyEvent = _decoder.decode(payload)
+    return event
 
 
 def from_data(type_: str, data: Any) -> AnyEvent:
@@ -166,7 +168,8 @@ def from_data(type_: str, data: Any) -> AnyEvent:
         raise msgspec.ValidationError("Expected `object`, got `" + type(data).__name__ + "`")
     if "type" in data:
         raise msgspec.ValidationError("Object contains unknown field `type`")
-    return msgspec.convert({"type": type_, **data}, AnyEvent, strict=True)
+    event: AnyEvent = msgspec.convert({"type": type_, **data}, AnyEvent, strict=True)
+    return event
 
 
 def to_data(event: Event) -> dict[str, Any]:

@@ -40,7 +40,7 @@ class Notifier:
         """Wait until something happened after ``token`` was taken; False on timeout."""
         try:
             await asyncio.wait_for(token.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 
@@ -58,7 +58,7 @@ class Notifier:
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(writer.NOTIFY_CHANNEL, self._on_notify)
                 self.connected.set()
                 self.wake()
@@ -66,11 +66,11 @@ class Notifier:
                 while not lost.is_set():
                     try:
                         await asyncio.wait_for(lost.wait(), self._ping_interval)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         await conn.fetchval("SELECT 1", timeout=self._connect_timeout)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any failure means: reconnect
+            except Exception as exc:
                 if not dbfaults.is_unavailable(exc):
                     log.warning("notifier connection failed: %r", exc)
             finally:

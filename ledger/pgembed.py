@@ -94,7 +94,7 @@ class EmbeddedPostgres:
             user = _ensure_system_user()
             kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
         try:
-            return subprocess.run(
+            completed: subprocess.CompletedProcess[str] = subprocess.run(
                 args,
                 check=True,
                 capture_output=True,
@@ -104,6 +104,7 @@ class EmbeddedPostgres:
                 stdin=subprocess.DEVNULL,
                 **kwargs,  # type: ignore[call-overload]
             )
+            return completed
         except subprocess.CalledProcessError as exc:
             log = self.log_file.read_text()[-4000:] if self.log_file.exists() else ""
             raise EmbeddedPostgresError(

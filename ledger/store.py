@@ -62,7 +62,7 @@ class EventStore:
         categories: Sequence[str] | None = None,
         until: int | None = None,
     ) -> list[records.RecordedEvent]:
-        query, args = _ALL, [after]
+        query, args = _ALL, list[Any]([after])
         if types:
             args.append(list(types))
             query += f" AND type = ANY(${len(args)}::text[])"

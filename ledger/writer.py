@@ -84,7 +84,7 @@ class BatchingWriter:
     async def _commit_or_split(self, batch: list[_Pending]) -> None:
         try:
             outcomes = await self._commit(batch)
-        except Exception as exc:  # noqa: BLE001 - translated per caller below
+        except Exception as exc:
             if dbfaults.is_data_error(exc) and len(batch) > 1:
                 # One request's content was refused by PostgreSQL: retry each alone so the others land.
                 for pending in batch:
@@ -128,7 +128,7 @@ class BatchingWriter:
         )
         position = head["position"] if head else 0
         prev_hash = head["hash"] if head else hashing.GENESIS
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         recorded_at = max(now, head["recorded_at"]) if head else now
 
         ids = [e.id for p in batch for e in p.request.events]

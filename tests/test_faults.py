@@ -1,0 +1,118 @@
+"""Faults: the service killed mid-append loses nothing acknowledged; PostgreSQL going away turns
+into 503 + Retry-After and not-ready, and the service recovers by itself when it is back."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aiohttp
+import asyncpg
+import pytest
+
+from api import app as app_mod
+from ledger import settings as settings_mod
+from tests import chain, pgfixtures, servers
+
+
+def event(i: int, event_id: uuid.UUID) -> dict:
+    return {"events": [{"id": str(event_id), "type": "DeploymentPaused",
+                        "data": {"deployment": f"d{i % 8}", "reason": f"r{i}"}}]}
+
+
+async def _writer(session, url, i, acked, stop):
+    n = 0
+    while not stop.is_set():
+        event_id = uuid.uuid4()
+        try:
+            async with session.post(f"{url}/v1/streams/deployment-d{i % 8}/events",
+                                    json=event(i, event_id)) as resp:
+                if resp.status == 201:
+                    acked[event_id] = (await resp.json())["positions"][0]
+                    n += 1
+        except (TimeoutError, aiohttp.ClientError):
+            return
+
+
+async def test_sigkill_during_32_concurrent_appends_loses_no_acknowledged_event(database_url, tmp_path, db):
+    service = servers.ServiceProcess(database_url, tmp_path, LEDGER_APPLIER="false", LEDGER_PROJECTOR="false")
+    await service.start()
+    acked: dict[uuid.UUID, int] = {}
+    stop = asyncio.Event()
+    try:
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64)) as session:
+            writers = [asyncio.create_task(_writer(session, service.url, i, acked, stop)) for i in range(32)]
+            while len(acked) < 400:
+                await asyncio.sleep(0.01)
+            service.kill()
+            await asyncio.wait_for(asyncio.gather(*writers), 30)
+        assert len(acked) >= 400
+        restarted = servers.ServiceProcess(database_url, tmp_path, LEDGER_APPLIER="false",
+                                           LEDGER_PROJECTOR="false")
+        await restarted.start()
+        try:
+            rows = await db.fetch("SELECT id, position FROM events WHERE id = ANY($1::uuid[])", list(acked))
+            assert {r["id"]: r["position"] for r in rows} == acked
+            total = await chain.check_log(db)
+            assert total >= len(acked)
+            async with aiohttp.ClientSession() as session:
+                some = next(iter(acked))
+                i = 0
+                async with session.post(f"{restarted.url}/v1/streams/deployment-d{i}/events",
+                                        json=event(i, uuid.uuid4())) as resp:
+                    assert resp.status == 201
+                    assert (await resp.json())["positions"] == [total + 1]
+            assert await db.fetchval("SELECT count(*) FROM events WHERE id = $1", some) == 1
+        finally:
+            restarted.stop()
+    finally:
+        stop.set()
+        service.kill()
+
+
+@pytest.fixture
+async def private_pg(tmp_path):
+    server = pgfixtures.private_server(tmp_path / "pg")
+    await asyncio.to_thread(server.start)
+    yield server
+    await asyncio.to_thread(server.destroy)
+
+
+async def test_postgres_outage_is_503_then_recovers(aiohttp_client, private_pg, tmp_path):
+    settings = settings_mod.Settings(database_url=private_pg.url(), data_dir=tmp_path / "d", db_timeout=2.0,
+                                     projector=False, applier=False, retry_after=3)
+    client = await aiohttp_client(app_mod.make_app(settings))
+    body = {"events": [{"type": "DeploymentPaused", "data": {"deployment": "d"}}]}
+    assert (await client.post("/v1/streams/deployment-d/events", json=body)).status == 201
+
+    await asyncio.to_thread(private_pg.stop, "fast")
+    resp = await asyncio.wait_for(client.post("/v1/streams/deployment-d/events", json=body), 20)
+    assert resp.status == 503
+    assert resp.headers["Retry-After"] == "3"
+    assert resp.content_type == "application/problem+json"
+    assert "Traceback" not in await resp.text()
+    ready = await asyncio.wait_for(client.get("/readyz"), 20)
+    assert ready.status == 503
+    read = await asyncio.wait_for(client.get("/v1/events"), 20)
+    assert read.status == 503
+
+    await asyncio.to_thread(private_pg.start)
+    statuses = []
+    for _ in range(100):
+        resp = await client.post("/v1/streams/deployment-d/events", json=body)
+        statuses.append(resp.status)
+        if resp.status == 201:
+            break
+        await asyncio.sleep(0.1)
+    assert statuses[-1] == 201, statuses
+    for _ in range(100):
+        if (await client.get("/readyz")).status == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert (await client.get("/readyz")).status == 200
+    conn = await asyncpg.connect(private_pg.url())
+    try:
+        assert await chain.check_log(conn) == 2
+    finally:
+        await conn.close()
