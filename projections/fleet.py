@@ -1,0 +1,420 @@
+"""The fleet fold: the one definition of derived state, ``fleet = apply(fleet, event, meta)``.
+
+Everything that shows current or past state folds events through here: the projector that keeps the
+read-model tables, the point-in-time replay behind ``/v1/state?at=``, the command handlers that load
+a stream before deciding, and the applier. One fold means the read models, a replay and the applier
+can never disagree about what an event means.
+
+Decisions:
+
+- **In place.** ``apply`` mutates ``fleet`` and returns the same object: a rebuild folds a million
+  events, and copying state per event would dominate. Keep an old state with :func:`copy`. The fold
+  does no I/O and never reads the clock: ``Meta`` carries everything that is not in the event.
+- **Memory.** A revision keeps its manifests as compact JSON bytes, not parsed objects
+  (:func:`manifests_at` parses on demand). A rollback revision shares the bytes of the revision it
+  restores, and a revision whose manifests, selector or matched targets equal its predecessor's
+  shares those objects too. A rollout keeps counts, not copies of what was applied.
+- **Rollback restores the whole revision**: the manifests *and* the selector of ``to_revision``,
+  because a revision is the unit of history (as a commit is in git).
+- **Rollouts** exist for exactly the targets the current selector matches (retired ones excluded)
+  while the deployment has a revision and is not removed. A target that stops matching loses its
+  rollout (the applier prunes it there); one that starts matching gets a pending rollout. Outcomes
+  for a target without a rollout change nothing.
+- **Rollout state** concerns the desired (current) revision: ``pending`` until an outcome for it is
+  recorded; ``applied`` after ApplySucceeded; ``applying`` after a retryable ApplyFailed (the applier
+  is retrying); ``failed`` after a permanent one; ``paused`` whatever the outcome while the deployment
+  is paused. ``applied_revision`` is what the target last applied successfully, whichever revision.
+- **A new revision revives a removed deployment**; numbering continues, history is never reused.
+- **Undecodable events** (written around the API's validation, or of a type this version does not
+  know) only advance ``position``: every fold skips them alike, so replay and read models agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import msgspec
+
+from ledger import events, records
+from projections import selectors
+
+RolloutState = Literal["pending", "applying", "applied", "failed", "paused"]
+Outcome = Literal["succeeded", "retrying", "failed"]
+
+_STATE_OF: Final[dict[str | None, RolloutState]] = {
+    None: "pending",
+    "succeeded": "applied",
+    "retrying": "applying",
+    "failed": "failed",
+}
+_EMPTY_MANIFESTS: Final = b"[]"
+
+
+class Target(msgspec.Struct, gc=False, array_like=True):
+    name: str
+    labels: dict[str, str] = {}
+    server: str | None = None
+    context: str | None = None
+    credentials_ref: str | None = None
+    ca_ref: str | None = None
+    insecure: bool = False
+    retired: bool = False
+    version: int = 0
+    position: int = 0
+    registered_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+class Revision(msgspec.Struct, gc=False, array_like=True):
+    number: int
+    manifests: bytes
+    selector: str
+    message: str
+    matched_targets: tuple[str, ...]
+    actor: str | None
+    recorded_at: dt.datetime
+    position: int
+    rolled_back_to: int | None = None
+
+
+class Rollout(msgspec.Struct, gc=False, array_like=True):
+    target: str
+    desired_revision: int
+    applied_revision: int | None = None
+    state: RolloutState = "pending"
+    outcome: Outcome | None = None
+    last_error: str | None = None
+    last_attempt_at: dt.datetime | None = None
+    attempts: int = 0
+    objects_applied: int = 0
+
+
+class Deployment(msgspec.Struct, gc=False, array_like=True):
+    name: str
+    current_revision: int = 0
+    selector: str = ""
+    paused: bool = False
+    pause_reason: str = ""
+    removed: bool = False
+    version: int = 0
+    position: int = 0
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    revisions: dict[int, Revision] = {}
+    rollouts: dict[str, Rollout] = {}
+
+
+class Fleet(msgspec.Struct, gc=False, array_like=True):
+    targets: dict[str, Target] = {}
+    deployments: dict[str, Deployment] = {}
+    position: int = 0
+    recorded_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """What the fold needs to know about an event beyond its data."""
+
+    position: int
+    stream: str
+    version: int
+    recorded_at: dt.datetime
+    actor: str | None = None
+
+
+def empty() -> Fleet:
+    return Fleet()
+
+
+def copy(fleet: Fleet) -> Fleet:
+    """A deep, independent copy (the fold mutates in place)."""
+    return msgspec.msgpack.decode(msgspec.msgpack.encode(fleet), type=Fleet)
+
+
+@functools.lru_cache(maxsize=4096)
+def selector_of(text: str) -> selectors.Selector | None:
+    """The parsed selector, or None when the text is invalid (it then matches nothing)."""
+    try:
+        return selectors.parse(text)
+    except selectors.SelectorError:
+        return None
+
+
+def _matches(selector: selectors.Selector | None, target: Target) -> bool:
+    return selector is not None and not target.retired and selector.matches(target.labels)
+
+
+def matches(fleet: Fleet, deployment_name: str) -> list[str]:
+    """Targets the deployment's current selector matches, retired ones excluded, sorted."""
+    deployment = fleet.deployments.get(deployment_name)
+    if deployment is None:
+        return []
+    return matching(fleet, deployment.selector)
+
+
+def matching(fleet: Fleet, selector_text: str) -> list[str]:
+    """Targets ``selector_text`` matches now, retired ones excluded, sorted."""
+    selector = selector_of(selector_text)
+    return sorted(name for name, target in fleet.targets.items() if _matches(selector, target))
+
+
+def desired(fleet: Fleet, deployment_name: str) -> dict[str, int]:
+    """Target -> revision that should be applied there; empty when removed or never submitted.
+
+    A paused deployment still reports its revision; its rollouts say ``paused``.
+    """
+    deployment = fleet.deployments.get(deployment_name)
+    if deployment is None or deployment.removed or deployment.current_revision == 0:
+        return {}
+    return {target: deployment.current_revision for target in deployment.rollouts}
+
+
+def manifests_at(fleet: Fleet, deployment: str, revision: int) -> list[dict[str, Any]]:
+    """The manifests of ``revision`` (parsed anew on each call); KeyError when unknown."""
+    found: list[dict[str, Any]] = json.loads(fleet.deployments[deployment].revisions[revision].manifests)
+    return found
+
+
+def _state(deployment: Deployment, rollout: Rollout) -> RolloutState:
+    return "paused" if deployment.paused else _STATE_OF[rollout.outcome]
+
+
+def _retarget(fleet: Fleet, deployment: Deployment) -> None:
+    """Give rollouts to exactly the targets the current selector matches."""
+    if deployment.removed or deployment.current_revision == 0:
+        deployment.rollouts.clear()
+        return
+    selector = selector_of(deployment.selector)
+    wanted = {name for name, target in fleet.targets.items() if _matches(selector, target)}
+    for name in [n for n in deployment.rollouts if n not in wanted]:
+        del deployment.rollouts[name]
+    for name in sorted(wanted.difference(deployment.rollouts)):
+        deployment.rollouts[name] = Rollout(
+            target=name, desired_revision=deployment.current_revision,
+            state="paused" if deployment.paused else "pending",
+        )
+
+
+def _on_target(fleet: Fleet, target: Target) -> None:
+    """A target's labels or retirement changed: add or drop its rollouts everywhere."""
+    for deployment in fleet.deployments.values():
+        if deployment.removed or deployment.current_revision == 0:
+            continue
+        wanted = _matches(selector_of(deployment.selector), target)
+        if wanted and target.name not in deployment.rollouts:
+            deployment.rollouts[target.name] = Rollout(
+                target=target.name, desired_revision=deployment.current_revision,
+                state="paused" if deployment.paused else "pending",
+            )
+        elif not wanted and target.name in deployment.rollouts:
+            del deployment.rollouts[target.name]
+
+
+def _set_target(fleet: Fleet, event: events.TargetRegistered | events.TargetUpdated, meta: Meta) -> None:
+    target = fleet.targets.get(event.target)
+    if target is None:
+        target = Target(name=event.target, registered_at=meta.recorded_at)
+        fleet.targets[event.target] = target
+    target.labels = event.labels
+    target.server = event.server
+    target.context = event.context
+    target.credentials_ref = event.credentials_ref
+    target.ca_ref = event.ca_ref
+    target.insecure = event.insecure
+    if isinstance(event, events.TargetRegistered):
+        target.retired = False
+    target.version = meta.version
+    target.position = meta.position
+    target.updated_at = meta.recorded_at
+    _on_target(fleet, target)
+
+
+def _retire_target(fleet: Fleet, event: events.TargetRetired, meta: Meta) -> None:
+    target = fleet.targets.get(event.target)
+    if target is None:
+        target = Target(name=event.target, registered_at=meta.recorded_at)
+        fleet.targets[event.target] = target
+    target.retired = True
+    target.version = meta.version
+    target.position = meta.position
+    target.updated_at = meta.recorded_at
+    _on_target(fleet, target)
+
+
+def _deployment(fleet: Fleet, name: str, meta: Meta) -> Deployment:
+    deployment = fleet.deployments.get(name)
+    if deployment is None:
+        deployment = Deployment(name=name, created_at=meta.recorded_at)
+        fleet.deployments[name] = deployment
+    deployment.version = meta.version
+    deployment.position = meta.position
+    deployment.updated_at = meta.recorded_at
+    return deployment
+
+
+def _shared(previous: Revision | None, manifests: bytes, selector: str,
+            matched: list[str]) -> tuple[bytes, str, tuple[str, ...]]:
+    """Reuse the predecessor's objects where equal, so long histories stay small in memory."""
+    matched_tuple = tuple(matched)
+    if previous is None:
+        return manifests, selector, matched_tuple
+    return (
+        previous.manifests if previous.manifests == manifests else manifests,
+        previous.selector if previous.selector == selector else selector,
+        previous.matched_targets if previous.matched_targets == matched_tuple else matched_tuple,
+    )
+
+
+def _make_current(fleet: Fleet, deployment: Deployment, revision: Revision) -> None:
+    deployment.revisions[revision.number] = revision
+    retarget = (deployment.removed or deployment.current_revision == 0
+                or deployment.selector != revision.selector)
+    deployment.removed = False
+    deployment.current_revision = revision.number
+    deployment.selector = revision.selector
+    if retarget:
+        _retarget(fleet, deployment)
+    state: RolloutState = "paused" if deployment.paused else "pending"
+    for rollout in deployment.rollouts.values():
+        rollout.desired_revision = revision.number
+        rollout.outcome = None
+        rollout.last_error = None
+        rollout.attempts = 0
+        rollout.state = state
+
+
+def _submit(fleet: Fleet, event: events.RevisionSubmitted, meta: Meta) -> None:
+    deployment = _deployment(fleet, event.deployment, meta)
+    previous = deployment.revisions.get(deployment.current_revision)
+    manifests, selector, matched = _shared(
+        previous, events.encode(event.manifests), event.selector, event.matched_targets)
+    _make_current(fleet, deployment, Revision(
+        number=event.revision, manifests=manifests, selector=selector, message=event.message,
+        matched_targets=matched, actor=meta.actor, recorded_at=meta.recorded_at,
+        position=meta.position,
+    ))
+
+
+def _roll_back(fleet: Fleet, event: events.RolledBack, meta: Meta) -> None:
+    deployment = _deployment(fleet, event.deployment, meta)
+    base = deployment.revisions.get(event.to_revision)
+    previous = deployment.revisions.get(deployment.current_revision)
+    restored = base.manifests if base is not None else _EMPTY_MANIFESTS
+    _, selector, matched = _shared(
+        previous, restored, base.selector if base is not None else deployment.selector,
+        event.matched_targets)
+    _make_current(fleet, deployment, Revision(
+        number=event.revision, manifests=restored, selector=selector, message=event.message,
+        matched_targets=matched, actor=meta.actor, recorded_at=meta.recorded_at,
+        position=meta.position, rolled_back_to=event.to_revision,
+    ))
+
+
+def _pause(fleet: Fleet, name: str, paused: bool, reason: str, meta: Meta) -> None:
+    deployment = _deployment(fleet, name, meta)
+    deployment.paused = paused
+    deployment.pause_reason = reason if paused else ""
+    for rollout in deployment.rollouts.values():
+        rollout.state = _state(deployment, rollout)
+
+
+def _remove(fleet: Fleet, event: events.DeploymentRemoved, meta: Meta) -> None:
+    deployment = _deployment(fleet, event.deployment, meta)
+    deployment.removed = True
+    deployment.paused = False
+    deployment.pause_reason = ""
+    deployment.rollouts.clear()
+
+
+def _outcome(fleet: Fleet, event: events.ApplySucceeded | events.ApplyFailed, meta: Meta) -> None:
+    deployment = fleet.deployments.get(event.deployment)
+    rollout = deployment.rollouts.get(event.target) if deployment is not None else None
+    if deployment is None or rollout is None:
+        return
+    rollout.last_attempt_at = meta.recorded_at
+    current = event.revision == rollout.desired_revision
+    if isinstance(event, events.ApplySucceeded):
+        rollout.applied_revision = event.revision
+        rollout.objects_applied = len(event.objects)
+        if current:
+            rollout.outcome = "succeeded"
+            rollout.last_error = None
+            rollout.attempts = event.attempt
+    elif current:
+        rollout.outcome = "retrying" if event.retryable else "failed"
+        rollout.last_error = event.error
+        rollout.attempts = event.attempt
+    rollout.state = _state(deployment, rollout)
+
+
+def apply(fleet: Fleet, event: events.AnyEvent, meta: Meta) -> Fleet:
+    """Fold one event into ``fleet`` (in place) and return it."""
+    match event:
+        case events.TargetRegistered() | events.TargetUpdated():
+            _set_target(fleet, event, meta)
+        case events.TargetRetired():
+            _retire_target(fleet, event, meta)
+        case events.RevisionSubmitted():
+            _submit(fleet, event, meta)
+        case events.RolledBack():
+            _roll_back(fleet, event, meta)
+        case events.DeploymentPaused():
+            _pause(fleet, event.deployment, True, event.reason, meta)
+        case events.DeploymentResumed():
+            _pause(fleet, event.deployment, False, event.reason, meta)
+        case events.DeploymentRemoved():
+            _remove(fleet, event, meta)
+        case events.ApplySucceeded() | events.ApplyFailed():
+            _outcome(fleet, event, meta)
+    fleet.position = meta.position
+    fleet.recorded_at = meta.recorded_at
+    return fleet
+
+
+class _Actor(msgspec.Struct):
+    actor: str | None = None
+
+
+_actor_decoder: Final = msgspec.json.Decoder(_Actor)
+# Outcomes are the bulk of the log and their actor is the applier: not worth decoding.
+_NO_ACTOR: Final = frozenset({"ApplySucceeded", "ApplyFailed"})
+
+
+def decode(type_: str, data: str) -> events.AnyEvent | None:
+    """The event stored as ``type_`` with JSON ``data``; None when it does not decode."""
+    body = data.strip()
+    payload = '{"type":' + json.dumps(type_) + ("," + body[1:] if body != "{}" else "}")
+    try:
+        return events.decode_json(payload.encode())
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
+def actor_of(type_: str, metadata: str) -> str | None:
+    if type_ in _NO_ACTOR:
+        return None
+    try:
+        return _actor_decoder.decode(metadata).actor
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
+def apply_row(fleet: Fleet, position: int, stream: str, version: int, type_: str, data: str,
+              metadata: str, recorded_at: dt.datetime) -> Fleet:
+    """Fold one stored event given as columns (data and metadata as JSON text)."""
+    event = decode(type_, data)
+    if event is None:
+        fleet.position = position
+        fleet.recorded_at = recorded_at
+        return fleet
+    return apply(fleet, event, Meta(position, stream, version, recorded_at, actor_of(type_, metadata)))
+
+
+def apply_recorded(fleet: Fleet, rec: records.RecordedEvent) -> Fleet:
+    """Fold one stored event, decoded through the catalogue in ``ledger.events``."""
+    return apply_row(fleet, rec.position, rec.stream, rec.version, rec.type, rec.data, rec.metadata,
+                     rec.recorded_at)
