@@ -1,0 +1,8 @@
+-- How far each projection has folded the log. Written in the same transaction as the rows it
+-- covers, so after a crash the read models and their checkpoint never disagree: the projector
+-- resumes after `position`, and a repeated position is a duplicate delivery, not an error.
+CREATE TABLE projection_checkpoints (
+    name       text        PRIMARY KEY,
+    position   bigint      NOT NULL CHECK (position >= 0),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
