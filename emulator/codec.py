@@ -7,6 +7,7 @@ thousands of clusters; YAML falls back to PyYAML (C loader when available).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -17,14 +18,25 @@ from emulator.status import bad_request
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
 
-try:
-    _YamlLoader: type[yaml.SafeLoader] = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _YamlLoader = yaml.SafeLoader
+_YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def encode(value: Any) -> bytes:
     return _encoder.encode(value)
+
+
+def clone(value: Any) -> Any:
+    """Deep copy of a JSON-shaped value; several times faster than copy.deepcopy.
+
+    Also normalises non-JSON values (tuples, YAML dates) to their JSON form.
+    """
+    return _decoder.decode(_encoder.encode(value))
+
+
+def clone_dict(value: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`clone` for an object (typed for callers that need a dict back)."""
+    result: dict[str, Any] = clone(value)
+    return result
 
 
 def decode_json(data: bytes) -> Any:
@@ -41,8 +53,9 @@ def decode_yaml_or_json(data: bytes) -> Any:
     except msgspec.DecodeError:
         pass
     try:
-        return yaml.load(data, Loader=_YamlLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
+        value = yaml.load(data, Loader=_YamlLoader)
+        return clone(value)  # YAML timestamps etc. become JSON strings, as on a real server
+    except (yaml.YAMLError, TypeError, msgspec.EncodeError) as exc:
         raise bad_request(f"error converting YAML to JSON: {exc}") from exc
 
 

@@ -32,7 +32,7 @@ UNOWNED: frozenset[Path] = frozenset(
         ("metadata", "selfLink"),
     }
 )
-_MISSING = object()
+MISSING = object()
 
 
 def iter_leaves(obj: Mapping[str, Any], prefix: Path = ()) -> Iterator[tuple[Path, Any]]:
@@ -55,17 +55,17 @@ def owned_leaves(obj: Mapping[str, Any]) -> dict[Path, Any]:
 
 
 def get_path(obj: Mapping[str, Any], path: Path) -> Any:
-    """The value at ``path``, or the module's private MISSING sentinel."""
+    """The value at ``path``, or the ``MISSING`` sentinel."""
     node: Any = obj
     for key in path:
         if not isinstance(node, dict) or key not in node:
-            return _MISSING
+            return MISSING
         node = node[key]
     return node
 
 
 def has_path(obj: Mapping[str, Any], path: Path) -> bool:
-    return get_path(obj, path) is not _MISSING
+    return get_path(obj, path) is not MISSING
 
 
 def set_path(obj: dict[str, Any], path: Path, value: Any) -> None:

@@ -138,7 +138,7 @@ class _Parser:
         key = self.identifier("identifier")
         problem = label_key_problem(key)
         if problem:
-            raise bad_request(f"unable to parse requirement: invalid label key \"{key}\": {problem}")
+            raise bad_request(f'unable to parse requirement: invalid label key "{key}": {problem}')
         return key
 
     def value(self) -> str:
@@ -148,7 +148,7 @@ class _Parser:
         value = self.identifier("identifier for value")
         problem = label_value_problem(value)
         if problem:
-            raise bad_request(f"unable to parse requirement: invalid label value: \"{value}\": {problem}")
+            raise bad_request(f'unable to parse requirement: invalid label value: "{value}": {problem}')
         return value
 
     def requirement(self) -> Requirement:
@@ -169,7 +169,9 @@ class _Parser:
                 self.pos -= 1
                 raise self.fail("'('")
             if self.peek() == ")":
-                raise bad_request("unable to parse requirement: for 'in', 'notin' operators, values set can't be empty")
+                raise bad_request(
+                    "unable to parse requirement: for 'in', 'notin' operators, values set can't be empty"
+                )
             values: list[str] = []
             while True:
                 values.append(self.value())
@@ -183,7 +185,9 @@ class _Parser:
         if op in (">", "<"):
             bound = self.identifier("integer")
             if not re.fullmatch(r"-?\d+", bound):
-                raise bad_request(f"unable to parse requirement: for '{op}' operator, the value must be an integer")
+                raise bad_request(
+                    f"unable to parse requirement: for '{op}' operator, the value must be an integer"
+                )
             return Requirement(key, op, (bound,))
         self.pos -= 1
         raise self.fail("'=', '!=', '==', 'in', 'notin', '>' or '<'")
@@ -262,7 +266,7 @@ class FieldSelector:
                 raise bad_request(f"invalid selector: '{text}'; can't understand '{term}'")
             field, op, value = match.group(1).strip(), match.group(2), _unescape(match.group(3).strip())
             if field not in allowed:
-                raise bad_request(f'field label not supported: {field}')
+                raise bad_request(f"field label not supported: {field}")
             terms.append((field, op != "!=", value))
         return cls(tuple(terms))
 
@@ -270,7 +274,9 @@ class FieldSelector:
         return all((_field_value(obj, f) == v) == eq for f, eq, v in self.terms)
 
 
-def make_filter(label_selector: str | None, field_selector: str | None, rt: ResourceType) -> Callable[[Mapping[str, Any]], bool]:
+def make_filter(
+    label_selector: str | None, field_selector: str | None, rt: ResourceType
+) -> Callable[[Mapping[str, Any]], bool]:
     """One predicate over whole objects for a LIST / deletecollection request."""
     labels = LabelSelector.parse(label_selector)
     fields = FieldSelector.parse(field_selector, rt)

@@ -39,7 +39,9 @@ def reason_for(code: int) -> str:
     return "InternalError" if code >= 500 else ""
 
 
-def status_body(code: int, reason: str, message: str, details: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def status_body(
+    code: int, reason: str, message: str, details: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
@@ -54,7 +56,13 @@ def status_body(code: int, reason: str, message: str, details: Mapping[str, Any]
 
 
 def success_status(details: Mapping[str, Any]) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": dict(details)}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": dict(details),
+    }
 
 
 class ApiError(Exception):
@@ -93,14 +101,20 @@ def not_found(rt: ResourceType, name: str) -> ApiError:
 
 
 def namespace_not_found(namespace: str) -> ApiError:
-    return ApiError(404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"})
+    return ApiError(
+        404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"}
+    )
 
 
 def already_exists(rt: ResourceType, name: str) -> ApiError:
-    return ApiError(409, "AlreadyExists", f'{rt.qualified_plural} "{name}" already exists', resource_details(rt, name))
+    return ApiError(
+        409, "AlreadyExists", f'{rt.qualified_plural} "{name}" already exists', resource_details(rt, name)
+    )
 
 
-def conflict(rt: ResourceType, name: str, message: str, causes: list[dict[str, str]] | None = None) -> ApiError:
+def conflict(
+    rt: ResourceType, name: str, message: str, causes: list[dict[str, str]] | None = None
+) -> ApiError:
     details = resource_details(rt, name)
     if causes:
         details["causes"] = causes
@@ -128,7 +142,9 @@ def invalid(rt: ResourceType, name: str, causes: list[dict[str, str]]) -> ApiErr
 
 
 def forbidden(rt: ResourceType, name: str, why: str) -> ApiError:
-    return ApiError(403, "Forbidden", f'{rt.qualified_plural} "{name}" is forbidden: {why}', resource_details(rt, name))
+    return ApiError(
+        403, "Forbidden", f'{rt.qualified_plural} "{name}" is forbidden: {why}', resource_details(rt, name)
+    )
 
 
 def bad_request(message: str) -> ApiError:
@@ -140,8 +156,14 @@ def page_not_found() -> ApiError:
 
 
 def method_not_allowed() -> ApiError:
-    return ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+    return ApiError(
+        405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+    )
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(415, "UnsupportedMediaType", f'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got "{content_type}")')
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        f'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got "{content_type}")',
+    )

@@ -61,7 +61,9 @@ def _string_map(value: Any, field: str) -> None:
     if value is None:
         return
     if not isinstance(value, Mapping):
-        raise bad_request(f"json: cannot unmarshal {type(value).__name__} into Go struct field {field} of type map[string]string")
+        raise bad_request(
+            f"json: cannot unmarshal {type(value).__name__} into Go struct field {field} of type map[string]string"
+        )
     for key, item in value.items():
         if not isinstance(item, str):
             raise bad_request(
@@ -99,7 +101,9 @@ def _workload_causes(rt: ResourceType, obj: Mapping[str, Any]) -> list[dict[str,
     template_labels = (template_meta or {}).get("labels") or {} if isinstance(template_meta, Mapping) else {}
     if rt.kind in ("Deployment", "StatefulSet", "DaemonSet"):
         selector = spec.get("selector")
-        if not isinstance(selector, Mapping) or not (selector.get("matchLabels") or selector.get("matchExpressions")):
+        if not isinstance(selector, Mapping) or not (
+            selector.get("matchLabels") or selector.get("matchExpressions")
+        ):
             causes.append(_cause("spec.selector", "Required value", "FieldValueRequired"))
         else:
             match_labels = selector.get("matchLabels") or {}

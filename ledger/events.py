@@ -172,6 +172,22 @@ def from_data(type_: str, data: Any) -> AnyEvent:
     return event
 
 
+def from_json_data(type_: str, raw: bytes) -> tuple[AnyEvent, dict[str, Any]]:
+    """Validate submitted JSON ``data`` of event ``type_`` with the one decoder.
+
+    Returns the event and the data as plain JSON values (what gets stored). Raises
+    msgspec.ValidationError with paths relative to ``data``, or with ``$.type`` for an unknown type.
+    """
+    data = msgspec.json.decode(raw)
+    if not isinstance(data, dict):
+        raise msgspec.ValidationError(f"Expected `object`, got `{type(data).__name__}`")
+    if "type" in data:
+        raise msgspec.ValidationError("Object contains unknown field `type`")
+    body = raw.strip()[1:].lstrip()
+    tagged = b'{"type":' + _encoder.encode(type_) + (b"" if body.startswith(b"}") else b",") + body
+    return _decoder.decode(tagged), data
+
+
 def to_data(event: Event) -> dict[str, Any]:
     """The event's data as stored: every field but the ``type`` tag."""
     raw: dict[str, Any] = msgspec.to_builtins(event)

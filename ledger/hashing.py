@@ -9,6 +9,13 @@ insignificant whitespace, non-ASCII characters unescaped; ``id`` as lower-case h
 
 ``hash = sha256(bytes.fromhex(prev_hash) + canonical)``, hex encoded; the first event's prev_hash is
 64 zeros.
+
+Numbers must survive PostgreSQL's jsonb unchanged, or a verifier reading the rows back would encode
+them differently: jsonb prints 1e16 as 10000000000000000 (an integer) and -0.0 as 0.0. So before an
+event is stored, ``normalize`` turns floats of magnitude 1e16 or more into integers (they are whole
+numbers anyway) and -0.0 into 0.0. The encoding itself is done by msgspec, whose output equals
+``json.dumps`` above except in how floats with an exponent are written; such documents fall back to
+``json.dumps`` so the bytes are always the documented ones.
 """
 
 from __future__ import annotations
@@ -16,10 +23,40 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
+import re
 from typing import Any, Final
 from uuid import UUID
 
+import msgspec
+
 GENESIS: Final = "0" * 64
+_EXPONENT: Final = re.compile(rb"[0-9][eE]")
+_NEEDS_NORMALIZING: Final = re.compile(rb"[0-9][eE]\+?[0-9]|-0\.0(?![0-9])")
+_encoder: Final = msgspec.json.Encoder(order="sorted")
+
+
+def _normalize_value(value: Any) -> Any:
+    if isinstance(value, float):
+        if value == 0.0:
+            return 0.0
+        if math.isfinite(value) and abs(value) >= 1e16:
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {k: _normalize_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalize_value(v) for v in value]
+    return value
+
+
+def normalize(data: Any) -> tuple[Any, str]:
+    """``data`` as it will read back from jsonb, and its JSON text for storing."""
+    text = msgspec.json.encode(data)
+    if _NEEDS_NORMALIZING.search(text):
+        data = _normalize_value(data)
+        text = msgspec.json.encode(data)
+    return data, text.decode()
 
 
 def format_time(moment: dt.datetime) -> str:
@@ -47,7 +84,10 @@ def canonical(
         "type": type,
         "version": version,
     }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    fast = _encoder.encode(doc)
+    if _EXPONENT.search(fast):
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return fast
 
 
 def chain(prev_hash: str, canonical_bytes: bytes) -> str:

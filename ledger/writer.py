@@ -10,6 +10,7 @@ flight the next batch forms.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -32,10 +33,27 @@ log = logging.getLogger(__name__)
 APPEND_LOCK: Final = 0x4C45444745524150  # "LEDGERAP"
 NOTIFY_CHANNEL: Final = "ledger_events"
 
+# The head, the batch's event ids already stored (idempotent retries) and its streams' versions.
+_READ: Final = """
+SELECT 0 AS kind, position, hash, recorded_at, NULL::uuid AS id, NULL::text AS stream,
+       NULL::int AS version, NULL::text AS type, NULL::text AS data
+  FROM (SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1) AS head
+UNION ALL
+SELECT 1, position, NULL, NULL, id, stream, version, type, data::text
+  FROM events WHERE id = ANY($1::uuid[])
+UNION ALL
+SELECT 2, NULL, NULL, NULL, NULL, stream, max(version), NULL, NULL
+  FROM events WHERE stream = ANY($2::text[]) GROUP BY stream
+"""
+
+# One NOTIFY per committed batch, sent with the insert (delivered at commit, never per row).
 _INSERT: Final = """
-INSERT INTO events (position, stream, version, id, type, data, metadata, recorded_at, prev_hash, hash)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[], $5::text[],
-                     $6::jsonb[], $7::jsonb[], $8::timestamptz[], $9::text[], $10::text[])
+WITH inserted AS (
+    INSERT INTO events (position, stream, version, id, type, data, metadata, recorded_at, prev_hash, hash)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[], $5::text[],
+                         $6::jsonb[], $7::jsonb[], $8::timestamptz[], $9::text[], $10::text[])
+)
+SELECT pg_notify($11, $12)
 """
 
 
@@ -112,41 +130,42 @@ class BatchingWriter:
         log.exception("append failed", exc_info=exc)
         return exc
 
-    async def _commit(
-        self, batch: list[_Pending]
-    ) -> list[records.AppendResult | BaseException]:
+    async def _commit(self, batch: list[_Pending]) -> list[records.AppendResult | BaseException]:
+        # Four round trips a batch: BEGIN + lock (one simple-protocol message), the reads, the insert
+        # with its NOTIFY, COMMIT. The lock must be its own statement, before the head is read: under
+        # READ COMMITTED a statement's snapshot is taken when it starts.
         async with self._pool.acquire(timeout=self._timeout) as conn:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
-                return await self._write(conn, batch)
+            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})")
+            try:
+                outcomes = await self._write(conn, batch)
+                await conn.execute("COMMIT")
+            except BaseException:
+                if not conn.is_closed() and conn.is_in_transaction():
+                    with contextlib.suppress(Exception):
+                        await conn.execute("ROLLBACK")
+                raise
+            return outcomes
 
     async def _write(
         self, conn: asyncpg.Connection, batch: list[_Pending]
     ) -> list[records.AppendResult | BaseException]:
-        head = await conn.fetchrow(
-            "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1"
-        )
+        ids = [e.id for p in batch for e in p.request.events]
+        streams = list({p.request.stream for p in batch})
+        head: Any = None
+        stored: dict[UUID, Any] = {}
+        versions: dict[str, int] = {s: 0 for s in streams}
+        for r in await conn.fetch(_READ, ids, streams):
+            if r["kind"] == 0:
+                head = r
+            elif r["kind"] == 1:
+                stored[r["id"]] = r
+            else:
+                versions[r["stream"]] = r["version"]
         position = head["position"] if head else 0
         prev_hash = head["hash"] if head else hashing.GENESIS
         now = dt.datetime.now(dt.UTC)
         recorded_at = max(now, head["recorded_at"]) if head else now
-
-        ids = [e.id for p in batch for e in p.request.events]
-        streams = list({p.request.stream for p in batch})
-        stored: dict[UUID, Any] = {
-            r["id"]: r
-            for r in await conn.fetch(
-                "SELECT id, position, stream, version, type, data::text AS data"
-                " FROM events WHERE id = ANY($1::uuid[])",
-                ids,
-            )
-        }
-        versions: dict[str, int] = {s: 0 for s in streams}
-        for r in await conn.fetch(
-            "SELECT stream, max(version) AS v FROM events WHERE stream = ANY($1::text[]) GROUP BY stream",
-            streams,
-        ):
-            versions[r["stream"]] = r["v"]
+        recorded_text = hashing.format_time(recorded_at)
 
         cols: list[list[Any]] = [[] for _ in range(10)]
         in_batch: dict[UUID, tuple[int, str, int, str, Any]] = {}
@@ -167,17 +186,17 @@ class BatchingWriter:
             for event in req.events:
                 position += 1
                 actual += 1
-                data_text = json.dumps(event.data, ensure_ascii=False)
-                meta_text = json.dumps(event.metadata, ensure_ascii=False)
+                data, data_text = hashing.normalize(event.data)
+                metadata, meta_text = hashing.normalize(event.metadata)
                 canonical = hashing.canonical(
                     position=position,
                     stream=req.stream,
                     version=actual,
                     id=event.id,
                     type=event.type,
-                    data=event.data,
-                    metadata=event.metadata,
-                    recorded_at=recorded_at,
+                    data=data,
+                    metadata=metadata,
+                    recorded_at=recorded_text,
                 )
                 digest = hashing.chain(prev_hash, canonical)
                 for col, value in zip(
@@ -187,7 +206,7 @@ class BatchingWriter:
                 ):
                     col.append(value)
                 prev_hash = digest
-                in_batch[event.id] = (position, req.stream, actual, event.type, event.data)
+                in_batch[event.id] = (position, req.stream, actual, event.type, data)
             versions[req.stream] = actual
             outcomes.append(
                 records.AppendResult(
@@ -198,8 +217,7 @@ class BatchingWriter:
                 )
             )
         if cols[0]:
-            await conn.execute(_INSERT, *cols)
-            await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(position))
+            await conn.execute(_INSERT, *cols, NOTIFY_CHANNEL, str(position))
         return outcomes
 
     @staticmethod

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -39,13 +41,15 @@ async def _make_template(admin_url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_admin_url() -> Iterator[str]:
     external = os.environ.get("LEDGER_TEST_DATABASE_URL")
     server: pgembed.EmbeddedPostgres | None = None
     if external:
         url = external
     else:
-        server = pgembed.EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", options=FAST)
+        # Not under pytest's basetemp: a concurrent pytest run prunes old basetemps, data dir included.
+        server = pgembed.EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="ledger-test-pg-")) / "data",
+                                          options=FAST)
         url = server.start()
     asyncio.run(_make_template(url))
     try:
@@ -53,6 +57,7 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         if server is not None:
             server.destroy()
+            shutil.rmtree(server.pgdata.parent, ignore_errors=True)
 
 
 @pytest.fixture

@@ -4,7 +4,10 @@ into 503 + Retry-After and not-ready, and the service recovers by itself when it
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -72,11 +75,13 @@ async def test_sigkill_during_32_concurrent_appends_loses_no_acknowledged_event(
 
 
 @pytest.fixture
-async def private_pg(tmp_path):
-    server = pgfixtures.private_server(tmp_path / "pg")
+async def private_pg():
+    path = Path(tempfile.mkdtemp(prefix="ledger-test-pg-"))
+    server = pgfixtures.private_server(path / "pg")
     await asyncio.to_thread(server.start)
     yield server
     await asyncio.to_thread(server.destroy)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 async def test_postgres_outage_is_503_then_recovers(aiohttp_client, private_pg, tmp_path):

@@ -1,0 +1,174 @@
+"""Append throughput over HTTP, each beside its raw baseline measured in the same run.
+
+1. Single-event requests, 64 keep-alive connections (wrk): the ledger vs an aiohttp no-op JSON
+   POST handler driven by the same wrk script.
+2. Batches of 500 events per request: the ledger over HTTP vs raw asyncpg
+   ``INSERT … SELECT unnest(…)`` of the same rows into a copy of the events table.
+
+Run: ``make bench`` or ``.venv/bin/python -m bench.append [--seconds 10]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from bench import harness
+from ledger import hashing, pgembed
+
+OBJECTS = [
+    {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "web", "name": "frontend"},
+    {"apiVersion": "v1", "kind": "Service", "namespace": "web", "name": "frontend"},
+    {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "web", "name": "frontend-config"},
+]
+
+
+def outcome(deployment: str, n: int) -> dict:
+    return {"type": "ApplySucceeded", "data": {"deployment": deployment, "revision": n, "target": f"edge-{n % 97}",
+                                               "objects": OBJECTS, "duration_ms": 12, "attempt": 1}}
+
+
+SINGLE_LUA = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local d = "bench-" .. (counter % 64)
+  local body = '{"events":[{"type":"ApplySucceeded","data":{"deployment":"' .. d .. '","revision":' .. counter ..
+    ',"target":"edge-' .. (counter % 97) .. '","objects":%s,"duration_ms":12,"attempt":1}}]}'
+  return wrk.format("POST", "/v1/streams/rollout-" .. d .. "/events", {["Content-Type"]="application/json"}, body)
+end
+"""
+
+BATCH_LUA = """
+counter = 0
+body = %s
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "/v1/streams/rollout-batch-" .. (counter %% 8) .. "/events",
+                    {["Content-Type"]="application/json"}, body:gsub("DEPLOYMENT", "batch-" .. (counter %% 8)))
+end
+"""
+
+
+def lua_string(text: str) -> str:
+    return "[==[" + text + "]==]"
+
+
+async def raw_baseline(database_url: str, seconds: float, batch: int, workers: int) -> float:
+    """Raw asyncpg INSERT … SELECT unnest(…) of the same rows, same batch size and concurrency."""
+    conn = await asyncpg.connect(database_url)
+    await conn.execute("DROP TABLE IF EXISTS raw_events; CREATE TABLE raw_events (LIKE events INCLUDING ALL)")
+    await conn.close()
+    pool = await asyncpg.create_pool(database_url, min_size=workers, max_size=workers)
+    data = json.dumps(outcome("raw", 1)["data"])
+    meta = json.dumps({"client": "bench"})
+    deadline = time.monotonic() + seconds
+    done = 0
+
+    async def worker(w: int) -> None:
+        nonlocal done
+        position = w * 10**8
+        while time.monotonic() < deadline:
+            now = dt.datetime.now(dt.UTC)
+            positions = list(range(position + 1, position + batch + 1))
+            position += batch
+            async with pool.acquire() as c:
+                await c.execute(
+                    "INSERT INTO raw_events (position, stream, version, id, type, data, metadata, recorded_at,"
+                    " prev_hash, hash) SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[],"
+                    " $5::text[], $6::jsonb[], $7::jsonb[], $8::timestamptz[], $9::text[], $10::text[])",
+                    positions, [f"rollout-raw-{w}"] * batch, [p - w * 10**8 for p in positions], [uuid.uuid4() for _ in positions],
+                    ["ApplySucceeded"] * batch, [data] * batch, [meta] * batch, [now] * batch,
+                    [hashing.GENESIS] * batch, [hashing.GENESIS] * batch,
+                )
+            done += batch
+
+    start = time.monotonic()
+    await asyncio.gather(*(worker(w) for w in range(workers)))
+    elapsed = time.monotonic() - start
+    await pool.close()
+    return done / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--batch-connections", type=int, default=4)
+    parser.add_argument("--no-record", action="store_true", help="do not write docs/benchmarks.md")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ledger-bench-append-"))
+    single_lua = work / "single.lua"
+    single_lua.write_text(SINGLE_LUA.replace("%s", json.dumps(OBJECTS, separators=(",", ":"))))
+    batch_body = json.dumps({"events": [outcome("DEPLOYMENT", i) for i in range(args.batch)]})
+    batch_lua = work / "batch.lua"
+    batch_lua.write_text(BATCH_LUA % lua_string(batch_body))
+
+    with harness.Postgres() as database_url:
+        port = pgembed.free_port()
+        noop = subprocess.Popen([sys.executable, "-m", "bench.noop", str(port)], cwd=harness.ROOT)
+        try:
+            harness.wait_http(f"http://127.0.0.1:{port}/", noop)
+        except RuntimeError:
+            pass
+        noop_url = f"http://127.0.0.1:{port}"
+        time.sleep(0.5)
+        print(f"no-op aiohttp handler, {args.connections} connections, {args.seconds}s …", flush=True)
+        base = harness.wrk(noop_url, single_lua, connections=args.connections, seconds=args.seconds)
+        harness.stop(noop)
+
+        service, url = harness.start_service(database_url, work / "data", LEDGER_PROJECTOR="false",
+                                             LEDGER_APPLIER="false")
+        try:
+            print(f"ledger single-event appends, {args.connections} connections, {args.seconds}s …", flush=True)
+            single = harness.wrk(url, single_lua, connections=args.connections, seconds=args.seconds)
+            print(f"ledger batches of {args.batch}, {args.batch_connections} connections, {args.seconds}s …",
+                  flush=True)
+            batched = harness.wrk(url, batch_lua, connections=args.batch_connections, seconds=args.seconds)
+        finally:
+            harness.stop(service)
+        print(f"raw asyncpg INSERT … unnest, batches of {args.batch}, {args.batch_connections} connections …",
+              flush=True)
+        raw = asyncio.run(raw_baseline(database_url, args.seconds, args.batch, args.batch_connections))
+
+    batch_rate = batched["requests_per_s"] * args.batch
+    rows = [
+        ("single-event append over HTTP (events/s)", single["requests_per_s"], base["requests_per_s"],
+         "aiohttp no-op JSON POST"),
+        ("single-event append p50 (ms)", single.get("p50_ms", float("nan")), base.get("p50_ms", float("nan")),
+         "no-op p50"),
+        ("single-event append p99 (ms)", single.get("p99_ms", float("nan")), base.get("p99_ms", float("nan")),
+         "no-op p99"),
+        (f"batch-of-{args.batch} append over HTTP (events/s)", batch_rate, raw, "raw asyncpg INSERT … unnest"),
+    ]
+    lines = [
+        f"Measured {dt.date.today().isoformat()} on {harness.machine()}; service, PostgreSQL and wrk share the machine.",
+        f"wrk: {args.connections} keep-alive connections for single events, {args.batch_connections} for batches, "
+        f"{args.seconds} s each; embedded PostgreSQL with default durability (fsync on); projector and applier off.",
+        f"Errors (non-2xx): single {int(single['errors'])}, batch {int(batched['errors'])}.",
+        "",
+        "| measure | ledger | baseline | ratio | baseline is |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, ours, theirs, what in rows:
+        lines.append(f"| {name} | {ours:,.1f} | {theirs:,.1f} | {ours / theirs:.2f}x | {what} |")
+    lines += ["", "Targets: single-event rate at least 0.5x the no-op, p99 at most 25 ms; batches at least 0.5x raw."]
+    report = "\n".join(lines)
+    print(report)
+    if not args.no_record:
+        harness.record("Append (bench/append.py)", report)
+
+
+if __name__ == "__main__":
+    main()
