@@ -403,15 +403,24 @@ def actor_of(type_: str, metadata: str) -> str | None:
         return None
 
 
-def apply_row(fleet: Fleet, position: int, stream: str, version: int, type_: str, data: str,
-              metadata: str, recorded_at: dt.datetime) -> Fleet:
-    """Fold one stored event given as columns (data and metadata as JSON text)."""
+def fold_row(fleet: Fleet, position: int, stream: str, version: int, type_: str, data: str,
+             metadata: str, recorded_at: dt.datetime) -> events.AnyEvent | None:
+    """Fold one stored event given as columns (data and metadata as JSON text); returns the event
+    it decoded, for callers that track what changed, or None when it did not decode."""
     event = decode(type_, data)
     if event is None:
         fleet.position = position
         fleet.recorded_at = recorded_at
-        return fleet
-    return apply(fleet, event, Meta(position, stream, version, recorded_at, actor_of(type_, metadata)))
+    else:
+        apply(fleet, event, Meta(position, stream, version, recorded_at, actor_of(type_, metadata)))
+    return event
+
+
+def apply_row(fleet: Fleet, position: int, stream: str, version: int, type_: str, data: str,
+              metadata: str, recorded_at: dt.datetime) -> Fleet:
+    """Fold one stored event given as columns (data and metadata as JSON text)."""
+    fold_row(fleet, position, stream, version, type_, data, metadata, recorded_at)
+    return fleet
 
 
 def apply_recorded(fleet: Fleet, rec: records.RecordedEvent) -> Fleet:

@@ -1,0 +1,210 @@
+"""Commands as pure decisions: current state + a command -> the event to record, or a domain error.
+
+The HTTP layer loads state (the stream folded through ``projections.fleet``), calls one of these and
+appends what comes back; nothing here does I/O, so every rule is tested without a database.
+
+Decisions:
+
+- Each command yields at most one event. ``None`` means "nothing to record": a PUT of a target with
+  exactly its current settings is a no-op, not a new version.
+- Revisions are numbered by the server: one more than the highest revision the stream has ever had,
+  so numbers are never reused, not even after removal (a new revision revives a removed deployment).
+- The first revision must name a selector (``""`` targets every cluster, as in Kubernetes); later
+  ones keep the current selector unless they name another.
+- A rollback restores the manifests and the selector of ``to_revision``; its matched targets are
+  resolved with that selector. Rolling back to the current revision is refused: it would change
+  nothing.
+- Retired target names are not reused: a retired target refuses every command, so history never
+  mixes two clusters under one name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger import events
+from projections import fleet, selectors
+
+
+class DomainError(Exception):
+    """A command that the current state refuses; ``field`` names the input at fault, if any."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(DomainError):
+    """The deployment or target does not exist."""
+
+
+class Conflict(DomainError):
+    """The command contradicts the current state (paused already, removed, retired, ...)."""
+
+
+class Invalid(DomainError):
+    """The command refers to something that does not exist or is malformed."""
+
+
+@dataclass(frozen=True)
+class RegisterTarget:
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    server: str | None = None
+    context: str | None = None
+    credentials_ref: str | None = None
+    ca_ref: str | None = None
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class SubmitRevision:
+    deployment: str
+    manifests: list[dict[str, Any]]
+    selector: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RollBack:
+    deployment: str
+    to_revision: int
+    message: str = ""
+
+
+def _live_target(name: str, target: fleet.Target | None) -> fleet.Target:
+    if target is None:
+        raise NotFound(f"target {name} is not registered")
+    if target.retired:
+        raise Conflict(f"target {name} was retired (version {target.version}); a retired name is not reused")
+    return target
+
+
+def register_target(target: fleet.Target | None, command: RegisterTarget) -> events.Event | None:
+    """TargetRegistered for a new name, TargetUpdated for a change, None when nothing changes."""
+    selectors.validate_labels(command.labels)
+    if not command.server and not command.context:
+        raise Invalid("a target needs a server (API URL) or a kubeconfig context", field="server")
+    if command.server and not command.server.startswith(("https://", "http://")):
+        raise Invalid(f"server {command.server!r} must be an http:// or https:// URL", field="server")
+    if target is None:
+        return events.TargetRegistered(
+            target=command.name, labels=dict(command.labels), server=command.server,
+            context=command.context, credentials_ref=command.credentials_ref, ca_ref=command.ca_ref,
+            insecure=command.insecure)
+    _live_target(command.name, target)
+    wanted = (command.labels, command.server, command.context, command.credentials_ref, command.ca_ref,
+              command.insecure)
+    current = (target.labels, target.server, target.context, target.credentials_ref, target.ca_ref,
+               target.insecure)
+    if wanted == current:
+        return None
+    return events.TargetUpdated(
+        target=command.name, labels=dict(command.labels), server=command.server, context=command.context,
+        credentials_ref=command.credentials_ref, ca_ref=command.ca_ref, insecure=command.insecure)
+
+
+def retire_target(name: str, target: fleet.Target | None) -> events.TargetRetired:
+    _live_target(name, target)
+    return events.TargetRetired(target=name)
+
+
+def _existing(name: str, deployment: fleet.Deployment | None) -> fleet.Deployment:
+    if deployment is None or not deployment.revisions:
+        raise NotFound(f"deployment {name} has no revisions")
+    return deployment
+
+
+def _active(name: str, deployment: fleet.Deployment | None) -> fleet.Deployment:
+    found = _existing(name, deployment)
+    if found.removed:
+        raise Conflict(f"deployment {name} was removed (version {found.version}); "
+                       "submit a new revision to bring it back")
+    return found
+
+
+def _matched(targets: Mapping[str, fleet.Target], selector: selectors.Selector) -> list[str]:
+    return sorted(n for n, t in targets.items() if not t.retired and selector.matches(t.labels))
+
+
+def next_revision(deployment: fleet.Deployment | None) -> int:
+    return max(deployment.revisions, default=0) + 1 if deployment is not None else 1
+
+
+def submit_revision(deployment: fleet.Deployment | None, command: SubmitRevision,
+                    targets: Mapping[str, fleet.Target]) -> events.RevisionSubmitted:
+    """The next revision; ``targets`` (the fleet's, retired included) resolve ``matched_targets``."""
+    text = command.selector
+    if text is None:
+        if deployment is None or not deployment.revisions:
+            raise Invalid(f"deployment {command.deployment} has no revision yet, so its first one must "
+                          'name a selector ("" targets every cluster)', field="selector")
+        text = deployment.selector
+    selector = selectors.parse(text)
+    return events.RevisionSubmitted(
+        deployment=command.deployment,
+        revision=next_revision(deployment),
+        manifests=command.manifests,
+        selector=str(selector),
+        message=command.message,
+        matched_targets=_matched(targets, selector),
+    )
+
+
+def roll_back(deployment: fleet.Deployment | None, command: RollBack,
+              targets: Mapping[str, fleet.Target]) -> events.RolledBack:
+    found = _active(command.deployment, deployment)
+    base = found.revisions.get(command.to_revision)
+    if base is None:
+        known = _ranges(sorted(found.revisions))
+        raise Invalid(f"deployment {command.deployment} has no revision {command.to_revision}; "
+                      f"it has {known}", field="to_revision")
+    if command.to_revision == found.current_revision:
+        raise Conflict(f"revision {command.to_revision} of {command.deployment} is already current",
+                       field="to_revision")
+    selector = fleet.selector_of(base.selector) or selectors.Selector()
+    return events.RolledBack(
+        deployment=command.deployment,
+        revision=next_revision(found),
+        to_revision=command.to_revision,
+        message=command.message or f"roll back to revision {command.to_revision}",
+        matched_targets=_matched(targets, selector),
+    )
+
+
+def pause(name: str, deployment: fleet.Deployment | None, reason: str) -> events.DeploymentPaused:
+    found = _active(name, deployment)
+    if found.paused:
+        since = f": {found.pause_reason}" if found.pause_reason else ""
+        raise Conflict(f"deployment {name} is already paused{since}")
+    return events.DeploymentPaused(deployment=name, reason=reason)
+
+
+def resume(name: str, deployment: fleet.Deployment | None, reason: str) -> events.DeploymentResumed:
+    found = _active(name, deployment)
+    if not found.paused:
+        raise Conflict(f"deployment {name} is not paused")
+    return events.DeploymentResumed(deployment=name, reason=reason)
+
+
+def remove(name: str, deployment: fleet.Deployment | None, reason: str) -> events.DeploymentRemoved:
+    _active(name, deployment)
+    return events.DeploymentRemoved(deployment=name, reason=reason)
+
+
+def _ranges(numbers: Sequence[int]) -> str:
+    if not numbers:
+        return "none"
+    parts: list[str] = []
+    start = prev = numbers[0]
+    for n in [*numbers[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(f"{start}" if start == prev else f"{start}..{prev}")
+        if n is not None:
+            start = prev = n
+    return "revisions " + ", ".join(parts)

@@ -1,0 +1,82 @@
+"""Loading the state a command decides on, straight from the log, so it is never stale.
+
+A command must see every event committed before it, whatever the projector's lag: the stream it
+writes to is folded from the events table (manifests elided server-side, since no command needs
+them and a long history would otherwise be read in full), and the targets used to resolve
+``matched_targets`` come from the targets read model plus the target events after its checkpoint,
+both read in one snapshot of the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Final
+from uuid import UUID
+
+import asyncpg
+
+from projections import fleet, tables
+
+_STREAM: Final = """
+SELECT position, stream, version, type,
+       CASE WHEN type = 'RevisionSubmitted' THEN (data || '{"manifests": []}'::jsonb)::text
+            ELSE data::text END,
+       metadata::text, recorded_at
+FROM events WHERE stream = $1 ORDER BY version
+"""
+_TARGET_TAIL: Final = """
+SELECT position, stream, version, type, data::text, metadata::text, recorded_at
+FROM events WHERE category = 'target' AND position > $1 ORDER BY position
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An event already in the log, as an idempotent retry finds it."""
+
+    position: int
+    stream: str
+    version: int
+    type: str
+    data: str
+    recorded_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """One stream folded: ``version`` and ``position`` of its last event (0 when it has none)."""
+
+    state: fleet.Fleet
+    version: int
+    position: int
+
+
+async def stream_state(pool: asyncpg.Pool, stream: str, *, timeout: float | None = None) -> StreamState:
+    async with pool.acquire(timeout=timeout) as conn:
+        rows = await conn.fetch(_STREAM, stream, timeout=timeout)
+    state = fleet.empty()
+    for row in rows:
+        fleet.fold_row(state, *row)
+    return StreamState(state, rows[-1][2] if rows else 0, rows[-1][0] if rows else 0)
+
+
+async def by_id(pool: asyncpg.Pool, event_id: UUID, *, timeout: float | None = None) -> Stored | None:
+    async with pool.acquire(timeout=timeout) as conn:
+        row = await conn.fetchrow(
+            "SELECT position, stream, version, type, data::text, recorded_at FROM events WHERE id = $1",
+            event_id, timeout=timeout)
+    return Stored(*row) if row is not None else None
+
+
+async def targets(pool: asyncpg.Pool, *, timeout: float | None = None) -> dict[str, fleet.Target]:
+    """Every target (retired included) as of now: the read model, caught up from the log."""
+    async with pool.acquire(timeout=timeout) as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            checkpoint = await tables.checkpoint(conn)
+            state = fleet.empty()
+            for target in await tables.load_targets(conn):
+                state.targets[target.name] = target
+            for row in await conn.fetch(_TARGET_TAIL, checkpoint, timeout=timeout):
+                fleet.apply_row(state, *row)
+    return state.targets

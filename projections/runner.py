@@ -1,0 +1,205 @@
+"""The projector: folds the log into the read-model tables and keeps them current.
+
+It keeps the live fleet in memory, folds every event through ``projections.fleet``, and writes the
+rows the folded events changed together with its checkpoint in one transaction, many events per
+transaction. After a restart it loads the fleet at its checkpoint (nearest snapshot plus the events
+after it), catches up with a server-side cursor to the head, then follows live appends through
+``EventStore.subscribe``. A position at or below the checkpoint is a duplicate delivery and is
+skipped, never an error.
+
+Decisions:
+
+- **One projector per database**, held by a session advisory lock on its write connection: a second
+  service process waits as a standby, and ``ledger rebuild`` refuses to run beside a live one. If
+  the connection drops the lock goes with it, so the in-memory state is thrown away and the
+  projector starts over from the database (supervised by ``ledger.tasks``).
+- **Pipelined catch-up**: while one batch of rows is written (on the write connection) the next
+  chunk of events is already being read (on the reader connection) and folded; rows are extracted
+  from the fleet before the write starts, so folding on never changes what a transaction writes.
+- **Snapshots** every ``snapshots.EVERY`` events, in the checkpoint transaction, compressed in a
+  thread so the event loop keeps serving.
+- **A fold that changed** (``tables.FORMAT`` differs from the checkpoint's) rebuilds from zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+import asyncpg
+
+from ledger import store as store_mod
+from projections import fleet, progress, replay, snapshots, tables
+
+log = logging.getLogger(__name__)
+
+# Session advisory lock: at most one projector (or rebuild) per database.
+LOCK: Final = 0x4C45444750524F4A  # "LEDGPROJ"
+CHUNK: Final = 5000
+
+
+class ProjectorBusy(RuntimeError):
+    """Another projector or rebuild holds the projection lock."""
+
+
+class Projector:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        store: store_mod.EventStore | None = None,
+        progress_: progress.Progress | None = None,
+        flush_every: int = snapshots.EVERY,
+        snapshot_every: int = snapshots.EVERY,
+        connect_timeout: float = 5.0,
+        on_flush: Callable[[int], None] | None = None,
+    ) -> None:
+        self.dsn = dsn
+        self.store = store
+        self.progress = progress_ or progress.Progress()
+        self.flush_every = flush_every
+        self.snapshot_every = snapshot_every
+        self.connect_timeout = connect_timeout
+        self.on_flush = on_flush
+        self.state = fleet.empty()
+        self.flushes = 0
+        self._snapshot_at = 0
+
+    async def _connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.dsn, timeout=self.connect_timeout, command_timeout=None)
+
+    async def run(self) -> None:
+        """Forever (for the service): take the lock, resume, catch up, follow live appends."""
+        if self.store is None:
+            raise RuntimeError("following live appends needs an event store")
+        conn = await self._connect()
+        try:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK):
+                log.info("another projector holds the projection lock; standing by")
+                await conn.execute("SELECT pg_advisory_lock($1)", LOCK)
+            await self._resume(conn)
+            await self._catch_up(conn)
+            log.info("projector caught up at position %d; following", self.state.position)
+            await self._follow(conn, self.store)
+        finally:
+            conn.terminate()
+
+    async def rebuild(self, *, until: int | None = None) -> int:
+        """Drop the read models and fold the log again from 0 (to ``until`` or the head)."""
+        conn = await self._connect()
+        try:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK):
+                raise ProjectorBusy("a projector is running on this database (a `ledger serve` process "
+                                    "with projector enabled); stop it before rebuilding")
+            async with conn.transaction():
+                await tables.reset(conn)
+            self.state = fleet.empty()
+            self._snapshot_at = 0
+            self.progress.reset(0)
+            await self._catch_up(conn, until=until)
+            return self.state.position
+        finally:
+            await conn.close()
+
+    async def _resume(self, conn: asyncpg.Connection) -> None:
+        row = await tables.checkpoint_row(conn)
+        if row is None or row[1] != tables.FORMAT:
+            if row is not None:
+                log.warning("read models hold fold format %d, this version folds %d: rebuilding",
+                            row[1], tables.FORMAT)
+            async with conn.transaction():
+                await tables.reset(conn)
+            self.state = fleet.empty()
+        else:
+            self.state = await replay.fleet_at(conn, row[0])
+        self._snapshot_at = self.state.position
+        self.progress.reset(self.state.position)
+
+    def _fold(self, changes: tables.Changes, row: Any) -> bool:
+        if row[0] <= self.state.position:
+            return False
+        changes.note(fleet.fold_row(self.state, *row))
+        return True
+
+    def _due(self, changes: tables.Changes) -> bool:
+        return changes.count >= self.flush_every or self.state.position % self.snapshot_every == 0
+
+    async def _catch_up(self, conn: asyncpg.Connection, *, until: int | None = None) -> None:
+        reader = await self._connect()
+        pending: asyncio.Future[None] | None = None
+        fetching: asyncio.Future[list[Any]] | None = None
+        try:
+            async with reader.transaction(isolation="repeatable_read", readonly=True):
+                end = until if until is not None else await replay.head(reader)
+                cursor = await reader.cursor(replay.EVENTS, self.state.position, end)
+                fetching = asyncio.ensure_future(cursor.fetch(CHUNK))
+                changes = tables.Changes()
+                while True:
+                    rows = await fetching
+                    more = len(rows) == CHUNK
+                    if more:
+                        fetching = asyncio.ensure_future(cursor.fetch(CHUNK))
+                    for row in rows:
+                        if self._fold(changes, row) and self._due(changes):
+                            if pending is not None:
+                                await pending
+                            pending = asyncio.ensure_future(self._flush(conn, changes))
+                            changes = tables.Changes()
+                    if not more:
+                        break
+                if pending is not None:
+                    await pending
+                    pending = None
+                if changes:
+                    await self._flush(conn, changes)
+        finally:
+            for future in (pending, fetching):
+                if future is not None and not future.done():
+                    future.cancel()
+            reader.terminate()
+
+    async def _follow(self, conn: asyncpg.Connection, store: store_mod.EventStore) -> None:
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.flush_every)
+
+        async def pump() -> None:
+            async for rec in store.subscribe(self.state.position, batch=1000):
+                await queue.put((rec.position, rec.stream, rec.version, rec.type, rec.data, rec.metadata,
+                                 rec.recorded_at))
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(pump())
+            while True:
+                batch = [await queue.get()]
+                while not queue.empty() and len(batch) < self.flush_every:
+                    batch.append(queue.get_nowait())
+                changes = tables.Changes()
+                for row in batch:
+                    self._fold(changes, row)
+                if changes:
+                    await self._flush(conn, changes)
+
+    def _flush(self, conn: asyncpg.Connection, changes: tables.Changes) -> asyncio.Future[None]:
+        """Extract the rows now (synchronously), then write them and the checkpoint in one transaction."""
+        rows = tables.rows(self.state, changes)
+        position, recorded_at = self.state.position, self.state.recorded_at
+        packed = None
+        if snapshots.due(self._snapshot_at, position, self.snapshot_every):
+            packed = snapshots.pack(self.state)
+            self._snapshot_at = position
+
+        async def commit() -> None:
+            snapshot = await asyncio.to_thread(snapshots.compress, packed) if packed is not None else None
+            async with conn.transaction():
+                await rows.write(conn)
+                await tables.save_checkpoint(conn, position)
+                if snapshot is not None:
+                    await snapshots.save(conn, position, recorded_at, snapshot)
+                await conn.execute("SELECT pg_notify($1, $2)", progress.CHANNEL, str(position))
+            self.flushes += 1
+            self.progress.advance(position)
+            if self.on_flush is not None:
+                self.on_flush(position)
+
+        return asyncio.ensure_future(commit())

@@ -1,0 +1,112 @@
+"""How fleet state looks to clients: one JSON shape per thing, whatever it was read from.
+
+The read-model queries turn their rows back into ``projections.fleet`` structs and the point-in-time
+replay folds events into the same structs; both render through these functions. So the live read
+models and ``/v1/state?at=head`` cannot differ in shape, only in content, and a test holds the
+content to equality.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any, Final
+
+from ledger import hashing
+from projections import fleet
+
+STATES: Final = ("pending", "applying", "applied", "failed", "paused")
+
+
+def time(moment: dt.datetime | None) -> str | None:
+    return hashing.format_time(moment) if moment is not None else None
+
+
+def target(t: fleet.Target) -> dict[str, Any]:
+    return {
+        "name": t.name,
+        "labels": dict(sorted(t.labels.items())),
+        "server": t.server,
+        "context": t.context,
+        "credentials_ref": t.credentials_ref,
+        "ca_ref": t.ca_ref,
+        "insecure": t.insecure,
+        "retired": t.retired,
+        "version": t.version,
+        "position": t.position,
+        "registered_at": time(t.registered_at),
+        "updated_at": time(t.updated_at),
+    }
+
+
+def rollout(deployment: str, r: fleet.Rollout) -> dict[str, Any]:
+    return {
+        "deployment": deployment,
+        "target": r.target,
+        "desired_revision": r.desired_revision,
+        "applied_revision": r.applied_revision,
+        "state": r.state,
+        "outcome": r.outcome,
+        "last_error": r.last_error,
+        "last_attempt_at": time(r.last_attempt_at),
+        "attempts": r.attempts,
+        "objects_applied": r.objects_applied,
+    }
+
+
+def summary(states: Iterable[str]) -> dict[str, int]:
+    counts = dict.fromkeys(STATES, 0)
+    total = 0
+    for state in states:
+        counts[state] = counts.get(state, 0) + 1
+        total += 1
+    return {"targets": total, **counts}
+
+
+def deployment(d: fleet.Deployment, states: Iterable[str]) -> dict[str, Any]:
+    return {
+        "name": d.name,
+        "current_revision": d.current_revision,
+        "selector": d.selector,
+        "paused": d.paused,
+        "pause_reason": d.pause_reason,
+        "removed": d.removed,
+        "version": d.version,
+        "position": d.position,
+        "created_at": time(d.created_at),
+        "updated_at": time(d.updated_at),
+        "summary": summary(states),
+    }
+
+
+def revision(deployment_name: str, r: fleet.Revision) -> dict[str, Any]:
+    return {
+        "deployment": deployment_name,
+        "revision": r.number,
+        "actor": r.actor,
+        "recorded_at": time(r.recorded_at),
+        "message": r.message,
+        "selector": r.selector,
+        "matched_targets": list(r.matched_targets),
+        "rolled_back_to": r.rolled_back_to,
+        "position": r.position,
+    }
+
+
+def state(f: fleet.Fleet) -> dict[str, Any]:
+    """The whole fleet: every deployment with its rollouts, every target with what it runs."""
+    per_target: dict[str, list[dict[str, Any]]] = {name: [] for name in f.targets}
+    deployments = []
+    for name in sorted(f.deployments):
+        d = f.deployments[name]
+        rollouts = [rollout(name, d.rollouts[t]) for t in sorted(d.rollouts)]
+        for r in rollouts:
+            per_target.setdefault(r["target"], []).append(r)
+        deployments.append({**deployment(d, (r["state"] for r in rollouts)), "rollouts": rollouts})
+    targets = [{**target(f.targets[name]), "rollouts": per_target.get(name, [])} for name in sorted(f.targets)]
+    return {
+        "position": f.position,
+        "recorded_at": time(f.recorded_at),
+        "targets": targets,
+        "deployments": deployments,
+    }
