@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import health, keys, lifecycle, problems, streams
+from api import feed, health, keys, lifecycle, live, problems, streams
+from api import verify as verify_api
 from ledger import settings as settings_mod
 
 
@@ -17,4 +18,9 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
     app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store])
     app.add_routes(health.routes)
     app.add_routes(streams.routes)
+    app.cleanup_ctx.append(live.tail_context)
+    app.on_shutdown.append(live.close_streams)
+    app.add_routes(feed.routes)
+    app.add_routes(live.routes)
+    app.add_routes(verify_api.routes)
     return app

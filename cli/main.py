@@ -6,10 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from cli import export as export_cli
 from cli import serve
+from cli import verify as verify_cli
 from ledger import settings as settings_mod
 
-MODULES = [serve]
+MODULES = [serve, export_cli, verify_cli]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,0 +1,225 @@
+"""``GET /v1/feed/live``: the log as Server-Sent Events, from a cursor to the live head and on.
+
+One SSE event per ledger event: ``id:`` the position, ``event:`` the type, ``data:`` the CloudEvent
+JSON (api/cloudevents.py). The stream starts after ``Last-Event-ID`` (what a reconnecting
+EventSource sends), else after ``?after=``, else at the live head. ``types=`` and ``category=``
+filter as on /v1/feed. A comment line is sent when nothing was written for settings.sse_heartbeat
+seconds, so proxies and clients can tell a quiet stream from a dead one.
+
+How a reader gets from its cursor to live without a gap or a duplicate: it reads pages from the
+store, bounded by the shared tail's position (ledger/fanout.py), until its cursor is inside the
+tail's ring; from then on it is served from the ring. Readers behind the head use their own paged
+reads; idle readers hold no database connection and do not poll.
+
+Slow consumers (decided): nothing is buffered per reader beyond one write. A reader is cut off
+when (a) it falls more than the ring's capacity behind the live head, or (b) one write cannot be
+handed to the socket within ``write_timeout`` seconds. It then gets a final ``event: overflow``
+whose data names the last position sent, and the connection ends; it reconnects with that
+``Last-Event-ID`` and catches up through paged reads. If even that message cannot be written (the
+client stopped reading altogether), the connection is aborted.
+
+At shutdown every stream ends with a comment (``on_shutdown``), so the server does not wait out
+its shutdown timeout on open streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Final
+
+import msgspec
+from aiohttp import web
+
+from api import bodies, cloudevents, feed, keys, problems
+from ledger import errors, fanout, records, streams, tasks
+
+routes = web.RouteTableDef()
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    capacity: int = fanout.CAPACITY
+    write_timeout: float = 10.0
+    page: int = 1000
+    retry_ms: int = 2000
+    final_write_timeout: float = 1.0
+
+
+CONFIG: Final = web.AppKey("live_config", Config)
+TAIL: Final = web.AppKey("live_tail", fanout.Tail)
+_HEARTBEAT: Final = b": heartbeat\n\n"
+_SHUTDOWN: Final = b": server shutting down, reconnect with Last-Event-ID\n\n"
+
+
+async def tail_context(app: web.Application) -> AsyncIterator[None]:
+    """The process's one shared tail, for as long as the app runs (after the event store)."""
+    config = app.get(CONFIG) or Config()
+    tail = fanout.Tail(app[keys.STORE], capacity=config.capacity)
+    app[TAIL] = tail
+    async with tasks.running("live-tail", tail.run):
+        yield
+
+
+async def close_streams(app: web.Application) -> None:
+    """``on_shutdown``: end every open stream now rather than at the shutdown timeout."""
+    tail = app.get(TAIL)
+    if tail is not None:
+        tail.close()
+
+
+def frame(event: records.RecordedEvent, source: str) -> bytes:
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (
+        event.position, event.type.encode(), cloudevents.encode(event, source))
+
+
+class _Cut(Exception):
+    """The consumer is too slow to be served; ``why`` goes into the overflow message."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+def _cursor(request: web.Request) -> int | None:
+    header = request.headers.get("Last-Event-ID")
+    if header is not None and header.strip():
+        try:
+            value = int(header.strip())
+        except ValueError as exc:
+            raise problems.invalid("Last-Event-ID", f"expected a position, got {header!r}") from exc
+        if value < 0:
+            raise problems.invalid("Last-Event-ID", f"must be 0 or more, got {value}")
+        return value
+    after = bodies.query_int(request, "after", -1, low=0)
+    return None if after < 0 else after
+
+
+class _Stream:
+    def __init__(self, request: web.Request, response: web.StreamResponse, config: Config,
+                 types: list[str] | None, categories: list[str] | None) -> None:
+        self.request = request
+        self.response = response
+        self.config = config
+        self.types = types
+        self.categories = categories
+        self._types = frozenset(types or ())
+        self._categories = frozenset(categories or ())
+        settings = request.app[keys.SETTINGS]
+        self.source = settings.source_uri
+        self.heartbeat = settings.sse_heartbeat
+        self.sent = 0
+        self._loop = asyncio.get_running_loop()
+        self._written_at = self._loop.time()
+
+    def wanted(self, event: records.RecordedEvent) -> bool:
+        return ((not self._types or event.type in self._types)
+                and (not self._categories or streams.category_of(event.stream) in self._categories))
+
+    def gone(self) -> bool:
+        transport = self.request.transport
+        return transport is None or transport.is_closing()
+
+    async def write(self, data: bytes) -> None:
+        try:
+            async with asyncio.timeout(self.config.write_timeout):
+                await self.response.write(data)
+        except TimeoutError as exc:
+            raise _Cut(f"a write waited more than {self.config.write_timeout:g}s for the client") from exc
+        self._written_at = self._loop.time()
+
+    async def catch_up(self, tail: fanout.Tail, store_reads: int) -> int:
+        """Paged reads from ``store_reads`` until the ring covers the cursor; returns the cursor."""
+        scan = store_reads
+        store = self.request.app[keys.STORE]
+        size = self.config.page
+        await tail.ready()
+        while not tail.closed and not tail.covers(scan):
+            bound = tail.position
+            page = await store.read_all(scan, size, types=self.types, categories=self.categories,
+                                        until=bound)
+            if page:
+                await self.write(b"".join(frame(e, self.source) for e in page))
+                self.sent = page[-1].position
+            scan = page[-1].position if len(page) == size else bound
+        return scan
+
+    async def follow(self, tail: fanout.Tail, scan: int) -> None:
+        """Serve from the shared ring until shutdown, disconnect or a cut."""
+        while not tail.closed:
+            token = tail.token()
+            try:
+                entries = tail.since(scan, self.config.page)
+            except fanout.Behind as exc:
+                raise _Cut(f"fell more than {self.config.capacity} events behind the live head") from exc
+            if entries:
+                chunk: list[bytes] = []
+                last: int | None = None
+                for entry in entries:
+                    if self.wanted(entry.event):
+                        if entry.encoded is None:
+                            entry.encoded = frame(entry.event, self.source)
+                        chunk.append(entry.encoded)
+                        last = entry.event.position
+                scan = entries[-1].event.position
+                if last is not None:
+                    await self.write(b"".join(chunk))
+                    self.sent = last
+            if self.gone():
+                return
+            quiet = self._loop.time() - self._written_at
+            if quiet >= self.heartbeat:
+                await self.write(_HEARTBEAT)
+                continue
+            if entries:
+                continue
+            try:
+                async with asyncio.timeout(self.heartbeat - quiet):
+                    await token.wait()
+            except TimeoutError:
+                pass
+
+    async def overflow(self, why: str) -> None:
+        body = msgspec.json.encode({"last_position": self.sent, "reason": why})
+        try:
+            async with asyncio.timeout(self.config.final_write_timeout):
+                await self.response.write(b"event: overflow\ndata: %s\n\n" % body)
+                await self.response.write_eof()
+        except (TimeoutError, ConnectionError):
+            transport = self.request.transport
+            if transport is not None:
+                transport.abort()
+
+
+@routes.get("/v1/feed/live")
+async def live(request: web.Request) -> web.StreamResponse:
+    types, categories = feed.filters(request)
+    cursor = _cursor(request)
+    config = request.app.get(CONFIG) or Config()
+    tail = request.app[TAIL]
+    if cursor is None:
+        await tail.ready()
+        cursor = tail.position
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream",
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+    })
+    await response.prepare(request)
+    stream = _Stream(request, response, config, types, categories)
+    stream.sent = cursor
+    tail.readers += 1
+    try:
+        await stream.write(b"retry: %d\n\n" % config.retry_ms)
+        scan = await stream.catch_up(tail, cursor)
+        await stream.follow(tail, scan)
+        if tail.closed and not stream.gone():
+            await stream.write(_SHUTDOWN)
+    except _Cut as cut:
+        await stream.overflow(cut.why)
+    except (errors.StoreUnavailable, ConnectionError):
+        pass
+    finally:
+        tail.readers -= 1
+    return response
