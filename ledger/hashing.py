@@ -31,8 +31,10 @@ from uuid import UUID
 import msgspec
 
 GENESIS: Final = "0" * 64
-_EXPONENT: Final = re.compile(rb"[0-9][eE]")
-_NEEDS_NORMALIZING: Final = re.compile(rb"[0-9][eE]\+?[0-9]|-0\.0(?![0-9])")
+# A number token (after ':', ',' or '[') written with an exponent; inside a string it can only
+# cause a harmless fallback.
+_EXPONENT: Final = re.compile(rb"[:,\[]-?[0-9]+(?:\.[0-9]+)?[eE]")
+_NEEDS_NORMALIZING: Final = re.compile(rb"[:,\[]-?[0-9]+(?:\.[0-9]+)?[eE]\+?[0-9]|[:,\[]-0\.0(?![0-9])")
 _encoder: Final = msgspec.json.Encoder(order="sorted")
 
 

@@ -42,8 +42,10 @@ UNION ALL
 SELECT 1, position, NULL, NULL, id, stream, version, type, data::text
   FROM events WHERE id = ANY($1::uuid[])
 UNION ALL
-SELECT 2, NULL, NULL, NULL, NULL, stream, max(version), NULL, NULL
-  FROM events WHERE stream = ANY($2::text[]) GROUP BY stream
+SELECT 2, NULL, NULL, NULL, NULL, s.stream, v.version, NULL, NULL
+  FROM unnest($2::text[]) AS s(stream)
+  CROSS JOIN LATERAL (SELECT version FROM events WHERE events.stream = s.stream
+                      ORDER BY version DESC LIMIT 1) AS v
 """
 
 # One NOTIFY per committed batch, sent with the insert (delivered at commit, never per row).
@@ -80,6 +82,7 @@ class BatchingWriter:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._max = max_batch_events
         self._timeout = timeout
+        self._conn: Any = None
 
     async def append(self, request: records.AppendRequest) -> records.AppendResult:
         future: asyncio.Future[records.AppendResult] = asyncio.get_running_loop().create_future()
@@ -88,6 +91,32 @@ class BatchingWriter:
 
     async def run(self) -> None:
         """Forever: take what is queued, commit it, answer. Started by the app's cleanup_ctx."""
+        try:
+            await self._run()
+        finally:
+            await self._drop_connection()
+
+    async def _connection(self) -> Any:
+        """The writer's own connection, held across batches (no pool round trip or reset per batch)."""
+        if self._conn is not None:
+            try:
+                closed = self._conn.is_closed()
+            except asyncpg.InterfaceError:
+                # The pool takes a connection back by itself when the server ends it.
+                self._conn, closed = None, False
+            if closed:
+                await self._drop_connection()
+        if self._conn is None:
+            self._conn = await self._pool.acquire(timeout=self._timeout)
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._pool.release(conn, timeout=1))
+
+    async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
             count = len(batch[0].request.events)
@@ -134,17 +163,21 @@ class BatchingWriter:
         # Four round trips a batch: BEGIN + lock (one simple-protocol message), the reads, the insert
         # with its NOTIFY, COMMIT. The lock must be its own statement, before the head is read: under
         # READ COMMITTED a statement's snapshot is taken when it starts.
-        async with self._pool.acquire(timeout=self._timeout) as conn:
-            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})")
-            try:
-                outcomes = await self._write(conn, batch)
-                await conn.execute("COMMIT")
-            except BaseException:
-                if not conn.is_closed() and conn.is_in_transaction():
-                    with contextlib.suppress(Exception):
-                        await conn.execute("ROLLBACK")
-                raise
-            return outcomes
+        conn = await self._connection()
+        try:
+            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})", timeout=self._timeout)
+            outcomes = await self._write(conn, batch)
+            await conn.execute("COMMIT", timeout=self._timeout)
+        except BaseException as exc:
+            if dbfaults.is_unavailable(exc) or isinstance(exc, asyncio.CancelledError):
+                await self._drop_connection()
+            elif not conn.is_closed() and conn.is_in_transaction():
+                try:
+                    await conn.execute("ROLLBACK", timeout=self._timeout)
+                except Exception:  # the connection is no longer trustworthy
+                    await self._drop_connection()
+            raise
+        return outcomes
 
     async def _write(
         self, conn: asyncpg.Connection, batch: list[_Pending]
@@ -154,7 +187,7 @@ class BatchingWriter:
         head: Any = None
         stored: dict[UUID, Any] = {}
         versions: dict[str, int] = {s: 0 for s in streams}
-        for r in await conn.fetch(_READ, ids, streams):
+        for r in await conn.fetch(_READ, ids, streams, timeout=self._timeout):
             if r["kind"] == 0:
                 head = r
             elif r["kind"] == 1:
@@ -217,7 +250,7 @@ class BatchingWriter:
                 )
             )
         if cols[0]:
-            await conn.execute(_INSERT, *cols, NOTIFY_CHANNEL, str(position))
+            await conn.execute(_INSERT, *cols, NOTIFY_CHANNEL, str(position), timeout=self._timeout)
         return outcomes
 
     @staticmethod

@@ -110,7 +110,7 @@ async def test_postgres_outage_is_503_then_recovers(aiohttp_client, private_pg, 
         if resp.status == 201:
             break
         await asyncio.sleep(0.1)
-    assert statuses[-1] == 201, statuses
+    assert statuses[-1] == 201, (statuses, await resp.text())
     for _ in range(100):
         if (await client.get("/readyz")).status == 200:
             break
