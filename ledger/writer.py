@@ -58,6 +58,17 @@ WITH inserted AS (
 SELECT pg_notify($11, $12)
 """
 
+# The fast path's single autocommitted statement: the same insert, under the same lock.
+_INSERT_LOCKED: Final = f"""
+WITH locked AS (SELECT pg_advisory_xact_lock({APPEND_LOCK})),
+inserted AS (
+    INSERT INTO events (position, stream, version, id, type, data, metadata, recorded_at, prev_hash, hash)
+    SELECT u.* FROM locked, unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[], $5::text[],
+                                   $6::jsonb[], $7::jsonb[], $8::timestamptz[], $9::text[], $10::text[]) AS u
+)
+SELECT pg_notify($11, $12)
+"""
+
 
 @dataclass
 class _Pending:
@@ -83,6 +94,8 @@ class BatchingWriter:
         self._max = max_batch_events
         self._timeout = timeout
         self._conn: Any = None
+        self._head: tuple[int, str, dt.datetime] | None = None
+        self._versions: dict[str, int] = {}
 
     async def append(self, request: records.AppendRequest) -> records.AppendResult:
         future: asyncio.Future[records.AppendResult] = asyncio.get_running_loop().create_future()
@@ -160,15 +173,17 @@ class BatchingWriter:
         return exc
 
     async def _commit(self, batch: list[_Pending]) -> list[records.AppendResult | BaseException]:
-        # Four round trips a batch: BEGIN + lock (one simple-protocol message), the reads, the insert
-        # with its NOTIFY, COMMIT. The lock must be its own statement, before the head is read: under
-        # READ COMMITTED a statement's snapshot is taken when it starts.
         conn = await self._connection()
         try:
-            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})", timeout=self._timeout)
-            outcomes = await self._write(conn, batch)
-            await conn.execute("COMMIT", timeout=self._timeout)
+            fast = self._fast_plan(batch)
+            if fast is not None:
+                try:
+                    return await self._insert_fast(conn, fast)
+                except asyncpg.UniqueViolationError:
+                    self._forget()
+            return await self._commit_checked(conn, batch)
         except BaseException as exc:
+            self._forget()
             if dbfaults.is_unavailable(exc) or isinstance(exc, asyncio.CancelledError):
                 await self._drop_connection()
             elif not conn.is_closed() and conn.is_in_transaction():
@@ -177,116 +192,177 @@ class BatchingWriter:
                 except Exception:  # the connection is no longer trustworthy
                     await self._drop_connection()
             raise
-        return outcomes
 
-    async def _write(
+    # The fast path: one round trip. The writer remembers the head and the versions of the streams it
+    # wrote, plans the batch from that memory and inserts it in one autocommitted statement. It relies
+    # on constraints, not on a snapshot: positions are dense, so if anything was appended since (by
+    # another process), position head+1 already exists and the primary key refuses the whole
+    # statement; a stale stream version trips UNIQUE (stream, version), a retried id trips UNIQUE (id).
+    # Any refusal, and any batch whose checks fail against memory, goes the checked path, which reads
+    # the truth under the lock and answers conflicts precisely.
+
+    def _fast_plan(self, batch: list[_Pending]) -> _Plan | None:
+        if self._head is None:
+            return None
+        streams = {p.request.stream for p in batch}
+        versions = {s: self._versions.get(s, 0) for s in streams}
+        plan = _plan(batch, self._head, versions, {})
+        if any(isinstance(o, BaseException) or o.duplicate for o in plan.outcomes):
+            return None
+        return plan
+
+    async def _insert_fast(self, conn: asyncpg.Connection, plan: _Plan) -> list[records.AppendResult | BaseException]:
+        await conn.execute(_INSERT_LOCKED, *plan.columns, NOTIFY_CHANNEL, str(plan.head[0]), timeout=self._timeout)
+        self._remember(plan)
+        return plan.outcomes
+
+    async def _commit_checked(
         self, conn: asyncpg.Connection, batch: list[_Pending]
     ) -> list[records.AppendResult | BaseException]:
+        # Four round trips: BEGIN + lock (one simple-protocol message), the reads, the insert with its
+        # NOTIFY, COMMIT. The lock is its own statement, before the head is read: under READ COMMITTED
+        # a statement's snapshot is taken when it starts.
+        await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})", timeout=self._timeout)
         ids = [e.id for p in batch for e in p.request.events]
         streams = list({p.request.stream for p in batch})
-        head: Any = None
+        head: tuple[int, str, dt.datetime] = (0, hashing.GENESIS, _EPOCH)
         stored: dict[UUID, Any] = {}
         versions: dict[str, int] = {s: 0 for s in streams}
         for r in await conn.fetch(_READ, ids, streams, timeout=self._timeout):
             if r["kind"] == 0:
-                head = r
+                head = (r["position"], r["hash"], r["recorded_at"])
             elif r["kind"] == 1:
                 stored[r["id"]] = r
             else:
                 versions[r["stream"]] = r["version"]
-        position = head["position"] if head else 0
-        prev_hash = head["hash"] if head else hashing.GENESIS
-        now = dt.datetime.now(dt.UTC)
-        recorded_at = max(now, head["recorded_at"]) if head else now
-        recorded_text = hashing.format_time(recorded_at)
+        plan = _plan(batch, head, versions, stored)
+        if plan.columns[0]:
+            await conn.execute(_INSERT, *plan.columns, NOTIFY_CHANNEL, str(plan.head[0]), timeout=self._timeout)
+        await conn.execute("COMMIT", timeout=self._timeout)
+        self._remember(plan)
+        return plan.outcomes
 
-        cols: list[list[Any]] = [[] for _ in range(10)]
-        in_batch: dict[UUID, tuple[int, str, int, str, Any]] = {}
-        outcomes: list[records.AppendResult | BaseException] = []
-        for pending in batch:
-            req = pending.request
-            try:
-                duplicate = self._duplicate(req, stored, in_batch)
-                if duplicate is not None:
-                    outcomes.append(duplicate)
-                    continue
-                actual = versions[req.stream]
-                _check_expected(req.stream, req.expected, actual)
-            except errors.LedgerError as exc:
-                outcomes.append(exc)
+    def _remember(self, plan: _Plan) -> None:
+        self._head = plan.head
+        if len(self._versions) > _MAX_REMEMBERED_STREAMS:
+            self._versions.clear()
+        self._versions.update(plan.versions)
+
+    def _forget(self) -> None:
+        self._head = None
+        self._versions.clear()
+
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MAX_REMEMBERED_STREAMS: Final = 100_000
+
+
+@dataclass
+class _Plan:
+    columns: list[list[Any]]
+    outcomes: list[records.AppendResult | BaseException]
+    head: tuple[int, str, dt.datetime]
+    versions: dict[str, int]
+
+
+def _plan(
+    batch: list[_Pending],
+    head: tuple[int, str, dt.datetime],
+    versions: dict[str, int],
+    stored: dict[UUID, Any],
+) -> _Plan:
+    """Assign positions, versions and hashes after ``head``; each request gets its outcome."""
+    position, prev_hash, last_time = head
+    now = dt.datetime.now(dt.UTC)
+    recorded_at = max(now, last_time)
+    recorded_text = hashing.format_time(recorded_at)
+    versions = dict(versions)
+    cols: list[list[Any]] = [[] for _ in range(10)]
+    in_batch: dict[UUID, tuple[int, str, int, str, Any]] = {}
+    outcomes: list[records.AppendResult | BaseException] = []
+    for pending in batch:
+        req = pending.request
+        try:
+            duplicate = _duplicate(req, stored, in_batch)
+            if duplicate is not None:
+                outcomes.append(duplicate)
                 continue
-            first_position = position + 1
-            for event in req.events:
-                position += 1
-                actual += 1
-                data, data_text = hashing.normalize(event.data)
-                metadata, meta_text = hashing.normalize(event.metadata)
-                canonical = hashing.canonical(
-                    position=position,
-                    stream=req.stream,
-                    version=actual,
-                    id=event.id,
-                    type=event.type,
-                    data=data,
-                    metadata=metadata,
-                    recorded_at=recorded_text,
-                )
-                digest = hashing.chain(prev_hash, canonical)
-                for col, value in zip(
-                    cols,
-                    (position, req.stream, actual, event.id, event.type, data_text, meta_text,
-                     recorded_at, prev_hash, digest),
-                ):
-                    col.append(value)
-                prev_hash = digest
-                in_batch[event.id] = (position, req.stream, actual, event.type, data)
-            versions[req.stream] = actual
-            outcomes.append(
-                records.AppendResult(
-                    stream=req.stream,
-                    positions=tuple(range(first_position, position + 1)),
-                    first_version=actual - len(req.events) + 1,
-                    last_version=actual,
-                )
-            )
-        if cols[0]:
-            await conn.execute(_INSERT, *cols, NOTIFY_CHANNEL, str(position), timeout=self._timeout)
-        return outcomes
-
-    @staticmethod
-    def _duplicate(
-        req: records.AppendRequest,
-        stored: dict[UUID, Any],
-        in_batch: dict[UUID, tuple[int, str, int, str, Any]],
-    ) -> records.AppendResult | None:
-        """The original result when every event of ``req`` is already stored with the same content."""
-        if len({e.id for e in req.events}) != len(req.events):
-            raise errors.InvalidEvent("the same event id appears twice in one append")
-        found: list[tuple[int, str, int, str, Any]] = []
+            actual = versions[req.stream]
+            _check_expected(req.stream, req.expected, actual)
+        except errors.LedgerError as exc:
+            outcomes.append(exc)
+            continue
+        first_position = position + 1
         for event in req.events:
-            if event.id in in_batch:
-                hit = in_batch[event.id]
-            elif event.id in stored:
-                r = stored[event.id]
-                hit = (r["position"], r["stream"], r["version"], r["type"], json.loads(r["data"]))
-            else:
-                continue
-            pos, stream, _version, type_, data = hit
-            if stream != req.stream or type_ != event.type or data != event.data:
-                raise errors.EventIdConflict(event.id, stream, pos, "same id, different content")
-            found.append(hit)
-        if not found:
-            return None
-        if len(found) != len(req.events):
-            raise errors.EventIdConflict(
-                req.events[0].id, found[0][1], found[0][0], "part of this append is stored already"
+            position += 1
+            actual += 1
+            data, data_text = hashing.normalize(event.data)
+            metadata, meta_text = hashing.normalize(event.metadata)
+            canonical = hashing.canonical(
+                position=position,
+                stream=req.stream,
+                version=actual,
+                id=event.id,
+                type=event.type,
+                data=data,
+                metadata=metadata,
+                recorded_at=recorded_text,
             )
-        positions = [f[0] for f in found]
-        versions = [f[2] for f in found]
-        return records.AppendResult(
-            stream=req.stream,
-            positions=tuple(positions),
-            first_version=min(versions),
-            last_version=max(versions),
-            duplicate=True,
+            digest = hashing.chain(prev_hash, canonical)
+            for col, value in zip(
+                cols,
+                (position, req.stream, actual, event.id, event.type, data_text, meta_text,
+                 recorded_at, prev_hash, digest),
+            ):
+                col.append(value)
+            prev_hash = digest
+            in_batch[event.id] = (position, req.stream, actual, event.type, data)
+        versions[req.stream] = actual
+        outcomes.append(
+            records.AppendResult(
+                stream=req.stream,
+                positions=tuple(range(first_position, position + 1)),
+                first_version=actual - len(req.events) + 1,
+                last_version=actual,
+            )
         )
+    new_head = (position, prev_hash, recorded_at) if cols[0] else head
+    return _Plan(cols, outcomes, new_head, versions)
+
+
+def _duplicate(
+    req: records.AppendRequest,
+    stored: dict[UUID, Any],
+    in_batch: dict[UUID, tuple[int, str, int, str, Any]],
+) -> records.AppendResult | None:
+    """The original result when every event of ``req`` is already stored with the same content."""
+    if len({e.id for e in req.events}) != len(req.events):
+        raise errors.InvalidEvent("the same event id appears twice in one append")
+    found: list[tuple[int, str, int, str, Any]] = []
+    for event in req.events:
+        if event.id in in_batch:
+            hit = in_batch[event.id]
+        elif event.id in stored:
+            r = stored[event.id]
+            hit = (r["position"], r["stream"], r["version"], r["type"], json.loads(r["data"]))
+        else:
+            continue
+        pos, stream, _version, type_, data = hit
+        if stream != req.stream or type_ != event.type or data != event.data:
+            raise errors.EventIdConflict(event.id, stream, pos, "same id, different content")
+        found.append(hit)
+    if not found:
+        return None
+    if len(found) != len(req.events):
+        raise errors.EventIdConflict(
+            req.events[0].id, found[0][1], found[0][0], "part of this append is stored already"
+        )
+    positions = [f[0] for f in found]
+    versions = [f[2] for f in found]
+    return records.AppendResult(
+        stream=req.stream,
+        positions=tuple(positions),
+        first_version=min(versions),
+        last_version=max(versions),
+        duplicate=True,
+    )
