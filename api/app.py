@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from api import deployments as deployments_api
 from api import feed, health, keys, lifecycle, live, problems, streams
+from api import history as history_api
+from api import state as state_api
+from api import targets as targets_api
 from api import verify as verify_api
 from ledger import settings as settings_mod
 
@@ -23,4 +27,9 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
     app.add_routes(feed.routes)
     app.add_routes(live.routes)
     app.add_routes(verify_api.routes)
+    app.cleanup_ctx.append(lifecycle.projection)
+    app.add_routes(targets_api.routes)
+    app.add_routes(deployments_api.routes)
+    app.add_routes(history_api.routes)
+    app.add_routes(state_api.routes)
     return app

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from api import locks as locks_mod
 from ledger import settings as settings_mod
 from ledger import store as store_mod
+from projections import progress as progress_mod
 
 SETTINGS = web.AppKey("settings", settings_mod.Settings)
 DSN = web.AppKey("dsn", str)
 STORE = web.AppKey("store", store_mod.EventStore)
+PROGRESS = web.AppKey("progress", progress_mod.Progress)
+STREAM_LOCKS = web.AppKey("stream_locks", locks_mod.StreamLocks)

@@ -7,6 +7,8 @@ with its writer and notifier tasks; what started is torn down in reverse, and on
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -14,7 +16,9 @@ import asyncpg
 from aiohttp import web
 
 from api import keys
+from api import locks as stream_locks
 from ledger import migrate, notifier, pgembed, store, tasks
+from projections import progress, runner
 
 log = logging.getLogger(__name__)
 
@@ -60,3 +64,24 @@ async def event_store(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait_for(pool.close(), 5)
     except TimeoutError:
         pool.terminate()
+
+
+async def projection(app: web.Application) -> AsyncIterator[None]:
+    """The projector (when this process runs it) and the progress that ``?min_position`` reads wait on.
+
+    The progress also follows a projector in another process (LISTEN), so reads wait correctly in
+    a process without one, or whose projector stands by while another holds the projection lock.
+    """
+    settings = app[keys.SETTINGS]
+    tracker = progress.Progress()
+    app[keys.PROGRESS] = tracker
+    app[keys.STREAM_LOCKS] = stream_locks.StreamLocks()
+    follower = functools.partial(tracker.follow, app[keys.DSN], connect_timeout=settings.db_timeout)
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(tasks.running("projection-progress", follower))
+        if settings.projector:
+            projector = runner.Projector(app[keys.DSN], store=app[keys.STORE], progress_=tracker,
+                                         connect_timeout=settings.db_timeout)
+            await stack.enter_async_context(tasks.running("projector", projector.run))
+        yield
+

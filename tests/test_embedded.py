@@ -1,0 +1,96 @@
+"""`ledger serve` on its embedded PostgreSQL: data survives restarts, SIGTERM and SIGINT stop the
+service and its PostgreSQL cleanly; bad settings stop start-up with a message naming them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from ledger import pgembed
+from ledger import settings as settings_mod
+from tests import servers
+
+
+async def _serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = pgembed.free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "serve", "--data-dir", str(data_dir), "--http-port", str(port),
+         "--applier", "false", "--projector", "false"],
+        cwd=servers.ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(600):
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            try:
+                async with session.get(url + "/readyz") as resp:
+                    if resp.status == 200:
+                        return proc, url
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    proc.kill()
+    raise AssertionError("service did not start")
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+async def test_embedded_postgres_keeps_data_and_stops_with_the_service(tmp_path, stop_signal):
+    data_dir = tmp_path / "ledger-data"
+    proc, url = await _serve(data_dir)
+    embedded = pgembed.EmbeddedPostgres(data_dir / "pg")
+    try:
+        body = {"events": [{"type": "DeploymentPaused", "data": {"deployment": "web"}}]}
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url + "/v1/streams/deployment-web/events", json=body) as resp:
+                assert resp.status == 201
+        assert embedded.running_port() is not None
+        proc.send_signal(stop_signal)
+        assert await asyncio.to_thread(proc.wait, 60) == 0
+        assert embedded.running_port() is None, "PostgreSQL still running after the service stopped"
+
+        proc, url = await _serve(data_dir)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url + "/v1/streams/deployment-web") as resp:
+                assert resp.status == 200
+                assert [e["position"] for e in (await resp.json())["events"]] == [1]
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        embedded.stop("immediate")
+
+
+def test_an_unknown_setting_stops_start_up_naming_it(tmp_path):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}, "LEDGER_HTTP_PROT": "1"}
+    result = subprocess.run([sys.executable, "-m", "cli.main", "serve", "--data-dir", str(tmp_path)],
+                            cwd=servers.ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "LEDGER_HTTP_PROT" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"LEDGER_HTTP_PORT": "eighty"}, "LEDGER_HTTP_PORT"),
+        ({"LEDGER_PROJECTOR": "maybe"}, "LEDGER_PROJECTOR"),
+        ({"LEDGER_LOG_LEVEL": "LOUD"}, "log_level"),
+        ({"LEDGER_NOPE": "1"}, "LEDGER_NOPE"),
+    ],
+)
+def test_malformed_settings_are_named(env, named):
+    with pytest.raises(settings_mod.SettingsError, match=named):
+        settings_mod.load(env)
+
+
+def test_settings_flags_override_environment():
+    loaded = settings_mod.load({"LEDGER_HTTP_PORT": "9000", "LEDGER_DB_TIMEOUT": "1.5"}, {"http_port": "9100"})
+    assert (loaded.http_port, loaded.db_timeout) == (9100, 1.5)
