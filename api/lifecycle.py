@@ -84,4 +84,3 @@ async def projection(app: web.Application) -> AsyncIterator[None]:
                                          connect_timeout=settings.db_timeout)
             await stack.enter_async_context(tasks.running("projector", projector.run))
         yield
-

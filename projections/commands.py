@@ -83,7 +83,8 @@ def _live_target(name: str, target: fleet.Target | None) -> fleet.Target:
     return target
 
 
-def register_target(target: fleet.Target | None, command: RegisterTarget) -> events.Event | None:
+def register_target(target: fleet.Target | None,
+                    command: RegisterTarget) -> events.TargetRegistered | events.TargetUpdated | None:
     """TargetRegistered for a new name, TargetUpdated for a change, None when nothing changes."""
     selectors.validate_labels(command.labels)
     if not command.server and not command.context:

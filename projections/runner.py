@@ -24,6 +24,7 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, Final
@@ -168,10 +169,15 @@ class Projector:
                 await queue.put((rec.position, rec.stream, rec.version, rec.type, rec.data, rec.metadata,
                                  rec.recorded_at))
 
-        async with asyncio.TaskGroup() as group:
-            group.create_task(pump())
+        pumping = asyncio.create_task(pump(), name="projector-subscription")
+        try:
             while True:
-                batch = [await queue.get()]
+                getting = asyncio.ensure_future(queue.get())
+                await asyncio.wait([getting, pumping], return_when=asyncio.FIRST_COMPLETED)
+                if not getting.done():
+                    getting.cancel()
+                    pumping.result()  # the subscription ended: re-raise why
+                batch = [getting.result()]
                 while not queue.empty() and len(batch) < self.flush_every:
                     batch.append(queue.get_nowait())
                 changes = tables.Changes()
@@ -179,6 +185,10 @@ class Projector:
                     self._fold(changes, row)
                 if changes:
                     await self._flush(conn, changes)
+        finally:
+            pumping.cancel()
+            with contextlib.suppress(BaseException):
+                await pumping
 
     def _flush(self, conn: asyncpg.Connection, changes: tables.Changes) -> asyncio.Future[None]:
         """Extract the rows now (synchronously), then write them and the checkpoint in one transaction."""

@@ -1,0 +1,188 @@
+"""Deployments: submit a revision, roll back, pause, resume, remove; current state with rollouts.
+
+A revision's manifests arrive as a JSON list (``manifests``), as multi-document YAML text in JSON
+(``manifests_yaml``), or as the whole body with a YAML content type (then ``selector``, ``message``
+and ``expected_version`` come from the query string). They are validated before anything is
+recorded; errors name the manifest index and field. The selector is validated too (422 naming
+``selector`` and the position); it may be omitted after the first revision to keep the current one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+from aiohttp import web
+
+from api import bodies, keys, problems, reads, streams, submission
+from ledger import streams as stream_names
+from projections import commands, loading, manifests, queries, selectors
+
+routes = web.RouteTableDef()
+
+YAML_TYPES: Final = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+class RevisionBody(msgspec.Struct, forbid_unknown_fields=True):
+    manifests: list[Any] | None = None
+    manifests_yaml: str | None = None
+    selector: str | None = None
+    message: str = ""
+    expected_version: streams.ExpectedVersion | None = None
+
+
+class RollbackBody(msgspec.Struct, forbid_unknown_fields=True):
+    to_revision: int
+    message: str = ""
+    expected_version: streams.ExpectedVersion | None = None
+
+
+class ReasonBody(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str = ""
+    expected_version: streams.ExpectedVersion | None = None
+
+
+def _stream(name: str) -> str:
+    return stream_names.name("deployment", name)
+
+
+def _query_expected(request: web.Request) -> streams.ExpectedVersion | None:
+    raw = request.query.get("expected_version")
+    if raw is None or raw == "":
+        return None
+    if raw in ("any", "no_stream", "exists"):
+        return raw  # type: ignore[return-value]
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise problems.invalid("expected_version", f"expected a version number, any, no_stream or exists, "
+                                                   f"got {raw!r}") from exc
+
+
+async def _revision_body(request: web.Request) -> RevisionBody:
+    if request.content_type in YAML_TYPES:
+        raw = await bodies.read_raw(request, allow=YAML_TYPES)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise problems.invalid("body", f"the YAML body is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+        return RevisionBody(manifests_yaml=text, selector=request.query.get("selector"),
+                            message=request.query.get("message", ""),
+                            expected_version=_query_expected(request))
+    return await bodies.read_json(request, RevisionBody)
+
+
+def _manifests(body: RevisionBody) -> list[dict[str, Any]]:
+    if (body.manifests is None) == (body.manifests_yaml is None):
+        raise problems.invalid("manifests", "send exactly one of manifests (a JSON list) and manifests_yaml "
+                                            "(multi-document YAML), or a YAML body")
+    try:
+        found = manifests.parse_yaml(body.manifests_yaml) if body.manifests_yaml is not None else body.manifests
+        return manifests.validate(found or [])
+    except manifests.ManifestError as exc:
+        raise submission.problem_for(exc) from exc
+
+
+def _answer(name: str, written: submission.Written, status: int = 200) -> web.Response:
+    body: dict[str, Any] = {
+        "deployment": name,
+        "stream": written.stream,
+        "event": written.type,
+        "position": written.position,
+        "version": written.version,
+    }
+    for field in ("revision", "to_revision", "selector", "matched_targets", "reason"):
+        if field in written.data:
+            body["rolled_back_to" if field == "to_revision" else field] = written.data[field]
+    headers = written.headers()
+    if "revision" in written.data:
+        headers["Location"] = f"/v1/deployments/{name}/revisions/{written.data['revision']}"
+    return bodies.json_response(body, status=status, headers=headers)
+
+
+@routes.post("/v1/deployments/{name}/revisions")
+async def submit(request: web.Request) -> web.Response:
+    name = reads.name_param(request, "deployment name")
+    body = await _revision_body(request)
+    if body.selector is not None:
+        try:
+            selectors.parse(body.selector)
+        except selectors.SelectorError as exc:
+            raise submission.problem_for(exc) from exc
+    command = commands.SubmitRevision(name, _manifests(body), body.selector, body.message)
+    pool = request.app[keys.STORE].pool
+
+    async def decide(state: loading.StreamState) -> Any:
+        targets = await loading.targets(pool)
+        return commands.submit_revision(state.state.deployments.get(name), command, targets)
+
+    written = await submission.run(request, _stream(name), body.expected_version, decide)
+    return _answer(name, written, 201)
+
+
+@routes.post("/v1/deployments/{name}/rollback")
+async def roll_back(request: web.Request) -> web.Response:
+    name = reads.name_param(request, "deployment name")
+    body = await bodies.read_json(request, RollbackBody)
+    command = commands.RollBack(name, body.to_revision, body.message)
+    pool = request.app[keys.STORE].pool
+
+    async def decide(state: loading.StreamState) -> Any:
+        targets = await loading.targets(pool)
+        return commands.roll_back(state.state.deployments.get(name), command, targets)
+
+    written = await submission.run(request, _stream(name), body.expected_version, decide)
+    return _answer(name, written, 201)
+
+
+@routes.post("/v1/deployments/{name}/pause")
+async def pause(request: web.Request) -> web.Response:
+    name = reads.name_param(request, "deployment name")
+    body = await submission.optional_json(request, ReasonBody)
+
+    async def decide(state: loading.StreamState) -> Any:
+        return commands.pause(name, state.state.deployments.get(name), body.reason)
+
+    return _answer(name, await submission.run(request, _stream(name), body.expected_version, decide))
+
+
+@routes.post("/v1/deployments/{name}/resume")
+async def resume(request: web.Request) -> web.Response:
+    name = reads.name_param(request, "deployment name")
+    body = await submission.optional_json(request, ReasonBody)
+
+    async def decide(state: loading.StreamState) -> Any:
+        return commands.resume(name, state.state.deployments.get(name), body.reason)
+
+    return _answer(name, await submission.run(request, _stream(name), body.expected_version, decide))
+
+
+@routes.delete("/v1/deployments/{name}")
+async def remove(request: web.Request) -> web.Response:
+    name = reads.name_param(request, "deployment name")
+    body = await submission.optional_json(request, ReasonBody)
+    reason = body.reason or request.query.get("reason", "")
+
+    async def decide(state: loading.StreamState) -> Any:
+        return commands.remove(name, state.state.deployments.get(name), reason)
+
+    return _answer(name, await submission.run(request, _stream(name), body.expected_version, decide))
+
+
+@routes.get("/v1/deployments")
+async def list_deployments(request: web.Request) -> web.Response:
+    include_removed = reads.flag(request, "include_removed")
+    await reads.wait_for_position(request)
+    async with reads.connection(request) as conn:
+        return bodies.json_response(await queries.deployments(conn, include_removed=include_removed))
+
+
+@routes.get("/v1/deployments/{name}")
+async def get_deployment(request: web.Request) -> web.Response:
+    name = reads.name_param(request, "deployment name")
+    await reads.wait_for_position(request)
+    async with reads.connection(request) as conn:
+        found = await queries.deployment(conn, name)
+    if found is None:
+        raise problems.Problem(404, "Not found", f"deployment {name} has no revisions (or none projected yet)")
+    return bodies.json_response(found, headers={"ETag": f'"{found["version"]}"'})

@@ -1,0 +1,91 @@
+"""A deployment's history as version control: the log of revisions, one revision, and diffs.
+
+``/revisions`` pages through who deployed what, when and why (``?from_revision=&limit=``), with the
+selector and the targets it matched at the time and, for rollbacks, the revision restored.
+``/revisions/{n}`` returns the manifests (as JSON, or as canonical YAML when YAML is preferred).
+``/diff?from=&to=`` is the unified diff of two revisions' manifests rendered as YAML with a stable
+key order (``projections.diffs``); it defaults to the current revision against its predecessor and
+answers ``text/plain`` when that is preferred, JSON ``{diff}`` otherwise.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api import bodies, problems, reads
+from projections import diffs, fleet, queries, views
+
+routes = web.RouteTableDef()
+
+
+def _prefers(request: web.Request, *types: str) -> bool:
+    """Whether the Accept header ranks one of ``types`` above application/json."""
+    best: tuple[float, str] = (0.0, "")
+    for part in request.headers.get("Accept", "").split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        quality = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    quality = float(param[2:])
+                except ValueError:
+                    quality = 0.0
+        if media in (*types, "application/json") and quality > best[0]:
+            best = (quality, media)
+    return best[1] in types
+
+
+async def _revision(request: web.Request, name: str, number: int) -> fleet.Revision:
+    async with reads.connection(request) as conn:
+        found = await queries.revision(conn, name, number)
+    if found is None:
+        raise problems.Problem(404, "Not found", f"deployment {name} has no revision {number} (or not projected yet)",
+                               field="revision")
+    return found
+
+
+@routes.get("/v1/deployments/{name}/revisions")
+async def list_revisions(request: web.Request) -> web.Response:
+    name = reads.name_param(request, "deployment name")
+    from_revision = bodies.query_int(request, "from_revision", 1, low=1)
+    limit = bodies.query_int(request, "limit", 100, low=1, high=1000)
+    await reads.wait_for_position(request)
+    async with reads.connection(request) as conn:
+        found = await queries.revisions(conn, name, from_revision=from_revision, limit=limit)
+    if found is None:
+        raise problems.Problem(404, "Not found", f"deployment {name} has no revisions (or none projected yet)")
+    return bodies.json_response(found)
+
+
+@routes.get("/v1/deployments/{name}/revisions/{number}")
+async def get_revision(request: web.Request) -> web.Response:
+    name = reads.name_param(request, "deployment name")
+    try:
+        number = int(request.match_info["number"])
+    except ValueError as exc:
+        raise problems.invalid("revision", f"expected a revision number, got {request.match_info['number']!r}") from exc
+    await reads.wait_for_position(request)
+    found = await _revision(request, name, number)
+    manifests = queries.manifests(found)
+    if _prefers(request, "application/yaml", "text/yaml"):
+        return web.Response(text=diffs.render_yaml(manifests), content_type="application/yaml")
+    return bodies.json_response({**views.revision(name, found), "manifests": manifests})
+
+
+@routes.get("/v1/deployments/{name}/diff")
+async def diff(request: web.Request) -> web.Response:
+    name = reads.name_param(request, "deployment name")
+    await reads.wait_for_position(request)
+    async with reads.connection(request) as conn:
+        current = await queries.deployment(conn, name)
+    if current is None:
+        raise problems.Problem(404, "Not found", f"deployment {name} has no revisions (or none projected yet)")
+    to = bodies.query_int(request, "to", current["current_revision"], low=1)
+    start = bodies.query_int(request, "from", max(to - 1, 1), low=1)
+    old = await _revision(request, name, start)
+    new = await _revision(request, name, to)
+    text = diffs.unified_diff(queries.manifests(old), queries.manifests(new),
+                              from_label=f"{name}/revisions/{start}", to_label=f"{name}/revisions/{to}")
+    if _prefers(request, "text/plain"):
+        return web.Response(text=text, content_type="text/plain")
+    return bodies.json_response({"deployment": name, "from": start, "to": to, "diff": text})

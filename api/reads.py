@@ -1,0 +1,61 @@
+"""What every read-model endpoint shares: ``?min_position=`` waits and a database connection.
+
+A client that wrote at position N and reads with ``?min_position=N`` sees its own write: the
+handler waits (without polling: it wakes on the projector's progress) until the projection has
+folded N, for at most ``settings.read_wait_timeout`` seconds, then answers 504.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aiohttp import web
+
+from api import bodies, keys, problems
+from ledger import dbfaults, errors, streams
+
+
+async def wait_for_position(request: web.Request) -> None:
+    wanted = bodies.query_int(request, "min_position", 0, low=0)
+    if wanted == 0:
+        return
+    tracker = request.app[keys.PROGRESS]
+    timeout = request.app[keys.SETTINGS].read_wait_timeout
+    if not await tracker.reached(wanted, timeout):
+        raise problems.Problem(
+            504, "Read models behind",
+            f"min_position: the read models are at position {tracker.position} and did not reach "
+            f"{wanted} within {timeout:g} s; retry later or read without min_position",
+            field="min_position", position=tracker.position, min_position=wanted)
+
+
+@contextlib.asynccontextmanager
+async def connection(request: web.Request) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection; an unreachable database becomes 503 like everywhere else."""
+    store = request.app[keys.STORE]
+    try:
+        async with store.pool.acquire(timeout=request.app[keys.SETTINGS].db_timeout) as conn:
+            yield conn
+    except Exception as exc:
+        if dbfaults.is_unavailable(exc):
+            raise errors.StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def flag(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise problems.invalid(name, f"expected true or false, got {raw!r}")
+
+
+def name_param(request: web.Request, what: str) -> str:
+    value = request.match_info["name"]
+    try:
+        return streams.validate_id(value, what)
+    except streams.StreamNameError as exc:
+        raise problems.invalid("name", str(exc)) from exc
