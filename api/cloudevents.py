@@ -10,11 +10,12 @@ text passed through unchanged (msgspec.Raw, never decoded and re-encoded). Exten
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Final
 
 import msgspec
 
-from ledger import hashing, records
+from ledger import exporter, records
 
 TYPE_PREFIX: Final = "dev.ledger."
 BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
@@ -22,7 +23,7 @@ BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
 
 class CloudEvent(msgspec.Struct, omit_defaults=True):
     specversion: str
-    id: str
+    id: uuid.UUID
     source: str
     type: str
     subject: str
@@ -65,11 +66,11 @@ def convert(event: records.RecordedEvent, source: str) -> CloudEvent:
     meta = _metadata.decode(event.metadata) if event.metadata != "{}" else _EMPTY
     return CloudEvent(
         specversion="1.0",
-        id=str(event.id),
+        id=event.id,
         source=source,
         type=TYPE_PREFIX + event.type,
         subject=event.stream,
-        time=hashing.format_time(event.recorded_at),
+        time=exporter.time_text(event.recorded_at),
         datacontenttype="application/json",
         data=msgspec.Raw(event.data.encode()),
         position=event.position,

@@ -9,8 +9,8 @@ carries a strong ETag and ``Cache-Control: public, max-age=31536000, immutable``
 closed and a short page has no next link.
 
 Two representations, chosen by ``Accept``: the CloudEvents JSON batch (the default), or
-``application/x-ndjson``, one event per line in the ledger's own format (api/wire.py: every
-column, metadata whole). The ndjson lines are what ``ledger export`` writes and ``ledger import``
+``application/x-ndjson``, one event per line in the ledger's export format (ledger/exporter.py:
+every column, metadata whole). The ndjson lines are what ``ledger export`` writes and ``ledger import``
 restores, so the exporter copies response bytes straight to its output.
 
 The ETag hashes the representation, the query, the ledger's source URI and the hash of the page's
@@ -22,18 +22,15 @@ from __future__ import annotations
 import hashlib
 from typing import Final
 
-import msgspec
 from aiohttp import web
 
-from api import bodies, cloudevents, keys, problems, wire
-from ledger import events, records, streams
+from api import bodies, cloudevents, keys, problems
+from ledger import events, exporter, records, streams
 
 IMMUTABLE: Final = "public, max-age=31536000, immutable"
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
 NDJSON: Final = "application/x-ndjson"
-
-_lines: Final = msgspec.json.Encoder()
 
 routes = web.RouteTableDef()
 
@@ -54,7 +51,7 @@ def filters(request: web.Request) -> tuple[list[str] | None, list[str] | None]:
 
 
 def ndjson(events: list[records.RecordedEvent]) -> bytes:
-    return _lines.encode_lines([wire.event(e) for e in events])
+    return exporter.encode_lines(events)
 
 
 def _wants_ndjson(request: web.Request) -> bool:

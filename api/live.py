@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Final
 
 import msgspec
@@ -43,12 +43,15 @@ class Config:
     capacity: int = fanout.CAPACITY
     write_timeout: float = 10.0
     page: int = 1000
+    catching_up: int = 16
+    chunk_bytes: int = 32 * 1024
     retry_ms: int = 2000
     final_write_timeout: float = 1.0
 
 
 CONFIG: Final = web.AppKey("live_config", Config)
 TAIL: Final = web.AppKey("live_tail", fanout.Tail)
+CATCH_UP: Final = web.AppKey("live_catch_up", asyncio.Semaphore)
 _HEARTBEAT: Final = b": heartbeat\n\n"
 _SHUTDOWN: Final = b": server shutting down, reconnect with Last-Event-ID\n\n"
 
@@ -58,6 +61,7 @@ async def tail_context(app: web.Application) -> AsyncIterator[None]:
     config = app.get(CONFIG) or Config()
     tail = fanout.Tail(app[keys.STORE], capacity=config.capacity)
     app[TAIL] = tail
+    app[CATCH_UP] = asyncio.Semaphore(config.catching_up)
     async with tasks.running("live-tail", tail.run):
         yield
 
@@ -121,6 +125,23 @@ class _Stream:
         transport = self.request.transport
         return transport is None or transport.is_closing()
 
+    async def send(self, frames: Iterable[tuple[int, bytes]]) -> None:
+        """Write (position, frame)s in chunks of about ``chunk_bytes``, so a slow socket buffers
+        little; ``sent`` follows every chunk handed to the connection."""
+        chunk: list[bytes] = []
+        size = last = 0
+        for position, data in frames:
+            chunk.append(data)
+            size += len(data)
+            last = position
+            if size >= self.config.chunk_bytes:
+                await self.write(b"".join(chunk))
+                self.sent = last
+                chunk, size = [], 0
+        if chunk:
+            await self.write(b"".join(chunk))
+            self.sent = last
+
     async def write(self, data: bytes) -> None:
         try:
             async with asyncio.timeout(self.config.write_timeout):
@@ -135,13 +156,13 @@ class _Stream:
         store = self.request.app[keys.STORE]
         size = self.config.page
         await tail.ready()
+        gate = self.request.app[CATCH_UP]
         while not tail.closed and not tail.covers(scan):
-            bound = tail.position
-            page = await store.read_all(scan, size, types=self.types, categories=self.categories,
-                                        until=bound)
-            if page:
-                await self.write(b"".join(frame(e, self.source) for e in page))
-                self.sent = page[-1].position
+            async with gate:
+                bound = tail.position
+                page = await store.read_all(scan, size, types=self.types,
+                                            categories=self.categories, until=bound)
+                await self.send((e.position, frame(e, self.source)) for e in page)
             scan = page[-1].position if len(page) == size else bound
         return scan
 
@@ -154,18 +175,9 @@ class _Stream:
             except fanout.Behind as exc:
                 raise _Cut(f"fell more than {self.config.capacity} events behind the live head") from exc
             if entries:
-                chunk: list[bytes] = []
-                last: int | None = None
-                for entry in entries:
-                    if self.wanted(entry.event):
-                        if entry.encoded is None:
-                            entry.encoded = frame(entry.event, self.source)
-                        chunk.append(entry.encoded)
-                        last = entry.event.position
                 scan = entries[-1].event.position
-                if last is not None:
-                    await self.write(b"".join(chunk))
-                    self.sent = last
+                await self.send((e.event.position, self._encoded(e))
+                                for e in entries if self.wanted(e.event))
             if self.gone():
                 return
             quiet = self._loop.time() - self._written_at
@@ -179,6 +191,11 @@ class _Stream:
                     await token.wait()
             except TimeoutError:
                 pass
+
+    def _encoded(self, entry: fanout.Entry) -> bytes:
+        if entry.encoded is None:
+            entry.encoded = frame(entry.event, self.source)
+        return entry.encoded
 
     async def overflow(self, why: str) -> None:
         body = msgspec.json.encode({"last_position": self.sent, "reason": why})

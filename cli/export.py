@@ -70,40 +70,58 @@ def _output(path: Path | None) -> Iterator[BinaryIO]:
         yield handle
 
 
-async def _problem(resp: aiohttp.ClientResponse) -> SystemExit:
-    body = (await resp.read()).decode(errors="replace")
-    return SystemExit(f"ledger: {resp.url} answered {resp.status}: {body}")
+async def _open(session: aiohttp.ClientSession, url: str, accept: str) -> aiohttp.ClientResponse:
+    resp = await session.get(url, headers={"Accept": accept})
+    if resp.status != 200:
+        body = (await resp.read()).decode(errors="replace")
+        resp.release()
+        raise SystemExit(f"ledger: {resp.url} answered {resp.status}: {body}")
+    return resp
 
 
 async def export_http(base: str, out: BinaryIO, *, after: int, until: int | None, fmt: str) -> int:
-    """Follow the feed's next links; ndjson pages are copied through, CloudEvents batches split."""
+    """Follow the feed's next links; ndjson pages are copied through, CloudEvents batches split.
+
+    The next page is requested as soon as a page's headers name it, so the service prepares it
+    while this one is still being received and written.
+    """
     accept = feed.NDJSON if fmt == "ndjson" else cloudevents.BATCH_CONTENT_TYPE
     query = f"after={after}&limit={PAGE}" + (f"&until={until}" if until is not None else "")
-    url = f"{base}/v1/feed?{query}"
     count = 0
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         head = (await verify_cli.http_json(f"{base}/v1/digest"))["position"]
         total = max(0, min(head, until if until is not None else head) - after)
-        with verify_cli.progress_bar(total, "export") as bar:
-            while True:
-                async with session.get(url, headers={"Accept": accept}) as resp:
-                    if resp.status != 200:
-                        raise await _problem(resp)
-                    body = await resp.read()
+        upcoming: asyncio.Task[aiohttp.ClientResponse] | None = asyncio.create_task(
+            _open(session, f"{base}/v1/feed?{query}", accept))
+        try:
+            with verify_cli.progress_bar(total, "export") as bar:
+                while upcoming is not None:
+                    resp = await upcoming
                     following = resp.links.get("next")
-                if fmt == "ndjson":
-                    out.write(body)
-                    n = body.count(b"\n")
-                else:
-                    events = _batch.decode(body)
-                    out.write(b"".join(bytes(e) + b"\n" for e in events))
-                    n = len(events)
-                count += n
-                bar.update(n)
-                if n < PAGE or following is None:
-                    return count
-                url = str(resp.url.join(following["url"]))  # type: ignore[arg-type]
+                    upcoming = None
+                    if following is not None:
+                        upcoming = asyncio.create_task(
+                            _open(session, str(resp.url.join(following["url"])), accept))  # type: ignore[arg-type]
+                    async with resp:
+                        body = await resp.read()
+                    if fmt == "ndjson":
+                        out.write(body)
+                        n = body.count(b"\n")
+                    else:
+                        events = _batch.decode(body)
+                        out.write(b"".join(bytes(e) + b"\n" for e in events))
+                        n = len(events)
+                    count += n
+                    bar.update(n)
+                    if n < PAGE:
+                        break
+        finally:
+            if upcoming is not None:
+                upcoming.cancel()
+                with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError, SystemExit):
+                    (await upcoming).release()
+    return count
 
 
 def _encode(page: list[records.RecordedEvent], fmt: str, source: str) -> bytes:

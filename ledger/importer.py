@@ -24,7 +24,7 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 
-from ledger import errors, hashing, verify, writer
+from ledger import errors, exporter, hashing, verify, writer
 
 BATCH: Final = 10_000
 _COLUMNS: Final = ("position", "stream", "version", "id", "type", "data", "metadata", "recorded_at",
@@ -47,19 +47,6 @@ class NotEmpty(errors.LedgerError):
                          "import restores into an empty ledger only")
 
 
-class Line(msgspec.Struct, forbid_unknown_fields=True):
-    position: int
-    stream: str
-    version: int
-    id: uuid.UUID
-    type: str
-    data: msgspec.Raw
-    metadata: msgspec.Raw
-    recorded_at: str
-    prev_hash: str
-    hash: str
-
-
 @dataclass(frozen=True, slots=True)
 class Result:
     count: int
@@ -67,10 +54,10 @@ class Result:
     hash: str
 
 
-_decoder: Final = msgspec.json.Decoder(Line)
+_decoder: Final = msgspec.json.Decoder(exporter.Line)
 
 
-def _parse(number: int, raw: bytes) -> Line:
+def _parse(number: int, raw: bytes) -> exporter.Line:
     try:
         return _decoder.decode(raw)
     except msgspec.DecodeError as exc:
@@ -99,7 +86,7 @@ class _Checker:
         self.hash = hashing.GENESIS
         self.versions: dict[str, int] = {}
 
-    def row(self, number: int, line: Line) -> tuple[Any, ...]:
+    def row(self, number: int, line: exporter.Line) -> tuple[Any, ...]:
         if line.position != self.position + 1:
             if self.position == 0:
                 raise Refused(number, f"starts at position {line.position}; an import into an empty "

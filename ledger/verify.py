@@ -29,7 +29,7 @@ from typing import Any, Final, Literal
 import asyncpg
 import msgspec
 
-from ledger import hashing, records, scan
+from ledger import exporter, hashing, records, scan
 
 Kind = Literal["gap", "prev_hash", "hash", "version", "digest"]
 CHUNK: Final = 2000
@@ -93,7 +93,7 @@ def recompute(event: records.RecordedEvent, prev_hash: str) -> str:
     canonical = hashing.canonical(
         position=event.position, stream=event.stream, version=event.version, id=event.id,
         type=event.type, data=load_json(event.data), metadata=load_json(event.metadata),
-        recorded_at=event.recorded_at,
+        recorded_at=exporter.time_text(event.recorded_at),
     )
     return hashing.chain(prev_hash, canonical)
 
