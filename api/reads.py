@@ -3,6 +3,8 @@
 A client that wrote at position N and reads with ``?min_position=N`` sees its own write: the
 handler waits (without polling: it wakes on the projector's progress) until the projection has
 folded N, for at most ``settings.read_wait_timeout`` seconds, then answers 504.
+``?min_position=head`` waits for whatever the log held when the request arrived: what the CLI sends,
+so one command always sees the writes of the commands before it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from ledger import dbfaults, errors, streams
 
 
 async def wait_for_position(request: web.Request) -> None:
-    wanted = bodies.query_int(request, "min_position", 0, low=0)
+    if request.query.get("min_position") == "head":
+        wanted = (await request.app[keys.STORE].head())[0]
+    else:
+        wanted = bodies.query_int(request, "min_position", 0, low=0)
     if wanted == 0:
         return
     tracker = request.app[keys.PROGRESS]

@@ -6,12 +6,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from cli import client as client_cli
 from cli import export as export_cli
+from cli import rebuild as rebuild_cli
 from cli import serve
 from cli import verify as verify_cli
 from ledger import settings as settings_mod
 
 MODULES = [serve, export_cli, verify_cli]
+MODULES.extend([client_cli, rebuild_cli])
 
 
 def parser() -> argparse.ArgumentParser:
