@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api import deployments as deployments_api
-from api import feed, health, keys, lifecycle, live, problems, streams
+from api import feed, health, keys, lifecycle, live, metrics, problems, streams
 from api import history as history_api
 from api import state as state_api
 from api import targets as targets_api
@@ -21,6 +21,7 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
     app[keys.SETTINGS] = settings
     app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store])
     app.add_routes(health.routes)
+    metrics.install(app)
     app.add_routes(streams.routes)
     app.cleanup_ctx.append(live.tail_context)
     app.on_shutdown.append(live.close_streams)

@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID
@@ -71,6 +72,20 @@ SELECT pg_notify($11, $12)
 
 
 @dataclass
+class Stats:
+    """Counters the metrics endpoint reads; plain numbers so this layer knows nothing of Prometheus."""
+
+    batches: int = 0
+    events: int = 0
+    requests: int = 0
+    rejected: int = 0
+    fast_path: int = 0
+    checked_path: int = 0
+    failed_batches: int = 0
+    batch_seconds: float = 0.0
+
+
+@dataclass
 class _Pending:
     request: records.AppendRequest
     future: asyncio.Future[records.AppendResult]
@@ -95,6 +110,7 @@ class BatchingWriter:
         self._timeout = timeout
         self._conn: Any = None
         self._head: tuple[int, str, dt.datetime] | None = None
+        self.stats = Stats()
         self._versions: dict[str, int] = {}
 
     async def append(self, request: records.AppendRequest) -> records.AppendResult:
@@ -142,9 +158,11 @@ class BatchingWriter:
                 await self._commit_or_split(live)
 
     async def _commit_or_split(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
         try:
             outcomes = await self._commit(batch)
         except Exception as exc:
+            self.stats.failed_batches += 1
             if dbfaults.is_data_error(exc) and len(batch) > 1:
                 # One request's content was refused by PostgreSQL: retry each alone so the others land.
                 for pending in batch:
@@ -155,12 +173,18 @@ class BatchingWriter:
                 if not pending.future.done():
                     pending.future.set_exception(failure)
             return
+        self.stats.batches += 1
+        self.stats.batch_seconds += time.perf_counter() - started
         for pending, outcome in zip(batch, outcomes):
+            self.stats.requests += 1
             if pending.future.done():
                 continue
             if isinstance(outcome, BaseException):
+                self.stats.rejected += 1
                 pending.future.set_exception(outcome)
             else:
+                if not outcome.duplicate:
+                    self.stats.events += len(outcome.positions)
                 pending.future.set_result(outcome)
 
     @staticmethod
@@ -213,6 +237,7 @@ class BatchingWriter:
 
     async def _insert_fast(self, conn: asyncpg.Connection, plan: _Plan) -> list[records.AppendResult | BaseException]:
         await conn.execute(_INSERT_LOCKED, *plan.columns, NOTIFY_CHANNEL, str(plan.head[0]), timeout=self._timeout)
+        self.stats.fast_path += 1
         self._remember(plan)
         return plan.outcomes
 
@@ -239,6 +264,7 @@ class BatchingWriter:
         if plan.columns[0]:
             await conn.execute(_INSERT, *plan.columns, NOTIFY_CHANNEL, str(plan.head[0]), timeout=self._timeout)
         await conn.execute("COMMIT", timeout=self._timeout)
+        self.stats.checked_path += 1
         self._remember(plan)
         return plan.outcomes
 

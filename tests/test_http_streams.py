@@ -170,3 +170,13 @@ async def test_health_and_readiness(client, store):
     assert (await client.get("/healthz")).status == 200
     ready = await client.get("/readyz")
     assert ready.status == 200 and (await ready.json())["checks"]["database"] == "ok"
+
+
+async def test_metrics_count_appends(client):
+    await post(client, "target-a", {"events": [target_event("a"), target_event("a")]})
+    await post(client, "target-a", {"events": [target_event("a")], "expected_version": 0})
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    text = await resp.text()
+    assert "ledger_events_appended_total 2.0" in text
+    assert "ledger_append_rejected_total 1.0" in text
