@@ -9,6 +9,7 @@ order, so that is a short index walk, not a scan.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Final
 
@@ -21,14 +22,25 @@ EVENTS: Final = ("SELECT position, stream, version, type, data::text, metadata::
 CHUNK: Final = 5000
 
 async def fold_until(conn: asyncpg.Connection, state: fleet.Fleet, until: int) -> fleet.Fleet:
-    """Fold the events after ``state.position`` up to ``until`` into ``state``; needs a transaction."""
+    """Fold the events after ``state.position`` up to ``until`` into ``state``; needs a transaction.
+
+    The next chunk is fetched while the current one is folded, so PostgreSQL and the fold overlap.
+    """
     cursor = await conn.cursor(EVENTS, state.position, until)
-    while True:
-        rows = await cursor.fetch(CHUNK)
-        for row in rows:
-            fleet.fold_row(state, *row)
-        if len(rows) < CHUNK:
-            return state
+    fetching = asyncio.ensure_future(cursor.fetch(CHUNK))
+    try:
+        while True:
+            rows = await fetching
+            more = len(rows) == CHUNK
+            if more:
+                fetching = asyncio.ensure_future(cursor.fetch(CHUNK))
+            for row in rows:
+                fleet.fold_row(state, *row)
+            if not more:
+                return state
+    finally:
+        if not fetching.done():
+            fetching.cancel()
 
 
 async def fleet_at(conn: asyncpg.Connection, position: int) -> fleet.Fleet:

@@ -124,9 +124,6 @@ class Projector:
         changes.note(fleet.fold_row(self.state, *row))
         return True
 
-    def _due(self, changes: tables.Changes) -> bool:
-        return changes.count >= self.flush_every or self.state.position % self.snapshot_every == 0
-
     async def _catch_up(self, conn: asyncpg.Connection, *, until: int | None = None) -> None:
         reader = await self._connect()
         pending: asyncio.Future[None] | None = None
@@ -137,17 +134,25 @@ class Projector:
                 cursor = await reader.cursor(replay.EVENTS, self.state.position, end)
                 fetching = asyncio.ensure_future(cursor.fetch(CHUNK))
                 changes = tables.Changes()
+                state, note, fold_row = self.state, changes.note, fleet.fold_row
+                flush_every, snapshot_every = self.flush_every, self.snapshot_every
                 while True:
                     rows = await fetching
                     more = len(rows) == CHUNK
                     if more:
                         fetching = asyncio.ensure_future(cursor.fetch(CHUNK))
                     for row in rows:
-                        if self._fold(changes, row) and self._due(changes):
+                        # The hot loop of a rebuild: _fold and _due written out.
+                        position = row[0]
+                        if position <= state.position:
+                            continue
+                        note(fold_row(state, *row))
+                        if changes.count >= flush_every or position % snapshot_every == 0:
                             if pending is not None:
                                 await pending
                             pending = asyncio.ensure_future(self._flush(conn, changes))
                             changes = tables.Changes()
+                            note = changes.note
                     if not more:
                         break
                 if pending is not None:

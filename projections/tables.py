@@ -88,6 +88,16 @@ ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, format = EXCLUDED
 
 _encode: Final = msgspec.json.Encoder()
 
+# What each event type can change, looked up by exact type (cheaper than pattern matching per event).
+_OUTCOME, _TARGET, _REVISION, _DEPLOYMENT = range(4)
+_KINDS: Final[dict[type[Any], int]] = {
+    events.ApplySucceeded: _OUTCOME, events.ApplyFailed: _OUTCOME,
+    events.TargetRegistered: _TARGET, events.TargetUpdated: _TARGET, events.TargetRetired: _TARGET,
+    events.RevisionSubmitted: _REVISION, events.RolledBack: _REVISION,
+    events.DeploymentPaused: _DEPLOYMENT, events.DeploymentResumed: _DEPLOYMENT,
+    events.DeploymentRemoved: _DEPLOYMENT,
+}
+
 
 @dataclass
 class Changes:
@@ -104,19 +114,19 @@ class Changes:
     def note(self, event: events.AnyEvent | None) -> None:
         """Count one folded event (None: one that did not decode) and the rows it may change."""
         self.count += 1
-        match event:
-            case events.ApplySucceeded() | events.ApplyFailed():
-                self.rollouts.add((event.deployment, event.target))
-            case events.TargetRegistered() | events.TargetUpdated() | events.TargetRetired():
-                self.targets.add(event.target)
-                self.rollouts_of_targets.add(event.target)
-            case events.RevisionSubmitted() | events.RolledBack():
-                self.deployments.add(event.deployment)
-                self.revisions.add((event.deployment, event.revision))
-                self.rollouts_of_deployments.add(event.deployment)
-            case events.DeploymentPaused() | events.DeploymentResumed() | events.DeploymentRemoved():
-                self.deployments.add(event.deployment)
-                self.rollouts_of_deployments.add(event.deployment)
+        kind = _KINDS.get(type(event))
+        if kind == _OUTCOME:
+            self.rollouts.add((event.deployment, event.target))  # type: ignore[union-attr]
+        elif kind == _TARGET:
+            self.targets.add(event.target)  # type: ignore[union-attr]
+            self.rollouts_of_targets.add(event.target)  # type: ignore[union-attr]
+        elif kind == _REVISION:
+            self.deployments.add(event.deployment)  # type: ignore[union-attr]
+            self.revisions.add((event.deployment, event.revision))  # type: ignore[union-attr]
+            self.rollouts_of_deployments.add(event.deployment)  # type: ignore[union-attr]
+        elif kind == _DEPLOYMENT:
+            self.deployments.add(event.deployment)  # type: ignore[union-attr]
+            self.rollouts_of_deployments.add(event.deployment)  # type: ignore[union-attr]
 
     def __bool__(self) -> bool:
         return self.count > 0
