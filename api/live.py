@@ -11,9 +11,12 @@ store, bounded by the shared tail's position (ledger/fanout.py), until its curso
 tail's ring; from then on it is served from the ring. Readers behind the head use their own paged
 reads; idle readers hold no database connection and do not poll.
 
-Slow consumers (decided): nothing is buffered per reader beyond one write. A reader is cut off
-when (a) it falls more than the ring's capacity behind the live head, or (b) one write cannot be
-handed to the socket within ``write_timeout`` seconds. It then gets a final ``event: overflow``
+Slow consumers (decided): nothing is buffered per reader beyond one chunk of about
+``chunk_bytes``. A reader is cut off when (a) it falls more than the ring's capacity behind the
+live head, or (b) one write cannot be handed to the socket within ``write_timeout`` seconds, or
+(c) while catching up, one page takes it longer than that. Catching up holds one of
+``catching_up`` permits per process for the read and write of each page, which bounds the pages
+in memory whatever the number of readers; (c) keeps a slow reader from holding a permit long. It then gets a final ``event: overflow``
 whose data names the last position sent, and the connection ends; it reconnects with that
 ``Last-Event-ID`` and catches up through paged reads. If even that message cannot be written (the
 client stopped reading altogether), the connection is aborted.
@@ -162,7 +165,12 @@ class _Stream:
                 bound = tail.position
                 page = await store.read_all(scan, size, types=self.types,
                                             categories=self.categories, until=bound)
-                await self.send((e.position, frame(e, self.source)) for e in page)
+                try:
+                    async with asyncio.timeout(self.config.write_timeout):
+                        await self.send((e.position, frame(e, self.source)) for e in page)
+                except TimeoutError as exc:
+                    raise _Cut(f"a page of {len(page)} events took the client more than "
+                               f"{self.config.write_timeout:g}s") from exc
             scan = page[-1].position if len(page) == size else bound
         return scan
 

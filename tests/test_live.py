@@ -190,10 +190,17 @@ async def test_a_consumer_that_falls_behind_the_ring_gets_an_overflow_naming_its
 
 
 @tuned(config=live.Config(capacity=4096, write_timeout=0.2, final_write_timeout=0.2))
-async def test_a_stalled_consumer_is_let_go_after_the_write_timeout(client, store):
+@pytest.mark.parametrize("stalls", ["live", "catching up"])
+async def test_a_stalled_consumer_is_let_go_after_the_write_timeout(client, store, stalls):
+    async def append_big() -> None:
+        for i in range(20):
+            await store.append("deployment-big", "any", [paused("big", f"{i}{BIG}") for _ in range(10)])
+
+    if stalls == "catching up":
+        await append_big()
     reader, writer = await _stalled_reader(client, "after=0")
-    for i in range(20):
-        await store.append("deployment-big", "any", [paused("big", f"{i}{BIG}") for _ in range(10)])
+    if stalls == "live":
+        await append_big()
     await until(lambda: client.app[live.TAIL].readers == 0)
     received = b""
     with contextlib.suppress(ConnectionResetError):
