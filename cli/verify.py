@@ -104,7 +104,8 @@ async def _verify_db(args: argparse.Namespace, settings: settings_mod.Settings,
     async with connect(settings) as conn:
         head, _, _ = await verify_mod.head(conn)
         last = digest.position if digest else args.last
-        with progress_bar(min(head, last or head) - args.first + 1, "verify") as bar:
+        first = 1 if digest else args.first
+        with progress_bar(max(0, min(head, last or head) - first + 1), "verify") as bar:
             if digest is not None:
                 report = await verify_mod.check_digest(conn, digest.position, digest.hash,
                                                        progress=bar.update)
