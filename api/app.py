@@ -33,4 +33,5 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
     app.add_routes(deployments_api.routes)
     app.add_routes(history_api.routes)
     app.add_routes(state_api.routes)
+    app.cleanup_ctx.append(lifecycle.applier)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api import locks as locks_mod
+from handlers import applier as applier_mod
 from ledger import settings as settings_mod
 from ledger import store as store_mod
 from projections import progress as progress_mod
@@ -14,3 +15,4 @@ DSN = web.AppKey("dsn", str)
 STORE = web.AppKey("store", store_mod.EventStore)
 PROGRESS = web.AppKey("progress", progress_mod.Progress)
 STREAM_LOCKS = web.AppKey("stream_locks", locks_mod.StreamLocks)
+APPLIER = web.AppKey("applier", applier_mod.Applier)

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from api import keys
 from api import locks as stream_locks
+from handlers import applier as applier_mod
 from ledger import migrate, notifier, pgembed, store, tasks
 from projections import progress, runner
 
@@ -83,4 +84,16 @@ async def projection(app: web.Application) -> AsyncIterator[None]:
             projector = runner.Projector(app[keys.DSN], store=app[keys.STORE], progress_=tracker,
                                          connect_timeout=settings.db_timeout)
             await stack.enter_async_context(tasks.running("projector", projector.run))
+        yield
+
+
+async def applier(app: web.Application) -> AsyncIterator[None]:
+    """The applier (handlers/applier.py), when this process runs it (``settings.applier``)."""
+    settings = app[keys.SETTINGS]
+    if not settings.applier:
+        yield
+        return
+    runner_ = applier_mod.Applier(app[keys.STORE], app[keys.DSN], settings)
+    app[keys.APPLIER] = runner_
+    async with tasks.running("applier", runner_.run):
         yield

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from cli import applier as applier_cli
 from cli import client as client_cli
 from cli import export as export_cli
 from cli import rebuild as rebuild_cli
@@ -14,6 +15,7 @@ from cli import verify as verify_cli
 from ledger import settings as settings_mod
 
 MODULES = [serve, export_cli, verify_cli]
+MODULES.append(applier_cli)
 MODULES.extend([client_cli, rebuild_cli])
 
 

@@ -1,0 +1,71 @@
+"""``ledger applier``: the applier alone, without the HTTP API, for scaling appliers out.
+
+It runs the same cleanup contexts as ``ledger serve`` (database and migrations, the event store,
+the applier), so the two cannot drift apart; several such processes, and ``ledger serve``
+processes with the applier on, share the targets through handlers.claims. With ``--http-port``
+other than 0 it answers ``GET /healthz`` (alive) and ``GET /readyz`` (caught up and claiming) for
+orchestrators; SIGTERM or SIGINT stops it cleanly (claims released, checkpoint saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from api import keys, lifecycle
+from cli import options
+from ledger import settings as settings_mod
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = sub.add_parser("applier", help="run only the applier (scale-out; shares targets with others)")
+    options.add_settings_flags(cmd)
+    cmd.set_defaults(func=run_applier)
+
+
+def make_app(settings: settings_mod.Settings) -> web.Application:
+    app = web.Application()
+    app[keys.SETTINGS] = settings.replace(applier=True, projector=False)
+    app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store, lifecycle.applier])
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        status = request.app[keys.APPLIER].status()
+        return web.json_response(status, status=200 if status["ready"] else 503)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def serve(settings: settings_mod.Settings) -> None:
+    runner = web.AppRunner(make_app(settings), handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        if settings.http_port:
+            site = web.TCPSite(runner, settings.http_host, settings.http_port)
+            await site.start()
+            print(f"Deployment Ledger applier on http://{settings.http_host}:{settings.http_port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run_applier(args: argparse.Namespace) -> int:
+    settings = options.settings_from(args)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(settings))
+    return 0

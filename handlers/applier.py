@@ -1,0 +1,349 @@
+"""The applier: follows the log and keeps every claimed target converged.
+
+Shape of one run (``Applier.run``, restarted from scratch by ledger.tasks.supervise if it dies):
+
+1. Load the checkpoint (handlers.checkpoint) and fold the log from there to its head
+   (handlers.tracking: the fleet fold plus the applier's own bookkeeping).
+2. Join the claim group (handlers.claims) and follow the log live. Every folded event names the
+   targets whose work may have changed; each such target owned by this process gets a pass.
+3. A pass (one task per target at a time, at most ``applier_concurrency`` passes at once) asks
+   tracking.plan what the target needs — apply revision R of deployment D, or prune D — and does
+   it through the target's client (handlers.clients, handlers.apply), then records the outcome
+   (handlers.outcomes) and takes it into its state straight away. Deployments on one target are
+   done one after another; targets in parallel, so a hung cluster holds one slot, never the rest.
+4. A temporary failure is recorded (retryable) and the target gets a timer for the next attempt
+   (handlers.backoff, Retry-After as a floor); a permanent one is recorded and left until the
+   revision or the target changes. Every ``resync_interval`` all owned targets are re-applied;
+   such a pass records an outcome only if it changed something (drift healed, leftovers pruned).
+
+Level-triggered: decisions compare desired state with recorded outcomes, never "events not yet
+handled", so a restart, a takeover or a lost notification can only cause a redundant apply, not
+a missed one. Every background task lives in one TaskGroup: cancelling ``run`` stops them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from pathlib import Path
+from typing import Any, Final
+
+from handlers import (
+    apply,
+    backoff,
+    checkpoint,
+    claims,
+    clients,
+    credentials,
+    errors,
+    objects,
+    outcomes,
+    tracking,
+)
+from ledger import events, records, store
+from ledger import settings as settings_mod
+from projections import fleet
+
+log = logging.getLogger(__name__)
+
+CATCH_UP_PAGE: Final = 5000
+CHECKPOINT_SECONDS: Final = 30.0
+CHECKPOINT_MIN_EVENTS: Final = 1000
+_TARGET_TYPES: Final = frozenset({"TargetRegistered", "TargetUpdated", "TargetRetired"})
+
+
+class Applier:
+    def __init__(self, event_store: store.EventStore, dsn: str, settings: settings_mod.Settings,
+                 *, cache_dir: Path | None = None) -> None:
+        self._store = event_store
+        self._dsn = dsn
+        self._settings = settings
+        self._cache_dir = cache_dir or settings.data_dir.resolve() / "applier" / "discovery"
+        self.ready = asyncio.Event()
+        self.state = tracking.State()
+        self.claims = self._make_claims()
+        self._reset()
+
+    def _make_claims(self) -> claims.Claims:
+        return claims.Claims(
+            self._dsn, interval=self._settings.claim_interval, connect_timeout=self._settings.db_timeout,
+            candidates=self._candidates, busy=lambda t: t in self._workers,
+            gained=self._gained, lost=self._lost)
+
+    def _reset(self) -> None:
+        self.state = tracking.State()
+        self.claims = self._make_claims()
+        self._pool = clients.Pool(self._cache_dir, timeout=self._settings.apply_timeout,
+                                  user_agent=f"ledger-applier ({outcomes.client_name()})")
+        self._scopes = objects.ScopeCache()
+        self._slots = asyncio.Semaphore(max(1, self._settings.applier_concurrency))
+        self._tg: asyncio.TaskGroup | None = None
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+        self._resync: set[str] = set()
+        self._gates: dict[str, int] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._not_before: dict[tuple[str, str], float] = {}
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._saved = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        self._reset()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                await self._start()
+                tg.create_task(self._follow(), name="applier-follow")
+                tg.create_task(self.claims.run(), name="applier-claims")
+                tg.create_task(self._resync_loop(), name="applier-resync")
+                tg.create_task(self._checkpoint_loop(), name="applier-checkpoint")
+                self.ready.set()
+        except Exception:
+            # Python 3.11's TaskGroup raises a child's error instead of the CancelledError when both
+            # happen at once; a stop request must win, or our supervisor would restart us forever.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from None
+            raise
+        finally:
+            self.ready.clear()
+            for timer in self._timers.values():
+                timer.cancel()
+            self._timers.clear()
+            await self._pool.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._save(force=True), 3)
+
+    async def _start(self) -> None:
+        async with self._store.pool.acquire(timeout=self._settings.db_timeout) as conn:
+            loaded = await checkpoint.load(conn, timeout=self._settings.db_timeout)
+        if loaded is not None:
+            self.state = loaded
+            self._saved = loaded.position
+            log.info("applier resumes from its checkpoint at position %d", loaded.position)
+        while True:
+            page = await self._store.read_all(self.state.position, CATCH_UP_PAGE)
+            for rec in page:
+                tracking.fold(self.state, rec)
+            if len(page) < CATCH_UP_PAGE:
+                break
+        log.info("applier caught up at position %d", self.state.position)
+
+    async def _follow(self) -> None:
+        async for rec in self._store.subscribe(self.state.position, batch=CATCH_UP_PAGE):
+            if rec.position <= self.state.position:
+                continue
+            self._fold(rec)
+
+    def _fold(self, rec: records.RecordedEvent) -> None:
+        affected = tracking.fold(self.state, rec)
+        if rec.type in _TARGET_TYPES:
+            self.claims.poke()
+        for target in affected:
+            self._changed(target)
+        if self._gates:
+            self._open_gates()
+        if self._waiters:
+            self._wake_waiters()
+
+    # ------------------------------------------------------------------ claims
+
+    def _candidates(self) -> list[str]:
+        return [name for name, target in self.state.fleet.targets.items() if not target.retired]
+
+    def _gained(self, targets: set[str], head: int) -> None:
+        for target in targets:
+            self._gates[target] = head
+        self._open_gates()
+
+    def _open_gates(self) -> None:
+        position = self.state.position
+        for target in [t for t, head in self._gates.items() if head <= position]:
+            del self._gates[target]
+            self._changed(target)
+
+    def _lost(self, targets: set[str]) -> None:
+        for target in targets:
+            self._gates.pop(target, None)
+            self._again.discard(target)
+            self._resync.discard(target)
+            timer = self._timers.pop(target, None)
+            if timer is not None:
+                timer.cancel()
+            for key in [k for k in self._not_before if k[1] == target]:
+                del self._not_before[key]
+            task = self._workers.get(target)
+            if task is not None:
+                task.cancel()
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _changed(self, target: str) -> None:
+        if not self.claims.owns(target) or target in self._gates or self._tg is None:
+            return
+        if target in self._workers:
+            self._again.add(target)
+            return
+        self._workers[target] = self._tg.create_task(self._work(target), name=f"applier-{target}")
+
+    def _timer(self, target: str, when: float) -> None:
+        current = self._timers.get(target)
+        if current is not None:
+            if current.when() <= when:
+                return
+            current.cancel()
+        self._timers[target] = asyncio.get_running_loop().call_at(when, self._fire, target)
+
+    def _fire(self, target: str) -> None:
+        self._timers.pop(target, None)
+        self._changed(target)
+
+    async def _work(self, target: str) -> None:
+        try:
+            while True:
+                async with self._slots:
+                    self._again.discard(target)
+                    try:
+                        await self._pass(target)
+                    except Exception:
+                        log.exception("applier pass for target %s failed", target)
+                        self._timer(target, asyncio.get_running_loop().time() + self._settings.backoff_cap)
+                if target not in self._again:
+                    return
+        finally:
+            self._workers.pop(target, None)
+
+    async def _pass(self, target: str) -> None:
+        found = self.state.fleet.targets.get(target)
+        if found is None:
+            return
+        if found.retired:
+            await self._pool.drop(target)
+            return
+        resync = target in self._resync
+        self._resync.discard(target)
+        done: set[str] = set()
+        loop = asyncio.get_running_loop()
+        while self.claims.owns(target):
+            now = loop.time()
+            due: tracking.Work | None = None
+            for work in tracking.plan(self.state, target, resync=resync):
+                if work.deployment in done:
+                    continue
+                not_before = self._not_before.get((work.deployment, target), 0.0)
+                if work.resync or not_before <= now:
+                    due = work
+                    break
+                self._timer(target, not_before)
+            if due is None:
+                return
+            done.add(due.deployment)
+            await self._execute(target, due)
+
+    async def _execute(self, target: str, work: tracking.Work) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome: outcomes.Outcome
+        retry_after: float | None = None
+        try:
+            client = await self._pool.get(target, credentials.access_of(self.state.fleet.targets[target]))
+            scopes = self._scopes.get(self.state.fleet, work.deployment)
+            if work.revision:
+                manifests = fleet.manifests_at(self.state.fleet, work.deployment, work.revision)
+                result = await apply.converge(client, work.deployment, work.revision, manifests, scopes)
+            else:
+                result = await apply.remove(client, work.deployment, scopes)
+        except errors.ApplyError as exc:
+            if isinstance(exc, errors.TemporaryError):
+                retry_after = exc.delay
+            outcome = events.ApplyFailed(
+                deployment=work.deployment, revision=work.revision, target=target, error=exc.message,
+                attempt=work.attempt, retryable=exc.retryable, status=exc.status)
+        else:
+            if work.resync and not result.changed:
+                return
+            outcome = events.ApplySucceeded(
+                deployment=work.deployment, revision=work.revision, target=target,
+                objects=result.applied, pruned=result.pruned,
+                duration_ms=int((loop.time() - started) * 1000), attempt=work.attempt)
+        if not self.claims.owns(target):
+            return  # claim lost meanwhile: the new owner re-applies and records
+        try:
+            position = await outcomes.record(self._store, outcome)
+        except outcomes.AlreadyRecorded as exc:
+            log.info("%s; catching up before deciding again", exc)
+            await self._reach(exc.position)
+            self._again.add(target)
+            return
+        tracking.observe(self.state, outcome, position)
+        key = (work.deployment, target)
+        if isinstance(outcome, events.ApplyFailed) and outcome.retryable:
+            wait = backoff.delay(work.attempt, base=self._settings.backoff_base,
+                                 cap=self._settings.backoff_cap, retry_after=retry_after)
+            self._not_before[key] = loop.time() + wait
+            self._timer(target, loop.time() + wait)
+        else:
+            self._not_before.pop(key, None)
+
+    async def _reach(self, position: int) -> None:
+        """Wait until the fold has taken in ``position``."""
+        if self.state.position >= position:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((position, future))
+        await future
+
+    def _wake_waiters(self) -> None:
+        position = self.state.position
+        still: list[tuple[int, asyncio.Future[None]]] = []
+        for wanted, future in self._waiters:
+            if wanted <= position:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                still.append((wanted, future))
+        self._waiters = still
+
+    # ------------------------------------------------------------------ periodic
+
+    async def _resync_loop(self) -> None:
+        interval = self._settings.resync_interval
+        if interval <= 0:
+            return
+        while True:
+            await asyncio.sleep(interval * (0.9 + 0.2 * random.random()))
+            for target in list(self.claims.owned):
+                self._resync.add(target)
+                self._changed(target)
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            try:
+                await self._save(force=False)
+            except Exception as exc:  # a cache: failing to write it is no reason to stop applying
+                log.warning("applier checkpoint not saved: %r", exc)
+
+    async def _save(self, *, force: bool) -> None:
+        position = self.state.position
+        if position <= self._saved or (not force and position - self._saved < CHECKPOINT_MIN_EVENTS):
+            return
+        packed = checkpoint.pack(self.state)
+        async with self._store.pool.acquire(timeout=self._settings.db_timeout) as conn:
+            await checkpoint.save(conn, position, packed, timeout=self._settings.db_timeout)
+        self._saved = position
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready.is_set(),
+            "position": self.state.position,
+            "claims": self.claims.snapshot(),
+            "applying": len(self._workers),
+            "retry_timers": len(self._timers),
+        }

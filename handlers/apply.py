@@ -1,0 +1,123 @@
+"""One deployment on one target: server-side apply its revision, then prune what is left over.
+
+``converge`` is the whole job for a revision: resolve every manifest's resource (discovery), list
+what the deployment already has on the cluster (every scope it ever used, by its label), apply each
+manifest in dependency order with the ledger's labels, then delete listed objects the revision no
+longer names, dependents first. ``remove`` is the same with nothing desired: it prunes everything
+the deployment has there (the deployment was removed, or the target stopped matching).
+
+Listing *before* applying gives each object's resourceVersion as it was, so the result can say
+whether anything actually changed: a periodic resync records an outcome only when it healed drift
+or pruned something, and stays out of the log otherwise. Errors propagate as handlers.errors;
+the first failing call ends the attempt (later objects may depend on it, as namespaced objects do
+on their namespace).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio.dynamic.resource import Resource
+
+from handlers import clients, errors, objects
+from ledger import events
+
+_Key = tuple[str, str, str | None, str]  # apiVersion, kind, namespace, name
+
+
+@dataclass(slots=True)
+class Result:
+    applied: list[events.ObjectRef] = field(default_factory=list)
+    pruned: list[events.ObjectRef] = field(default_factory=list)
+    changed: bool = False
+
+
+@dataclass(slots=True)
+class _Live:
+    resource: Resource
+    namespace: str | None
+    name: str
+    resource_version: str | None
+
+
+def _namespace(resource: Resource, manifest: dict[str, Any]) -> str | None:
+    if not resource.namespaced:
+        return None
+    metadata = manifest.get("metadata") or {}
+    return str(metadata.get("namespace") or objects.DEFAULT_NAMESPACE)
+
+
+def _name(manifest: dict[str, Any]) -> str:
+    metadata = manifest.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(name, str) or not name:
+        raise errors.PermanentError(f"a {manifest.get('kind', 'manifest')} has no metadata.name", status=422)
+    return name
+
+
+async def _live(client: clients.Client, deployment: str, scopes: Sequence[objects.Scope]) -> dict[_Key, _Live]:
+    """Objects carrying the deployment's label, in every scope it ever used."""
+    found: dict[_Key, _Live] = {}
+    listed: set[tuple[str, str, str | None]] = set()
+    for api_version, kind, namespace in scopes:
+        try:
+            resource = await client.resource(api_version, kind)
+        except errors.PermanentError:
+            continue  # a kind this cluster does not serve holds nothing of ours
+        where = (namespace or objects.DEFAULT_NAMESPACE) if resource.namespaced else None
+        if (api_version, kind, where) in listed:
+            continue
+        listed.add((api_version, kind, where))
+        for item in await client.list(resource, where, objects.selector(deployment)):
+            meta = item.get("metadata") or {}
+            key = (api_version, kind, meta.get("namespace") if resource.namespaced else None, meta.get("name", ""))
+            found[key] = _Live(resource, key[2], key[3], meta.get("resourceVersion"))
+    return found
+
+
+async def _prune(client: clients.Client, live: dict[_Key, _Live], keep: set[_Key], result: Result) -> None:
+    doomed = [(key, obj) for key, obj in live.items() if key not in keep]
+    doomed.sort(key=lambda item: -objects.rank(item[0][1], item[1].resource.namespaced))
+    for (api_version, kind, namespace, name), obj in doomed:
+        if await client.delete(obj.resource, name, namespace):
+            result.pruned.append(objects.ref(api_version, kind, name, namespace))
+            result.changed = True
+
+
+async def converge(client: clients.Client, deployment: str, revision: int,
+                   manifests: Sequence[dict[str, Any]], scopes: Sequence[objects.Scope]) -> Result:
+    """Apply ``revision``'s manifests to the target and prune the deployment's leftovers."""
+    resolved: list[tuple[int, int, Resource, dict[str, Any]]] = []
+    for index, manifest in enumerate(manifests):
+        resource = await client.resource(str(manifest.get("apiVersion", "")), str(manifest.get("kind", "")))
+        resolved.append((objects.rank(str(resource.kind), resource.namespaced), index, resource, manifest))
+    resolved.sort(key=lambda item: (item[0], item[1]))
+    live = await _live(client, deployment, scopes)
+    result = Result()
+    keep: set[_Key] = set()
+    for _rank, _index, resource, manifest in resolved:
+        name = _name(manifest)
+        namespace = _namespace(resource, manifest)
+        body = objects.labelled(manifest, deployment, revision)
+        if resource.namespaced:
+            body["metadata"]["namespace"] = namespace
+        stored = await client.apply(resource, body, namespace)
+        api_version, kind = str(manifest.get("apiVersion")), str(resource.kind)
+        key = (api_version, kind, namespace, name)
+        keep.add(key)
+        before = live.get(key)
+        after = (stored.get("metadata") or {}).get("resourceVersion")
+        if before is None or after is None or before.resource_version != after:
+            result.changed = True
+        result.applied.append(objects.ref(api_version, kind, name, namespace))
+    await _prune(client, live, keep, result)
+    return result
+
+
+async def remove(client: clients.Client, deployment: str, scopes: Sequence[objects.Scope]) -> Result:
+    """Delete everything the deployment has on the target."""
+    result = Result()
+    await _prune(client, await _live(client, deployment, scopes), set(), result)
+    return result

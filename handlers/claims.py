@@ -1,0 +1,182 @@
+"""Which targets this applier process may apply to: advisory locks shared out by rendezvous hashing.
+
+Exclusivity: a target is applied only by the process holding its PostgreSQL session advisory lock
+(``pg_try_advisory_lock(TARGET_CLASS, hash32(target))``), all held on one dedicated connection.
+When the process dies, its connection closes and PostgreSQL releases every lock at once: another
+process takes the targets over on its next round (every ``claim_interval`` seconds). If our own
+connection drops, every claim is dropped at once and in-flight work is cancelled before anything
+else is applied (termination listener); claims are re-taken after reconnecting. Two targets whose
+names hash alike share a lock, which only makes ownership coarser, never shared.
+
+Sharing: each process also holds a *member* lock (``MEMBER_CLASS``, a random id); the live members
+are read from ``pg_locks``. A target belongs to the member with the highest ``hash(member,
+target)`` (rendezvous hashing), so members agree on a split without talking to each other, and a
+member joining or leaving moves only its share. A process releases targets that now belong to
+someone else (once they are idle) and takes those that belong to it. A process joins only once
+it has folded the log up to its head, so it never claims what it cannot yet judge.
+
+After gaining a target, the applier waits until its fold reaches the log's head as read after the
+lock was taken, so outcomes the previous owner recorded are known before anything is applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import asyncpg
+
+from ledger import dbfaults
+
+log = logging.getLogger(__name__)
+
+TARGET_CLASS: Final = 0x4C44_4154  # "LDAT"
+MEMBER_CLASS: Final = 0x4C44_414D  # "LDAM"
+
+_MEMBERS: Final = """
+SELECT objid::bigint AS member FROM pg_locks
+ WHERE locktype = 'advisory' AND classid = $1::bigint::oid AND objsubid = 2 AND granted
+   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
+
+def key(target: str) -> int:
+    """The signed 32-bit lock key of a target."""
+    return int.from_bytes(hashlib.blake2b(target.encode(), digest_size=4).digest(), "big", signed=True)
+
+
+def _score(member: int, target: str) -> bytes:
+    return hashlib.blake2b(f"{member}/{target}".encode(), digest_size=8).digest()
+
+
+def owner(target: str, members: Iterable[int]) -> int | None:
+    """The member a target belongs to (rendezvous hashing), or None without members."""
+    return max(members, key=lambda m: _score(m, target), default=None)
+
+
+class Claims:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        interval: float,
+        connect_timeout: float,
+        candidates: Callable[[], Iterable[str]],
+        busy: Callable[[str], bool],
+        gained: Callable[[set[str], int], None],
+        lost: Callable[[set[str]], None],
+    ) -> None:
+        self._dsn = dsn
+        self._interval = interval
+        self._timeout = connect_timeout
+        self._candidates = candidates
+        self._busy = busy
+        self._gained = gained
+        self._lost = lost
+        self._wake = asyncio.Event()
+        self.owned: set[str] = set()
+        self._keys: dict[int, set[str]] = {}  # lock key held -> owned targets under it
+        self.member: int | None = None
+        self.members: list[int] = []
+
+    def owns(self, target: str) -> bool:
+        return target in self.owned
+
+    def poke(self) -> None:
+        """Run a claim round soon (targets came or went)."""
+        self._wake.set()
+
+    def _drop_all(self) -> None:
+        owned, self.owned, self._keys = self.owned, set(), {}
+        self.member = None
+        self.members = []
+        if owned:
+            self._lost(owned)
+
+    async def run(self) -> None:
+        delay = 0.1
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=self._timeout)
+                conn.add_termination_listener(lambda _conn: self._drop_all())
+                await self._join(conn)
+                delay = 0.1
+                while True:
+                    await self._round(conn)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._interval)
+                    self._wake.clear()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if dbfaults.is_unavailable(exc):
+                    log.warning("applier claims connection lost: %r", exc)
+                else:
+                    log.exception("applier claims failed")
+            finally:
+                self._drop_all()
+                if conn is not None:
+                    conn.terminate()
+            await asyncio.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 5.0)
+
+    async def _join(self, conn: asyncpg.Connection) -> None:
+        while True:
+            member = random.randint(1, 2**31 - 1)
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", MEMBER_CLASS, member,
+                                   timeout=self._timeout):
+                self.member = member
+                return
+
+    async def _round(self, conn: asyncpg.Connection) -> None:
+        rows = await conn.fetch(_MEMBERS, MEMBER_CLASS, timeout=self._timeout)
+        self.members = sorted({int(r["member"]) for r in rows} | {self.member or 0})
+        candidates = set(self._candidates())
+        mine = {t for t in candidates if owner(t, self.members) == self.member}
+        release = {t for t in self.owned - mine if not self._busy(t)}
+        if release:
+            await self._release(conn, release)
+        wanted = mine - self.owned
+        if not wanted:
+            return
+        new_keys = sorted({key(t) for t in wanted} - set(self._keys))
+        taken: set[int] = set()
+        if new_keys:
+            got = await conn.fetch(
+                "SELECT k, pg_try_advisory_lock($1, k) AS ok FROM unnest($2::int4[]) AS k",
+                TARGET_CLASS, new_keys, timeout=self._timeout)
+            taken = {int(r["k"]) for r in got if r["ok"]}
+        gained = {t for t in wanted if key(t) in taken or key(t) in self._keys}
+        if not gained:
+            return
+        for target in gained:
+            self._keys.setdefault(key(target), set()).add(target)
+        self.owned |= gained
+        head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM events", timeout=self._timeout)
+        self._gained(gained, int(head))
+
+    async def _release(self, conn: asyncpg.Connection, targets: set[str]) -> None:
+        self.owned -= targets
+        freed: list[int] = []
+        for target in targets:
+            k = key(target)
+            holders = self._keys.get(k)
+            if holders is None:
+                continue
+            holders.discard(target)
+            if not holders:
+                del self._keys[k]
+                freed.append(k)
+        self._lost(targets)
+        if freed:
+            await conn.execute("SELECT pg_advisory_unlock($1, k) FROM unnest($2::int4[]) AS k",
+                               TARGET_CLASS, freed, timeout=self._timeout)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"member": self.member, "members": self.members, "owned": len(self.owned)}

@@ -1,0 +1,211 @@
+"""One API client per target, and the four calls the applier makes through it.
+
+Decisions:
+
+- **One client per target**, made on first use and kept: an ``ApiClient`` (its own aiohttp session
+  and keep-alive connections) with a ``DynamicClient`` whose discovery is cached in a file of the
+  target's own under the data directory, named after the target and a hash of how it is reached.
+  When a TargetUpdated changes server, context, credentials, CA or TLS policy, the old client is
+  closed, its cache file deleted and a new one made; a retired target's client is closed.
+- **Every call is bounded** by ``apply_timeout`` (``asyncio.timeout`` around the request *and* the
+  body read; discovery included, which kubernetes-asyncio would otherwise let hang forever).
+- **Errors are translated here** (handlers.errors). kubernetes-asyncio 36.1.0's DynamicClient does
+  not raise on HTTP errors: it hands back the ``Status`` body as if it were an object. We ask for
+  the raw response (``serialize=False``) so the HTTP status and the Retry-After header are ours to
+  read, and still treat a ``kind: Status, status: Failure`` body as an error.
+- **Unknown kinds** make discovery raise ResourceNotFoundError, but so does a discovery document
+  that failed to load (the library swallows that). We ask the group-version's discovery document
+  ourselves to tell "no such kind" (permanent, 404) from "discovery is failing" (temporary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.dynamic import DynamicClient
+from kubernetes_asyncio.dynamic.exceptions import ResourceNotFoundError, ResourceNotUniqueError
+from kubernetes_asyncio.dynamic.resource import Resource
+
+from handlers import credentials, errors
+
+log = logging.getLogger(__name__)
+
+MANAGER = "ledger"
+
+
+def _decode(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return {"message": raw.decode("utf-8", "replace").strip()[:1000]}
+
+
+def group_version_path(api_version: str) -> str:
+    return "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+
+
+class Client:
+    """One target's Kubernetes API, with translated errors and bounded calls."""
+
+    def __init__(self, name: str, access: credentials.Access, api: ApiClient, cache_file: Path,
+                 timeout: float) -> None:
+        self.name = name
+        self.access = access
+        self.api = api
+        self.cache_file = cache_file
+        self.timeout = timeout
+        self._dyn: DynamicClient | None = None
+
+    async def _call(self, what: str, send: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            async with asyncio.timeout(self.timeout):
+                resp = await send()
+                try:
+                    raw = await resp.read()
+                finally:
+                    resp.release()
+        except errors.ApplyError:
+            raise
+        except Exception as exc:
+            raise errors.from_exception(exc, what=what) from exc
+        body = _decode(raw)
+        if resp.status >= 400:
+            raise errors.from_status(resp.status, body, resp.headers, what=what)
+        if isinstance(body, dict) and body.get("kind") == "Status" and body.get("status") == "Failure":
+            raise errors.from_status(int(body.get("code") or 500), body, what=what)
+        return body
+
+    async def get_path(self, path: str) -> Any:
+        """GET a path of the API server (discovery documents), errors translated."""
+        return await self._call(f"GET {path}", lambda: self.api.call_api(
+            path, "GET", header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
+            _preload_content=False, _return_http_data_only=True, _request_timeout=self.timeout))
+
+    async def dynamic(self) -> DynamicClient:
+        if self._dyn is None:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    self._dyn = await DynamicClient(self.api, cache_file=str(self.cache_file))
+            except Exception as exc:
+                # Find out what the server says; discovery itself hides HTTP statuses.
+                for path in ("/version", "/apis"):
+                    await self.get_path(path)
+                raise errors.from_exception(exc, what="discovery") from exc
+        return self._dyn
+
+    async def resource(self, api_version: str, kind: str) -> Resource:
+        dyn = await self.dynamic()
+        try:
+            async with asyncio.timeout(self.timeout):
+                found: Resource = await dyn.resources.get(api_version=api_version, kind=kind)
+                return found
+        except ResourceNotFoundError:
+            pass
+        except ResourceNotUniqueError as exc:
+            raise errors.PermanentError(f"{kind} in {api_version} is ambiguous: {exc}") from exc
+        except Exception as exc:
+            raise errors.from_exception(exc, what=f"discovery of {api_version} {kind}") from exc
+        try:
+            listing = await self.get_path(group_version_path(api_version))
+        except errors.ApplyError as exc:
+            if exc.status != 404:
+                raise
+            listing = {}
+        kinds = {r.get("kind") for r in (listing or {}).get("resources") or [] if isinstance(r, dict)}
+        if kind in kinds:
+            raise errors.TemporaryError(f"discovery of {api_version} {kind} failed; will retry")
+        raise errors.PermanentError(f'no matches for kind "{kind}" in version "{api_version}"', status=404)
+
+    async def apply(self, resource: Resource, body: dict[str, Any], namespace: str | None) -> dict[str, Any]:
+        """Server-side apply (fieldManager ``ledger``, force); returns the object as stored."""
+        dyn = await self.dynamic()
+        name = body["metadata"]["name"]
+        result = await self._call(f"apply {resource.kind} {name}", lambda: dyn.server_side_apply(
+            resource, body=body, name=name, namespace=namespace, field_manager=MANAGER,
+            force_conflicts=True, serialize=False, _request_timeout=self.timeout))
+        return result if isinstance(result, dict) else {}
+
+    async def list(self, resource: Resource, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
+        dyn = await self.dynamic()
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page = await self._call(f"list {resource.kind}", functools.partial(
+                dyn.get, resource, namespace=namespace, label_selector=label_selector, limit=500,
+                _continue=token, serialize=False, _request_timeout=self.timeout))
+            items.extend(i for i in (page or {}).get("items") or [] if isinstance(i, dict))
+            token = ((page or {}).get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    async def delete(self, resource: Resource, name: str, namespace: str | None) -> bool:
+        """Delete one object (background propagation); False when it was already gone."""
+        dyn = await self.dynamic()
+        try:
+            await self._call(f"delete {resource.kind} {name}", lambda: dyn.delete(
+                resource, name=name, namespace=namespace, propagation_policy="Background",
+                serialize=False, _request_timeout=self.timeout))
+        except errors.PermanentError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.api.close()
+
+
+class Pool:
+    """The clients of every target this process applies to."""
+
+    def __init__(self, cache_dir: Path, *, timeout: float, user_agent: str) -> None:
+        self.cache_dir = cache_dir
+        self.timeout = timeout
+        self.user_agent = user_agent
+        self._clients: dict[str, Client] = {}
+
+    def cache_file(self, name: str, access: credentials.Access) -> Path:
+        digest = hashlib.sha256(repr(access).encode()).hexdigest()[:12]
+        return self.cache_dir / f"{name}-{digest}.json"
+
+    async def get(self, name: str, access: credentials.Access) -> Client:
+        client = self._clients.get(name)
+        if client is not None and client.access == access:
+            return client
+        if client is not None:
+            await self.drop(name)
+        cfg = await credentials.configuration(access)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        api = ApiClient(cfg)
+        api.user_agent = self.user_agent
+        client = Client(name, access, api, self.cache_file(name, access), self.timeout)
+        self._clients[name] = client
+        return client
+
+    async def drop(self, name: str) -> None:
+        """Close a target's client and forget its discovery cache."""
+        client = self._clients.pop(name, None)
+        if client is not None:
+            await client.close()
+            with contextlib.suppress(OSError):
+                client.cache_file.unlink()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._clients
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()

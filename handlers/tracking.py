@@ -1,0 +1,179 @@
+"""What the applier knows beyond the fleet: per deployment and target, what was recorded there.
+
+The fleet fold (projections.fleet) says what *should* be on each target. This module folds the
+same log a second time for what the applier needs to decide what to *do*, and nothing else:
+
+- ``attempts``: the highest attempt recorded per revision (0 = prune), so the next attempt's id
+  is new even after a restart (outcomes.event_id);
+- the last outcome (revision, succeeded/retrying/failed, position), so a converged target is left
+  alone and a permanent failure is not retried until the revision or the target changes;
+- ``placed``: the deployment may have objects on the target — set whenever the target is selected
+  (even before anything was applied: a crash mid-apply leaves objects without an outcome) and
+  cleared by a recorded prune. A selected target that stops being selected, or a removed
+  deployment, is pruned wherever ``placed`` is set. Retiring a target clears it: a retired target
+  is left alone for good.
+- ``reached``: where in the log the way to reach a target last changed (registration, or an update
+  of server, context, credentials, CA or TLS policy): earlier successes do not count any more, so
+  the current revisions are applied again through the new client.
+
+:func:`plan` is the decision, pure: the work one target needs now. The whole state is a msgspec
+Struct so that the applier's checkpoint can store it (handlers.checkpoint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+
+from ledger import events, records
+from projections import fleet
+
+Outcome = Literal["succeeded", "retrying", "failed", ""]
+
+
+class Pair(msgspec.Struct, array_like=True, gc=False):
+    """One deployment on one target."""
+
+    attempts: dict[int, int] = {}
+    revision: int = -1
+    outcome: Outcome = ""
+    position: int = 0
+    placed: bool = False
+
+
+class State(msgspec.Struct, array_like=True):
+    fleet: fleet.Fleet = msgspec.field(default_factory=fleet.empty)
+    pairs: dict[str, dict[str, Pair]] = {}
+    reached: dict[str, int] = {}
+
+    @property
+    def position(self) -> int:
+        return self.fleet.position
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    deployment: str
+    revision: int  # 0: prune everything of the deployment from the target
+    attempt: int
+    resync: bool = False
+
+
+def pair(state: State, deployment: str, target: str) -> Pair:
+    by_target = state.pairs.get(deployment)
+    if by_target is None:
+        by_target = state.pairs[deployment] = {}
+    found = by_target.get(target)
+    if found is None:
+        found = by_target[target] = Pair()
+    return found
+
+
+def _access(target: fleet.Target | None) -> tuple[object, ...] | None:
+    if target is None or target.retired:
+        return None
+    return (target.server, target.context, target.credentials_ref, target.ca_ref, target.insecure)
+
+
+def observe(state: State, outcome: events.ApplySucceeded | events.ApplyFailed, position: int) -> None:
+    """Take in one outcome (from the log, or just appended by this process)."""
+    p = pair(state, outcome.deployment, outcome.target)
+    p.attempts[outcome.revision] = max(p.attempts.get(outcome.revision, 0), outcome.attempt)
+    if position < p.position:
+        return  # older than what we know (our own appends are taken in before the log is read)
+    p.revision = outcome.revision
+    p.position = position
+    if isinstance(outcome, events.ApplySucceeded):
+        p.outcome = "succeeded"
+        p.placed = outcome.revision != 0
+    else:
+        p.outcome = "retrying" if outcome.retryable else "failed"
+        p.placed = True
+
+
+def _place(state: State, deployment: str) -> None:
+    for target in fleet.desired(state.fleet, deployment):
+        pair(state, deployment, target).placed = True
+
+
+def fold(state: State, rec: records.RecordedEvent) -> set[str]:
+    """Fold one stored event into ``state``; returns the targets whose work may have changed."""
+    event = fleet.decode(rec.type, rec.data)
+    affected: set[str] = set()
+    before: tuple[object, ...] | None = None
+    match event:
+        case events.TargetRegistered() | events.TargetUpdated():
+            before = _access(state.fleet.targets.get(event.target))
+        case events.TargetRetired():
+            for by_target in state.pairs.values():
+                p = by_target.get(event.target)
+                if p is not None:
+                    p.placed = False
+                    p.revision, p.outcome = -1, ""
+    if event is None:  # undecodable: every fold skips it alike (projections.fleet)
+        state.fleet.position, state.fleet.recorded_at = rec.position, rec.recorded_at
+    else:
+        fleet.apply(state.fleet, event, fleet.Meta(rec.position, rec.stream, rec.version, rec.recorded_at,
+                                                   fleet.actor_of(rec.type, rec.metadata)))
+    match event:
+        case events.TargetRegistered() | events.TargetUpdated():
+            if _access(state.fleet.targets.get(event.target)) != before:
+                state.reached[event.target] = rec.position
+            for name, deployment in state.fleet.deployments.items():
+                if event.target in deployment.rollouts:
+                    pair(state, name, event.target).placed = True
+            affected.add(event.target)
+        case events.TargetRetired():
+            affected.add(event.target)
+        case events.RevisionSubmitted() | events.RolledBack():
+            by_target = state.pairs.get(event.deployment, {})
+            for p in by_target.values():  # attempts of older revisions are never needed again
+                p.attempts = {r: n for r, n in p.attempts.items() if r in (0, event.revision)}
+            _place(state, event.deployment)
+            affected.update(_involved(state, event.deployment))
+        case events.DeploymentPaused() | events.DeploymentResumed() | events.DeploymentRemoved():
+            _place(state, event.deployment)
+            affected.update(_involved(state, event.deployment))
+        case events.ApplySucceeded() | events.ApplyFailed():
+            observe(state, event, rec.position)
+    return affected
+
+
+def _involved(state: State, deployment: str) -> set[str]:
+    involved = set(fleet.desired(state.fleet, deployment))
+    involved.update(t for t, p in state.pairs.get(deployment, {}).items() if p.placed)
+    return involved
+
+
+def plan(state: State, target: str, *, resync: bool = False) -> list[Work]:
+    """The work ``target`` needs now, one item per deployment, in deployment-name order."""
+    found = state.fleet.targets.get(target)
+    if found is None or found.retired:
+        return []
+    reached = state.reached.get(target, 0)
+    work: list[Work] = []
+    for name in sorted(state.fleet.deployments):
+        deployment = state.fleet.deployments[name]
+        p = state.pairs.get(name, {}).get(target)
+        if deployment.paused and not deployment.removed:
+            continue
+        selected = (not deployment.removed and deployment.current_revision > 0
+                    and target in deployment.rollouts)
+        if selected:
+            revision = deployment.current_revision
+            if p is not None and p.revision == revision:
+                if p.outcome == "succeeded" and p.position > reached:
+                    if resync:
+                        work.append(Work(name, revision, p.attempts.get(revision, 0) + 1, resync=True))
+                    continue
+                if p.outcome == "failed" and p.position > found.position:
+                    continue
+            attempt = (p.attempts.get(revision, 0) if p is not None else 0) + 1
+            work.append(Work(name, revision, attempt))
+        elif p is not None and p.placed:
+            if p.revision == 0 and p.outcome == "failed" and p.position > found.position:
+                continue
+            work.append(Work(name, 0, p.attempts.get(0, 0) + 1))
+    return work
