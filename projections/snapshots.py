@@ -18,7 +18,7 @@ import msgspec
 
 from projections import fleet, tables
 
-EVERY: Final = 50_000
+EVERY: Final = 25_000
 
 _encoder: Final = msgspec.msgpack.Encoder()
 _decoder: Final = msgspec.msgpack.Decoder(fleet.Fleet)
