@@ -55,7 +55,8 @@ class Written:
 
     @property
     def changed(self) -> bool:
-        return self.type is not None and not self.replayed
+        """Whether the command recorded an event (a replay answers as the first attempt did)."""
+        return self.type is not None
 
     def headers(self) -> dict[str, str]:
         found = {"ETag": f'"{self.version}"'}
