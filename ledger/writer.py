@@ -322,8 +322,8 @@ def _plan(
         for event in req.events:
             position += 1
             actual += 1
-            data, data_text = hashing.normalize(event.data)
-            metadata, meta_text = hashing.normalize(event.metadata)
+            data, data_text, plain_data = hashing.normalize(event.data)
+            metadata, meta_text, plain_meta = hashing.normalize(event.metadata)
             canonical = hashing.canonical(
                 position=position,
                 stream=req.stream,
@@ -333,6 +333,7 @@ def _plan(
                 data=data,
                 metadata=metadata,
                 recorded_at=recorded_text,
+                plain=plain_data and plain_meta,
             )
             digest = hashing.chain(prev_hash, canonical)
             for col, value in zip(

@@ -33,7 +33,8 @@ async def app(settings: settings_mod.Settings) -> web.Application:
 
 
 @pytest.fixture
-async def client(aiohttp_client, app: web.Application) -> TestClient:  # type: ignore[no-untyped-def]
+async def client(database_url: str, aiohttp_client, app: web.Application) -> TestClient:  # type: ignore[no-untyped-def]  # noqa: F811
+    # database_url first: fixtures tear down in reverse, so the app stops before its database is dropped.
     return await aiohttp_client(app)
 
 
