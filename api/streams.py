@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any, Final, Literal
 
@@ -16,6 +17,8 @@ from ledger import events, records, streams
 IDEMPOTENCY_NAMESPACE: Final = uuid.UUID("6f1c1d2e-3b7a-5c55-9a51-6c6564676572")
 
 routes = web.RouteTableDef()
+# An escaped NUL (not an escaped backslash followed by "u0000"): jsonb cannot store it.
+_NUL: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 ExpectedVersion = int | Literal["any", "no_stream", "exists"]
 
@@ -97,9 +100,12 @@ def metadata_for(request: web.Request, submitted: dict[str, Any], index: int,
 
 
 def validate_event(stream: str, index: int, submitted: SubmittedEvent) -> dict[str, Any]:
-    """Check ``data`` against the catalogue and the stream; returns the normalized data."""
+    """Check ``data`` against the catalogue and the stream; returns the data to store."""
+    raw = bytes(submitted.data)
+    if _NUL.search(raw):
+        raise problems.invalid(f"$.events[{index}].data", "text must not contain the NUL character (\\u0000)")
     try:
-        event, data = events.from_json_data(submitted.type, bytes(submitted.data))
+        event, data = events.from_json_data(submitted.type, raw)
     except msgspec.ValidationError as exc:
         problem = problems.from_validation(exc, f"$.events[{index}].data")
         if problem.field == f"$.events[{index}].data.type":
