@@ -205,13 +205,12 @@ class Applier:
     async def _work(self, target: str) -> None:
         try:
             while True:
-                async with self._slots:
-                    self._again.discard(target)
-                    try:
-                        await self._pass(target)
-                    except Exception:
-                        log.exception("applier pass for target %s failed", target)
-                        self._timer(target, asyncio.get_running_loop().time() + self._settings.backoff_cap)
+                self._again.discard(target)
+                try:
+                    await self._pass(target)
+                except Exception:
+                    log.exception("applier pass for target %s failed", target)
+                    self._timer(target, asyncio.get_running_loop().time() + self._settings.backoff_cap)
                 if target not in self._again:
                     return
         finally:
@@ -249,14 +248,17 @@ class Applier:
         started = loop.time()
         outcome: outcomes.Outcome
         retry_after: float | None = None
+        client: clients.Client | None = None
         try:
-            client = await self._pool.get(target, credentials.access_of(self.state.fleet.targets[target]))
-            scopes = self._scopes.get(self.state.fleet, work.deployment)
-            if work.revision:
-                manifests = fleet.manifests_at(self.state.fleet, work.deployment, work.revision)
-                result = await apply.converge(client, work.deployment, work.revision, manifests, scopes)
-            else:
-                result = await apply.remove(client, work.deployment, scopes)
+            async with self._slots:  # bounds the clusters talked to at once; recording is outside
+                started = loop.time()
+                client = await self._pool.get(target, credentials.access_of(self.state.fleet.targets[target]))
+                scopes = self._scopes.get(self.state.fleet, work.deployment)
+                if work.revision:
+                    manifests = fleet.manifests_at(self.state.fleet, work.deployment, work.revision)
+                    result = await apply.converge(client, work.deployment, work.revision, manifests, scopes)
+                else:
+                    result = await apply.remove(client, work.deployment, scopes)
         except errors.ApplyError as exc:
             if isinstance(exc, errors.TemporaryError):
                 retry_after = exc.delay
@@ -270,6 +272,9 @@ class Applier:
                 deployment=work.deployment, revision=work.revision, target=target,
                 objects=result.applied, pruned=result.pruned,
                 duration_ms=int((loop.time() - started) * 1000), attempt=work.attempt)
+        finally:
+            if client is not None:
+                client.flush()
         if not self.claims.owns(target):
             return  # claim lost meanwhile: the new owner re-applies and records
         try:

@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.dynamic import DynamicClient
 from kubernetes_asyncio.dynamic.exceptions import ResourceNotFoundError, ResourceNotUniqueError
 from kubernetes_asyncio.dynamic.resource import Resource
 
-from handlers import credentials, errors
+from handlers import credentials, errors, transport
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def group_version_path(api_version: str) -> str:
 class Client:
     """One target's Kubernetes API, with translated errors and bounded calls."""
 
-    def __init__(self, name: str, access: credentials.Access, api: ApiClient, cache_file: Path,
+    def __init__(self, name: str, access: credentials.Access, api: transport.ApiClient, cache_file: Path,
                  timeout: float) -> None:
         self.name = name
         self.access = access
@@ -96,7 +95,8 @@ class Client:
         if self._dyn is None:
             try:
                 async with asyncio.timeout(self.timeout):
-                    self._dyn = await DynamicClient(self.api, cache_file=str(self.cache_file))
+                    self._dyn = await DynamicClient(self.api, cache_file=str(self.cache_file),
+                                                    discoverer=transport.Discoverer)
             except Exception as exc:
                 # Find out what the server says; discovery itself hides HTTP statuses.
                 for path in ("/version", "/apis"):
@@ -106,9 +106,13 @@ class Client:
 
     async def resource(self, api_version: str, kind: str) -> Resource:
         dyn = await self.dynamic()
+        group, _, version = api_version.rpartition("/")
+        # Name the prefix and group: "v1" alone would make the library search (and fetch) every
+        # group that has a version called v1.
+        where = {"prefix": "apis", "group": group} if group else {"prefix": "api"}
         try:
             async with asyncio.timeout(self.timeout):
-                found: Resource = await dyn.resources.get(api_version=api_version, kind=kind)
+                found: Resource = await dyn.resources.get(**where, api_version=version, kind=kind)
                 return found
         except ResourceNotFoundError:
             pass
@@ -162,7 +166,15 @@ class Client:
             raise
         return True
 
+    def flush(self) -> None:
+        """Write the discovery cache file if discovery learnt something (once per pass)."""
+        if self._dyn is not None:
+            discoverer = self._dyn.resources
+            if isinstance(discoverer, transport.Discoverer):
+                discoverer.flush()
+
     async def close(self) -> None:
+        self.flush()
         with contextlib.suppress(Exception):
             await self.api.close()
 
@@ -188,8 +200,7 @@ class Pool:
             await self.drop(name)
         cfg = await credentials.configuration(access)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        api = ApiClient(cfg)
-        api.user_agent = self.user_agent
+        api = transport.ApiClient(cfg, self.user_agent)
         client = Client(name, access, api, self.cache_file(name, access), self.timeout)
         self._clients[name] = client
         return client
