@@ -138,9 +138,9 @@ def history(args: argparse.Namespace, client: http.Client) -> int:
     _print(args, body, lambda b: http.table(
         [(("* " if r["revision"] == b["current_revision"] else "  ") + str(r["revision"]), r["recorded_at"],
           r["actor"], r["selector"] or '""', len(r["matched_targets"]),
-          f"rollback to {r['rolled_back_to']}" if r["rolled_back_to"] else "", r["message"])
+          r["rolled_back_to"], r["message"])
          for r in b["revisions"]],
-        ["rev", "recorded at", "actor", "selector", "targets", "", "message"]))
+        ["rev", "recorded at", "actor", "selector", "targets", "restores", "message"]))
     return 0
 
 
