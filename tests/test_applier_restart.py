@@ -8,6 +8,7 @@ import collections
 
 import pytest
 
+from api import app as app_mod
 from emulator import Emulator, Fault
 from tests import servers
 from tests.applier_support import (
@@ -16,6 +17,7 @@ from tests.applier_support import (
     configmap,
     deployment_object,
     eventually,
+    fast,
     live,
     namespace,
     outcomes,
@@ -140,3 +142,33 @@ async def test_two_appliers_share_the_targets_and_one_takes_over_when_the_other_
 async def _alone(process):
     status = await process.status()
     return status and status["claims"]["owned"] == 20 and len(status["claims"]["members"]) == 1
+
+
+async def test_a_stopped_applier_saves_its_checkpoint_and_the_next_one_resumes_from_it(
+        aiohttp_client, settings, store, db, tmp_path):
+    emu = Emulator(["eu-1", "eu-2"])
+    await emu.start()
+    try:
+        for name in ("eu-1", "eu-2"):
+            await register(store, emu, name, region="eu")
+        await submit(store, "web", [namespace(), configmap("cfg", v="1")], "region=eu")
+        first = await aiohttp_client(app_mod.make_app(fast(settings)))
+        await eventually(lambda: _all(db, {"eu-1", "eu-2"}))
+        await first.close()
+        saved = await db.fetchrow("SELECT position, format FROM applier_checkpoints")
+        head = await db.fetchval("SELECT max(position) FROM events")
+        # Saved at the fold's position: at least the revision, at most the outcomes after it.
+        assert saved is not None and 3 <= saved["position"] <= head
+        requests_before = len(emu.cluster("eu-1").requests)
+        await submit(store, "web", [namespace(), configmap("cfg", v="2")], "region=eu")
+        second = await aiohttp_client(app_mod.make_app(fast(settings)))
+        found = await eventually(lambda: _all(db, {"eu-1", "eu-2"}, revision=2))
+        await second.close()
+        assert [(o["revision"], o["attempt"]) for o in found if o["target"] == "eu-1"] == [(1, 1), (2, 1)]
+        # Revision 1 was not applied again: only revision 2's work reached the cluster.
+        patches = [r for r in list(emu.cluster("eu-1").requests)[requests_before:] if r.method == "PATCH"]
+        assert all((r.json() or {}).get("metadata", {}).get("labels", {}).get("ledger.dev/revision") == "2"
+                   for r in patches)
+        assert await db.fetchval("SELECT position FROM applier_checkpoints") > saved["position"]
+    finally:
+        await emu.stop()
