@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from cli import applier as applier_cli
 from cli import client as client_cli
+from cli import demo as demo_cli
 from cli import export as export_cli
 from cli import rebuild as rebuild_cli
 from cli import serve
@@ -16,6 +17,7 @@ from ledger import settings as settings_mod
 
 MODULES = [serve, export_cli, verify_cli]
 MODULES.append(applier_cli)
+MODULES.append(demo_cli)
 MODULES.extend([client_cli, rebuild_cli])
 
 

@@ -1,0 +1,171 @@
+"""``ledger demo``: the whole loop on one machine in a few seconds, nothing to install.
+
+It starts the service in-process exactly as ``ledger serve`` does (API, projector, applier; the
+embedded PostgreSQL in a fresh temporary data directory unless LEDGER_DATABASE_URL is set) and the
+Kubernetes API emulator with three clusters, registers them as targets labelled by region and
+tier, submits a sample deployment (a Namespace, a ConfigMap and a Deployment) to ``region=eu``
+over the HTTP API, waits until both EU clusters report it applied, and prints where to look.
+The sample manifests are written as YAML into the data directory for ``ledger deploy -f``. Then it
+keeps running until Ctrl-C (``--once`` exits instead, for scripts and tests); the temporary data
+directory is deleted at exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+from api import app as app_mod
+from cli import options
+from emulator import Emulator
+from ledger import settings as settings_mod
+
+CLUSTERS: Final = {
+    "eu-1": {"region": "eu", "tier": "prod"},
+    "eu-2": {"region": "eu", "tier": "staging"},
+    "us-1": {"region": "us", "tier": "prod"},
+}
+
+MANIFESTS: Final[list[dict[str, Any]]] = [
+    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo"}},
+    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-config", "namespace": "demo"},
+     "data": {"greeting": "hello from the ledger"}},
+    {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "demo"},
+     "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+              "template": {"metadata": {"labels": {"app": "web"}},
+                           "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}},
+]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = sub.add_parser("demo", help="service + emulated clusters + a sample deployment, on this machine")
+    options.add_settings_flags(cmd)
+    cmd.add_argument("--emulator-port", type=int, default=0, help="port of the emulated clusters (0: any free)")
+    cmd.add_argument("--once", action="store_true", help="exit once the sample deployment is applied")
+    cmd.set_defaults(func=run_demo)
+
+
+async def _call(session: aiohttp.ClientSession, method: str, url: str, body: Any) -> dict[str, Any]:
+    async with session.request(method, url, json=body) as resp:
+        answer: dict[str, Any] = await resp.json()
+        if resp.status >= 400:
+            raise RuntimeError(f"{method} {url}: {resp.status} {answer.get('detail', answer)}")
+        return answer
+
+
+async def _applied(session: aiohttp.ClientSession, url: str, expected: int, timeout: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    body: dict[str, Any] = {}
+    while loop.time() < deadline:
+        async with session.get(f"{url}/v1/deployments/web") as resp:
+            if resp.status == 200:
+                body = await resp.json()
+                if body.get("summary", {}).get("applied") == expected:
+                    return body
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"the sample deployment was not applied within {timeout:.0f}s: {body}")
+
+
+def guide(url: str, emulator: str, status: dict[str, Any], sample: Path) -> str:
+    rollouts = "\n".join(
+        f"    {r['target']:6} {r['state']:8} revision {r['applied_revision']}  "
+        f"({','.join(f'{k}={v}' for k, v in CLUSTERS[r['target']].items())})"
+        for r in sorted(status.get("rollouts", []), key=lambda r: r["target"]))
+    return f"""
+Deployment Ledger demo is running.
+
+  API        {url}   (web UI at /, OpenAPI at /openapi.json)
+  clusters   {emulator}/clusters/<name>   eu-1 (region=eu,tier=prod)  eu-2 (region=eu,tier=staging)  us-1 (region=us,tier=prod)
+
+Deployment "web" (Namespace, ConfigMap, Deployment) went to region=eu:
+{rollouts}
+
+Look around:
+  curl -s {url}/v1/deployments/web                         # rollout per target
+  curl -s '{url}/v1/targets?selector=region%3Deu'
+  curl -s '{url}/v1/events?category=rollout'                # the applier's outcomes, in the log
+  curl -s {url}/v1/deployments/web/revisions
+  curl -s '{emulator}/_emulator/clusters/eu-1/objects?namespace=demo'   # what is on a cluster
+
+Or with the CLI (export LEDGER_URL={url}):
+  ledger status web
+  ledger targets list -l tier=prod
+  ledger deploy web -f {sample} -l 'tier=prod' -m "prod everywhere"   # eu-2 pruned, us-1 gains it
+  ledger history web
+  ledger rollback web --to 1
+  ledger pause web  /  ledger resume web  /  ledger remove web
+
+Press Ctrl-C to stop (the demo's data directory is deleted).
+"""
+
+
+async def demo(settings: settings_mod.Settings, *, emulator_port: int = 0, once: bool = False,
+               out: Callable[[str], None] = print) -> int:
+    sample = settings.data_dir.resolve() / "web.yaml"
+    sample.parent.mkdir(parents=True, exist_ok=True)
+    sample.write_text(yaml.safe_dump_all(MANIFESTS, sort_keys=False))
+    emu = Emulator(CLUSTERS)
+    runner: web.AppRunner | None = None
+    try:
+        emulator = await emu.start(port=emulator_port)
+        runner = web.AppRunner(app_mod.make_app(settings), handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        url = f"http://{host}:{port}"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            for name, labels in CLUSTERS.items():
+                await _call(session, "PUT", f"{url}/v1/targets/{name}",
+                            {"labels": labels, "server": emu.cluster_url(name)})
+            await _call(session, "POST", f"{url}/v1/deployments/web/revisions",
+                        {"manifests": MANIFESTS, "selector": "region=eu", "message": "ledger demo"})
+            status = await _applied(session, url, expected=2, timeout=60)
+        out(guide(url, emulator, status, sample))
+        if not once:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+        return 0
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await emu.stop()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    settings = options.settings_from(args)
+    temporary: Path | None = None
+    if not settings.database_url:
+        temporary = Path(tempfile.mkdtemp(prefix="ledger-demo-"))
+        settings = settings.replace(data_dir=temporary)
+    settings = settings.replace(applier=True, projector=True)
+    if args.setting_log_level is None and "LEDGER_LOG_LEVEL" not in os.environ:
+        settings = settings.replace(log_level="WARNING")  # the guide is the output; logs on request
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(demo(settings, emulator_port=args.emulator_port, once=args.once))
+    except RuntimeError as exc:
+        print(f"ledger demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
