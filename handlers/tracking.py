@@ -98,25 +98,26 @@ def _place(state: State, deployment: str) -> None:
         pair(state, deployment, target).placed = True
 
 
+_TARGET_TYPES = frozenset({"TargetRegistered", "TargetUpdated", "TargetRetired"})
+
+
 def fold(state: State, rec: records.RecordedEvent) -> set[str]:
     """Fold one stored event into ``state``; returns the targets whose work may have changed."""
-    event = fleet.decode(rec.type, rec.data)
     affected: set[str] = set()
     before: tuple[object, ...] | None = None
-    match event:
-        case events.TargetRegistered() | events.TargetUpdated():
-            before = _access(state.fleet.targets.get(event.target))
-        case events.TargetRetired():
-            for by_target in state.pairs.values():
-                p = by_target.get(event.target)
-                if p is not None:
-                    p.placed = False
-                    p.revision, p.outcome = -1, ""
-    if event is None:  # undecodable: every fold skips it alike (projections.fleet)
-        state.fleet.position, state.fleet.recorded_at = rec.position, rec.recorded_at
-    else:
-        fleet.apply(state.fleet, event, fleet.Meta(rec.position, rec.stream, rec.version, rec.recorded_at,
-                                                   fleet.actor_of(rec.type, rec.metadata)))
+    if rec.type in _TARGET_TYPES:  # rare: look at the target before the fleet fold changes it
+        match fleet.decode(rec.type, rec.data):
+            case events.TargetRegistered(target=name) | events.TargetUpdated(target=name):
+                before = _access(state.fleet.targets.get(name))
+            case events.TargetRetired(target=name):
+                for by_target in state.pairs.values():
+                    p = by_target.get(name)
+                    if p is not None:
+                        p.placed = False
+                        p.revision, p.outcome = -1, ""
+    # The fleet's own hot path; it skips undecodable events as every fold does.
+    event = fleet.fold_row(state.fleet, rec.position, rec.stream, rec.version, rec.type, rec.data,
+                           rec.metadata, rec.recorded_at)
     match event:
         case events.TargetRegistered() | events.TargetUpdated():
             if _access(state.fleet.targets.get(event.target)) != before:
