@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
+import uvloop
 from aiohttp import web
 
 
@@ -13,6 +15,7 @@ async def noop(request: web.Request) -> web.Response:
 
 
 def main() -> None:
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # the same event loop as `ledger serve`
     app = web.Application(client_max_size=1 << 20)
     app.router.add_post("/v1/streams/{stream}/events", noop)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)

@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 import asyncpg
+import uvloop
 from aiohttp import web
 
 from api import app as app_mod
@@ -31,6 +32,7 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = app_mod.make_app(settings)
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(app, host=settings.http_host, port=settings.http_port,
                 print=lambda msg: print(msg.replace("Running on", "Deployment Ledger on"), flush=True),
                 access_log=None)

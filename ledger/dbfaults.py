@@ -10,7 +10,7 @@ _UNAVAILABLE_CLASSES = ("08", "53", "57")
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError)):
+    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError)):
         return True
     if isinstance(exc, asyncpg.PostgresError):
         sqlstate = getattr(exc, "sqlstate", None) or ""

@@ -160,7 +160,16 @@ class BatchingWriter:
     async def _commit_or_split(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            outcomes = await self._commit(batch)
+            try:
+                outcomes = await self._commit(batch)
+            except Exception as exc:
+                if not dbfaults.is_unavailable(exc):
+                    raise
+                # The connection broke (the server ended it, or it was cut). Retrying once on a new one
+                # is safe even if the first attempt committed: the same event ids come back as
+                # duplicates with their original positions. If the database is really gone, this
+                # fails as fast as the first attempt.
+                outcomes = await self._commit(batch)
         except Exception as exc:
             self.stats.failed_batches += 1
             if dbfaults.is_data_error(exc) and len(batch) > 1:
@@ -306,6 +315,8 @@ def _plan(
     cols: list[list[Any]] = [[] for _ in range(10)]
     in_batch: dict[UUID, tuple[int, str, int, str, Any]] = {}
     outcomes: list[records.AppendResult | BaseException] = []
+    # Events of one request usually share one metadata object: normalize it once.
+    metadata_seen: dict[int, tuple[Any, str, bool]] = {}
     for pending in batch:
         req = pending.request
         try:
@@ -323,7 +334,10 @@ def _plan(
             position += 1
             actual += 1
             data, data_text, plain_data = hashing.normalize(event.data)
-            metadata, meta_text, plain_meta = hashing.normalize(event.metadata)
+            known = metadata_seen.get(id(event.metadata))
+            if known is None:
+                known = metadata_seen[id(event.metadata)] = hashing.normalize(event.metadata)
+            metadata, meta_text, plain_meta = known
             canonical = hashing.canonical(
                 position=position,
                 stream=req.stream,
