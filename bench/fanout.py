@@ -110,7 +110,8 @@ async def claimed(conn: asyncpg.Connection, names: list[str]) -> None:
         await asyncio.sleep(0.05)
 
 
-async def measure_service(url: str, dsn: str, emulator: str, clusters: int, revisions: int) -> dict[str, Any]:
+async def measure_service(url: str, dsn: str, emulator: str, clusters: int, revisions: int, *,
+                          pid: int, emulator_pid: int) -> dict[str, Any]:
     names = [f"edge-{n:04d}" for n in range(clusters)]
     conn = await asyncpg.connect(dsn)
     waiter = Outcomes(conn)
@@ -122,13 +123,18 @@ async def measure_service(url: str, dsn: str, emulator: str, clusters: int, revi
         await register(session, url, emulator, ["solo"], {"lat": "solo"})
         await asyncio.wait_for(claimed(conn, [*names, "solo"]), 120)
         for label, revision in (("cold", 1), ("warm", 2)):
+            cpu, emulator_cpu = cpu_seconds(pid), cpu_seconds(emulator_pid)
             started = time.perf_counter()
             await post(session, url, "deployment-fanout", "RevisionSubmitted",
                        {"deployment": "fanout", "revision": revision, "manifests": manifests(revision),
                         "selector": "fleet=bench"})
             await asyncio.wait_for(waiter.until("fanout", revision, clusters), 600)
             result[f"fanout_{label}_s"] = time.perf_counter() - started
-            print(f"  fan-out {label}: {result[f'fanout_{label}_s']:.2f} s", flush=True)
+            result[f"fanout_{label}_cpu"] = cpu_seconds(pid) - cpu
+            result[f"fanout_{label}_emulator_cpu"] = cpu_seconds(emulator_pid) - emulator_cpu
+            print(f"  fan-out {label}: {result[f'fanout_{label}_s']:.2f} s (service CPU "
+                  f"{result[f'fanout_{label}_cpu']:.2f} s, emulator CPU {result[f'fanout_{label}_emulator_cpu']:.2f} s)",
+                  flush=True)
         latencies = []
         for revision in range(1, revisions + 1):
             started = time.perf_counter()
@@ -140,6 +146,13 @@ async def measure_service(url: str, dsn: str, emulator: str, clusters: int, revi
         result["latency_ms"] = latencies
     await conn.close()
     return result
+
+
+async def _resource(dyn: DynamicClient, body: dict[str, Any]) -> Any:
+    """Discovery lookup by prefix and group, as handlers/clients.py does."""
+    group, _, version = body["apiVersion"].rpartition("/")
+    where = {"prefix": "apis", "group": group} if group else {"prefix": "api"}
+    return await dyn.resources.get(**where, api_version=version, kind=body["kind"])
 
 
 async def raw_fanout(emulator: str, clusters: int, concurrency: int, cache: Path) -> tuple[float, float]:
@@ -155,12 +168,14 @@ async def raw_fanout(emulator: str, clusters: int, concurrency: int, cache: Path
                                                        discoverer=transport.Discoverer))
             dyn = made[name][1]
             for body in manifests(revision):
-                resource = await dyn.resources.get(api_version=body["apiVersion"], kind=body["kind"])
+                resource = await _resource(dyn, body)
                 result = await dyn.server_side_apply(resource, body=body, field_manager="raw", force_conflicts=True)
                 assert result.kind != "Status", result
             discoverer = dyn.resources
             assert isinstance(discoverer, transport.Discoverer)
-            discoverer.flush()
+            found = discoverer.pending()
+            if found is not None:
+                await asyncio.to_thread(transport.write, *found)
 
     timings = []
     for revision in (1, 2):
@@ -180,7 +195,7 @@ async def raw_latency(emulator: str, revisions: int, cache: Path) -> list[float]
         for revision in range(1, revisions + 1):
             started = time.perf_counter()
             for body in manifests(revision):
-                resource = await dyn.resources.get(api_version=body["apiVersion"], kind=body["kind"])
+                resource = await _resource(dyn, body)
                 await dyn.server_side_apply(resource, body=body, field_manager="raw", force_conflicts=True)
             latencies.append((time.perf_counter() - started) * 1000)
     finally:
@@ -216,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             proc, url = harness.start_service(dsn, work / "data", LEDGER_APPLIER="true")
             try:
                 print(f"service {url}, emulator {emulator} (separate process)", flush=True)
-                service = asyncio.run(measure_service(url, dsn, emulator, args.clusters, args.revisions))
+                service = asyncio.run(measure_service(url, dsn, emulator, args.clusters, args.revisions,
+                                                      pid=proc.pid, emulator_pid=emu.pid))
                 rss = harness.peak_rss_mb(proc.pid)
             finally:
                 harness.stop(proc)
@@ -254,8 +270,16 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *table,
         "",
+        f"CPU during the fan-out: service {service['fanout_cold_cpu']:.2f} s cold /"
+        f" {service['fanout_warm_cpu']:.2f} s warm ({service['fanout_cold_cpu'] / args.clusters * 1000:.1f} /"
+        f" {service['fanout_warm_cpu'] / args.clusters * 1000:.1f} ms per cluster), emulator"
+        f" {service['fanout_cold_emulator_cpu']:.2f} s / {service['fanout_warm_emulator_cpu']:.2f} s; the rest of"
+        " the two cores went to PostgreSQL and the driver. Targets: fan-out at most 10 s on 2 cores;"
+        " latency p50 50 ms, p99 250 ms. The machine is shared with other work: wall times vary by"
+        " about ±30% between runs, CPU seconds much less.",
+        "",
         f"Peak RSS of the service: {rss:.0f} MB. Median submit-to-applied {statistics.median(lat):.1f} ms;"
-        " for reference, Argo CD polls Git every 120 s (plus jitter) by default.",
+        " for reference, Argo CD reconciles every 120 s (plus jitter) by default.",
     ])
     print(body)
     if not args.no_record:

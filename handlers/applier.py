@@ -274,7 +274,7 @@ class Applier:
                 duration_ms=int((loop.time() - started) * 1000), attempt=work.attempt)
         finally:
             if client is not None:
-                client.flush()
+                await client.flush()
         if not self.claims.owns(target):
             return  # claim lost meanwhile: the new owner re-applies and records
         try:

@@ -166,15 +166,16 @@ class Client:
             raise
         return True
 
-    def flush(self) -> None:
-        """Write the discovery cache file if discovery learnt something (once per pass)."""
+    async def flush(self) -> None:
+        """Write the discovery cache file if discovery learnt something (once per pass), off the loop."""
         if self._dyn is not None:
             discoverer = self._dyn.resources
-            if isinstance(discoverer, transport.Discoverer):
-                discoverer.flush()
+            found = discoverer.pending() if isinstance(discoverer, transport.Discoverer) else None
+            if found is not None:
+                await asyncio.to_thread(transport.write, *found)
 
     async def close(self) -> None:
-        self.flush()
+        await self.flush()
         with contextlib.suppress(Exception):
             await self.api.close()
 

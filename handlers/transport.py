@@ -11,9 +11,10 @@ without changing what goes over the wire:
   ``~/.netrc`` in a worker thread on *every* request. We trust the environment only when a proxy
   variable (``HTTPS_PROXY`` and friends) is actually set, which is what the library needs it for.
 - **Discovery cache writes.** The LazyDiscoverer rewrites its whole cache file with the
-  pure-Python JSON encoder after every discovery step (three times for a new cluster). Ours marks
-  the cache dirty and ``flush()`` writes it once per pass, with msgspec, atomically (temporary file
-  and rename, so a reader never sees half a file). The format is the library's own.
+  pure-Python JSON encoder after every discovery step (three times for a new cluster), blocking the
+  event loop. Ours marks the cache dirty; the client writes it once per pass, encoded with msgspec,
+  in a worker thread, atomically (temporary file and rename, so a reader never sees half a file).
+  The format is the library's own.
 
 ``RestClient`` and ``ApiClient`` only replace the constructors of the library's
 ``RESTClientObject`` and ``ApiClient`` (same attributes); the version is pinned in
@@ -93,14 +94,23 @@ class Discoverer(discovery.LazyDiscoverer):
     def _write_cache(self) -> None:
         self._dirty = True
 
-    def flush(self) -> None:
+    def pending(self) -> tuple[str, bytes] | None:
+        """The cache file's path and new content if discovery learnt something since last time."""
         if not self._dirty:
-            return
+            return None
         self._dirty = False
-        path = self._path
-        with contextlib.suppress(Exception):  # a cache: failing to write it only costs a rediscovery
-            data = msgspec.json.encode(self._cache, enc_hook=_to_dict)
-            temporary = f"{path}.{os.getpid()}.tmp"
-            with open(temporary, "wb") as file:
-                file.write(data)
-            os.replace(temporary, path)
+        return self._path, msgspec.json.encode(self._cache, enc_hook=_to_dict)
+
+    def flush(self) -> None:
+        found = self.pending()
+        if found is not None:
+            write(*found)
+
+
+def write(path: str, data: bytes) -> None:
+    """Replace ``path`` atomically (temporary file and rename: a reader never sees half a file)."""
+    with contextlib.suppress(OSError):  # a cache: failing to write it only costs a rediscovery
+        temporary = f"{path}.{os.getpid()}.tmp"
+        with open(temporary, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)

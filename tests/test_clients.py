@@ -94,8 +94,8 @@ async def test_each_target_has_its_own_client_and_discovery_cache_recreated_on_c
         assert await pool.get("a", first) is a
         await a.resource("v1", "ConfigMap")
         await b.resource("v1", "ConfigMap")
-        a.flush()
-        b.flush()
+        await a.flush()
+        await b.flush()
         assert a.cache_file.exists() and b.cache_file.exists()
         moved = await pool.get("a", credentials.Access(server=emu.cluster_url("us-1")))
         assert moved is not a and not a.cache_file.exists()
