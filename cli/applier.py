@@ -1,10 +1,15 @@
 """``ledger applier``: the applier alone, without the HTTP API, for scaling appliers out.
 
-It runs the same cleanup contexts as ``ledger serve`` (database and migrations, the event store,
-the applier), so the two cannot drift apart; several such processes, and ``ledger serve``
-processes with the applier on, share the targets through handlers.claims. With ``--http-port``
-other than 0 it answers ``GET /healthz`` (alive) and ``GET /readyz`` (caught up and claiming) for
-orchestrators; SIGTERM or SIGINT stops it cleanly (claims released, checkpoint saved).
+It runs the same cleanup contexts as ``ledger serve`` for the event store and the applier, so the
+two cannot drift apart; several such processes, and ``ledger serve`` processes with the applier
+on, share the targets through handlers.claims. With ``--http-port`` other than 0 it answers
+``GET /healthz`` (alive) and ``GET /readyz`` (caught up and claiming) for orchestrators; SIGTERM
+or SIGINT stops it cleanly (claims released, checkpoint saved).
+
+The database: ``LEDGER_DATABASE_URL`` in production. Without it the embedded PostgreSQL under the
+data directory is used — adopted if ``ledger serve`` already runs it, and then left running at
+exit (only a server this process started is stopped), so an applier next to a local service does
+not take the service's database down with it.
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
 
 from api import keys, lifecycle
 from cli import options
+from ledger import migrate, pgembed
 from ledger import settings as settings_mod
 
 
@@ -31,7 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def make_app(settings: settings_mod.Settings) -> web.Application:
     app = web.Application()
     app[keys.SETTINGS] = settings.replace(applier=True, projector=False)
-    app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store, lifecycle.applier])
+    app.cleanup_ctx.extend([_database, lifecycle.event_store, lifecycle.applier])
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -43,6 +51,26 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    owned: pgembed.EmbeddedPostgres | None = None
+    if settings.database_url:
+        app[keys.DSN] = settings.database_url
+    else:
+        embedded = pgembed.EmbeddedPostgres(settings.data_dir.resolve() / "pg")
+        if embedded.running_port() is None:
+            owned = embedded  # started here, so stopped here; an adopted one is its owner's
+        app[keys.DSN] = await asyncio.to_thread(embedded.start)
+    conn = await asyncpg.connect(app[keys.DSN], timeout=settings.db_timeout)
+    try:
+        await migrate.migrate(conn)
+    finally:
+        await conn.close()
+    yield
+    if owned is not None:
+        await asyncio.to_thread(owned.stop)
 
 
 async def serve(settings: settings_mod.Settings) -> None:
