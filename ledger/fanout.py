@@ -13,6 +13,8 @@ Decisions:
 - **Behind means cut off.** A reader whose cursor falls out of the ring (more than ``capacity``
   events behind the tail) gets ``Behind`` from ``since``; it was reading too slowly to be served
   from memory and must start again with its own paged reads (see api/live.py).
+- **Started by the first reader.** Until a reader asks (``ready``), the tail reads nothing, so a
+  process that serves no live readers does not read every appended event a second time.
 - **Joining is by position.** ``position`` is the last event the tail has taken in; everything at
   or below it is committed. A reader behind ``oldest() - 1`` reads pages from the store up to
   ``position`` and then switches to the ring, so the seam has neither a gap nor a duplicate.
@@ -54,6 +56,7 @@ class Tail:
         self._token = asyncio.Event()
         self.position = 0
         self.started = asyncio.Event()
+        self.wanted = asyncio.Event()
         self.closed = False
         self.readers = 0
 
@@ -67,6 +70,7 @@ class Tail:
 
     async def ready(self) -> None:
         """Return once the tail has its starting position, or is closing."""
+        self.wanted.set()
         while not self.started.is_set() and not self.closed:
             await self._token.wait()
 
@@ -91,6 +95,7 @@ class Tail:
     async def run(self) -> None:
         """Follow the log from its head at first start; after a crash, from where it stopped."""
         if not self.started.is_set():
+            await self.wanted.wait()
             self.position, _, _ = await self._store.head()
             self._first = self.position + 1
             self.started.set()

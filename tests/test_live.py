@@ -105,7 +105,6 @@ async def test_last_event_id_wins_over_after_and_resumes_exactly_after_it(client
 
 async def test_without_a_cursor_the_stream_starts_at_the_live_head(client, store):
     await store.append("target-a", "any", [registered("a") for _ in range(3)])
-    await until(lambda: client.app[live.TAIL].position == 3)
     resp = await client.get("/v1/feed/live")
     await until(lambda: client.app[live.TAIL].readers == 1)
     await store.append("target-b", "any", [registered("b")])
@@ -146,7 +145,8 @@ async def test_fifty_subscribers_share_one_tail_and_hold_no_connection_each(clie
     await until(lambda: client.app[live.TAIL].position == 20)
     backends = await db.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
-    assert backends <= settings.db_pool_size + 2
+    # The pool, the log's LISTEN connection, the projection-progress LISTEN connection, this test's own.
+    assert backends <= settings.db_pool_size + 3
     await store.append("target-b", "any", [registered("b") for _ in range(5)])
     rest = await asyncio.gather(*(events(s.content, 5) for s in streams))
     for head, tail in zip(first, rest, strict=True):
