@@ -62,8 +62,6 @@ class Applier:
         self._settings = settings
         self._cache_dir = cache_dir or settings.data_dir.resolve() / "applier" / "discovery"
         self.ready = asyncio.Event()
-        self.state = tracking.State()
-        self.claims = self._make_claims()
         self._reset()
 
     def _make_claims(self) -> claims.Claims:
