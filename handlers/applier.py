@@ -260,9 +260,13 @@ class Applier:
         except errors.ApplyError as exc:
             if isinstance(exc, errors.TemporaryError):
                 retry_after = exc.delay
+            retry_in = (backoff.delay(work.attempt, base=self._settings.backoff_base,
+                                      cap=self._settings.backoff_cap, retry_after=retry_after)
+                        if exc.retryable else None)
             outcome = events.ApplyFailed(
                 deployment=work.deployment, revision=work.revision, target=target, error=exc.message,
-                attempt=work.attempt, retryable=exc.retryable, status=exc.status)
+                attempt=work.attempt, retryable=exc.retryable, status=exc.status,
+                retry_in_ms=None if retry_in is None else int(retry_in * 1000))
         else:
             if work.resync and not result.changed:
                 return
@@ -284,9 +288,8 @@ class Applier:
             return
         tracking.observe(self.state, outcome, position)
         key = (work.deployment, target)
-        if isinstance(outcome, events.ApplyFailed) and outcome.retryable:
-            wait = backoff.delay(work.attempt, base=self._settings.backoff_base,
-                                 cap=self._settings.backoff_cap, retry_after=retry_after)
+        if isinstance(outcome, events.ApplyFailed) and outcome.retry_in_ms is not None:
+            wait = outcome.retry_in_ms / 1000
             self._not_before[key] = loop.time() + wait
             self._timer(target, loop.time() + wait)
         else:

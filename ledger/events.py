@@ -118,6 +118,7 @@ class ApplyFailed(Event, frozen=True):
     attempt: int = 1
     retryable: bool = False
     status: int | None = None
+    retry_in_ms: int | None = None
 
 
 AnyEvent = Union[  # noqa: UP007 - the union is also used at runtime
