@@ -337,7 +337,8 @@ def _outcome(fleet: Fleet, event: events.ApplySucceeded | events.ApplyFailed, me
     rollout.last_attempt_at = meta.recorded_at
     current = event.revision == rollout.desired_revision
     if isinstance(event, events.ApplySucceeded):
-        rollout.applied_revision = event.revision
+        # Revision 0 is the applier's prune: afterwards the target carries nothing of the deployment.
+        rollout.applied_revision = event.revision or None
         rollout.objects_applied = len(event.objects)
         if current:
             rollout.outcome = "succeeded"
