@@ -89,7 +89,7 @@ def guide(url: str, emulator: str, status: dict[str, Any], sample: Path) -> str:
     return f"""
 Deployment Ledger demo is running.
 
-  API        {url}   (web UI at /, OpenAPI at /openapi.json)
+  API        {url}
   clusters   {emulator}/clusters/<name>   eu-1 (region=eu,tier=prod)  eu-2 (region=eu,tier=staging)  us-1 (region=us,tier=prod)
 
 Deployment "web" (Namespace, ConfigMap, Deployment) went to region=eu:
