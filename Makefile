@@ -28,7 +28,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.append
+	$(BIN)/python -m bench.rebuild
 	$(BIN)/python -m bench.export
+	$(BIN)/python -m bench.fanout
 
 clean:
 	rm -rf $(VENV) .ledger
