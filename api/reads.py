@@ -10,13 +10,12 @@ so one command always sees the writes of the commands before it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 
 import asyncpg
 from aiohttp import web
 
 from api import bodies, keys, problems
-from ledger import dbfaults, errors, streams
+from ledger import streams
 
 
 async def wait_for_position(request: web.Request) -> None:
@@ -36,17 +35,9 @@ async def wait_for_position(request: web.Request) -> None:
             field="min_position", position=tracker.position, min_position=wanted)
 
 
-@contextlib.asynccontextmanager
-async def connection(request: web.Request) -> AsyncIterator[asyncpg.Connection]:
+def connection(request: web.Request) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
     """A pooled connection; an unreachable database becomes 503 like everywhere else."""
-    store = request.app[keys.STORE]
-    try:
-        async with store.pool.acquire(timeout=request.app[keys.SETTINGS].db_timeout) as conn:
-            yield conn
-    except Exception as exc:
-        if dbfaults.is_unavailable(exc):
-            raise errors.StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        raise
+    return request.app[keys.STORE].connection()
 
 
 def flag(request: web.Request, name: str) -> bool:

@@ -11,29 +11,13 @@ owner cannot rewrite, it lets ``ledger verify --digest`` later prove the history
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-import asyncpg
 from aiohttp import web
 
 from api import bodies, keys, problems
-from ledger import dbfaults, errors, hashing
+from ledger import hashing
 from ledger import verify as verify_mod
 
 routes = web.RouteTableDef()
-
-
-@asynccontextmanager
-async def _connection(request: web.Request) -> AsyncIterator[asyncpg.Connection]:
-    store = request.app[keys.STORE]
-    try:
-        async with store.pool.acquire(timeout=request.app[keys.SETTINGS].db_timeout) as conn:
-            yield conn
-    except Exception as exc:
-        if dbfaults.is_unavailable(exc):
-            raise errors.StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        raise
 
 
 @routes.get("/v1/verify")
@@ -42,7 +26,7 @@ async def verify(request: web.Request) -> web.Response:
     last = bodies.query_int(request, "to", 0, low=1) or None
     if last is not None and last < first:
         raise problems.invalid("to", f"must be at least from ({first}), got {last}")
-    async with _connection(request) as conn:
+    async with request.app[keys.STORE].connection() as conn:
         report = await verify_mod.chain(conn, first, last)
     return bodies.json_response(report.as_dict())
 

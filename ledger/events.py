@@ -44,7 +44,9 @@ class Event(Base, frozen=True, tag_field="type", tag=True):
     """Base of every event type; the class name is the ``type`` tag."""
 
 
-class TargetRegistered(Event, frozen=True):
+class TargetSpec(Event, frozen=True):
+    """What registering and updating a target both say (not an event type of its own)."""
+
     target: str
     labels: dict[str, str] = {}
     server: str | None = None
@@ -54,14 +56,12 @@ class TargetRegistered(Event, frozen=True):
     insecure: bool = False
 
 
-class TargetUpdated(Event, frozen=True):
-    target: str
-    labels: dict[str, str] = {}
-    server: str | None = None
-    context: str | None = None
-    credentials_ref: str | None = None
-    ca_ref: str | None = None
-    insecure: bool = False
+class TargetRegistered(TargetSpec, frozen=True):
+    pass
+
+
+class TargetUpdated(TargetSpec, frozen=True):
+    pass
 
 
 class TargetRetired(Event, frozen=True):

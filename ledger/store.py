@@ -5,6 +5,7 @@ subscriptions that catch up and then follow live appends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -28,14 +29,20 @@ class EventStore:
     ) -> records.AppendResult:
         return await self.writer.append(records.AppendRequest(stream, expected, tuple(events)))
 
-    async def _fetch(self, query: str, *args: Any) -> list[Any]:
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; an unreachable database becomes StoreUnavailable."""
         try:
             async with self.pool.acquire(timeout=self._timeout) as conn:
-                return list(await conn.fetch(query, *args, timeout=self._timeout))
+                yield conn
         except Exception as exc:
             if dbfaults.is_unavailable(exc):
                 raise errors.StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
             raise
+
+    async def _fetch(self, query: str, *args: Any) -> list[Any]:
+        async with self.connection() as conn:
+            return list(await conn.fetch(query, *args, timeout=self._timeout))
 
     async def read_stream(
         self, stream: str, from_version: int = 1, limit: int = 100
