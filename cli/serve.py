@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 
 import asyncpg
@@ -33,6 +34,11 @@ def run_serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = app_mod.make_app(settings)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # Fewer, cheaper collections: start-up objects (modules, routes, settings) move out of the
+    # collector's view, and young generations fill up more before being scanned. Under load the
+    # default thresholds put full collections in the request path (a p99 of ~50 ms against ~10 ms).
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
     web.run_app(app, host=settings.http_host, port=settings.http_port,
                 print=lambda msg: print(msg.replace("Running on", "Deployment Ledger on"), flush=True),
                 access_log=None)
