@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -53,6 +54,8 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> N
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
+        except urllib.error.HTTPError:
+            return  # it answered
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer")
