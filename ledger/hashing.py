@@ -40,12 +40,12 @@ _encoder: Final = msgspec.json.Encoder(order="sorted")
 # A cheap C-speed prefilter for _UNUSUAL_NUMBER: with every digit mapped to 0, each of its matches
 # contains one of these; most texts contain none and skip the regex.
 _DIGITS_TO_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
-_HINTS: Final = (b"0e", b"0E", b"0.0000", b"-0.0")
 
 
 def _maybe_unusual(text: bytes) -> bool:
     folded = text.translate(_DIGITS_TO_ZERO)
-    return any(hint in folded for hint in _HINTS) and _UNUSUAL_NUMBER.search(text) is not None
+    hinted = b"0e" in folded or b"0E" in folded or b"0.0000" in folded or b"-0.0" in folded
+    return hinted and _UNUSUAL_NUMBER.search(text) is not None
 
 
 def _normalize_value(value: Any) -> Any:

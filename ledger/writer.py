@@ -59,6 +59,18 @@ WITH inserted AS (
 SELECT pg_notify($11, $12)
 """
 
+# Large batches go by COPY (binary, no per-element array checks): an extra round trip or two is
+# nothing beside encoding thousands of array elements.
+COPY_FROM: Final = 128
+_COLUMNS: Final = ("position", "stream", "version", "id", "type", "data", "metadata", "recorded_at",
+                   "prev_hash", "hash")
+
+
+def _notify_and_commit(head: int) -> str:
+    # One simple-protocol message; the channel is a constant and the head an integer.
+    return f"SELECT pg_notify('{NOTIFY_CHANNEL}', '{int(head)}'); COMMIT"
+
+
 # The fast path's single autocommitted statement: the same insert, under the same lock.
 _INSERT_LOCKED: Final = f"""
 WITH locked AS (SELECT pg_advisory_xact_lock({APPEND_LOCK})),
@@ -214,6 +226,8 @@ class BatchingWriter:
                     return await self._insert_fast(conn, fast)
                 except asyncpg.UniqueViolationError:
                     self._forget()
+                    if conn.is_in_transaction():
+                        await conn.execute("ROLLBACK", timeout=self._timeout)
             return await self._commit_checked(conn, batch)
         except BaseException as exc:
             self._forget()
@@ -245,7 +259,13 @@ class BatchingWriter:
         return plan
 
     async def _insert_fast(self, conn: asyncpg.Connection, plan: _Plan) -> list[records.AppendResult | BaseException]:
-        await conn.execute(_INSERT_LOCKED, *plan.columns, NOTIFY_CHANNEL, str(plan.head[0]), timeout=self._timeout)
+        if len(plan.columns[0]) >= COPY_FROM:
+            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})", timeout=self._timeout)
+            await self._copy(conn, plan)
+            await conn.execute(_notify_and_commit(plan.head[0]), timeout=self._timeout)
+        else:
+            await conn.execute(_INSERT_LOCKED, *plan.columns, NOTIFY_CHANNEL, str(plan.head[0]),
+                               timeout=self._timeout)
         self.stats.fast_path += 1
         self._remember(plan)
         return plan.outcomes
@@ -270,12 +290,21 @@ class BatchingWriter:
             else:
                 versions[r["stream"]] = r["version"]
         plan = _plan(batch, head, versions, stored)
-        if plan.columns[0]:
+        if len(plan.columns[0]) >= COPY_FROM:
+            await self._copy(conn, plan)
+            await conn.execute(_notify_and_commit(plan.head[0]), timeout=self._timeout)
+        elif plan.columns[0]:
             await conn.execute(_INSERT, *plan.columns, NOTIFY_CHANNEL, str(plan.head[0]), timeout=self._timeout)
-        await conn.execute("COMMIT", timeout=self._timeout)
+            await conn.execute("COMMIT", timeout=self._timeout)
+        else:
+            await conn.execute("COMMIT", timeout=self._timeout)
         self.stats.checked_path += 1
         self._remember(plan)
         return plan.outcomes
+
+    async def _copy(self, conn: asyncpg.Connection, plan: _Plan) -> None:
+        await conn.copy_records_to_table("events", records=list(zip(*plan.columns)), columns=_COLUMNS,
+                                         timeout=self._timeout)
 
     def _remember(self, plan: _Plan) -> None:
         self._head = plan.head

@@ -236,3 +236,23 @@ async def test_two_processes_migrating_at_once_apply_each_migration_once(pg_admi
     finally:
         await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
         await admin.close()
+
+
+async def test_large_batches_go_by_copy_with_one_notify_and_retry_idempotently(store, db, database_url):
+    assert writer.COPY_FROM <= 200
+    listener = await asyncpg.connect(database_url)
+    got: list[str] = []
+    await listener.add_listener(writer.NOTIFY_CHANNEL, lambda *a: got.append(a[-1]))
+    try:
+        first = [paused("big", str(i)) for i in range(200)]
+        cold = await store.append("deployment-big", "no_stream", first)  # nothing remembered yet: checked path
+        warm = await store.append("deployment-big", 200, [paused("big", str(i)) for i in range(200)])  # fast path
+        again = await store.append("deployment-big", "no_stream", first)  # a retry: refused by COPY, then found
+        await asyncio.sleep(0.3)
+    finally:
+        await listener.close()
+    assert cold.positions == tuple(range(1, 201)) and warm.positions == tuple(range(201, 401))
+    assert again.duplicate and again.positions == cold.positions
+    assert got == ["200", "400"]
+    assert store.writer.stats.fast_path >= 1 and store.writer.stats.checked_path >= 2
+    assert await chain.check_log(db) == 400
