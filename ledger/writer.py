@@ -259,12 +259,12 @@ class BatchingWriter:
         return plan
 
     async def _insert_fast(self, conn: asyncpg.Connection, plan: _Plan) -> list[records.AppendResult | BaseException]:
-        if len(plan.columns[0]) >= COPY_FROM:
+        if len(plan.rows) >= COPY_FROM:
             await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})", timeout=self._timeout)
             await self._copy(conn, plan)
             await conn.execute(_notify_and_commit(plan.head[0]), timeout=self._timeout)
         else:
-            await conn.execute(_INSERT_LOCKED, *plan.columns, NOTIFY_CHANNEL, str(plan.head[0]),
+            await conn.execute(_INSERT_LOCKED, *plan.columns(), NOTIFY_CHANNEL, str(plan.head[0]),
                                timeout=self._timeout)
         self.stats.fast_path += 1
         self._remember(plan)
@@ -290,11 +290,11 @@ class BatchingWriter:
             else:
                 versions[r["stream"]] = r["version"]
         plan = _plan(batch, head, versions, stored)
-        if len(plan.columns[0]) >= COPY_FROM:
+        if len(plan.rows) >= COPY_FROM:
             await self._copy(conn, plan)
             await conn.execute(_notify_and_commit(plan.head[0]), timeout=self._timeout)
-        elif plan.columns[0]:
-            await conn.execute(_INSERT, *plan.columns, NOTIFY_CHANNEL, str(plan.head[0]), timeout=self._timeout)
+        elif plan.rows:
+            await conn.execute(_INSERT, *plan.columns(), NOTIFY_CHANNEL, str(plan.head[0]), timeout=self._timeout)
             await conn.execute("COMMIT", timeout=self._timeout)
         else:
             await conn.execute("COMMIT", timeout=self._timeout)
@@ -303,7 +303,7 @@ class BatchingWriter:
         return plan.outcomes
 
     async def _copy(self, conn: asyncpg.Connection, plan: _Plan) -> None:
-        await conn.copy_records_to_table("events", records=list(zip(*plan.columns)), columns=_COLUMNS,
+        await conn.copy_records_to_table("events", records=plan.rows, columns=_COLUMNS,
                                          timeout=self._timeout)
 
     def _remember(self, plan: _Plan) -> None:
@@ -323,10 +323,13 @@ _MAX_REMEMBERED_STREAMS: Final = 100_000
 
 @dataclass
 class _Plan:
-    columns: list[list[Any]]
+    rows: list[tuple[Any, ...]]
     outcomes: list[records.AppendResult | BaseException]
     head: tuple[int, str, dt.datetime]
     versions: dict[str, int]
+
+    def columns(self) -> list[list[Any]]:
+        return [list(column) for column in zip(*self.rows)] if self.rows else [[] for _ in _COLUMNS]
 
 
 def _plan(
@@ -341,11 +344,14 @@ def _plan(
     recorded_at = max(now, last_time)
     recorded_text = hashing.format_time(recorded_at)
     versions = dict(versions)
-    cols: list[list[Any]] = [[] for _ in range(10)]
+    rows: list[tuple[Any, ...]] = []
     in_batch: dict[UUID, tuple[int, str, int, str, Any]] = {}
     outcomes: list[records.AppendResult | BaseException] = []
     # Events of one request usually share one metadata object: normalize it once.
     metadata_seen: dict[int, tuple[Any, str, bool]] = {}
+    # Ids written earlier in this batch, for a later request that repeats them (only matters when
+    # the batch holds more than one request).
+    track = len(batch) > 1
     for pending in batch:
         req = pending.request
         try:
@@ -379,14 +385,11 @@ def _plan(
                 plain=plain_data and plain_meta,
             )
             digest = hashing.chain(prev_hash, canonical)
-            for col, value in zip(
-                cols,
-                (position, req.stream, actual, event.id, event.type, data_text, meta_text,
-                 recorded_at, prev_hash, digest),
-            ):
-                col.append(value)
+            rows.append((position, req.stream, actual, event.id, event.type, data_text, meta_text,
+                         recorded_at, prev_hash, digest))
             prev_hash = digest
-            in_batch[event.id] = (position, req.stream, actual, event.type, data)
+            if track:
+                in_batch[event.id] = (position, req.stream, actual, event.type, data)
         versions[req.stream] = actual
         outcomes.append(
             records.AppendResult(
@@ -396,8 +399,8 @@ def _plan(
                 last_version=actual,
             )
         )
-    new_head = (position, prev_hash, recorded_at) if cols[0] else head
-    return _Plan(cols, outcomes, new_head, versions)
+    new_head = (position, prev_hash, recorded_at) if rows else head
+    return _Plan(rows, outcomes, new_head, versions)
 
 
 def _duplicate(
@@ -406,8 +409,10 @@ def _duplicate(
     in_batch: dict[UUID, tuple[int, str, int, str, Any]],
 ) -> records.AppendResult | None:
     """The original result when every event of ``req`` is already stored with the same content."""
-    if len({e.id for e in req.events}) != len(req.events):
+    if len(req.events) > 1 and len({e.id for e in req.events}) != len(req.events):
         raise errors.InvalidEvent("the same event id appears twice in one append")
+    if not stored and not in_batch:
+        return None
     found: list[tuple[int, str, int, str, Any]] = []
     for event in req.events:
         if event.id in in_batch:
