@@ -65,6 +65,14 @@ def lua_string(text: str) -> str:
     return "[==[" + text + "]==]"
 
 
+async def checkpoint(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
 async def raw_baseline(database_url: str, seconds: float, batch: int, workers: int) -> float:
     """Raw asyncpg INSERT … SELECT unnest(…) of the same rows, same batch size and concurrency."""
     conn = await asyncpg.connect(database_url)
@@ -138,11 +146,16 @@ def main() -> None:
             for n in range(1, args.rounds + 1):
                 print(f"round {n}/{args.rounds}", flush=True)
                 base = noop_run()
+                # Each measurement starts after a CHECKPOINT, so one does not pay for the previous
+                # one's dirty pages (the rounds write millions of rows).
+                asyncio.run(checkpoint(database_url))
                 print(f"ledger single-event appends, {args.connections} connections, {args.seconds}s …", flush=True)
                 single = harness.wrk(url, single_lua, connections=args.connections, seconds=args.seconds)
+                asyncio.run(checkpoint(database_url))
                 print(f"ledger batches of {args.batch}, {args.batch_connections} connections, {args.seconds}s …",
                       flush=True)
                 batched = harness.wrk(url, batch_lua, connections=args.batch_connections, seconds=args.seconds)
+                asyncio.run(checkpoint(database_url))
                 print(f"raw asyncpg INSERT … unnest, batches of {args.batch} …", flush=True)
                 raw = asyncio.run(raw_baseline(database_url, args.seconds, args.batch, args.batch_connections))
                 rounds.append({"noop": base, "single": single, "batched": batched, "raw": raw})
@@ -170,7 +183,8 @@ def main() -> None:
         f"Measured {dt.date.today().isoformat()} on {harness.machine()}; service, PostgreSQL and wrk share the machine.",
         f"wrk: {args.connections} keep-alive connections for single events, {args.batch_connections} for batches, "
         f"{args.seconds} s a measurement, {args.rounds} rounds each interleaving the ledger with its baselines; "
-        "embedded PostgreSQL with default durability (fsync on); projector and applier off; the no-op runs on the "
+        "embedded PostgreSQL with default durability (fsync on), a CHECKPOINT before each measurement; "
+        "projector and applier off; the no-op runs on the "
         f"same runtime as the service (uvloop, same GC settings). Non-2xx answers: {int(errors)}.",
         "",
         "| measure (median of rounds) | ledger | baseline | ratio of medians | per-round ratios | baseline is |",
