@@ -340,6 +340,7 @@ def _plan(
 ) -> _Plan:
     """Assign positions, versions and hashes after ``head``; each request gets its outcome."""
     position, prev_hash, last_time = head
+    prev_raw = bytes.fromhex(prev_hash)
     now = dt.datetime.now(dt.UTC)
     recorded_at = max(now, last_time)
     recorded_text = hashing.format_time(recorded_at)
@@ -384,7 +385,8 @@ def _plan(
                 recorded_at=recorded_text,
                 plain=plain_data and plain_meta,
             )
-            digest = hashing.chain(prev_hash, canonical)
+            prev_raw = hashing.chain_raw(prev_raw, canonical)
+            digest = prev_raw.hex()
             rows.append((position, req.stream, actual, event.id, event.type, data_text, meta_text,
                          recorded_at, prev_hash, digest))
             prev_hash = digest
