@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 from aiohttp import web
@@ -24,25 +24,41 @@ from projections import progress, runner
 log = logging.getLogger(__name__)
 
 
-async def database(app: web.Application) -> AsyncIterator[None]:
-    settings = app[keys.SETTINGS]
-    embedded: pgembed.EmbeddedPostgres | None = None
-    if settings.database_url:
-        app[keys.DSN] = settings.database_url
-    else:
-        embedded = pgembed.EmbeddedPostgres(settings.data_dir.resolve() / "pg")
-        app[keys.DSN] = await asyncio.to_thread(embedded.start)
-        log.info("embedded PostgreSQL at %s (data in %s)", app[keys.DSN], embedded.pgdata)
-    conn = await asyncpg.connect(app[keys.DSN], timeout=settings.db_timeout)
-    try:
-        applied = await migrate.migrate(conn)
-        if applied:
-            log.info("applied migrations: %s", ", ".join(applied))
-    finally:
-        await conn.close()
-    yield
-    if embedded is not None:
-        await asyncio.to_thread(embedded.stop)
+def database_context(*, stop_adopted: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The database as a cleanup context: the configured URL, or the embedded PostgreSQL.
+
+    An embedded server this process started is stopped at exit. One already running on the data
+    directory is adopted; ``stop_adopted`` says whether it is stopped too: yes for ``ledger serve``
+    (its previous owner died, as after a SIGKILL), no for a guest such as ``ledger applier`` next
+    to a running service.
+    """
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        settings = app[keys.SETTINGS]
+        owned: pgembed.EmbeddedPostgres | None = None
+        if settings.database_url:
+            app[keys.DSN] = settings.database_url
+        else:
+            embedded = pgembed.EmbeddedPostgres(settings.data_dir.resolve() / "pg")
+            if stop_adopted or embedded.running_port() is None:
+                owned = embedded
+            app[keys.DSN] = await asyncio.to_thread(embedded.start)
+            log.info("embedded PostgreSQL at %s (data in %s)", app[keys.DSN], embedded.pgdata)
+        conn = await asyncpg.connect(app[keys.DSN], timeout=settings.db_timeout)
+        try:
+            applied = await migrate.migrate(conn)
+            if applied:
+                log.info("applied migrations: %s", ", ".join(applied))
+        finally:
+            await conn.close()
+        yield
+        if owned is not None:
+            await asyncio.to_thread(owned.stop)
+
+    return database
+
+
+database = database_context(stop_adopted=True)
 
 
 async def event_store(app: web.Application) -> AsyncIterator[None]:

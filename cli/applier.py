@@ -19,14 +19,11 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
 
-import asyncpg
 from aiohttp import web
 
 from api import keys, lifecycle
 from cli import options
-from ledger import migrate, pgembed
 from ledger import settings as settings_mod
 
 
@@ -39,7 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def make_app(settings: settings_mod.Settings) -> web.Application:
     app = web.Application()
     app[keys.SETTINGS] = settings.replace(applier=True, projector=False)
-    app.cleanup_ctx.extend([_database, lifecycle.event_store, lifecycle.applier])
+    app.cleanup_ctx.extend([lifecycle.database_context(stop_adopted=False), lifecycle.event_store,
+                           lifecycle.applier])
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -51,26 +49,6 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
-
-
-async def _database(app: web.Application) -> AsyncIterator[None]:
-    settings = app[keys.SETTINGS]
-    owned: pgembed.EmbeddedPostgres | None = None
-    if settings.database_url:
-        app[keys.DSN] = settings.database_url
-    else:
-        embedded = pgembed.EmbeddedPostgres(settings.data_dir.resolve() / "pg")
-        if embedded.running_port() is None:
-            owned = embedded  # started here, so stopped here; an adopted one is its owner's
-        app[keys.DSN] = await asyncio.to_thread(embedded.start)
-    conn = await asyncpg.connect(app[keys.DSN], timeout=settings.db_timeout)
-    try:
-        await migrate.migrate(conn)
-    finally:
-        await conn.close()
-    yield
-    if owned is not None:
-        await asyncio.to_thread(owned.stop)
 
 
 async def serve(settings: settings_mod.Settings) -> None:
