@@ -4,6 +4,7 @@ LEDGER_TEST_DATABASE_URL), one fresh database per test cloned from a migrated te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -60,20 +61,29 @@ def pg_admin_url() -> Iterator[str]:
             shutil.rmtree(server.pgdata.parent, ignore_errors=True)
 
 
-@pytest.fixture
-async def database_url(pg_admin_url: str) -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def fresh_database(admin_url: str) -> AsyncIterator[str]:
+    """A new migrated, empty database cloned from the template; dropped afterwards."""
     name = "t_" + uuid.uuid4().hex[:12]
-    conn = await asyncpg.connect(pg_admin_url)
+    conn = await asyncpg.connect(admin_url)
     try:
         await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
     finally:
         await conn.close()
-    yield _with_db(pg_admin_url, name)
-    conn = await asyncpg.connect(pg_admin_url)
     try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        yield _with_db(admin_url, name)
     finally:
-        await conn.close()
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+async def database_url(pg_admin_url: str) -> AsyncIterator[str]:
+    async with fresh_database(pg_admin_url) as url:
+        yield url
 
 
 def private_server(path: Path) -> pgembed.EmbeddedPostgres:

@@ -25,18 +25,8 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "export.md"
 @pytest.fixture
 async def empty_url(pg_admin_url: str) -> AsyncIterator[str]:
     """A second, empty ledger database to import into."""
-    name = "t_" + uuid.uuid4().hex[:12]
-    admin = await asyncpg.connect(pg_admin_url)
-    try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {pgfixtures.TEMPLATE}")
-    finally:
-        await admin.close()
-    yield pgfixtures._with_db(pg_admin_url, name)
-    admin = await asyncpg.connect(pg_admin_url)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async with pgfixtures.fresh_database(pg_admin_url) as url:
+        yield url
 
 
 async def seed(store) -> int:
