@@ -42,6 +42,8 @@ class StoreCollector(Collector):
             ("ledger_append_fast_path", "Batches written in one round trip", stats.fast_path),
             ("ledger_append_checked_path", "Batches written under the lock after reading the head",
              stats.checked_path),
+            ("ledger_append_resent", "Pipelined batches sent again after the batch behind overtook them at the lock",
+             stats.resent),
             ("ledger_append_failed_batches", "Batches that failed as a whole (database unavailable)",
              stats.failed_batches),
             ("ledger_append_batch_seconds", "Time spent committing batches", stats.batch_seconds),

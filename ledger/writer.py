@@ -10,10 +10,13 @@ flight the next batch forms.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Final
@@ -21,7 +24,7 @@ from uuid import UUID
 
 import asyncpg
 
-from ledger import dbfaults, errors, hashing, records
+from ledger import dbfaults, errors, hashing, pgcopy, records
 
 log = logging.getLogger(__name__)
 
@@ -49,38 +52,45 @@ SELECT 2, NULL, NULL, NULL, NULL, s.stream, v.version, NULL, NULL
                       ORDER BY version DESC LIMIT 1) AS v
 """
 
-# One NOTIFY per committed batch, sent with the insert (delivered at commit, never per row).
-_INSERT: Final = """
-WITH inserted AS (
+# Small batches: one autocommitted statement (prepared once, so PostgreSQL parses nothing per batch):
+# the guard of sql/010 (lock, then check the head), the rows, the NOTIFY. The insert reads no table,
+# and the guard, a volatile function, reads the head with a snapshot of its own taken after the lock.
+_INSERT_GUARDED: Final = """
+WITH guard AS (SELECT events_lock_at_head($11, $12)),
+inserted AS (
     INSERT INTO events (position, stream, version, id, type, data, metadata, recorded_at, prev_hash, hash)
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[], $5::text[],
-                         $6::jsonb[], $7::jsonb[], $8::timestamptz[], $9::text[], $10::text[])
+    SELECT u.* FROM guard, unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[], $5::text[],
+                                  $6::jsonb[], $7::jsonb[], $8::timestamptz[], $9::text[], $10::text[]) AS u
 )
-SELECT pg_notify($11, $12)
+SELECT pg_notify($13, $14)
 """
-
-# Large batches go by COPY (binary, no per-element array checks): an extra round trip or two is
-# nothing beside encoding thousands of array elements.
-COPY_FROM: Final = 128
+# From this many rows a batch goes by binary COPY (no per-element array checks), the whole
+# transaction in one message (ledger/pgcopy.py).
+COPY_FROM: Final = 64
 _COLUMNS: Final = ("position", "stream", "version", "id", "type", "data", "metadata", "recorded_at",
                    "prev_hash", "hash")
+_BEGIN_LOCKED: Final = f"BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})"
+# Transactions the writer keeps in flight: one committing, the next already sent and queued behind
+# the lock, so PostgreSQL goes from one batch to the next without waiting for this process.
+PIPELINE_DEPTH: Final = 2
+# How often a pipelined batch overtaken at the lock is sent again before it goes the checked way.
+_RESENDS: Final = 3
+
+
+def _guarded_begin(head: tuple[int, str, dt.datetime]) -> str:
+    # sql/010_append_guard.sql: the lock, then "the head is still the event this batch follows".
+    position, digest, _ = head
+    if not _HEX64.fullmatch(digest):
+        raise ValueError(f"not a hash: {digest!r}")
+    return f"BEGIN; SELECT events_lock_at_head({int(position)}, '{digest}')"
 
 
 def _notify_and_commit(head: int) -> str:
-    # One simple-protocol message; the channel is a constant and the head an integer.
+    # One NOTIFY per committed batch, delivered at commit; the channel is a constant, the head an int.
     return f"SELECT pg_notify('{NOTIFY_CHANNEL}', '{int(head)}'); COMMIT"
 
 
-# The fast path's single autocommitted statement: the same insert, under the same lock.
-_INSERT_LOCKED: Final = f"""
-WITH locked AS (SELECT pg_advisory_xact_lock({APPEND_LOCK})),
-inserted AS (
-    INSERT INTO events (position, stream, version, id, type, data, metadata, recorded_at, prev_hash, hash)
-    SELECT u.* FROM locked, unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[], $5::text[],
-                                   $6::jsonb[], $7::jsonb[], $8::timestamptz[], $9::text[], $10::text[]) AS u
-)
-SELECT pg_notify($11, $12)
-"""
+_HEX64: Final = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -93,14 +103,42 @@ class Stats:
     rejected: int = 0
     fast_path: int = 0
     checked_path: int = 0
+    resent: int = 0
     failed_batches: int = 0
     batch_seconds: float = 0.0
 
 
-@dataclass
+# Per event, what the caller's task encodes before queueing: the canonical bytes up to the position,
+# the type as JSON, and the data and metadata texts to store.
+_Encoded = tuple[bytes, bytes, str, str]
+# A long request yields to the event loop this often while it is encoded, so the writer's own
+# round trips are not held up behind it.
+_YIELD_EVERY: Final = 64
+
+
+@dataclass(slots=True)
 class _Pending:
     request: records.AppendRequest
     future: asyncio.Future[records.AppendResult]
+    encoded: list[_Encoded]
+
+
+async def _encode(request: records.AppendRequest) -> list[_Encoded]:
+    """The JSON of every event, encoded once, in the caller's task rather than the writer's."""
+    encoded: list[_Encoded] = []
+    # Events of one request usually share one metadata object: encode it once.
+    metadata_seen: dict[int, tuple[Any, str, bytes]] = {}
+    for i, event in enumerate(request.events):
+        if i and i % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+        _data, data_text, data_canonical = hashing.normalize(event.data)
+        meta = metadata_seen.get(id(event.metadata))
+        if meta is None:
+            meta = metadata_seen[id(event.metadata)] = hashing.normalize(event.metadata)
+        _meta, meta_text, meta_canonical = meta
+        encoded.append((hashing.canonical_head(data_canonical, event.id, meta_canonical),
+                        hashing.json_string(event.type), data_text, meta_text))
+    return encoded
 
 
 def _check_expected(stream: str, expected: records.ExpectedVersion, actual: int) -> None:
@@ -114,66 +152,254 @@ def _check_expected(stream: str, expected: records.ExpectedVersion, actual: int)
         raise errors.WrongExpectedVersion(stream, expected, actual)
 
 
+@dataclass(slots=True)
+class _Lease:
+    """One of the writer's connection slots and the connection in it (None once discarded)."""
+
+    conn: Any
+
+
+@dataclass(slots=True)
+class _Flight:
+    """A transaction sent ahead: its batch, its plan, its slot and the task awaiting its answer."""
+
+    batch: list[_Pending]
+    plan: _Plan
+    lease: _Lease
+    task: asyncio.Task[BaseException | None]
+    started: float
+    answered: bool = False
+
+
 class BatchingWriter:
-    def __init__(self, pool: asyncpg.Pool, *, max_batch_events: int = 5000, timeout: float = 5.0):
+    """Group commit, pipelined.
+
+    The writer remembers the head and the versions of the streams it wrote, so it can plan a batch
+    (positions, versions, hashes) without reading anything, and send the whole transaction in one
+    message: the guard (lock, then check the head is the one planned after), the rows by COPY, the
+    NOTIFY, COMMIT. It does not wait for that answer before planning and sending the next batch on
+    its second connection, planned after the first one's last event: PostgreSQL queues it behind the
+    lock and starts it the moment the first commits. A second loop takes the answers in order.
+
+    A refused batch (the head moved because another process appended or the batch ahead failed; a
+    stream version or event id that memory did not know about) wrote nothing. It goes again the
+    checked way: under the lock, read the head, the stored ids and the versions, and answer every
+    request precisely.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, max_batch_events: int = 5000, timeout: float = 5.0,
+                 depth: int = PIPELINE_DEPTH):
         self._pool = pool
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._max = max_batch_events
         self._timeout = timeout
-        self._conn: Any = None
+        self._slots = asyncio.Semaphore(depth)
+        self._idle: list[Any] = []
+        self._flights: collections.deque[_Flight] = collections.deque()
+        self._flight_sent = asyncio.Event()
         self._head: tuple[int, str, dt.datetime] | None = None
-        self.stats = Stats()
         self._versions: dict[str, int] = {}
+        # The head after the last batch known to be committed (in the order batches were sent).
+        self._committed: tuple[int, str, dt.datetime] | None = None
+        self.stats = Stats()
 
     async def append(self, request: records.AppendRequest) -> records.AppendResult:
+        encoded = await _encode(request)
         future: asyncio.Future[records.AppendResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(request, future))
+        self._queue.put_nowait(_Pending(request, future, encoded))
         return await future
 
     async def run(self) -> None:
-        """Forever: take what is queued, commit it, answer. Started by the app's cleanup_ctx."""
+        """Forever: take what is queued, send it, answer. Started by the app's cleanup_ctx."""
         try:
-            await self._run()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._answer_flights())
+                await self._send_batches(group)
         finally:
-            await self._drop_connection()
+            await self._stop()
 
-    async def _connection(self) -> Any:
-        """The writer's own connection, held across batches (no pool round trip or reset per batch)."""
-        if self._conn is not None:
+    async def _stop(self) -> None:
+        """Answer what was committed, fail what is unknown, let go of every connection."""
+        stopped = errors.StoreUnavailable("the writer stopped")
+        while self._flights:
+            flight = self._flights.popleft()
+            task = flight.task
+            committed = task.done() and not task.cancelled() and task.result() is None
+            for pending, outcome in zip(flight.batch, flight.plan.outcomes, strict=True):
+                if not pending.future.done():
+                    if committed:
+                        _resolve(pending.future, outcome)
+                    else:
+                        pending.future.set_exception(stopped)
+            if not flight.answered:
+                await self._give_back(flight.lease, None if committed else stopped)
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await self._release(conn)
+
+    # Connections: the writer holds up to ``depth`` of its own across batches (no pool round trip or
+    # reset per batch). A lease is one slot in use.
+
+    async def _lease(self) -> _Lease:
+        await self._slots.acquire()
+        try:
+            while self._idle:
+                conn = self._idle.pop()
+                if _usable(conn):
+                    return _Lease(conn)
+                await self._release(conn)
+            return _Lease(await self._pool.acquire(timeout=self._timeout))
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def _renew(self, lease: _Lease, failure: BaseException) -> None:
+        """After a failed transaction: roll it back, or replace a broken connection (same slot)."""
+        conn = lease.conn
+        if conn is not None and _usable(conn) and not dbfaults.is_unavailable(failure) \
+                and not isinstance(failure, asyncio.CancelledError):
             try:
-                closed = self._conn.is_closed()
-            except asyncpg.InterfaceError:
-                # The pool takes a connection back by itself when the server ends it.
-                self._conn, closed = None, False
-            if closed:
-                await self._drop_connection()
-        if self._conn is None:
-            self._conn = await self._pool.acquire(timeout=self._timeout)
-        return self._conn
-
-    async def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
+                if conn.is_in_transaction():
+                    await conn.execute("ROLLBACK", timeout=self._timeout)
+                return
+            except Exception:  # the connection is no longer trustworthy
+                pass
+        lease.conn = None
         if conn is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._pool.release(conn, timeout=1))
+            await self._release(conn)
+        if not isinstance(failure, asyncio.CancelledError):
+            lease.conn = await self._pool.acquire(timeout=self._timeout)
 
-    async def _run(self) -> None:
+    async def _give_back(self, lease: _Lease, failure: BaseException | None = None) -> None:
+        conn, lease.conn = lease.conn, None
+        try:
+            if conn is None:
+                return
+            if failure is None and _usable(conn) and not conn.is_in_transaction():
+                self._idle.append(conn)
+            else:
+                await self._release(conn)
+        finally:
+            self._slots.release()
+
+    async def _release(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._pool.release(conn, timeout=1))
+
+    # The two loops.
+
+    async def _take_batch(self) -> list[_Pending]:
+        batch = [await self._queue.get()]
+        count = len(batch[0].request.events)
+        while count < self._max and not self._queue.empty():
+            item = self._queue.get_nowait()
+            batch.append(item)
+            count += len(item.request.events)
+        return [p for p in batch if not p.future.done()]
+
+    async def _send_batches(self, group: asyncio.TaskGroup) -> None:
         while True:
-            batch = [await self._queue.get()]
-            count = len(batch[0].request.events)
-            while count < self._max and not self._queue.empty():
-                item = self._queue.get_nowait()
-                batch.append(item)
-                count += len(item.request.events)
-            live = [p for p in batch if not p.future.done()]
-            if live:
-                await self._commit_or_split(live)
+            batch = await self._take_batch()
+            if not batch:
+                continue
+            try:
+                lease = await self._lease()
+            except Exception as exc:
+                self._fail(batch, exc)
+                continue
+            # Planned once the slot is ours: from the newest memory, after every batch sent so far.
+            plan = self._fast_plan(batch)
+            if plan is None:
+                await self._checked(batch, lease)
+                continue
+            self._remember(plan)
+            task = group.create_task(self._send(lease.conn, plan))
+            self._flights.append(_Flight(batch, plan, lease, task, time.perf_counter()))
+            self._flight_sent.set()
 
-    async def _commit_or_split(self, batch: list[_Pending]) -> None:
+    async def _send(self, conn: Any, plan: _Plan, *, again: bool = False) -> BaseException | None:
+        try:
+            await self._write_planned(conn, plan, again=again)
+        except Exception as exc:
+            return exc
+        return None
+
+    async def _answer_flights(self) -> None:
+        while True:
+            while not self._flights:
+                self._flight_sent.clear()
+                await self._flight_sent.wait()
+            flight = self._flights[0]
+            failure = await asyncio.shield(flight.task)
+            for _ in range(_RESENDS):
+                if not (isinstance(failure, asyncpg.SerializationError) and flight.plan.base == self._committed
+                        and flight.lease.conn is not None and _usable(flight.lease.conn)):
+                    break
+                # Overtaken at the lock by the batch sent after it (two connections, two backends:
+                # nothing orders them). Everything ahead of it has committed now and its plan follows
+                # on exactly, so the same transaction goes again, after rolling back the refused one.
+                self.stats.resent += 1
+                failure = await self._send(flight.lease.conn, flight.plan, again=True)
+            if failure is None:
+                flight.answered = True
+                await self._give_back(flight.lease)
+                self._flights.popleft()
+                self._committed = flight.plan.head
+                self.stats.fast_path += 1
+                self._finish(flight.batch, flight.plan.outcomes, flight.started)
+                continue
+            # Nothing of this batch was written (or, if the connection broke after COMMIT, the
+            # retry finds its ids stored): forget what was planned and go the checked way, on the
+            # same slot, so answering never waits for a slot the sender could take.
+            self._forget()
+            flight.answered = True
+            self._flights.popleft()
+            try:
+                await self._renew(flight.lease, failure)
+            except Exception as exc:
+                await self._give_back(flight.lease, exc)
+                self._fail(flight.batch, exc)
+                continue
+            await self._checked(flight.batch, flight.lease)
+
+    def _finish(self, batch: list[_Pending], outcomes: list[records.AppendResult | BaseException],
+                started: float) -> None:
+        self.stats.batches += 1
+        self.stats.batch_seconds += time.perf_counter() - started
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            self.stats.requests += 1
+            if pending.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                self.stats.rejected += 1
+            elif not outcome.duplicate:
+                self.stats.events += len(outcome.positions)
+            _resolve(pending.future, outcome)
+
+    def _fail(self, batch: list[_Pending], exc: BaseException) -> None:
+        self.stats.failed_batches += 1
+        failure = self._translate(exc)
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(failure)
+
+    # The checked way, one batch at a time, on a lease the caller took.
+
+    async def _checked(self, batch: list[_Pending], lease: _Lease) -> None:
+        failure: BaseException | None = None
+        try:
+            await self._commit_or_split(batch, lease)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            await self._give_back(lease, failure)
+
+    async def _commit_or_split(self, batch: list[_Pending], lease: _Lease) -> None:
         started = time.perf_counter()
         try:
             try:
-                outcomes = await self._commit(batch)
+                outcomes = await self._commit(batch, lease)
             except Exception as exc:
                 if not dbfaults.is_unavailable(exc):
                     raise
@@ -181,32 +407,17 @@ class BatchingWriter:
                 # is safe even if the first attempt committed: the same event ids come back as
                 # duplicates with their original positions. If the database is really gone, this
                 # fails as fast as the first attempt.
-                outcomes = await self._commit(batch)
+                outcomes = await self._commit(batch, lease)
         except Exception as exc:
-            self.stats.failed_batches += 1
             if dbfaults.is_data_error(exc) and len(batch) > 1:
                 # One request's content was refused by PostgreSQL: retry each alone so the others land.
+                self.stats.failed_batches += 1
                 for pending in batch:
-                    await self._commit_or_split([pending])
+                    await self._commit_or_split([pending], lease)
                 return
-            failure = self._translate(exc)
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(failure)
+            self._fail(batch, exc)
             return
-        self.stats.batches += 1
-        self.stats.batch_seconds += time.perf_counter() - started
-        for pending, outcome in zip(batch, outcomes):
-            self.stats.requests += 1
-            if pending.future.done():
-                continue
-            if isinstance(outcome, BaseException):
-                self.stats.rejected += 1
-                pending.future.set_exception(outcome)
-            else:
-                if not outcome.duplicate:
-                    self.stats.events += len(outcome.positions)
-                pending.future.set_result(outcome)
+        self._finish(batch, outcomes, started)
 
     @staticmethod
     def _translate(exc: BaseException) -> BaseException:
@@ -217,66 +428,23 @@ class BatchingWriter:
         log.exception("append failed", exc_info=exc)
         return exc
 
-    async def _commit(self, batch: list[_Pending]) -> list[records.AppendResult | BaseException]:
-        conn = await self._connection()
+    async def _commit(self, batch: list[_Pending], lease: _Lease) -> list[records.AppendResult | BaseException]:
         try:
-            fast = self._fast_plan(batch)
-            if fast is not None:
-                try:
-                    return await self._insert_fast(conn, fast)
-                except asyncpg.UniqueViolationError:
-                    self._forget()
-                    if conn.is_in_transaction():
-                        await conn.execute("ROLLBACK", timeout=self._timeout)
-            return await self._commit_checked(conn, batch)
+            if lease.conn is None:
+                lease.conn = await self._pool.acquire(timeout=self._timeout)
+            return await self._commit_checked(lease.conn, batch)
         except BaseException as exc:
             self._forget()
-            if dbfaults.is_unavailable(exc) or isinstance(exc, asyncio.CancelledError):
-                await self._drop_connection()
-            elif not conn.is_closed() and conn.is_in_transaction():
-                try:
-                    await conn.execute("ROLLBACK", timeout=self._timeout)
-                except Exception:  # the connection is no longer trustworthy
-                    await self._drop_connection()
+            await self._renew(lease, exc)
             raise
-
-    # The fast path: one round trip. The writer remembers the head and the versions of the streams it
-    # wrote, plans the batch from that memory and inserts it in one autocommitted statement. It relies
-    # on constraints, not on a snapshot: positions are dense, so if anything was appended since (by
-    # another process), position head+1 already exists and the primary key refuses the whole
-    # statement; a stale stream version trips UNIQUE (stream, version), a retried id trips UNIQUE (id).
-    # Any refusal, and any batch whose checks fail against memory, goes the checked path, which reads
-    # the truth under the lock and answers conflicts precisely.
-
-    def _fast_plan(self, batch: list[_Pending]) -> _Plan | None:
-        if self._head is None:
-            return None
-        streams = {p.request.stream for p in batch}
-        versions = {s: self._versions.get(s, 0) for s in streams}
-        plan = _plan(batch, self._head, versions, {})
-        if any(isinstance(o, BaseException) or o.duplicate for o in plan.outcomes):
-            return None
-        return plan
-
-    async def _insert_fast(self, conn: asyncpg.Connection, plan: _Plan) -> list[records.AppendResult | BaseException]:
-        if len(plan.rows) >= COPY_FROM:
-            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})", timeout=self._timeout)
-            await self._copy(conn, plan)
-            await conn.execute(_notify_and_commit(plan.head[0]), timeout=self._timeout)
-        else:
-            await conn.execute(_INSERT_LOCKED, *plan.columns(), NOTIFY_CHANNEL, str(plan.head[0]),
-                               timeout=self._timeout)
-        self.stats.fast_path += 1
-        self._remember(plan)
-        return plan.outcomes
 
     async def _commit_checked(
         self, conn: asyncpg.Connection, batch: list[_Pending]
     ) -> list[records.AppendResult | BaseException]:
-        # Four round trips: BEGIN + lock (one simple-protocol message), the reads, the insert with its
-        # NOTIFY, COMMIT. The lock is its own statement, before the head is read: under READ COMMITTED
-        # a statement's snapshot is taken when it starts.
-        await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK})", timeout=self._timeout)
+        # Three round trips: BEGIN + lock (one simple-protocol message), the reads, and the rows
+        # with the NOTIFY and COMMIT. The lock is its own statement, before the head is read: under
+        # READ COMMITTED a statement's snapshot is taken when it starts.
+        await conn.execute(_BEGIN_LOCKED, timeout=self._timeout)
         ids = [e.id for p in batch for e in p.request.events]
         streams = list({p.request.stream for p in batch})
         head: tuple[int, str, dt.datetime] = (0, hashing.GENESIS, _EPOCH)
@@ -290,23 +458,52 @@ class BatchingWriter:
             else:
                 versions[r["stream"]] = r["version"]
         plan = _plan(batch, head, versions, stored)
-        if len(plan.rows) >= COPY_FROM:
+        if plan.rows:
             await self._copy(conn, plan)
-            await conn.execute(_notify_and_commit(plan.head[0]), timeout=self._timeout)
-        elif plan.rows:
-            await conn.execute(_INSERT, *plan.columns(), NOTIFY_CHANNEL, str(plan.head[0]), timeout=self._timeout)
-            await conn.execute("COMMIT", timeout=self._timeout)
         else:
             await conn.execute("COMMIT", timeout=self._timeout)
         self.stats.checked_path += 1
         self._remember(plan)
+        self._committed = plan.head
         return plan.outcomes
 
-    async def _copy(self, conn: asyncpg.Connection, plan: _Plan) -> None:
-        await conn.copy_records_to_table("events", records=plan.rows, columns=_COLUMNS,
-                                         timeout=self._timeout)
+    async def _write_planned(self, conn: Any, plan: _Plan, *, again: bool = False) -> None:
+        """A batch planned from memory, guarded by the head it was planned after; one round trip."""
+        if len(plan.rows) < COPY_FROM:
+            if again and conn.is_in_transaction():
+                await conn.execute("ROLLBACK", timeout=self._timeout)
+            await conn.execute(_INSERT_GUARDED, *plan.columns(), plan.base[0], plan.base[1],
+                               NOTIFY_CHANNEL, str(plan.head[0]), timeout=self._timeout)
+        else:
+            begin = _guarded_begin(plan.base)
+            await self._copy(conn, plan, before="ROLLBACK; " + begin if again else begin)
+
+    async def _copy(self, conn: Any, plan: _Plan, *, before: str = "") -> None:
+        """The rows by COPY, then NOTIFY and COMMIT, in the same message as ``before``."""
+        await pgcopy.copy_in_transaction(conn, "events", _COLUMNS, plan.rows, before=before,
+                                         after=_notify_and_commit(plan.head[0]), timeout=self._timeout)
+
+    # Memory: the head after the last batch sent, and the versions of the streams written.
+
+    def _fast_plan(self, batch: list[_Pending]) -> _Plan | None:
+        if self._head is None:
+            return None
+        # Only streams whose version this writer knows: guessing 0 for the others would be refused
+        # (UNIQUE (stream, version)) whenever the stream exists, and each refusal voids the memory.
+        versions = {}
+        for pending in batch:
+            stream = pending.request.stream
+            version = self._versions.get(stream)
+            if version is None:
+                return None
+            versions[stream] = version
+        plan = _plan(batch, self._head, versions, {})
+        if not plan.rows or any(isinstance(o, BaseException) or o.duplicate for o in plan.outcomes):
+            return None
+        return plan
 
     def _remember(self, plan: _Plan) -> None:
+        # Called when a batch is sent, before its answer: the next plan starts after it.
         self._head = plan.head
         if len(self._versions) > _MAX_REMEMBERED_STREAMS:
             self._versions.clear()
@@ -317,6 +514,20 @@ class BatchingWriter:
         self._versions.clear()
 
 
+def _usable(conn: Any) -> bool:
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # the pool took it back when the server ended it
+        return False
+
+
+def _resolve(future: asyncio.Future[records.AppendResult], outcome: records.AppendResult | BaseException) -> None:
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MAX_REMEMBERED_STREAMS: Final = 100_000
 
@@ -325,11 +536,12 @@ _MAX_REMEMBERED_STREAMS: Final = 100_000
 class _Plan:
     rows: list[tuple[Any, ...]]
     outcomes: list[records.AppendResult | BaseException]
-    head: tuple[int, str, dt.datetime]
+    base: tuple[int, str, dt.datetime]  # the head it was planned after
+    head: tuple[int, str, dt.datetime]  # the head once it is written
     versions: dict[str, int]
 
     def columns(self) -> list[list[Any]]:
-        return [list(column) for column in zip(*self.rows)] if self.rows else [[] for _ in _COLUMNS]
+        return [list(column) for column in zip(*self.rows, strict=True)]
 
 
 def _plan(
@@ -348,11 +560,11 @@ def _plan(
     rows: list[tuple[Any, ...]] = []
     in_batch: dict[UUID, tuple[int, str, int, str, Any]] = {}
     outcomes: list[records.AppendResult | BaseException] = []
-    # Events of one request usually share one metadata object: normalize it once.
-    metadata_seen: dict[int, tuple[Any, str, bool]] = {}
     # Ids written earlier in this batch, for a later request that repeats them (only matters when
     # the batch holds more than one request).
     track = len(batch) > 1
+    sha256 = hashlib.sha256
+    join = hashing.canonical_join
     for pending in batch:
         req = pending.request
         try:
@@ -366,32 +578,17 @@ def _plan(
             outcomes.append(exc)
             continue
         first_position = position + 1
-        for event in req.events:
+        middle = hashing.canonical_middle(recorded_text, req.stream)
+        for event, (head_bytes, type_json, data_text, meta_text) in zip(req.events, pending.encoded, strict=True):
             position += 1
             actual += 1
-            data, data_text, plain_data = hashing.normalize(event.data)
-            known = metadata_seen.get(id(event.metadata))
-            if known is None:
-                known = metadata_seen[id(event.metadata)] = hashing.normalize(event.metadata)
-            metadata, meta_text, plain_meta = known
-            canonical = hashing.canonical(
-                position=position,
-                stream=req.stream,
-                version=actual,
-                id=event.id,
-                type=event.type,
-                data=data,
-                metadata=metadata,
-                recorded_at=recorded_text,
-                plain=plain_data and plain_meta,
-            )
-            prev_raw = hashing.chain_raw(prev_raw, canonical)
+            prev_raw = sha256(prev_raw + join(head_bytes, position, middle, type_json, actual)).digest()
             digest = prev_raw.hex()
             rows.append((position, req.stream, actual, event.id, event.type, data_text, meta_text,
                          recorded_at, prev_hash, digest))
             prev_hash = digest
             if track:
-                in_batch[event.id] = (position, req.stream, actual, event.type, data)
+                in_batch[event.id] = (position, req.stream, actual, event.type, event.data)
         versions[req.stream] = actual
         outcomes.append(
             records.AppendResult(
@@ -402,7 +599,7 @@ def _plan(
             )
         )
     new_head = (position, prev_hash, recorded_at) if rows else head
-    return _Plan(rows, outcomes, new_head, versions)
+    return _Plan(rows, outcomes, head, new_head, versions)
 
 
 def _duplicate(

@@ -32,14 +32,26 @@ def documented(doc_data, metadata) -> bytes:
 
 @given(documents, documents)
 def test_canonical_bytes_are_the_documented_json_dumps_bytes(data, metadata):
-    data, data_text, plain_data = hashing.normalize(data)
-    metadata, _, plain_meta = hashing.normalize(metadata)
+    data, data_text, data_canonical = hashing.normalize(data)
+    metadata, _, meta_canonical = hashing.normalize(metadata)
     ours = hashing.canonical(position=7, stream="deployment-web", version=3,
                              id="6f1c1d2e-3b7a-5c55-9a51-6c6564676572", type="DeploymentPaused", data=data,
-                             metadata=metadata, recorded_at="2026-11-27T08:00:00.000001Z",
-                             plain=plain_data and plain_meta)
+                             metadata=metadata, recorded_at="2026-11-27T08:00:00.000001Z")
     assert ours == documented(data, metadata)
     assert json.loads(data_text) == data
+    # The writer's assembly from parts gives the same bytes.
+    head = hashing.canonical_head(data_canonical, uuid.UUID("6f1c1d2e-3b7a-5c55-9a51-6c6564676572"), meta_canonical)
+    middle = hashing.canonical_middle("2026-11-27T08:00:00.000001Z", "deployment-web")
+    assert hashing.canonical_join(head, 7, middle, hashing.json_string("DeploymentPaused"), 3) == ours
+
+
+@given(texts)
+def test_assembled_canonical_bytes_quote_any_stream_name_like_json_dumps(stream):
+    head = hashing.canonical_head(b"{}", uuid.UUID(int=1), b"{}")
+    joined = hashing.canonical_join(head, 1, hashing.canonical_middle("2026-11-27T08:00:00.000001Z", stream),
+                                    hashing.json_string(stream), 1)
+    assert joined == hashing.canonical(position=1, stream=stream, version=1, id=uuid.UUID(int=1), type=stream,
+                                       data={}, metadata={}, recorded_at="2026-11-27T08:00:00.000001Z")
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -53,7 +65,9 @@ async def test_stored_events_verify_after_a_jsonb_round_trip(store, db, values):
 
 
 def test_awkward_floats_are_stored_as_jsonb_prints_them():
-    data, text, plain = hashing.normalize({"big": 1e20, "zero": -0.0, "small": 1.5e-7, "s": "1e5"})
+    data, text, canonical = hashing.normalize({"big": 1e20, "zero": -0.0, "small": 1.5e-7, "s": "1e5"})
     assert data == {"big": 10**20, "zero": 0.0, "small": 1.5e-7, "s": "1e5"}
-    assert isinstance(data["big"], int) and not plain
+    assert isinstance(data["big"], int)
     assert json.loads(text) == data
+    # msgspec writes 1.5e-7 otherwise; the canonical bytes are json.dumps' own.
+    assert canonical == b'{"big":100000000000000000000,"s":"1e5","small":1.5e-07,"zero":0.0}'

@@ -239,7 +239,6 @@ async def test_two_processes_migrating_at_once_apply_each_migration_once(pg_admi
 
 
 async def test_large_batches_go_by_copy_with_one_notify_and_retry_idempotently(store, db, database_url):
-    assert writer.COPY_FROM <= 200
     listener = await asyncpg.connect(database_url)
     got: list[str] = []
     await listener.add_listener(writer.NOTIFY_CHANNEL, lambda *a: got.append(a[-1]))
@@ -256,3 +255,27 @@ async def test_large_batches_go_by_copy_with_one_notify_and_retry_idempotently(s
     assert got == ["200", "400"]
     assert store.writer.stats.fast_path >= 1 and store.writer.stats.checked_path >= 2
     assert await chain.check_log(db) == 400
+
+
+async def test_a_large_batch_planned_on_a_stale_head_is_refused_whole_then_written_after_the_truth(
+    store, db, database_url
+):
+    # Another process appends between two of this writer's COPY batches: the one-message COPY
+    # transaction planned from the remembered head is refused by the primary key, rolled back, and
+    # the batch goes again the checked way, after the other process's event.
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    other = store.__class__(pool, notifier.Notifier(database_url))
+    other_task = asyncio.create_task(other.writer.run())
+    try:
+        await store.append("deployment-big", "no_stream", [paused("big", str(i)) for i in range(200)])
+        await store.append("deployment-big", 200, [paused("big", str(i)) for i in range(200)])
+        fast = store.writer.stats.fast_path
+        await other.append("deployment-small", "no_stream", [paused("small")])
+        late = await store.append("deployment-big", 400, [paused("big", str(i)) for i in range(200)])
+    finally:
+        other_task.cancel()
+        await pool.close()
+    assert late.positions == tuple(range(402, 602)) and late.first_version == 401
+    assert store.writer.stats.fast_path == fast  # the stale plan did not count as written
+    assert not await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'")
+    assert await chain.check_log(db) == 601
