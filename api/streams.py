@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import uuid
@@ -22,6 +23,7 @@ routes = web.RouteTableDef()
 _NUL: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 ExpectedVersion = int | Literal["any", "no_stream", "exists"]
+_YIELD_EVERY: Final = 64
 
 
 class SubmittedEvent(msgspec.Struct, forbid_unknown_fields=True):
@@ -135,16 +137,18 @@ async def append(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     cache: dict[str, dict[str, Any]] = {}
     entropy = os.urandom(16 * len(body.events))  # one system call for every generated id
-    new = [
-        records.NewEvent(
+    new: list[records.NewEvent] = []
+    for i, e in enumerate(body.events):
+        if i and i % _YIELD_EVERY == 0:
+            # A long request lets the rest of the process run (the writer answering, other requests).
+            await asyncio.sleep(0)
+        new.append(records.NewEvent(
             id=e.id or (derived_id(stream, key, i) if key else
                         uuid.UUID(bytes=entropy[16 * i:16 * i + 16], version=4)),
             type=e.type,
             data=validate_event(stream, i, e),
             metadata=metadata_for(request, e.metadata, i, cache),
-        )
-        for i, e in enumerate(body.events)
-    ]
+        ))
     result = await request.app[keys.STORE].append(stream, expected, new)
     return bodies.json_response(
         {

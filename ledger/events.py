@@ -137,6 +137,10 @@ AnyEvent = Union[  # noqa: UP007 - the union is also used at runtime
 TYPES: Final[dict[str, type[Event]]] = {cls.__name__: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]
 
 # Which stream category each type belongs in, and which data field names the stream's id.
+_DATA_DECODERS: Final[dict[str, msgspec.json.Decoder[Any]]] = {
+    name: msgspec.json.Decoder(cls) for name, cls in TYPES.items()
+}
+
 CATEGORY: Final[dict[str, tuple[str, str]]] = {
     "TargetRegistered": ("target", "target"),
     "TargetUpdated": ("target", "target"),
@@ -174,19 +178,23 @@ def from_data(type_: str, data: Any) -> AnyEvent:
 
 
 def from_json_data(type_: str, raw: bytes) -> tuple[AnyEvent, dict[str, Any]]:
-    """Validate submitted JSON ``data`` of event ``type_`` with the one decoder.
+    """Validate submitted JSON ``data`` of event ``type_``.
 
     Returns the event and the data as plain JSON values (what gets stored). Raises
     msgspec.ValidationError with paths relative to ``data``, or with ``$.type`` for an unknown type.
+    The type's own decoder validates ``raw`` directly (the union's decoder would need the tag
+    spliced in first); it is the same Struct, so the rules are the union's.
     """
+    decoder = _DATA_DECODERS.get(type_)
+    if decoder is None:
+        raise msgspec.ValidationError(f"Invalid value {type_!r} - at `$.type`")
     data = msgspec.json.decode(raw)
     if not isinstance(data, dict):
         raise msgspec.ValidationError(f"Expected `object`, got `{type(data).__name__}`")
     if "type" in data:
         raise msgspec.ValidationError("Object contains unknown field `type`")
-    body = raw.strip()[1:].lstrip()
-    tagged = b'{"type":' + _encoder.encode(type_) + (b"" if body.startswith(b"}") else b",") + body
-    return _decoder.decode(tagged), data
+    event: AnyEvent = decoder.decode(raw)
+    return event, data
 
 
 def to_data(event: Event) -> dict[str, Any]:

@@ -37,14 +37,14 @@ GENESIS: Final = "0" * 64
 _EXPONENT: Final = re.compile(rb"[:,\[]-?(?:[0-9]+(?:\.[0-9]+)?[eE]|0\.0000)")
 _UNUSUAL_NUMBER: Final = re.compile(rb"[:,\[]-?(?:[0-9]+(?:\.[0-9]+)?[eE]|0\.0000)|[:,\[]-0\.0(?![0-9])")
 _encoder: Final = msgspec.json.Encoder(order="sorted")
-# A cheap C-speed prefilter for _UNUSUAL_NUMBER: with every digit mapped to 0, each of its matches
-# contains one of these; most texts contain none and skip the regex.
-_DIGITS_TO_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+# A cheap C-speed prefilter for _UNUSUAL_NUMBER: each of its matches contains a '.' or a digit right
+# before an 'e' or 'E' (a "0e" once digits fold to 0 and E to e); most texts have neither and skip
+# the regex.
+_FOLD: Final = bytes.maketrans(b"123456789E", b"000000000e")
 
 
 def _maybe_unusual(text: bytes) -> bool:
-    folded = text.translate(_DIGITS_TO_ZERO)
-    hinted = b"0e" in folded or b"0E" in folded or b"0.0000" in folded or b"-0.0" in folded
+    hinted = b"." in text or b"0e" in text.translate(_FOLD)
     return hinted and _UNUSUAL_NUMBER.search(text) is not None
 
 
