@@ -84,8 +84,19 @@ def derived_id(stream: str, key: str, index: int) -> uuid.UUID:
 def metadata_for(request: web.Request, submitted: dict[str, Any], index: int,
                  cache: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Submitted metadata with actor, request id and client filled in from the request."""
-    if not submitted and cache is not None and "default" in cache:
-        return cache["default"]
+    if not submitted:
+        # The usual case, without a Struct round trip: what the request says, None left out.
+        if cache is not None and "default" in cache:
+            return cache["default"]
+        filled_in = {
+            "actor": request.headers.get("X-Actor") or request.get("actor"),
+            "request_id": request.headers.get("X-Request-Id"),
+            "client": request.headers.get("User-Agent"),
+        }
+        plain = {k: v for k, v in filled_in.items() if v is not None}
+        if cache is not None:
+            cache["default"] = plain
+        return plain
     try:
         meta = events.metadata_from(submitted)
     except msgspec.ValidationError as exc:
@@ -97,8 +108,6 @@ def metadata_for(request: web.Request, submitted: dict[str, Any], index: int,
         client=meta.client or request.headers.get("User-Agent"),
     )
     result: dict[str, Any] = msgspec.to_builtins(filled)
-    if not submitted and cache is not None:
-        cache["default"] = result
     return result
 
 

@@ -83,7 +83,8 @@ def _dumps(value: Any) -> bytes:
 
 
 def format_time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC (isoformat is several times faster than strftime)."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def canonical(
@@ -131,7 +132,15 @@ def canonical_middle(recorded_at: str, stream: str) -> bytes:
 
 
 def json_string(text: str) -> bytes:
-    return _encoder.encode(text)
+    known = _JSON_STRINGS.get(text)
+    if known is None:
+        known = _encoder.encode(text)
+        if len(_JSON_STRINGS) < 256:  # event type names: a few dozen at most
+            _JSON_STRINGS[text] = known
+    return known
+
+
+_JSON_STRINGS: dict[str, bytes] = {}
 
 
 def canonical_join(head: bytes, position: int, middle: bytes, type_json: bytes, version: int) -> bytes:

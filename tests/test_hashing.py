@@ -3,6 +3,7 @@ and what the writer hashes must be what a verifier re-reads from PostgreSQL's js
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 
@@ -71,3 +72,10 @@ def test_awkward_floats_are_stored_as_jsonb_prints_them():
     assert json.loads(text) == data
     # msgspec writes 1.5e-7 otherwise; the canonical bytes are json.dumps' own.
     assert canonical == b'{"big":100000000000000000000,"s":"1e5","small":1.5e-07,"zero":0.0}'
+
+
+def test_times_are_written_in_the_canonical_form():
+    moment = dt.datetime(2026, 11, 27, 9, 5, 3, 7, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert hashing.format_time(moment) == "2026-11-27T07:05:03.000007Z"
+    whole = moment.replace(microsecond=0)  # isoformat drops a zero fraction unless told not to
+    assert hashing.format_time(whole) == whole.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
