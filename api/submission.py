@@ -33,7 +33,7 @@ from typing import Any, Final, TypeVar
 from aiohttp import web
 
 from api import bodies, keys, problems, streams
-from ledger import errors, events, records
+from ledger import errors, events, ids, records
 from projections import commands, loading, manifests, selectors
 
 ATTEMPTS: Final = 20
@@ -140,7 +140,7 @@ async def _decide_and_append(request: web.Request, stream: str, expected: record
             raise problem_for(exc) from exc
         if event is None:
             return Written(stream, None, {}, state.position, state.version)
-        new = records.NewEvent(event_id or uuid.uuid4(), events.type_name(event), events.to_data(event),
+        new = records.NewEvent(event_id or ids.new(), events.type_name(event), events.to_data(event),
                                metadata)
         try:
             result = await store.append(

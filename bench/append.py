@@ -3,7 +3,8 @@
 1. Single-event requests, 64 keep-alive connections (wrk): the ledger vs an aiohttp no-op JSON
    POST handler driven by the same wrk script.
 2. Batches of 500 events per request: the ledger over HTTP vs raw asyncpg
-   ``INSERT … SELECT unnest(…)`` of the same rows into a copy of the events table.
+   ``INSERT … SELECT unnest(…)`` of the same rows (ids of the same kind, time-ordered version 7)
+   into a copy of the events table.
 
 Run: ``make bench`` or ``.venv/bin/python -m bench.append [--seconds 10]``.
 """
@@ -19,13 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
 
 from bench import harness
-from ledger import hashing, pgembed
+from ledger import hashing, ids, pgembed
 
 OBJECTS = [
     {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "web", "name": "frontend"},
@@ -96,7 +96,7 @@ async def raw_baseline(database_url: str, seconds: float, batch: int, workers: i
                     "INSERT INTO raw_events (position, stream, version, id, type, data, metadata, recorded_at,"
                     " prev_hash, hash) SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[],"
                     " $5::text[], $6::jsonb[], $7::jsonb[], $8::timestamptz[], $9::text[], $10::text[])",
-                    positions, [f"rollout-raw-{w}"] * batch, [p - w * 10**8 for p in positions], [uuid.uuid4() for _ in positions],
+                    positions, [f"rollout-raw-{w}"] * batch, [p - w * 10**8 for p in positions], ids.generate(batch),
                     ["ApplySucceeded"] * batch, [data] * batch, [meta] * batch, [now] * batch,
                     [hashing.GENESIS] * batch, [hashing.GENESIS] * batch,
                 )

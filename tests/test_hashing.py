@@ -79,3 +79,4 @@ def test_times_are_written_in_the_canonical_form():
     assert hashing.format_time(moment) == "2026-11-27T07:05:03.000007Z"
     whole = moment.replace(microsecond=0)  # isoformat drops a zero fraction unless told not to
     assert hashing.format_time(whole) == whole.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
