@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 from uuid import UUID
 
@@ -22,15 +21,13 @@ class NewEvent(msgspec.Struct, frozen=True, gc=False):
     metadata: dict[str, Any] = {}
 
 
-@dataclass(frozen=True, slots=True)
-class AppendRequest:
+class AppendRequest(msgspec.Struct, frozen=True, gc=False):
     stream: str
     expected: ExpectedVersion
     events: tuple[NewEvent, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
+class AppendResult(msgspec.Struct, frozen=True, gc=False):
     stream: str
     positions: tuple[int, ...]
     first_version: int
