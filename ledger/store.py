@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
 import asyncpg
@@ -24,10 +24,11 @@ class EventStore:
         self.writer = writer.BatchingWriter(pool, max_batch_events=max_batch_events, timeout=timeout)
         self._timeout = timeout
 
-    async def append(
+    def append(
         self, stream: str, expected: records.ExpectedVersion, events: Sequence[records.NewEvent]
-    ) -> records.AppendResult:
-        return await self.writer.append(records.AppendRequest(stream, expected, tuple(events)))
+    ) -> Awaitable[records.AppendResult]:
+        """Await it for the result. Not a coroutine itself: one frame less on the hottest path."""
+        return self.writer.append(records.AppendRequest(stream, expected, tuple(events)))
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
