@@ -115,7 +115,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--batch-connections", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds before each wrk run")
     parser.add_argument("--no-record", action="store_true", help="do not write docs/benchmarks.md")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ledger-bench-append-"))
@@ -125,14 +126,19 @@ def main() -> None:
     batch_lua = work / "batch.lua"
     batch_lua.write_text(BATCH_LUA % lua_string(batch_body))
 
+    def measure(url: str, script: Path, connections: int) -> dict[str, float]:
+        # A short unmeasured run first, on both sides: fresh processes, cold caches and a fresh
+        # database's first WAL segments are not what the steady rate is about.
+        harness.wrk(url, script, connections=connections, seconds=args.warmup)
+        return harness.wrk(url, script, connections=connections, seconds=args.seconds)
+
     def noop_run() -> dict[str, float]:
         port = pgembed.free_port()
         noop = subprocess.Popen([sys.executable, "-m", "bench.noop", str(port)], cwd=harness.ROOT)
         try:
             harness.wait_http(f"http://127.0.0.1:{port}/", noop)
             print(f"no-op aiohttp handler, {args.connections} connections, {args.seconds}s …", flush=True)
-            return harness.wrk(f"http://127.0.0.1:{port}", single_lua, connections=args.connections,
-                               seconds=args.seconds)
+            return measure(f"http://127.0.0.1:{port}", single_lua, args.connections)
         finally:
             harness.stop(noop)
 
@@ -150,13 +156,14 @@ def main() -> None:
                 # one's dirty pages (the rounds write millions of rows).
                 asyncio.run(checkpoint(database_url))
                 print(f"ledger single-event appends, {args.connections} connections, {args.seconds}s …", flush=True)
-                single = harness.wrk(url, single_lua, connections=args.connections, seconds=args.seconds)
+                single = measure(url, single_lua, args.connections)
                 asyncio.run(checkpoint(database_url))
                 print(f"ledger batches of {args.batch}, {args.batch_connections} connections, {args.seconds}s …",
                       flush=True)
-                batched = harness.wrk(url, batch_lua, connections=args.batch_connections, seconds=args.seconds)
+                batched = measure(url, batch_lua, args.batch_connections)
                 asyncio.run(checkpoint(database_url))
                 print(f"raw asyncpg INSERT … unnest, batches of {args.batch} …", flush=True)
+                asyncio.run(raw_baseline(database_url, args.warmup, args.batch, args.batch_connections))  # warm-up
                 raw = asyncio.run(raw_baseline(database_url, args.seconds, args.batch, args.batch_connections))
                 rounds.append({"noop": base, "single": single, "batched": batched, "raw": raw})
         finally:
@@ -182,7 +189,8 @@ def main() -> None:
     lines = [
         f"Measured {dt.date.today().isoformat()} on {harness.machine()}; service, PostgreSQL and wrk share the machine.",
         f"wrk: {args.connections} keep-alive connections for single events, {args.batch_connections} for batches, "
-        f"{args.seconds} s a measurement, {args.rounds} rounds each interleaving the ledger with its baselines; "
+        f"{args.seconds} s a measurement after {args.warmup} s of warm-up, {args.rounds} rounds each interleaving "
+        "the ledger with its baselines; "
         "embedded PostgreSQL with default durability (fsync on), a CHECKPOINT before each measurement; "
         "projector and applier off; the no-op runs on the "
         f"same runtime as the service (uvloop, same GC settings). Non-2xx answers: {int(errors)}.",
