@@ -350,7 +350,7 @@ class BatchingWriter:
             flight = self._flights[0]
             failure = await asyncio.shield(flight.task)
             for _ in range(_RESENDS):
-                if not (isinstance(failure, asyncpg.SerializationError) and flight.plan.base == self._committed
+                if not (_overtaken(failure, flight.plan) and flight.plan.base == self._committed
                         and flight.lease.conn is not None and _usable(flight.lease.conn)):
                     break
                 # Overtaken at the lock by the batch sent after it (two connections, two backends:
@@ -530,6 +530,17 @@ class BatchingWriter:
     def _forget(self) -> None:
         self._head = None
         self._versions.clear()
+
+
+def _overtaken(failure: BaseException | None, plan: _Plan) -> bool:
+    """Refused by the guard because the head was short of this plan's base: the batch ahead of it
+    had not committed yet (rather than another process having appended)."""
+    if not isinstance(failure, asyncpg.SerializationError):
+        return False
+    try:
+        return int(failure.detail or "") < plan.base[0]
+    except ValueError:
+        return False
 
 
 def _usable(conn: Any) -> bool:

@@ -17,9 +17,11 @@ BEGIN
     SELECT position, hash INTO head_position, head_hash FROM events ORDER BY position DESC LIMIT 1;
     IF coalesce(head_position, 0) <> expected_position
        OR coalesce(head_hash, repeat('0', 64)) <> expected_hash THEN
+        -- DETAIL carries the head's position alone: short of the planned one means the batch
+        -- ahead (same writer) has not committed yet; beyond it, another process appended.
         RAISE EXCEPTION 'the log head moved: it is position %, the batch was planned after %',
             coalesce(head_position, 0), expected_position
-            USING ERRCODE = 'serialization_failure';
+            USING ERRCODE = 'serialization_failure', DETAIL = coalesce(head_position, 0)::text;
     END IF;
 END;
 $$;

@@ -35,8 +35,9 @@ async def test_the_guard_passes_only_at_the_planned_head(db):
     await db.execute("SELECT events_lock_at_head(0, $1)", hashing.GENESIS)  # empty log
     first = await _insert(db, 1, hashing.GENESIS)
     await db.execute("SELECT events_lock_at_head(1, $1)", first)
-    with pytest.raises(asyncpg.SerializationError, match="planned after 0"):
+    with pytest.raises(asyncpg.SerializationError, match="planned after 0") as refused:
         await db.execute("SELECT events_lock_at_head(0, $1)", hashing.GENESIS)
+    assert refused.value.detail == "1"  # the head it found, for the writer to tell overtaken from moved
     with pytest.raises(asyncpg.SerializationError):  # the right position after another event
         await db.execute("SELECT events_lock_at_head(1, $1)", hashing.GENESIS)
 
@@ -75,7 +76,9 @@ async def test_a_batch_overtaken_at_the_lock_is_sent_again_as_planned(store, db,
     async def send(self, conn, plan, *, again=False):  # type: ignore[no-untyped-def]
         if not again and not overtaken:
             overtaken.append(plan.base[0])
-            return asyncpg.SerializationError("the log head moved")
+            refused = asyncpg.SerializationError("the log head moved")
+            refused.detail = str(plan.base[0] - 1)  # the guard's DETAIL: the head it found
+            return refused
         return await real_send(self, conn, plan, again=again)
 
     monkeypatch.setattr(writer.BatchingWriter, "_send", send)

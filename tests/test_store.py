@@ -277,5 +277,6 @@ async def test_a_large_batch_planned_on_a_stale_head_is_refused_whole_then_writt
         await pool.close()
     assert late.positions == tuple(range(402, 602)) and late.first_version == 401
     assert store.writer.stats.fast_path == fast  # the stale plan did not count as written
+    assert store.writer.stats.resent == 0  # another process moved the head: no point sending it again
     assert not await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'")
     assert await chain.check_log(db) == 601
