@@ -1,10 +1,11 @@
-"""The single batching writer: every append in this process goes through one task.
+"""The single batching writer: every append in this process goes through it.
 
 Concurrent appends queue here; the writer takes everything queued, writes it in one transaction
 under one advisory lock, sends one NOTIFY and answers every caller with its own result. A
 conflicting request (wrong expected version, reused event id) fails alone; the rest of the batch
-commits. Group commit is what makes single-event requests cheap: while one transaction is in
-flight the next batch forms.
+commits. Group commit is what makes single-event requests cheap: while transactions are in flight
+the next batch forms. Planning (checks, positions, hashes) is pure and lives in ledger/planner.py;
+this module is the I/O: connections, the pipeline, the SQL.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-import hashlib
-import json
 import logging
 import re
 import time
@@ -25,7 +24,7 @@ from uuid import UUID
 
 import asyncpg
 
-from ledger import dbfaults, errors, hashing, pgcopy, records
+from ledger import dbfaults, errors, pgcopy, planner, records
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +108,6 @@ class Stats:
     batch_seconds: float = 0.0
 
 
-# Per event, what the caller's task encodes before queueing: the canonical bytes up to the position,
-# the type as JSON, and the data and metadata texts to store.
-_Encoded = tuple[bytes, bytes, str, str]
 # A long request yields to the event loop this often while it is encoded, so the writer's own
 # round trips are not held up behind it.
 _YIELD_EVERY: Final = 64
@@ -121,44 +117,21 @@ _YIELD_EVERY: Final = 64
 class _Pending:
     request: records.AppendRequest
     future: asyncio.Future[records.AppendResult]
-    encoded: list[_Encoded]
+    encoded: list[planner.Encoded]
 
 
-def _encode(events: Sequence[records.NewEvent], metadata_seen: dict[int, tuple[Any, str, bytes]]) -> list[_Encoded]:
-    """The JSON of each event, encoded once, in the caller's task rather than the writer's."""
-    encoded: list[_Encoded] = []
-    for event in events:
-        _data, data_text, data_canonical = hashing.normalize(event.data)
-        # Events of one request usually share one metadata object: encode it once.
-        meta = metadata_seen.get(id(event.metadata))
-        if meta is None:
-            meta = metadata_seen[id(event.metadata)] = hashing.normalize(event.metadata)
-        _meta, meta_text, meta_canonical = meta
-        encoded.append((hashing.canonical_head(data_canonical, event.id, meta_canonical),
-                        hashing.json_string(event.type), data_text, meta_text))
-    return encoded
+_MAX_REMEMBERED_STREAMS: Final = 100_000
 
 
-async def _encode_long(events: Sequence[records.NewEvent]) -> list[_Encoded]:
+async def _encode_long(events: Sequence[records.NewEvent]) -> list[planner.Encoded]:
     """``_encode`` for a long request, yielding to the event loop between chunks."""
-    encoded: list[_Encoded] = []
+    encoded: list[planner.Encoded] = []
     metadata_seen: dict[int, tuple[Any, str, bytes]] = {}
     for start in range(0, len(events), _YIELD_EVERY):
         if start:
             await asyncio.sleep(0)
-        encoded += _encode(events[start:start + _YIELD_EVERY], metadata_seen)
+        encoded += planner.encode(events[start:start + _YIELD_EVERY], metadata_seen)
     return encoded
-
-
-def _check_expected(stream: str, expected: records.ExpectedVersion, actual: int) -> None:
-    ok = (
-        expected == "any"
-        or (expected == "no_stream" and actual == 0)
-        or (expected == "exists" and actual > 0)
-        or (isinstance(expected, int) and expected == actual)
-    )
-    if not ok:
-        raise errors.WrongExpectedVersion(stream, expected, actual)
 
 
 @dataclass(slots=True)
@@ -173,7 +146,7 @@ class _Flight:
     """A transaction sent ahead: its batch, its plan, its slot and the task awaiting its answer."""
 
     batch: list[_Pending]
-    plan: _Plan
+    plan: planner.Plan
     lease: _Lease
     task: asyncio.Task[BaseException | None]
     started: float
@@ -216,13 +189,13 @@ class BatchingWriter:
         """Queue ``request``; await the result. A short request is encoded right here and answered
         through a bare future (no coroutine frames to resume on the hottest path)."""
         if len(request.events) <= _YIELD_EVERY:
-            return self._enqueue(request, _encode(request.events, {}))
+            return self._enqueue(request, planner.encode(request.events, {}))
         return self._append_long(request)
 
     async def _append_long(self, request: records.AppendRequest) -> records.AppendResult:
         return await self._enqueue(request, await _encode_long(request.events))
 
-    def _enqueue(self, request: records.AppendRequest, encoded: list[_Encoded]) -> asyncio.Future[records.AppendResult]:
+    def _enqueue(self, request: records.AppendRequest, encoded: list[planner.Encoded]) -> asyncio.Future[records.AppendResult]:
         future: asyncio.Future[records.AppendResult] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(request, future, encoded))
         return future
@@ -335,7 +308,7 @@ class BatchingWriter:
             self._flights.append(_Flight(batch, plan, lease, task, time.perf_counter()))
             self._flight_sent.set()
 
-    async def _send(self, conn: Any, plan: _Plan, *, again: bool = False) -> BaseException | None:
+    async def _send(self, conn: Any, plan: planner.Plan, *, again: bool = False) -> BaseException | None:
         try:
             await self._write_planned(conn, plan, again=again)
         except Exception as exc:
@@ -465,7 +438,7 @@ class BatchingWriter:
         await conn.execute(_BEGIN_LOCKED, timeout=self._timeout)
         ids = [e.id for p in batch for e in p.request.events]
         streams = list({p.request.stream for p in batch})
-        head: tuple[int, str, dt.datetime] = (0, hashing.GENESIS, _EPOCH)
+        head = planner.EMPTY_LOG
         stored: dict[UUID, Any] = {}
         versions: dict[str, int] = {s: 0 for s in streams}
         for r in await conn.fetch(_READ, ids, streams, timeout=self._timeout):
@@ -475,7 +448,7 @@ class BatchingWriter:
                 stored[r["id"]] = r
             else:
                 versions[r["stream"]] = r["version"]
-        plan = _plan(batch, head, versions, stored)
+        plan = planner.plan(batch, head, versions, stored, dt.datetime.now(dt.UTC))
         if plan.rows:
             await self._copy(conn, plan)
         else:
@@ -485,7 +458,7 @@ class BatchingWriter:
         self._committed = plan.head
         return plan.outcomes
 
-    async def _write_planned(self, conn: Any, plan: _Plan, *, again: bool = False) -> None:
+    async def _write_planned(self, conn: Any, plan: planner.Plan, *, again: bool = False) -> None:
         """A batch planned from memory, guarded by the head it was planned after; one round trip."""
         if len(plan.rows) < COPY_FROM:
             if again and conn.is_in_transaction():
@@ -496,14 +469,14 @@ class BatchingWriter:
             begin = _guarded_begin(plan.base)
             await self._copy(conn, plan, before="ROLLBACK; " + begin if again else begin)
 
-    async def _copy(self, conn: Any, plan: _Plan, *, before: str = "") -> None:
+    async def _copy(self, conn: Any, plan: planner.Plan, *, before: str = "") -> None:
         """The rows by COPY, then NOTIFY and COMMIT, in the same message as ``before``."""
         await pgcopy.copy_in_transaction(conn, "events", _COLUMNS, plan.rows, before=before,
                                          after=_notify_and_commit(plan.head[0]), timeout=self._timeout)
 
     # Memory: the head after the last batch sent, and the versions of the streams written.
 
-    def _fast_plan(self, batch: list[_Pending]) -> _Plan | None:
+    def _fast_plan(self, batch: list[_Pending]) -> planner.Plan | None:
         if self._head is None:
             return None
         # Only streams whose version this writer knows: guessing 0 for the others would be refused
@@ -515,12 +488,12 @@ class BatchingWriter:
             if version is None:
                 return None
             versions[stream] = version
-        plan = _plan(batch, self._head, versions, {})
+        plan = planner.plan(batch, self._head, versions, {}, dt.datetime.now(dt.UTC))
         if not plan.rows or any(isinstance(o, BaseException) or o.duplicate for o in plan.outcomes):
             return None
         return plan
 
-    def _remember(self, plan: _Plan) -> None:
+    def _remember(self, plan: planner.Plan) -> None:
         # Called when a batch is sent, before its answer: the next plan starts after it.
         self._head = plan.head
         if len(self._versions) > _MAX_REMEMBERED_STREAMS:
@@ -532,7 +505,7 @@ class BatchingWriter:
         self._versions.clear()
 
 
-def _overtaken(failure: BaseException | None, plan: _Plan) -> bool:
+def _overtaken(failure: BaseException | None, plan: planner.Plan) -> bool:
     """Refused by the guard because the head was short of this plan's base: the batch ahead of it
     had not committed yet (rather than another process having appended)."""
     if not isinstance(failure, asyncpg.SerializationError):
@@ -555,117 +528,3 @@ def _resolve(future: asyncio.Future[records.AppendResult], outcome: records.Appe
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
-
-
-_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MAX_REMEMBERED_STREAMS: Final = 100_000
-
-
-@dataclass
-class _Plan:
-    rows: list[tuple[Any, ...]]
-    outcomes: list[records.AppendResult | BaseException]
-    base: tuple[int, str, dt.datetime]  # the head it was planned after
-    head: tuple[int, str, dt.datetime]  # the head once it is written
-    versions: dict[str, int]
-
-    def columns(self) -> list[list[Any]]:
-        return [list(column) for column in zip(*self.rows, strict=True)]
-
-
-def _plan(
-    batch: list[_Pending],
-    head: tuple[int, str, dt.datetime],
-    versions: dict[str, int],
-    stored: dict[UUID, Any],
-) -> _Plan:
-    """Assign positions, versions and hashes after ``head``; each request gets its outcome."""
-    position, prev_hash, last_time = head
-    prev_raw = bytes.fromhex(prev_hash)
-    now = dt.datetime.now(dt.UTC)
-    recorded_at = max(now, last_time)
-    recorded_text = hashing.format_time(recorded_at)
-    versions = dict(versions)
-    rows: list[tuple[Any, ...]] = []
-    in_batch: dict[UUID, tuple[int, str, int, str, Any]] = {}
-    outcomes: list[records.AppendResult | BaseException] = []
-    # Ids written earlier in this batch, for a later request that repeats them (only matters when
-    # the batch holds more than one request).
-    track = len(batch) > 1
-    sha256 = hashlib.sha256
-    join = hashing.canonical_join
-    for pending in batch:
-        req = pending.request
-        try:
-            duplicate = _duplicate(req, stored, in_batch)
-            if duplicate is not None:
-                outcomes.append(duplicate)
-                continue
-            actual = versions[req.stream]
-            _check_expected(req.stream, req.expected, actual)
-        except errors.LedgerError as exc:
-            outcomes.append(exc)
-            continue
-        first_position = position + 1
-        middle = hashing.canonical_middle(recorded_text, req.stream)
-        for event, (head_bytes, type_json, data_text, meta_text) in zip(req.events, pending.encoded, strict=True):
-            position += 1
-            actual += 1
-            prev_raw = sha256(prev_raw + join(head_bytes, position, middle, type_json, actual)).digest()
-            digest = prev_raw.hex()
-            rows.append((position, req.stream, actual, event.id, event.type, data_text, meta_text,
-                         recorded_at, prev_hash, digest))
-            prev_hash = digest
-            if track:
-                in_batch[event.id] = (position, req.stream, actual, event.type, event.data)
-        versions[req.stream] = actual
-        outcomes.append(
-            records.AppendResult(
-                stream=req.stream,
-                positions=tuple(range(first_position, position + 1)),
-                first_version=actual - len(req.events) + 1,
-                last_version=actual,
-            )
-        )
-    new_head = (position, prev_hash, recorded_at) if rows else head
-    return _Plan(rows, outcomes, head, new_head, versions)
-
-
-def _duplicate(
-    req: records.AppendRequest,
-    stored: dict[UUID, Any],
-    in_batch: dict[UUID, tuple[int, str, int, str, Any]],
-) -> records.AppendResult | None:
-    """The original result when every event of ``req`` is already stored with the same content."""
-    if len(req.events) > 1 and len({e.id for e in req.events}) != len(req.events):
-        raise errors.InvalidEvent("the same event id appears twice in one append")
-    if not stored and not in_batch:
-        return None
-    found: list[tuple[int, str, int, str, Any]] = []
-    for event in req.events:
-        if event.id in in_batch:
-            hit = in_batch[event.id]
-        elif event.id in stored:
-            r = stored[event.id]
-            hit = (r["position"], r["stream"], r["version"], r["type"], json.loads(r["data"]))
-        else:
-            continue
-        pos, stream, _version, type_, data = hit
-        if stream != req.stream or type_ != event.type or data != event.data:
-            raise errors.EventIdConflict(event.id, stream, pos, "same id, different content")
-        found.append(hit)
-    if not found:
-        return None
-    if len(found) != len(req.events):
-        raise errors.EventIdConflict(
-            req.events[0].id, found[0][1], found[0][0], "part of this append is stored already"
-        )
-    positions = [f[0] for f in found]
-    versions = [f[2] for f in found]
-    return records.AppendResult(
-        stream=req.stream,
-        positions=tuple(positions),
-        first_version=min(versions),
-        last_version=max(versions),
-        duplicate=True,
-    )
