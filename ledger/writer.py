@@ -121,6 +121,7 @@ class _Pending:
 
 
 _MAX_REMEMBERED_STREAMS: Final = 100_000
+_MAX_REMEMBERED_IDS: Final = 100_000
 
 
 async def _encode_long(events: Sequence[records.NewEvent]) -> list[planner.Encoded]:
@@ -179,8 +180,12 @@ class BatchingWriter:
         self._idle: list[Any] = []
         self._flights: collections.deque[_Flight] = collections.deque()
         self._flight_sent = asyncio.Event()
+        self._drained = asyncio.Event()  # set while no batch sent ahead awaits its answer
+        self._drained.set()
         self._head: tuple[int, str, dt.datetime] | None = None
         self._versions: dict[str, int] = {}
+        # Ids this writer wrote lately: a request repeating one is a retry for the checked way.
+        self._recent: dict[UUID, None] = {}
         # The head after the last batch known to be committed (in the order batches were sent).
         self._committed: tuple[int, str, dt.datetime] | None = None
         self.stats = Stats()
@@ -299,14 +304,28 @@ class BatchingWriter:
                 self._fail(batch, exc)
                 continue
             # Planned once the slot is ours: from the newest memory, after every batch sent so far.
-            plan = self._fast_plan(batch)
+            vouched, rest = self._vouched(batch)
+            plan, vouched, refused = self._fast_plan(vouched) if vouched else (None, [], [])
+            rest += refused
             if plan is None:
-                await self._checked(batch, lease)
+                await self._checked(rest, lease)
                 continue
             self._remember(plan)
             task = group.create_task(self._send(lease.conn, plan))
-            self._flights.append(_Flight(batch, plan, lease, task, time.perf_counter()))
+            self._flights.append(_Flight(vouched, plan, lease, task, time.perf_counter()))
+            self._drained.clear()
             self._flight_sent.set()
+            if rest:
+                # What memory could not vouch for goes the checked way once the batches in flight
+                # are answered, so it is planned after them rather than racing them for the lock,
+                # and what it learns can join a memory with nothing unconfirmed in it.
+                await self._drained.wait()
+                try:
+                    lease = await self._lease()
+                except Exception as exc:
+                    self._fail(rest, exc)
+                    continue
+                await self._checked(rest, lease)
 
     async def _send(self, conn: Any, plan: planner.Plan, *, again: bool = False) -> BaseException | None:
         try:
@@ -335,6 +354,8 @@ class BatchingWriter:
                 flight.answered = True
                 await self._give_back(flight.lease)
                 self._flights.popleft()
+                if not self._flights:
+                    self._drained.set()
                 self._committed = flight.plan.head
                 self.stats.fast_path += 1
                 self._finish(flight.batch, flight.plan.outcomes, flight.started)
@@ -345,6 +366,8 @@ class BatchingWriter:
             self._forget()
             flight.answered = True
             self._flights.popleft()
+            if not self._flights:
+                self._drained.set()
             try:
                 await self._renew(flight.lease, failure)
             except Exception as exc:
@@ -454,6 +477,11 @@ class BatchingWriter:
         else:
             await conn.execute("COMMIT", timeout=self._timeout)
         self.stats.checked_path += 1
+        if self._flights:
+            # Batches sent ahead are unanswered: the versions they put in memory are not confirmed,
+            # and a head read from the truth must not be paired with them (a plan from that pair
+            # would pass the guard with a version ahead of its stream). Keep only what was read.
+            self._forget()
         self._remember(plan)
         self._committed = plan.head
         return plan.outcomes
@@ -476,22 +504,35 @@ class BatchingWriter:
 
     # Memory: the head after the last batch sent, and the versions of the streams written.
 
-    def _fast_plan(self, batch: list[_Pending]) -> planner.Plan | None:
+    def _vouched(self, batch: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
+        """Split off the requests memory cannot plan: a stream this writer has not written (guessing
+        version 0 would be refused whenever the stream exists) and an id it wrote recently (a
+        client's retry: the checked way answers it with the original positions)."""
         if self._head is None:
-            return None
-        # Only streams whose version this writer knows: guessing 0 for the others would be refused
-        # (UNIQUE (stream, version)) whenever the stream exists, and each refusal voids the memory.
-        versions = {}
+            return [], batch
+        vouched: list[_Pending] = []
+        rest: list[_Pending] = []
         for pending in batch:
-            stream = pending.request.stream
-            version = self._versions.get(stream)
-            if version is None:
-                return None
-            versions[stream] = version
-        plan = planner.plan(batch, self._head, versions, {}, dt.datetime.now(dt.UTC))
-        if not plan.rows or any(isinstance(o, BaseException) or o.duplicate for o in plan.outcomes):
-            return None
-        return plan
+            request = pending.request
+            known = request.stream in self._versions and not any(e.id in self._recent for e in request.events)
+            (vouched if known else rest).append(pending)
+        return vouched, rest
+
+    def _fast_plan(self, batch: list[_Pending]) -> tuple[planner.Plan | None, list[_Pending], list[_Pending]]:
+        """A plan from memory for the requests it accepts (the plan's outcomes follow their order),
+        those requests, and those it refuses (an expected version it contradicts, say). Those go the
+        checked way, which answers from the truth: memory may be behind another process."""
+        assert self._head is not None
+        refused: list[_Pending] = []
+        while batch:
+            versions = {p.request.stream: self._versions[p.request.stream] for p in batch}
+            plan = planner.plan(batch, self._head, versions, {}, dt.datetime.now(dt.UTC))
+            failed = {id(p) for p, o in zip(batch, plan.outcomes, strict=True) if isinstance(o, BaseException)}
+            if not failed:
+                return plan, batch, refused
+            refused += [p for p in batch if id(p) in failed]
+            batch = [p for p in batch if id(p) not in failed]
+        return None, [], refused
 
     def _remember(self, plan: planner.Plan) -> None:
         # Called when a batch is sent, before its answer: the next plan starts after it.
@@ -499,6 +540,9 @@ class BatchingWriter:
         if len(self._versions) > _MAX_REMEMBERED_STREAMS:
             self._versions.clear()
         self._versions.update(plan.versions)
+        if len(self._recent) > _MAX_REMEMBERED_IDS:
+            self._recent.clear()
+        self._recent.update(dict.fromkeys(row[3] for row in plan.rows))
 
     def _forget(self) -> None:
         self._head = None
