@@ -184,8 +184,9 @@ class BatchingWriter:
         self._drained.set()
         self._head: tuple[int, str, dt.datetime] | None = None
         self._versions: dict[str, int] = {}
-        # Ids this writer wrote lately: a request repeating one is a retry for the checked way.
-        self._recent: dict[UUID, None] = {}
+        # The first event id (as an int: cheap to hash) of each request this writer wrote lately: a
+        # request starting with one is a client's retry, for the checked way.
+        self._recent: set[int] = set()
         # The head after the last batch known to be committed (in the order batches were sent).
         self._committed: tuple[int, str, dt.datetime] | None = None
         self.stats = Stats()
@@ -310,7 +311,7 @@ class BatchingWriter:
             if plan is None:
                 await self._checked(rest, lease)
                 continue
-            self._remember(plan)
+            self._remember(plan, vouched)
             task = group.create_task(self._send(lease.conn, plan))
             self._flights.append(_Flight(vouched, plan, lease, task, time.perf_counter()))
             self._drained.clear()
@@ -482,7 +483,7 @@ class BatchingWriter:
             # and a head read from the truth must not be paired with them (a plan from that pair
             # would pass the guard with a version ahead of its stream). Keep only what was read.
             self._forget()
-        self._remember(plan)
+        self._remember(plan, batch)
         self._committed = plan.head
         return plan.outcomes
 
@@ -506,15 +507,16 @@ class BatchingWriter:
 
     def _vouched(self, batch: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
         """Split off the requests memory cannot plan: a stream this writer has not written (guessing
-        version 0 would be refused whenever the stream exists) and an id it wrote recently (a
-        client's retry: the checked way answers it with the original positions)."""
+        version 0 would be refused whenever the stream exists) and a request it wrote recently (a
+        client's retry: the checked way answers it with the original positions). A retry it does not
+        recognise is refused by UNIQUE (id) and goes the checked way all the same, only later."""
         if self._head is None:
             return [], batch
         vouched: list[_Pending] = []
         rest: list[_Pending] = []
         for pending in batch:
             request = pending.request
-            known = request.stream in self._versions and not any(e.id in self._recent for e in request.events)
+            known = request.stream in self._versions and request.events[0].id.int not in self._recent
             (vouched if known else rest).append(pending)
         return vouched, rest
 
@@ -534,7 +536,7 @@ class BatchingWriter:
             batch = [p for p in batch if id(p) not in failed]
         return None, [], refused
 
-    def _remember(self, plan: planner.Plan) -> None:
+    def _remember(self, plan: planner.Plan, batch: list[_Pending]) -> None:
         # Called when a batch is sent, before its answer: the next plan starts after it.
         self._head = plan.head
         if len(self._versions) > _MAX_REMEMBERED_STREAMS:
@@ -542,7 +544,7 @@ class BatchingWriter:
         self._versions.update(plan.versions)
         if len(self._recent) > _MAX_REMEMBERED_IDS:
             self._recent.clear()
-        self._recent.update(dict.fromkeys(row[3] for row in plan.rows))
+        self._recent.update([p.request.events[0].id.int for p in batch])
 
     def _forget(self) -> None:
         self._head = None
