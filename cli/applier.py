@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 
 from aiohttp import web
 
 from api import keys, lifecycle
-from cli import options
+from cli import options, signals
 from ledger import settings as settings_mod
 
 
@@ -59,12 +57,7 @@ async def serve(settings: settings_mod.Settings) -> None:
             site = web.TCPSite(runner, settings.http_host, settings.http_port)
             await site.start()
             print(f"Deployment Ledger applier on http://{settings.http_host}:{settings.http_port}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await signals.until_stopped()
     finally:
         await runner.cleanup()
 

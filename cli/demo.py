@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
-import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -30,7 +28,7 @@ import yaml
 from aiohttp import web
 
 from api import app as app_mod
-from cli import options
+from cli import options, signals
 from emulator import Emulator
 from ledger import settings as settings_mod
 
@@ -138,12 +136,7 @@ async def demo(settings: settings_mod.Settings, *, emulator_port: int = 0, once:
             status = await _applied(session, url, expected=2, timeout=60)
         out(guide(url, emulator, status, sample))
         if not once:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError):
-                    loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
+            await signals.until_stopped()
         return 0
     finally:
         if runner is not None:
