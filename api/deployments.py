@@ -9,6 +9,7 @@ recorded; errors name the manifest index and field. The selector is validated to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
@@ -135,38 +136,35 @@ async def roll_back(request: web.Request) -> web.Response:
     return _answer(name, written, 201)
 
 
-@routes.post("/v1/deployments/{name}/pause")
-async def pause(request: web.Request) -> web.Response:
+# Pause, resume and remove: a reason in, one command over the deployment's current state.
+_Lifecycle = Callable[[str, Any, str], Any]
+
+
+async def _lifecycle(request: web.Request, command: _Lifecycle, *, reason_in_query: bool = False) -> web.Response:
     name = reads.name_param(request, "deployment name")
     body = await submission.optional_json(request, ReasonBody)
+    reason = (body.reason or request.query.get("reason", "")) if reason_in_query else body.reason
 
     async def decide(state: loading.StreamState) -> Any:
-        return commands.pause(name, state.state.deployments.get(name), body.reason)
+        return command(name, state.state.deployments.get(name), reason)
 
     return _answer(name, await submission.run(request, _stream(name), body.expected_version, decide))
+
+
+@routes.post("/v1/deployments/{name}/pause")
+async def pause(request: web.Request) -> web.Response:
+    return await _lifecycle(request, commands.pause)
 
 
 @routes.post("/v1/deployments/{name}/resume")
 async def resume(request: web.Request) -> web.Response:
-    name = reads.name_param(request, "deployment name")
-    body = await submission.optional_json(request, ReasonBody)
-
-    async def decide(state: loading.StreamState) -> Any:
-        return commands.resume(name, state.state.deployments.get(name), body.reason)
-
-    return _answer(name, await submission.run(request, _stream(name), body.expected_version, decide))
+    return await _lifecycle(request, commands.resume)
 
 
 @routes.delete("/v1/deployments/{name}")
 async def remove(request: web.Request) -> web.Response:
-    name = reads.name_param(request, "deployment name")
-    body = await submission.optional_json(request, ReasonBody)
-    reason = body.reason or request.query.get("reason", "")
-
-    async def decide(state: loading.StreamState) -> Any:
-        return commands.remove(name, state.state.deployments.get(name), reason)
-
-    return _answer(name, await submission.run(request, _stream(name), body.expected_version, decide))
+    # DELETE may carry no body: the reason can come as ?reason=.
+    return await _lifecycle(request, commands.remove, reason_in_query=True)
 
 
 @routes.get("/v1/deployments")
