@@ -10,8 +10,10 @@ order, so that is a short index walk, not a scan.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from typing import Final
+from collections.abc import AsyncGenerator
+from typing import Any, Final
 
 import asyncpg
 
@@ -21,26 +23,32 @@ EVENTS: Final = ("SELECT position, stream, version, type, data::text, metadata::
                  " FROM events WHERE position > $1 AND position <= $2 ORDER BY position")
 CHUNK: Final = 5000
 
-async def fold_until(conn: asyncpg.Connection, state: fleet.Fleet, until: int) -> fleet.Fleet:
-    """Fold the events after ``state.position`` up to ``until`` into ``state``; needs a transaction.
-
-    The next chunk is fetched while the current one is folded, so PostgreSQL and the fold overlap.
-    """
-    cursor = await conn.cursor(EVENTS, state.position, until)
-    fetching = asyncio.ensure_future(cursor.fetch(CHUNK))
+async def chunks(cursor: Any, size: int = CHUNK) -> AsyncGenerator[list[Any], None]:
+    """A cursor's rows a chunk at a time; the next chunk is fetched while the caller works on this
+    one, so PostgreSQL and the fold overlap. Use it under ``contextlib.aclosing``."""
+    fetching = asyncio.ensure_future(cursor.fetch(size))
     try:
         while True:
             rows = await fetching
-            more = len(rows) == CHUNK
+            more = len(rows) == size
             if more:
-                fetching = asyncio.ensure_future(cursor.fetch(CHUNK))
-            for row in rows:
-                fleet.fold_row(state, *row)
+                fetching = asyncio.ensure_future(cursor.fetch(size))
+            yield rows
             if not more:
-                return state
+                return
     finally:
         if not fetching.done():
             fetching.cancel()
+
+
+async def fold_until(conn: asyncpg.Connection, state: fleet.Fleet, until: int) -> fleet.Fleet:
+    """Fold the events after ``state.position`` up to ``until`` into ``state``; needs a transaction."""
+    cursor = await conn.cursor(EVENTS, state.position, until)
+    async with contextlib.aclosing(chunks(cursor)) as chunked:
+        async for rows in chunked:
+            for row in rows:
+                fleet.fold_row(state, *row)
+    return state
 
 
 async def fleet_at(conn: asyncpg.Connection, position: int) -> fleet.Fleet:

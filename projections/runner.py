@@ -127,43 +127,35 @@ class Projector:
     async def _catch_up(self, conn: asyncpg.Connection, *, until: int | None = None) -> None:
         reader = await self._connect()
         pending: asyncio.Future[None] | None = None
-        fetching: asyncio.Future[list[Any]] | None = None
         try:
             async with reader.transaction(isolation="repeatable_read", readonly=True):
                 end = until if until is not None else await replay.head(reader)
                 cursor = await reader.cursor(replay.EVENTS, self.state.position, end)
-                fetching = asyncio.ensure_future(cursor.fetch(CHUNK))
                 changes = tables.Changes()
                 state, note, fold_row = self.state, changes.note, fleet.fold_row
                 flush_every, snapshot_every = self.flush_every, self.snapshot_every
-                while True:
-                    rows = await fetching
-                    more = len(rows) == CHUNK
-                    if more:
-                        fetching = asyncio.ensure_future(cursor.fetch(CHUNK))
-                    for row in rows:
-                        # The hot loop of a rebuild: _fold and _due written out.
-                        position = row[0]
-                        if position <= state.position:
-                            continue
-                        note(fold_row(state, *row))
-                        if changes.count >= flush_every or position % snapshot_every == 0:
-                            if pending is not None:
-                                await pending
-                            pending = asyncio.ensure_future(self._flush(conn, changes))
-                            changes = tables.Changes()
-                            note = changes.note
-                    if not more:
-                        break
+                async with contextlib.aclosing(replay.chunks(cursor, CHUNK)) as chunked:
+                    async for rows in chunked:
+                        for row in rows:
+                            # The hot loop of a rebuild: _fold and _due written out.
+                            position = row[0]
+                            if position <= state.position:
+                                continue
+                            note(fold_row(state, *row))
+                            if changes.count >= flush_every or position % snapshot_every == 0:
+                                if pending is not None:
+                                    await pending
+                                pending = asyncio.ensure_future(self._flush(conn, changes))
+                                changes = tables.Changes()
+                                note = changes.note
                 if pending is not None:
                     await pending
                     pending = None
                 if changes:
                     await self._flush(conn, changes)
         finally:
-            for future in (pending, fetching):
-                if future is not None and not future.done():
-                    future.cancel()
+            if pending is not None and not pending.done():
+                pending.cancel()
             reader.terminate()
 
     async def _follow(self, conn: asyncpg.Connection, store: store_mod.EventStore) -> None:
