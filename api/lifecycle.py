@@ -39,11 +39,9 @@ def database_context(*, stop_adopted: bool) -> Callable[[web.Application], Async
         if settings.database_url:
             app[keys.DSN] = settings.database_url
         else:
-            embedded = pgembed.EmbeddedPostgres(settings.data_dir.resolve() / "pg")
-            if stop_adopted or embedded.running_port() is None:
-                owned = embedded
-            app[keys.DSN] = await asyncio.to_thread(embedded.start)
-            log.info("embedded PostgreSQL at %s (data in %s)", app[keys.DSN], embedded.pgdata)
+            app[keys.DSN], owned = await asyncio.to_thread(pgembed.start_or_join, settings.data_dir,
+                                                           stop_adopted=stop_adopted)
+            log.info("embedded PostgreSQL at %s (data in %s)", app[keys.DSN], settings.data_dir.resolve() / "pg")
         conn = await asyncpg.connect(app[keys.DSN], timeout=settings.db_timeout)
         try:
             applied = await migrate.migrate(conn)

@@ -51,10 +51,8 @@ def run(args: argparse.Namespace) -> int:
     embedded = None
     dsn = settings.database_url
     if not dsn:
-        server = pgembed.EmbeddedPostgres(settings.data_dir.resolve() / "pg")
         # A server another process runs (the service) is used, and left running afterwards.
-        embedded = server if server.running_port() is None else None
-        dsn = server.start()
+        dsn, embedded = pgembed.start_or_join(settings.data_dir)
     try:
         position, seconds = asyncio.run(_rebuild(dsn, args.until, sys.stderr.isatty()))
     except runner.ProjectorBusy as exc:

@@ -50,8 +50,8 @@ def run_migrate(args: argparse.Namespace) -> int:
     embedded = None
     url = settings.database_url
     if not url:
-        embedded = pgembed.EmbeddedPostgres(settings.data_dir.resolve() / "pg")
-        url = embedded.start()
+        # Beside a running service, its server is used and left running.
+        url, embedded = pgembed.start_or_join(settings.data_dir)
 
     async def go() -> list[str]:
         conn = await asyncpg.connect(url)

@@ -60,11 +60,8 @@ async def connect(settings: settings_mod.Settings) -> AsyncIterator[asyncpg.Conn
     """A migrated connection to the configured database, embedded or external."""
     embedded: pgembed.EmbeddedPostgres | None = None
     url = settings.database_url
-    started_here = False
     if not url:
-        embedded = pgembed.EmbeddedPostgres(settings.data_dir.resolve() / "pg")
-        started_here = embedded.running_port() is None
-        url = await asyncio.to_thread(embedded.start)
+        url, embedded = await asyncio.to_thread(pgembed.start_or_join, settings.data_dir)
     try:
         conn = await asyncpg.connect(url, timeout=settings.db_timeout)
         try:
@@ -73,7 +70,7 @@ async def connect(settings: settings_mod.Settings) -> AsyncIterator[asyncpg.Conn
         finally:
             await conn.close()
     finally:
-        if embedded is not None and started_here:
+        if embedded is not None:
             await asyncio.to_thread(embedded.stop)
 
 

@@ -188,3 +188,16 @@ class EmbeddedPostgres:
     def destroy(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.pgdata, ignore_errors=True)
+
+
+def start_or_join(data_dir: Path, *, stop_adopted: bool = False) -> tuple[str, EmbeddedPostgres | None]:
+    """The URL of the embedded PostgreSQL under ``data_dir``, and the server the caller must stop
+    when done (None: leave it running).
+
+    A server this call starts is the caller's to stop. One already running on that data directory
+    belongs to someone else (the service, when a command such as ``ledger rebuild`` runs beside it)
+    and is left running, unless ``stop_adopted``: ``ledger serve`` adopts a server whose owner died.
+    """
+    server = EmbeddedPostgres(data_dir.resolve() / "pg")
+    owned = server if stop_adopted or server.running_port() is None else None
+    return server.start(), owned
