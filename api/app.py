@@ -19,7 +19,8 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
         middlewares=[problems.middleware(settings.retry_after)],
     )
     app[keys.SETTINGS] = settings
-    app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store])
+    lifecycle.load_credentials(app)
+    app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store, lifecycle.credentials])
     app.add_routes(health.routes)
     metrics.install(app)
     app.add_routes(streams.routes)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from api import locks as locks_mod
 from handlers import applier as applier_mod
+from ledger import credfile
 from ledger import settings as settings_mod
 from ledger import store as store_mod
 from projections import progress as progress_mod
@@ -16,3 +17,4 @@ STORE = web.AppKey("store", store_mod.EventStore)
 PROGRESS = web.AppKey("progress", progress_mod.Progress)
 STREAM_LOCKS = web.AppKey("stream_locks", locks_mod.StreamLocks)
 APPLIER = web.AppKey("applier", applier_mod.Applier)
+CREDENTIALS = web.AppKey("credentials", credfile.Watched)

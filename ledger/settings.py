@@ -47,6 +47,11 @@ class Settings:
     sse_heartbeat: float = field(default=15.0, metadata={"help": "seconds between SSE heartbeats"})
     source_uri: str = field(default="urn:deployment-ledger", metadata={"help": "CloudEvents source"})
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+    credentials: Path | None = field(default=None, metadata={
+        "help": "the operator's cluster credentials file (YAML; reloaded when it changes); "
+                "unset: credentials.yaml in the data directory, if present"})
+    tls_cert: Path | None = field(default=None, metadata={"help": "PEM certificate (chain): serve HTTPS (with tls_key)"})
+    tls_key: Path | None = field(default=None, metadata={"help": "PEM private key of tls_cert"})
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -72,6 +77,8 @@ def _parse(name: str, raw: str) -> Any:
             return float(raw)
         if hint is Path:
             return Path(raw)
+        if "Path" in target:
+            return Path(raw) if raw else None
         if "None" in target:
             return raw or None
         return raw
@@ -102,4 +109,7 @@ def load(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | No
         raise SettingsError(f"setting log_level: {settings.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
     if not 0 < settings.http_port < 65536 and settings.http_port != 0:
         raise SettingsError(f"setting http_port: {settings.http_port} is out of range")
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise SettingsError("settings tls_cert and tls_key (LEDGER_TLS_CERT, LEDGER_TLS_KEY) go together: "
+                            "give both to serve HTTPS, or neither")
     return settings

@@ -12,6 +12,7 @@ from api import app as app_mod
 from api import keys
 from ledger import settings as settings_mod
 from ledger import store as store_mod
+from tests import credfiles
 from tests.pgfixtures import database_url, pg_admin_url  # noqa: F401 - fixtures
 
 
@@ -24,6 +25,7 @@ def settings(database_url: str, tmp_path: Path) -> settings_mod.Settings:  # noq
         db_timeout=3.0,
         applier=False,
         projector=False,
+        credentials=credfiles.ensure(tmp_path),
     )
 
 
