@@ -39,6 +39,7 @@ from typing import Any, Final
 
 import msgspec
 
+_AT: Final = re.compile(r" - at `\$([^`]*)`$")
 _NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?")
 
 
@@ -154,9 +155,9 @@ def entries(doc: Any, base: Path) -> dict[str, tuple[Entry, Path | None]]:
             entry = msgspec.convert(raw, Entry, strict=True)
         except msgspec.ValidationError as exc:
             message = str(exc)
-            at = message.rfind(" - at `$")
-            field = where + message[at + 7:-1] if at >= 0 else where
-            raise CredentialsFileError(field, message[:at] if at >= 0 else message) from None
+            at = _AT.search(message)
+            field = where + at.group(1) if at else where
+            raise CredentialsFileError(field, message[:at.start()] if at else message) from None
         kinds = [k for k in ("token_file", "kubeconfig", "anonymous") if getattr(entry, k)]
         if len(kinds) != 1:
             raise CredentialsFileError(where, "give exactly one of token_file, kubeconfig or anonymous: true"
