@@ -167,7 +167,7 @@ def deployment_object(name: str, image: str = "nginx:1.27", namespace: str = "ap
 class ApplierProcess(servers.ServiceProcess):
     """``ledger applier`` as a subprocess (its /readyz answers once it is caught up and claiming)."""
 
-    async def start(self) -> None:
+    async def start(self, *, url: str | None = None, ssl_context: Any = None) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "applier"], cwd=servers.ROOT, env=self.env,

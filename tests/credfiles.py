@@ -44,7 +44,7 @@ def ensure(directory: Path) -> Path:
     return path(directory) if path(directory).exists() else write(directory, {})
 
 
-def add(directory: Path, **entries: dict[str, Any]) -> Path:
+def add(directory: Path, **entries: Any) -> Path:
     return write(directory, {**read(directory), **entries})
 
 
