@@ -183,3 +183,19 @@ class TestEndToEnd:
         # The log names the credential, never a secret.
         raw = await db.fetchval("SELECT data::text FROM events WHERE type = 'TargetRegistered' AND stream = 'target-edge'")
         assert "emulator" not in raw and str(path) not in raw
+
+    async def test_a_credential_added_to_the_file_later_is_used_without_a_restart(
+            self, store, db, emu: Emulator, tmp_path: Path):  # noqa: F811
+        await append(store, events.TargetRegistered(target="late", labels={"region": "eu"}, credentials="late"))
+        await submit(store, "web", [configmap("a", namespace="default")], "region=eu")
+        failed = await eventually(lambda: outcomes(db, "web"))
+        assert not failed[0]["retryable"] and "no credential named 'late'" in failed[0]["error"]
+        credfiles.add(tmp_path, late=credfiles.token_entry(tmp_path, "late", emu.cluster_url("us-1")))
+        found = await eventually(lambda: _succeeded(db, "late"), what="applied once the credential exists")
+        assert found[-1]["attempt"] == 2
+        assert emu.cluster("us-1").get("v1", "ConfigMap", "default", "a") is not None
+
+
+async def _succeeded(db, target):
+    found = await outcomes(db, "web")
+    return found if succeeded(found, 1, {target}) else None

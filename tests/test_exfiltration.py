@@ -99,7 +99,7 @@ def _operator_file(tmp_path: Path, emu: Emulator, listener: Listener) -> tuple[P
     return private, path
 
 
-def _attacks(listener: Listener, private: Path, kubeconfig: Path) -> list[dict[str, Any]]:  # noqa: F811
+def _attacks(listener: Listener, private: Path, kubeconfig: Path) -> list[dict[str, Any]]:
     return [
         {"credentials": "eu-1", "server": listener.url},
         {"credentials": "kc", "server": listener.url},

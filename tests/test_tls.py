@@ -54,7 +54,7 @@ async def test_serve_answers_over_https_with_the_given_certificate(database_url,
 
 @pytest.mark.parametrize("which", ["cert only", "unusable pair"])
 async def test_half_or_unusable_tls_settings_stop_start_up_naming_them(tmp_path: Path, which: str):
-    cert, key = _self_signed(tmp_path)
+    cert, _ = _self_signed(tmp_path)
     flags = ["--tls-cert", str(cert)] if which == "cert only" else ["--tls-cert", str(cert), "--tls-key", str(cert)]
     proc = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "cli.main", "serve", "--data-dir", str(tmp_path / "d"), *flags],
