@@ -172,7 +172,7 @@ async def _send(client, call: Call, limit: float) -> tuple[int, dict[str, str], 
     try:
         async with client.request(call.method, call.path, json=call.body,
                                   timeout=aiohttp.ClientTimeout(total=limit)) as resp:
-            if resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+            if call.method != "HEAD" and resp.headers.get("Content-Type", "").startswith("text/event-stream"):
                 body = await resp.content.readuntil(b"\n\n")
             else:
                 body = await resp.read()
