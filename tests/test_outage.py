@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ import pytest
 from aiohttp import web
 
 from api import app as app_mod
+from api import keys
 from ledger import pgembed
 from ledger import settings as settings_mod
 from tests import pgfixtures
@@ -200,10 +202,16 @@ async def _during_outage(client) -> list[str]:
         if status != 503:
             wrong.append(f"{call}: {status}, expected 503: {body[:300]!r}")
             continue
+        if str(client.app[keys.SETTINGS].database_url).split("@")[-1].split("/")[0].encode() in body:
+            wrong.append(f"{call}: the answer names the database's address: {body[:300]!r}")
         if "Retry-After" not in headers:
             wrong.append(f"{call}: 503 without Retry-After")
-        if call.route != READINESS and not headers.get("Content-Type", "").startswith("application/problem+json"):
+        if call.route == READINESS:
+            continue
+        if not headers.get("Content-Type", "").startswith("application/problem+json"):
             wrong.append(f"{call}: 503 as {headers.get('Content-Type')}, expected application/problem+json")
+        elif call.method != "HEAD" and json.loads(body).get("status") != 503:
+            wrong.append(f"{call}: a problem body without status 503: {body[:300]!r}")
     return wrong
 
 
