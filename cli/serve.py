@@ -8,13 +8,12 @@ import gc
 import logging
 import ssl
 
-import asyncpg
 import uvloop
 from aiohttp import web
 
 from api import app as app_mod
 from cli import options
-from ledger import migrate, pgembed
+from ledger import db, migrate, pgembed
 from ledger import settings as settings_mod
 
 
@@ -74,7 +73,7 @@ def run_migrate(args: argparse.Namespace) -> int:
         url, embedded = pgembed.start_or_join(settings.data_dir)
 
     async def go() -> list[str]:
-        conn = await asyncpg.connect(url)
+        conn = await db.connect(url)
         try:
             return await migrate.migrate(conn)
         finally:
