@@ -232,6 +232,8 @@ async def live(request: web.Request) -> web.StreamResponse:
         "X-Accel-Buffering": "no",
     })
     await response.prepare(request)
+    if request.method == "HEAD":
+        return response  # the headers only: a body after a HEAD answer corrupts the client's connection
     stream = _Stream(request, response, config, types, categories)
     stream.sent = cursor
     tail.readers += 1

@@ -434,9 +434,10 @@ def fold_row(fleet: Fleet, position: int, stream: str, version: int, type_: str,
             event = decoder.decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError):
             event = None
-        if event is not None:
+        handler = _HANDLERS.get(type(event)) if event is not None else None
+        if handler is not None:  # token events, for one, are no concern of the fleet
             actor = None if type_ in _NO_ACTOR else actor_of(type_, metadata)
-            _HANDLERS[type(event)](fleet, event, Meta(position, stream, version, recorded_at, actor))
+            handler(fleet, event, Meta(position, stream, version, recorded_at, actor))
     fleet.position = position
     fleet.recorded_at = recorded_at
     return event
