@@ -96,3 +96,16 @@ def allows(role: events.Role, permission: Permission) -> bool:
 
 def roles_with(permission: Permission) -> list[events.Role]:
     return [role for role in events.ROLES if allows(role, permission)]
+
+
+def markdown_table() -> str:
+    """The policy as the table docs/security.md shows (a test holds the two together)."""
+    lines = ["| method | route | permission | viewer | deployer | approver | admin |",
+             "|---|---|---|:-:|:-:|:-:|:-:|"]
+    for (method, path), rule in sorted(RULES.items(), key=lambda item: (item[0][1], item[0][0])):
+        what = rule.permission + (" (scoped)" if rule.scoped else "")
+        if rule.public_if:
+            what += f"; public if {rule.public_if}"
+        marks = ["yes" if allows(role, rule.permission) else "-" for role in events.ROLES]
+        lines.append(f"| {method} | `{path}` | {what} | " + " | ".join(marks) + " |")
+    return "\n".join(lines)

@@ -54,7 +54,10 @@ def _expiry(body: IssueBody) -> dt.datetime | None:
     if body.expires is not None and body.expires_at is not None:
         raise problems.invalid("expires", "send expires (a duration) or expires_at (a time), not both")
     if body.expires is not None:
-        return (now + tokens.parse_duration(body.expires)).replace(microsecond=0)
+        try:
+            return (now + tokens.parse_duration(body.expires)).replace(microsecond=0)
+        except commands.Invalid as exc:
+            raise submission.problem_for(exc) from exc
     if body.expires_at is not None:
         if body.expires_at.tzinfo is None:
             raise problems.invalid("expires_at", "needs a time zone (e.g. 2027-01-31T00:00:00Z)")

@@ -232,3 +232,10 @@ async def _until_status(live: Any, path: str, headers: dict[str, str], status: i
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(wait(), 5)
+
+
+def test_docs_security_shows_the_policy_as_it_is():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text()
+    assert policy.markdown_table() in text, "docs/security.md: regenerate the table from api/policy.py"
