@@ -112,10 +112,10 @@ async def submit(request: web.Request) -> web.Response:
             raise submission.problem_for(exc) from exc
     command = commands.SubmitRevision(name, _manifests(body), body.selector, body.message,
                                       auth.principal(request).scope)
-    pool = request.app[keys.STORE].pool
+    store = request.app[keys.STORE]
 
     async def decide(state: loading.StreamState) -> Any:
-        targets = await loading.targets(pool)
+        targets = await loading.targets(store)
         return commands.submit_revision(state.state.deployments.get(name), command, targets)
 
     written = await submission.run(request, _stream(name), body.expected_version, decide)
@@ -127,10 +127,10 @@ async def roll_back(request: web.Request) -> web.Response:
     name = reads.name_param(request, "deployment name")
     body = await bodies.read_json(request, RollbackBody)
     command = commands.RollBack(name, body.to_revision, body.message, auth.principal(request).scope)
-    pool = request.app[keys.STORE].pool
+    store = request.app[keys.STORE]
 
     async def decide(state: loading.StreamState) -> Any:
-        targets = await loading.targets(pool)
+        targets = await loading.targets(store)
         return commands.roll_back(state.state.deployments.get(name), command, targets)
 
     written = await submission.run(request, _stream(name), body.expected_version, decide)
@@ -146,12 +146,12 @@ async def _lifecycle(request: web.Request, command: _Lifecycle, *, reason_in_que
     body = await submission.optional_json(request, ReasonBody)
     reason = (body.reason or request.query.get("reason", "")) if reason_in_query else body.reason
     scope = auth.principal(request).scope
-    pool = request.app[keys.STORE].pool
+    store = request.app[keys.STORE]
 
     async def decide(state: loading.StreamState) -> Any:
         deployment = state.state.deployments.get(name)
         if scope.targets:
-            commands.within_scope(name, deployment, scope, await loading.targets(pool))
+            commands.within_scope(name, deployment, scope, await loading.targets(store))
         return command(name, deployment, reason)
 
     return _answer(name, await submission.run(request, _stream(name), body.expected_version, decide))

@@ -12,7 +12,7 @@ import pytest
 
 from api import app as app_mod
 from cli import main as cli_main
-from ledger import secrets
+from ledger import events, secrets
 from projections import tokens
 from tests import servers
 from tests.tokens_support import bearer, issue
@@ -136,7 +136,7 @@ def test_token_checks_compare_hashes_in_constant_time():
 def test_a_token_is_refused_once_its_expiry_passes():
     table = tokens.Table()
     secret = secrets.new()
-    event = tokens.issue(table, "ci", "viewer", tokens.events.Scope(),
+    event = tokens.issue(table, "ci", "viewer", events.Scope(),
                          dt.datetime(2030, 1, 1, tzinfo=dt.UTC), secrets.digest(secret))
     tokens.apply(table, event, 1, 1, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "admin")
     before = dt.datetime(2029, 12, 31, 23, 59, tzinfo=dt.UTC).timestamp()
