@@ -51,7 +51,13 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tls = tls_context(settings)
-    app = app_mod.make_app(settings)
+    run(app_mod.make_app(settings), settings, tls)
+    return 0
+
+
+def run(app: web.Application, settings: settings_mod.Settings, tls: ssl.SSLContext | None = None) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM, on the runtime every ``ledger serve`` uses (HTTPS when
+    ``tls`` is given)."""
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # Fewer, cheaper collections: start-up objects (modules, routes, settings) move out of the
     # collector's view, and young generations fill up more before being scanned. Under load the
@@ -61,7 +67,6 @@ def run_serve(args: argparse.Namespace) -> int:
     web.run_app(app, host=settings.http_host, port=settings.http_port, ssl_context=tls,
                 print=lambda msg: print(msg.replace("Running on", "Deployment Ledger on"), flush=True),
                 access_log=None)
-    return 0
 
 
 def run_migrate(args: argparse.Namespace) -> int:
