@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import auth, feed, health, keys, lifecycle, live, metrics, problems, streams
+from api import auth, feed, health, keys, lifecycle, live, metrics, openapi, problems, reference, streams
 from api import deployments as deployments_api
 from api import history as history_api
 from api import state as state_api
@@ -42,6 +42,8 @@ def make_app(settings: settings_mod.Settings, *, access_control: bool = True) ->
     app.add_routes(state_api.routes)
     app.add_routes(tokens_api.routes)
     app.cleanup_ctx.append(lifecycle.applier)
+    openapi.install(app)
+    app.add_routes(reference.routes)
     if access_control:
         auth.install(app)
     return app

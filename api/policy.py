@@ -7,7 +7,8 @@ row of ``GET``.
 
 Permissions:
 
-- ``public``: no token (liveness and readiness probes);
+- ``public``: no token (liveness and readiness probes; the API reference page and its assets,
+  which render /openapi.json in the browser but hold nothing about the API themselves);
 - ``read``: every read, the feed, live events, export, verification, metrics;
 - ``deploy``: revisions, rollback, pause and resume, within the token's scope;
 - ``approve``: approving rollout waves, within the token's scope (the routes arrive with
@@ -48,6 +49,10 @@ RULES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/metrics"): Rule("read", public_if="metrics_public"),
+    ("GET", "/openapi.json"): READ,
+    # The reference page and its assets render /openapi.json; they hold nothing about the API.
+    ("GET", "/api"): PUBLIC,
+    ("GET", "/api/assets/{asset}"): PUBLIC,
     ("POST", "/v1/streams/{stream}/events"): ADMIN,
     ("GET", "/v1/streams/{stream}"): READ,
     ("GET", "/v1/events"): READ,

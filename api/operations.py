@@ -1,0 +1,267 @@
+"""What every route of the API is, as data: operation id, request body Struct, response Structs,
+parameters with their bounds, and the statuses it can answer. The OpenAPI document (api/openapi.py)
+is generated from this table together with the application's router and the policy table.
+
+Like api/policy.py, the table is keyed by (method, route path) and the suite walks the router
+against it (tests/test_openapi.py): a route without a row, or a row without a route, fails. The
+request bodies are the very Structs the handlers decode with, so the document cannot drift from
+what is validated; the statuses and response shapes are held to the live service by the fuzz run
+(tests/test_fuzz.py), which fails on any status, content type or body the document does not allow.
+
+Statuses that follow from what an operation is are added by :func:`problem_statuses`, not
+repeated per row: 401 and 403 for every route that needs a token (from the policy table), 400,
+413, 415 and 422 for every route with a body, 422 for every route with parameters, 503 for every
+route that reads or writes the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from api import cloudevents, deployments, feed, schemas, streams, targets, tokens
+from ledger import streams as stream_names
+
+JSON: Final = ("application/json",)
+YAML: Final = deployments.YAML_TYPES
+INT32_MAX: Final = 2**31 - 1
+INT64_MAX: Final = 2**63 - 1
+
+Where = Literal["query", "header", "path"]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: Where
+    schema: dict[str, Any]
+    description: str
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Body:
+    """A request body: the Struct the handler decodes, under each media type it accepts
+    (``raw`` media types carry the body as text, like a YAML revision)."""
+
+    struct: type
+    required: bool = True
+    raw: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A success response: a JSON schema type per media type (None: text, not JSON)."""
+
+    description: str
+    content: dict[str, type | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Operation:
+    id: str
+    summary: str
+    tag: str
+    replies: dict[int, Reply]
+    problems: frozenset[int] = frozenset()
+    body: Body | None = None
+    params: tuple[Param, ...] = ()
+    uses_store: bool = True
+
+
+def integer(name: str, low: int, high: int, description: str, where: Where = "query") -> Param:
+    return Param(name, where, {"type": "integer", "minimum": low, "maximum": high}, description,
+                 required=where == "path")
+
+
+def text(name: str, description: str, where: Where = "query", **schema: Any) -> Param:
+    return Param(name, where, {"type": "string", **schema}, description, required=where == "path")
+
+
+_DNS_LABEL: Final = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+PATH_PARAMS: Final[dict[str, Param]] = {
+    "stream": Param("stream", "path", {"type": "string"}, "``<category>-<id>``, category one of "
+                    + ", ".join(sorted(stream_names.CATEGORIES)) + "; the id a lower-case DNS-1123 label",
+                    required=True),
+    "name": Param("name", "path", {"type": "string", "pattern": _DNS_LABEL},
+                  "a lower-case DNS-1123 label", required=True),
+    "number": integer("number", 1, INT32_MAX, "a revision number", where="path"),
+}
+
+FLAG: Final = {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]}
+MIN_POSITION: Final = Param(
+    "min_position", "query", {"anyOf": [{"type": "integer", "minimum": 0, "maximum": INT64_MAX},
+                                        {"type": "string", "enum": ["head"]}]},
+    "wait until the read models have folded this log position (or the head when the request "
+    "arrived); 504 if they do not within the read wait timeout")
+IF_MATCH: Final = text("If-Match", 'the expected version of the stream, as an entity tag: "3", or * '
+                       "(the stream exists); must agree with expected_version", where="header")
+IDEMPOTENCY_KEY: Final = text("Idempotency-Key", "1 to 255 characters; a retry with the same key is "
+                              "answered with the first result and writes nothing", where="header",
+                              minLength=1, maxLength=255)
+X_ACTOR: Final = text("X-Actor", "recorded as on_behalf_of: whom the token's holder acts for",
+                      where="header")
+WRITE_HEADERS: Final = (IF_MATCH, IDEMPOTENCY_KEY, X_ACTOR)
+TYPES: Final = text("types", "event types, comma-separated or repeated")
+CATEGORY: Final = text("category", "stream categories, comma-separated or repeated")
+AFTER: Final = integer("after", 0, INT64_MAX, "the position after which to start")
+PAGE: Final = integer("limit", 1, 1000, "events per page")
+READ_MODEL: Final = frozenset({504})
+WRITE: Final = frozenset({409})
+
+
+def _one(schema: type, description: str = "OK") -> Reply:
+    return Reply(description, {"application/json": schema})
+
+
+TARGET_WRITE: Final = _one(schemas.TargetWrite, "recorded (or nothing to record: changed is false)")
+DEPLOYMENT_WRITE: Final = _one(schemas.DeploymentWrite, "recorded")
+
+OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
+    ("GET", "/healthz"): Operation(
+        "healthz", "Liveness: the process answers", "operations",
+        {200: _one(schemas.Health, "alive")}, uses_store=False),
+    ("GET", "/readyz"): Operation(
+        "readyz", "Readiness: the database answers and the notifier listens", "operations",
+        {200: _one(schemas.Readiness, "ready"), 503: _one(schemas.Readiness, "not ready (Retry-After)")},
+        uses_store=False),
+    ("GET", "/metrics"): Operation(
+        "metrics", "Prometheus text exposition", "operations",
+        {200: Reply("metrics", {"text/plain": None})}, uses_store=False),
+    ("GET", "/openapi.json"): Operation(
+        "openapi", "This document (OpenAPI 3.1)", "operations",
+        {200: Reply("the document", {"application/json": dict})}, uses_store=False),
+    ("GET", "/api"): Operation(
+        "reference", "The browsable API reference (an HTML page that renders this document)", "operations",
+        {200: Reply("the page", {"text/html": None})}, uses_store=False),
+    ("GET", "/api/assets/{asset}"): Operation(
+        "reference_asset", "A script or style sheet of the API reference page", "operations",
+        {200: Reply("the asset", {"text/css": None, "text/javascript": None})},
+        frozenset({404}), params=(text("asset", "the asset's file name", where="path"),), uses_store=False),
+    ("POST", "/v1/streams/{stream}/events"): Operation(
+        "append_events", "Append events to a stream (admin; domain events are decided like their commands)",
+        "log", {201: _one(schemas.AppendResult, "appended (or an idempotent retry: Idempotent-Replayed)")},
+        WRITE | {404}, Body(streams.AppendBody), WRITE_HEADERS),
+    ("GET", "/v1/streams/{stream}"): Operation(
+        "read_stream", "Read a stream's events by version", "log", {200: _one(schemas.StreamPage)},
+        frozenset({404}), params=(integer("from_version", 1, INT32_MAX, "the first version to read"), PAGE)),
+    ("GET", "/v1/events"): Operation(
+        "read_events", "Read the global log by position", "log", {200: _one(schemas.EventPage)},
+        params=(AFTER, PAGE, TYPES, CATEGORY)),
+    ("GET", "/v1/feed"): Operation(
+        "feed", "The log as pages of CloudEvents (or export ndjson), cursor-paged with Link rel=next", "feed",
+        {200: Reply("a page", {cloudevents.BATCH_CONTENT_TYPE: list[cloudevents.CloudEvent], feed.NDJSON: None}),
+         304: Reply("an immutable page the client holds (If-None-Match)")},
+        params=(AFTER, integer("limit", 1, feed.MAX_LIMIT, "events per page"),
+                integer("until", 0, INT64_MAX, "the last position of a closed range"), TYPES, CATEGORY,
+                text("If-None-Match", "the ETag of a full page already held", where="header"))),
+    ("GET", "/v1/feed/live"): Operation(
+        "feed_live", "The log as Server-Sent Events from a cursor to the live head and on", "feed",
+        {200: Reply("an endless event stream", {"text/event-stream": None})},
+        params=(AFTER, TYPES, CATEGORY,
+                Param("Last-Event-ID", "header", {"type": "string"}, "the position to resume after"))),
+    ("GET", "/v1/verify"): Operation(
+        "verify", "Recompute the hash chain over a range of positions", "audit",
+        {200: _one(schemas.VerifyReport, "the verdict, a broken chain included")},
+        params=(integer("from", 1, INT64_MAX, "the first position"),
+                integer("to", 1, INT64_MAX, "the last position (default: the head)"))),
+    ("GET", "/v1/digest"): Operation(
+        "digest", "The head of the log and its hash, to prove history later", "audit",
+        {200: _one(schemas.Digest)}),
+    ("GET", "/v1/state"): Operation(
+        "state", "The whole fleet as it was at a position or time (audit replay)", "audit",
+        {200: _one(schemas.FleetState)},
+        params=(text("at", "a log position, head, or an RFC 3339 time with an offset"),)),
+    ("PUT", "/v1/targets/{name}"): Operation(
+        "put_target", "Register a target (201) or update it (200)", "targets",
+        {201: TARGET_WRITE, 200: TARGET_WRITE}, WRITE, Body(targets.TargetBody), WRITE_HEADERS),
+    ("DELETE", "/v1/targets/{name}"): Operation(
+        "retire_target", "Retire a target", "targets", {200: TARGET_WRITE},
+        WRITE | {404}, Body(targets.RetireBody, required=False), WRITE_HEADERS),
+    ("GET", "/v1/targets"): Operation(
+        "list_targets", "Targets, filtered by a label selector", "targets", {200: _one(schemas.TargetList)},
+        READ_MODEL, params=(text("selector", "a Kubernetes label selector, e.g. region=eu"),
+                            Param("include_retired", "query", FLAG, "list retired targets too"), MIN_POSITION)),
+    ("GET", "/v1/targets/{name}"): Operation(
+        "get_target", "A target with its rollouts", "targets", {200: _one(schemas.TargetDetail)},
+        READ_MODEL | {404}, params=(MIN_POSITION,)),
+    ("POST", "/v1/deployments/{name}/revisions"): Operation(
+        "submit_revision", "Submit a revision: manifests (JSON list, YAML text, or a YAML body) and a selector",
+        "deployments", {201: DEPLOYMENT_WRITE}, WRITE | {404},
+        Body(deployments.RevisionBody, raw=YAML),
+        (*WRITE_HEADERS,
+         text("selector", "with a YAML body: the label selector"),
+         text("message", "with a YAML body: the message"),
+         Param("expected_version", "query",
+               {"anyOf": [{"type": "integer", "minimum": 0, "maximum": INT32_MAX},
+                          {"type": "string", "enum": ["any", "no_stream", "exists"]}]},
+               "with a YAML body: the expected version"))),
+    ("POST", "/v1/deployments/{name}/rollback"): Operation(
+        "roll_back", "Record a new revision restoring an earlier one's manifests", "deployments",
+        {201: DEPLOYMENT_WRITE}, WRITE | {404}, Body(deployments.RollbackBody), WRITE_HEADERS),
+    ("POST", "/v1/deployments/{name}/pause"): Operation(
+        "pause", "Pause a deployment (the applier leaves it alone)", "deployments", {200: DEPLOYMENT_WRITE},
+        WRITE | {404}, Body(deployments.ReasonBody, required=False), WRITE_HEADERS),
+    ("POST", "/v1/deployments/{name}/resume"): Operation(
+        "resume", "Resume a paused deployment", "deployments", {200: DEPLOYMENT_WRITE},
+        WRITE | {404}, Body(deployments.ReasonBody, required=False), WRITE_HEADERS),
+    ("DELETE", "/v1/deployments/{name}"): Operation(
+        "remove_deployment", "Remove a deployment (the applier prunes it everywhere)", "deployments",
+        {200: DEPLOYMENT_WRITE}, WRITE | {404}, Body(deployments.ReasonBody, required=False),
+        (*WRITE_HEADERS, text("reason", "why (when there is no body)"))),
+    ("GET", "/v1/deployments"): Operation(
+        "list_deployments", "Deployments with a summary of their rollouts", "deployments",
+        {200: _one(schemas.DeploymentList)}, READ_MODEL,
+        params=(Param("include_removed", "query", FLAG, "list removed deployments too"), MIN_POSITION)),
+    ("GET", "/v1/deployments/{name}"): Operation(
+        "get_deployment", "A deployment with its rollout on every target", "deployments",
+        {200: _one(schemas.DeploymentDetail)}, READ_MODEL | {404}, params=(MIN_POSITION,)),
+    ("GET", "/v1/deployments/{name}/revisions"): Operation(
+        "list_revisions", "A deployment's history: who deployed what, when and why", "deployments",
+        {200: _one(schemas.RevisionPage)}, READ_MODEL | {404},
+        params=(integer("from_revision", 1, INT32_MAX, "the first revision"),
+                integer("limit", 1, 1000, "revisions per page"), MIN_POSITION)),
+    ("GET", "/v1/deployments/{name}/revisions/{number}"): Operation(
+        "get_revision", "One revision with its manifests (JSON, or YAML when preferred)", "deployments",
+        {200: Reply("the revision", {"application/json": schemas.RevisionDetail, "application/yaml": None})},
+        READ_MODEL | {404}, params=(MIN_POSITION,)),
+    ("GET", "/v1/deployments/{name}/diff"): Operation(
+        "diff", "Unified diff of two revisions' manifests (JSON, or text when preferred)", "deployments",
+        {200: Reply("the diff", {"application/json": schemas.Diff, "text/plain": None})}, READ_MODEL | {404},
+        params=(integer("from", 1, INT32_MAX, "the older revision (default: to - 1)"),
+                integer("to", 1, INT32_MAX, "the newer revision (default: the current one)"), MIN_POSITION)),
+    ("POST", "/v1/tokens"): Operation(
+        "issue_token", "Issue an access token; its secret is answered once", "tokens",
+        {201: _one(schemas.IssuedToken, "issued")}, WRITE, Body(tokens.IssueBody)),
+    ("GET", "/v1/tokens"): Operation(
+        "list_tokens", "Every token (never a secret)", "tokens", {200: _one(schemas.TokenList)},
+        uses_store=False),
+    ("GET", "/v1/tokens/{name}"): Operation(
+        "get_token", "One token (never its secret)", "tokens", {200: _one(schemas.Token)},
+        frozenset({404}), uses_store=False),
+    ("DELETE", "/v1/tokens/{name}"): Operation(
+        "revoke_token", "Revoke a token", "tokens", {200: _one(schemas.Token, "revoked")}, WRITE | {404},
+        Body(tokens.RevokeBody, required=False)),
+}
+
+
+def operation(method: str, path: str) -> Operation | None:
+    return OPERATIONS.get(("GET" if method == "HEAD" else method, path))
+
+
+def path_params(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}")]
+
+
+def problem_statuses(op: Operation, *, needs_token: bool, path: str) -> set[int]:
+    """Every error status ``op`` can answer (as problem+json); see the module docstring."""
+    found = set(op.problems)
+    if needs_token:
+        found |= {401, 403}
+    if op.body is not None:
+        found |= {400, 413, 415, 422}
+    if op.params or path_params(path):
+        found.add(422)
+    if op.uses_store:
+        found.add(503)
+    return found
