@@ -84,8 +84,8 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     hash: str | None = None
     problem: str | None = None
     detail: str | None = None
-    expected: str | None = None
-    found: str | None = None
+    expected: str | int | None = None
+    found: str | int | None = None
 
 
 class Digest(msgspec.Struct):

@@ -33,6 +33,8 @@ from ledger import exporter, hashing, records, scan
 
 Kind = Literal["gap", "prev_hash", "hash", "version", "digest"]
 CHUNK: Final = 2000
+# The largest position a bigint holds: a range ending there has no row past it to read.
+_LARGEST: Final = 2**63 - 1
 
 _PRECEDED: Final = """
 SELECT s.position, s.stream, s.version
@@ -170,7 +172,7 @@ async def chain(
     checked = since_settled = 0
     broken: Break | None = None
     async with contextlib.aclosing(
-        scan.rows(conn, first - 1, None if last is None else last + 1, prefetch=prefetch)
+        scan.rows(conn, first - 1, None if last is None or last >= _LARGEST else last + 1, prefetch=prefetch)
     ) as stream:
         async for event in stream:
             if last is not None and expected > last:

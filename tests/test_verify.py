@@ -189,3 +189,11 @@ async def test_cli_verify_names_the_first_break(client, store, db, database_url,
     assert await run_cli("verify", *source, "--from", "3") == 1
     assert "BROKEN at position 6: hash" in capsys.readouterr().out
     assert await run_cli("verify", *source, "--to", "5") == 0
+
+
+async def test_http_verify_to_the_largest_position_checks_to_the_head(client, store):
+    # Found by the fuzzer: the range's end plus one (the row read past it) overflowed bigint, a 500.
+    await seed(store, 3)
+    response = await client.get("/v1/verify?to=9223372036854775807")
+    assert response.status == 200, await response.text()
+    assert (await response.json())["checked"] == 3
