@@ -53,6 +53,16 @@ def _static_document() -> dict[str, Any]:
 DOCUMENT = _static_document()
 OPERATIONS = [(method.upper(), path, op) for path, item in DOCUMENT["paths"].items() for method, op in item.items()]
 SECURED = [(m, p, op) for m, p, op in OPERATIONS if op["security"]]
+_CONSTRAINTS = {"minimum", "maximum", "pattern", "enum", "minLength", "maxLength", "anyOf"}
+
+
+def _negatable(op: dict[str, Any]) -> bool:
+    """Whether invalid input can be generated: a body or a constrained parameter."""
+    return "requestBody" in op or any(_CONSTRAINTS & set(p["schema"]) for p in op["parameters"])
+
+
+RUNS = [(m, p, op, mode) for m, p, op in OPERATIONS for mode in schemathesis.GenerationMode
+        if mode is schemathesis.GenerationMode.POSITIVE or _negatable(op)]
 
 
 @dataclass
@@ -131,10 +141,10 @@ def _run(strategy: st.SearchStrategy[schemathesis.Case], examples: int,
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize(("method", "path"), [(m, p) for m, p, _ in OPERATIONS],
-                         ids=[op["operationId"] for _, _, op in OPERATIONS])
-def test_with_an_admin_token_every_response_is_documented_and_none_is_a_server_error(live: Live, method: str,
-                                                                                       path: str) -> None:
+@pytest.mark.parametrize(("method", "path", "mode"), [(m, p, mode) for m, p, _, mode in RUNS],
+                         ids=[f"{op['operationId']}-{mode.value}" for _, _, op, mode in RUNS])
+def test_with_an_admin_token_every_response_is_documented_and_none_is_a_server_error(
+        live: Live, method: str, path: str, mode: schemathesis.GenerationMode) -> None:
     operation = live.schema[path][method]
     count = 0
 
@@ -144,12 +154,12 @@ def test_with_an_admin_token_every_response_is_documented_and_none_is_a_server_e
         _call(live, case, servers.ADMIN_HEADERS)
 
     try:
-        _run(operation.as_strategy(), EXAMPLES, one)
+        _run(operation.as_strategy(generation_mode=mode), EXAMPLES, one)
     except BaseException:
         print(f"fuzz seed {SEED}: replay with LEDGER_FUZZ_SEED={SEED}")
         raise
     assert count >= 1, f"{method} {path}: no example ran"
-    live.examples[f"{method} {path}"] = count
+    live.examples[f"{method} {path} {mode.value}"] = count
 
 
 @pytest.mark.timeout(300)
