@@ -17,16 +17,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 
 from aiohttp import web
 
 from api import keys, lifecycle
-from cli import options, signals
+from cli import listen, options, parsers, signals
 from ledger import settings as settings_mod
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cmd = sub.add_parser("applier", help="run only the applier (scale-out; shares targets with others)")
+def register(sub: parsers.Subparsers) -> None:
+    cmd = parsers.command(
+        sub, "applier", summary="run only the applier (scale-out; shares targets with others)",
+        description="Run only the applier, without the HTTP API: several processes share the targets.\n"
+                    "With --http-port other than 0 it answers /healthz and /readyz. Every flag is also a\n"
+                    "LEDGER_<NAME> environment variable.",
+        example_lines=["LEDGER_DATABASE_URL=postgresql://ledger@db/ledger ledger applier --http-port 9090"])
     options.add_settings_flags(cmd)
     cmd.set_defaults(func=run_applier)
 
@@ -49,14 +55,14 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
     return app
 
 
-async def serve(settings: settings_mod.Settings) -> None:
+async def serve(settings: settings_mod.Settings, sock: socket.socket | None) -> None:
     runner = web.AppRunner(make_app(settings), handle_signals=False, access_log=None)
     await runner.setup()
     try:
-        if settings.http_port:
-            site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        if sock is not None:
+            site = web.SockSite(runner, sock)
             await site.start()
-            print(f"Deployment Ledger applier on http://{settings.http_host}:{settings.http_port}", flush=True)
+            print(f"Deployment Ledger applier on {listen.url(sock)}", flush=True)
         await signals.until_stopped()
     finally:
         await runner.cleanup()
@@ -66,5 +72,6 @@ def run_applier(args: argparse.Namespace) -> int:
     settings = options.settings_from(args)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(settings))
+    sock = listen.bind(settings.http_host, settings.http_port) if settings.http_port else None
+    asyncio.run(serve(settings, sock))
     return 0
