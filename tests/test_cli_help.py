@@ -54,7 +54,7 @@ def test_every_command_has_a_description_an_example_and_its_defaults(path):
         default = action.default
         meaningful = not (default is None or default is False or default is argparse.SUPPRESS or default == [])
         if action.option_strings and meaningful:
-            shown = parser._get_formatter()._get_help_string(action)
+            shown = str(parser._get_formatter()._get_help_string(action))
             assert "default" in shown, f"{path} {action.option_strings[0]} hides its default {action.default!r}"
 
 
