@@ -22,7 +22,7 @@ from pathlib import Path
 import asyncpg
 
 from cli import exits, options
-from ledger import migrate, pgembed
+from ledger import db, errors, migrate, pgembed
 from ledger import settings as settings_mod
 
 CONNECT_TIMEOUT = 10.0
@@ -51,16 +51,18 @@ async def _server(database_url: str | None, data_dir: Path | None) -> AsyncItera
 def _failure(exc: BaseException) -> exits.Failure:
     if isinstance(exc, asyncpg.UndefinedTableError):
         return exits.Failure(exits.Code.NOT_FOUND, f"no ledger in this database ({exc})")
+    if isinstance(exc, errors.StoreUnavailable):
+        return exits.Failure(exits.Code.UNREACHABLE, f"cannot reach the database: {exc}")
     return exits.Failure(exits.Code.UNREACHABLE, f"cannot use the database: {type(exc).__name__}: {exc}")
 
 
-_CONNECTING = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-_QUERYING = (asyncpg.PostgresError, asyncpg.InterfaceError)
+_CONNECTING = (errors.StoreUnavailable, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_QUERYING = (errors.StoreUnavailable, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 async def _connect(url: str, timeout: float) -> asyncpg.Connection:
     try:
-        return await asyncpg.connect(url, timeout=timeout)
+        return await db.connect(url, timeout=timeout)
     except _CONNECTING as exc:
         raise _failure(exc) from exc
 

@@ -18,7 +18,7 @@ import asyncpg
 import tqdm
 
 from cli import exits, options, parsers
-from ledger import migrate, pgembed
+from ledger import db, errors, migrate, pgembed
 from projections import replay, runner
 
 
@@ -36,7 +36,7 @@ def register(sub: parsers.Subparsers) -> None:
 
 
 async def _rebuild(dsn: str, until: int | None, show: bool) -> tuple[int, float]:
-    conn = await asyncpg.connect(dsn)
+    conn = await db.connect(dsn)
     try:
         await migrate.migrate(conn)
         total = until if until is not None else await replay.head(conn)
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         position, seconds = asyncio.run(_rebuild(dsn, args.until, sys.stderr.isatty()))
     except runner.ProjectorBusy as exc:
         raise exits.Failure(exits.Code.FAILED, f"rebuild: {exc}") from exc
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (errors.StoreUnavailable, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise exits.Failure(exits.Code.UNREACHABLE, f"rebuild: cannot use the database: "
                             f"{type(exc).__name__}: {exc}") from exc
     finally:
