@@ -2,8 +2,9 @@
 resume, remove, status and state (targets: cli/targets.py).
 
 Readable tables by default, ``--json`` for scripts (the API's own JSON, unchanged). The service is
-reached as every client command reaches it (cli/options.py). Who acts is ``--actor`` (default: the
-login name) and is recorded with every write. Reads of the read models ask for
+reached, with a token, as every client command reaches it (cli/options.py, cli/credentials.py). The
+actor recorded with every write is the token's name; ``--actor`` (default: the login name) is
+recorded beside it as ``on_behalf_of``. Reads of the read models ask for
 ``min_position=head``, so ``ledger deploy`` followed by ``ledger status`` shows the deployment.
 An error prints the server's problem detail on one line and exits with the code its status means
 (cli/exits.py); ``ledger status`` exits 1 when a target has failed, so a script can wait on it.

@@ -28,6 +28,7 @@ import yaml
 from aiohttp import web
 
 from api import app as app_mod
+from api import auth
 from cli import exits, listen, options, parsers, signals
 from emulator import Emulator
 from ledger import settings as settings_mod
@@ -92,24 +93,28 @@ def _rollouts(status: dict[str, Any]) -> str:
         for r in sorted(status.get("rollouts", []), key=lambda r: r["target"]))
 
 
-def guide(url: str, emulator: str, status: dict[str, Any], sample: Path) -> str:
+def guide(url: str, emulator: str, status: dict[str, Any], sample: Path, token_file: Path | None) -> str:
+    where = (f"{token_file}   (the admin token; export LEDGER_TOKEN=$(cat {token_file}))" if token_file
+             else "LEDGER_ADMIN_TOKEN, as configured (export LEDGER_TOKEN=\"$LEDGER_ADMIN_TOKEN\")")
     return f"""
 Deployment Ledger demo is running.
 
   API        {url}
+  token      {where}
   clusters   {emulator}/clusters/<name>   eu-1 (region=eu,tier=prod)  eu-2 (region=eu,tier=staging)  us-1 (region=us,tier=prod)
 
 Deployment "web" (Namespace, ConfigMap, Deployment) went to region=eu:
 {_rollouts(status)}
 
-Look around:
-  curl -s {url}/v1/deployments/web                         # rollout per target
-  curl -s '{url}/v1/targets?selector=region%3Deu'
-  curl -s '{url}/v1/events?category=rollout'                # the applier's outcomes, in the log
-  curl -s {url}/v1/deployments/web/revisions
+Look around (every request but /healthz and /readyz sends the token):
+  export LEDGER_URL={url}
+  curl -s -H "Authorization: Bearer $LEDGER_TOKEN" {url}/v1/deployments/web            # rollout per target
+  curl -s -H "Authorization: Bearer $LEDGER_TOKEN" '{url}/v1/targets?selector=region%3Deu'
+  curl -s -H "Authorization: Bearer $LEDGER_TOKEN" '{url}/v1/events?category=rollout'  # the applier's outcomes
+  curl -s -H "Authorization: Bearer $LEDGER_TOKEN" {url}/v1/deployments/web/revisions
   curl -s '{emulator}/_emulator/clusters/eu-1/objects?namespace=demo'   # what is on a cluster
 
-Or with the CLI (export LEDGER_URL={url}):
+Or with the CLI (LEDGER_URL and LEDGER_TOKEN exported as above):
   ledger status web
   ledger targets list -l tier=prod
   ledger deploy web -f {sample} -l 'tier=prod' -m "prod everywhere"   # eu-2 pruned, us-1 gains it
@@ -148,7 +153,14 @@ async def demo(settings: settings_mod.Settings, *, workdir: Path, emulator_port:
         await runner.setup()
         await web.SockSite(runner, sock).start()
         url = listen.url(sock)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        token_file = None if settings.admin_token else auth.admin_file(settings.data_dir.resolve())
+        try:
+            secret = settings.admin_token or (token_file.read_text().strip() if token_file else "")
+        except OSError as exc:
+            raise RuntimeError(f"the database has an admin token but {token_file} is missing; set "
+                               "LEDGER_ADMIN_TOKEN or use a fresh database") from exc
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
+                                         headers={"Authorization": f"Bearer {secret}"}) as session:
             for name, labels in CLUSTERS.items():
                 await _call(session, "PUT", f"{url}/v1/targets/{name}",
                             {"labels": labels, "server": emu.cluster_url(name)})
@@ -158,7 +170,7 @@ async def demo(settings: settings_mod.Settings, *, workdir: Path, emulator_port:
         if once:
             out(report(status))
             return 0
-        out(guide(url, emulator, status, sample))
+        out(guide(url, emulator, status, sample, token_file))
         await until()
         return 0
     finally:

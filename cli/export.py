@@ -58,6 +58,7 @@ def register(sub: parsers.Subparsers) -> None:
     exclusive = source.add_mutually_exclusive_group()
     options.add_url_flag(exclusive)
     options.add_database_flags(exclusive)
+    options.add_token_flag(source)
     out.set_defaults(func=run_export)
 
     into = parsers.command(
@@ -120,7 +121,7 @@ async def export_http(client: http.Client, out: BinaryIO, *, after: int, until: 
     query = f"after={after}&limit={PAGE}" + (f"&until={until}" if until is not None else "")
     count = 0
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout, headers=client.default_headers) as session:
         base = client.base_url
         head = (await asyncio.to_thread(client.get, "/v1/digest"))["position"]
         total = max(0, min(head, until if until is not None else head) - after)

@@ -19,11 +19,12 @@ from cli import exits, http, parsers, serve
 from cli import export as export_cli
 from cli import rebuild as rebuild_cli
 from cli import targets as targets_cli
+from cli import tokens as tokens_cli
 from cli import verify as verify_cli
 from ledger import pgembed
 from ledger import settings as settings_mod
 
-MODULES = [serve, applier_cli, demo_cli, targets_cli, client_cli, export_cli, verify_cli, rebuild_cli]
+MODULES = [serve, applier_cli, demo_cli, targets_cli, client_cli, tokens_cli, export_cli, verify_cli, rebuild_cli]
 
 
 def version() -> str:
@@ -37,7 +38,8 @@ def parser() -> parsers.Parser:
     top = parsers.top(
         "ledger",
         "Deployment Ledger: an event-sourced deployment ledger for Kubernetes fleets.\n"
-        "Client commands reach the service at --url, else $LEDGER_URL, else http://127.0.0.1:8080.\n"
+        "Client commands reach the service at --url, else $LEDGER_URL, else http://127.0.0.1:8080,\n"
+        "with the token --token, else $LEDGER_TOKEN, else (a local service) .ledger/admin.token.\n"
         "Exit codes: 0 ok, 1 failed or condition not met, 2 usage, 3 unreachable, 4 not found,\n"
         "5 conflict, 6 not allowed (docs/cli.md).",
         ["ledger serve", "ledger targets add eu-1 --server https://eu-1.example:6443 -l region=eu",

@@ -4,7 +4,8 @@ opens, and the service's settings (only on the commands that run the service).
 Decisions:
 
 - Every client command reaches the service the same way: ``--url``, else ``LEDGER_URL``, else
-  http://127.0.0.1:8080 (:func:`add_client_flags`, :func:`client_from`).
+  http://127.0.0.1:8080, with the token cli/credentials.py finds (``--token``, ``LEDGER_TOKEN``,
+  a local service's admin.token) (:func:`add_client_flags`, :func:`client_from`).
 - Working on a database directly is explicit: ``--database-url`` or ``--data-dir`` on the commands
   that support it (:data:`DATABASE`); the environment's ``LEDGER_DATABASE_URL`` / ``LEDGER_DATA_DIR``
   serve only the commands that are database tools by nature (rebuild, import, db migrate).
@@ -22,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
-from cli import exits, http
+from cli import credentials, exits, http
 from ledger import settings as settings_mod
 from ledger import streams
 
@@ -54,11 +55,19 @@ def add_url_flag(parser: argparse._ActionsContainer) -> None:
                         help=f"the ledger service (default: $LEDGER_URL, else {http.DEFAULT_URL})")
 
 
+def add_token_flag(parser: argparse._ActionsContainer) -> None:
+    parser.add_argument("--token", default=None,
+                        help="access token (default: $LEDGER_TOKEN, preferable: a command line is visible to "
+                             "other users; for a local service, <data dir>/admin.token)")
+
+
 def add_client_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("service")
     add_url_flag(group)
+    add_token_flag(group)
     group.add_argument("--actor", default=None,
-                       help="who is acting, recorded with writes (default: your login name)")
+                       help="who you act for, recorded as on_behalf_of beside the token's name "
+                            "(default: your login name)")
 
 
 def add_database_flags(parser: argparse._ActionsContainer) -> None:
@@ -73,13 +82,15 @@ def base_url(args: argparse.Namespace) -> str:
 
 
 def client_from(args: argparse.Namespace) -> http.Client:
+    """A client of the service, sending the token cli/credentials.py finds."""
     actor = getattr(args, "actor", None)
     if not actor:
         try:
             actor = getpass.getuser()
         except (KeyError, OSError):
             actor = None
-    return http.Client(base_url(args), actor=actor)
+    url = base_url(args)
+    return http.Client(url, actor=actor, default_headers=credentials.headers(getattr(args, "token", None), url))
 
 
 def name(text: str) -> str:

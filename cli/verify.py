@@ -39,6 +39,7 @@ def _source_flags(parser: argparse.ArgumentParser) -> None:
     exclusive = source.add_mutually_exclusive_group()
     options.add_url_flag(exclusive)
     options.add_database_flags(exclusive)
+    options.add_token_flag(source)
 
 
 def register(sub: parsers.Subparsers) -> None:

@@ -1,6 +1,7 @@
 """Running ``ledger`` as a user does: a subprocess in a directory of the test's choosing, with no
-``LEDGER_*`` variable from the environment, and a service URL where nothing listens unless the
-test gives one (so no test ever talks to a service someone runs on :8080)."""
+``LEDGER_*`` variable from the environment but the suite's admin token (``LEDGER_TOKEN``, as the
+suite's in-process clients send it), and a service URL where nothing listens unless the test gives
+one (so no test ever talks to a service someone runs on :8080)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def run(*argv: str, cwd: Path, env: dict[str, str] | None = None, url: str | Non
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
     full_env["PYTHONPATH"] = str(servers.ROOT)
     full_env["LEDGER_URL"] = url or dead_url()
+    full_env["LEDGER_TOKEN"] = servers.ADMIN_TOKEN
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "cli.main", *argv], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)

@@ -7,14 +7,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import aiohttp
 import pytest
 import yaml
 
 from cli import demo as demo_cli
 from cli import main as cli_main
 from ledger import settings as settings_mod
-from tests import cli_support
+from tests import cli_support, servers
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -25,9 +24,9 @@ async def test_the_demo_applies_the_sample_deployment_to_region_eu_and_says_wher
     answered: list[int] = []
 
     async def look_around() -> None:
-        url = re.search(r"curl -s (http://\S+/v1/deployments/web) ", printed[0])
+        url = re.search(r"(http://\S+/v1/deployments/web)\s", printed[0])
         assert url is not None
-        async with aiohttp.ClientSession() as session, session.get(url.group(1)) as resp:
+        async with servers.session() as session, session.get(url.group(1)) as resp:
             answered.append(resp.status)
 
     code = await demo_cli.demo(settings.replace(applier=True, projector=True, http_port=0, claim_interval=0.1),
