@@ -12,6 +12,7 @@ from aiohttp import web
 
 from api import app as app_mod
 from cli import database, listen, options, parsers
+from ledger import settings as settings_mod
 
 
 def register(sub: parsers.Subparsers) -> None:
@@ -41,8 +42,14 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = options.settings_from(args)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run(app_mod.make_app(settings), settings)
+    return 0
+
+
+def run(app: web.Application, settings: settings_mod.Settings) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM, on the runtime every ``ledger serve`` uses. The port is
+    bound first (cli/listen.py), so a port in use stops it before anything starts."""
     sock = listen.bind(settings.http_host, settings.http_port)
-    app = app_mod.make_app(settings)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # Fewer, cheaper collections: start-up objects (modules, routes, settings) move out of the
     # collector's view, and young generations fill up more before being scanned. Under load the
@@ -52,7 +59,6 @@ def run_serve(args: argparse.Namespace) -> int:
     web.run_app(app, sock=sock,
                 print=lambda msg: print(msg.replace("Running on", "Deployment Ledger on"), flush=True),
                 access_log=None)
-    return 0
 
 
 def run_migrate(args: argparse.Namespace) -> int:
