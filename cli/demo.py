@@ -2,8 +2,10 @@
 
 It starts the service in-process exactly as ``ledger serve`` does (API, projector, applier; the
 embedded PostgreSQL in a fresh temporary directory unless LEDGER_DATABASE_URL is set) and the
-Kubernetes API emulator with three clusters, registers them as targets labelled by region and
-tier, submits a sample deployment (a Namespace, a ConfigMap and a Deployment) to ``region=eu``
+Kubernetes API emulator with three clusters, writes a credentials file for them (one token file
+per cluster, as an operator would; the service reads it like any other), registers them as targets
+naming those credentials, labelled by region and tier, submits a sample deployment (a Namespace, a
+ConfigMap and a Deployment) to ``region=eu``
 over the HTTP API, waits until both EU clusters report it applied, and prints where to look.
 The sample manifests are written as YAML into the temporary directory for ``ledger deploy -f``.
 Then it keeps running until Ctrl-C; the temporary directory is deleted at exit. ``--once`` (for
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -93,15 +96,17 @@ def _rollouts(status: dict[str, Any]) -> str:
         for r in sorted(status.get("rollouts", []), key=lambda r: r["target"]))
 
 
-def guide(url: str, emulator: str, status: dict[str, Any], sample: Path, token_file: Path | None) -> str:
+def guide(url: str, emulator: str, status: dict[str, Any], sample: Path, token_file: Path | None,
+          credentials: Path) -> str:
     where = (f"{token_file}   (the admin token; export LEDGER_TOKEN=$(cat {token_file}))" if token_file
              else "LEDGER_ADMIN_TOKEN, as configured (export LEDGER_TOKEN=\"$LEDGER_ADMIN_TOKEN\")")
     return f"""
 Deployment Ledger demo is running.
 
-  API        {url}
-  token      {where}
-  clusters   {emulator}/clusters/<name>   eu-1 (region=eu,tier=prod)  eu-2 (region=eu,tier=staging)  us-1 (region=us,tier=prod)
+  API          {url}
+  token        {where}
+  credentials  {credentials}   (the operator's file: one entry per cluster)
+  clusters     {emulator}/clusters/<name>   eu-1 (region=eu,tier=prod)  eu-2 (region=eu,tier=staging)  us-1 (region=us,tier=prod)
 
 Deployment "web" (Namespace, ConfigMap, Deployment) went to region=eu:
 {_rollouts(status)}
@@ -137,11 +142,27 @@ Run 'ledger demo' without --once to keep it running and look around.
 """
 
 
+def write_credentials(directory: Path, emu: Emulator) -> Path:
+    """The operator's credentials file for the emulated clusters, each with a token file of its own."""
+    tokens = directory / "tokens"
+    tokens.mkdir(parents=True, exist_ok=True)
+    entries = {}
+    for name in CLUSTERS:
+        token = tokens / name
+        token.touch(mode=0o600)
+        token.write_text(secrets.token_urlsafe(32) + "\n")
+        entries[name] = {"server": emu.cluster_url(name), "token_file": f"tokens/{name}"}
+    path = directory / "credentials.yaml"
+    path.write_text(yaml.safe_dump({"credentials": entries}, sort_keys=False))
+    return path
+
+
 async def demo(settings: settings_mod.Settings, *, workdir: Path, emulator_port: int = 0, once: bool = False,
                out: Callable[[str], None] = print,
                until: Callable[[], Awaitable[None]] = signals.until_stopped) -> int:
-    """Run the demo with its sample manifests in ``workdir`` until ``until`` returns (``once``: at
-    once). The listening socket is bound first, so a port in use fails before anything starts."""
+    """Run the demo with its sample manifests and credentials in ``workdir`` until ``until`` returns
+    (``once``: at once). The listening socket is bound first, so a port in use fails before anything
+    starts."""
     sock = listen.bind(settings.http_host, settings.http_port)
     sample = workdir / "web.yaml"
     sample.write_text(yaml.safe_dump_all(MANIFESTS, sort_keys=False))
@@ -149,6 +170,8 @@ async def demo(settings: settings_mod.Settings, *, workdir: Path, emulator_port:
     runner: web.AppRunner | None = None
     try:
         emulator = await emu.start(port=emulator_port)
+        credentials = write_credentials(workdir / "demo-credentials", emu)
+        settings = settings.replace(credentials=credentials)
         runner = web.AppRunner(app_mod.make_app(settings), handle_signals=False, access_log=None)
         await runner.setup()
         await web.SockSite(runner, sock).start()
@@ -163,14 +186,14 @@ async def demo(settings: settings_mod.Settings, *, workdir: Path, emulator_port:
                                          headers={"Authorization": f"Bearer {secret}"}) as session:
             for name, labels in CLUSTERS.items():
                 await _call(session, "PUT", f"{url}/v1/targets/{name}",
-                            {"labels": labels, "server": emu.cluster_url(name)})
+                            {"labels": labels, "credentials": name})
             await _call(session, "POST", f"{url}/v1/deployments/web/revisions",
                         {"manifests": MANIFESTS, "selector": "region=eu", "message": "ledger demo"})
             status = await _applied(session, url, expected=2, timeout=60)
         if once:
             out(report(status))
             return 0
-        out(guide(url, emulator, status, sample, token_file))
+        out(guide(url, emulator, status, sample, token_file, credentials))
         await until()
         return 0
     finally:

@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import gc
 import logging
+import socket
+import ssl
 
 import uvloop
 from aiohttp import web
@@ -22,6 +24,8 @@ def register(sub: parsers.Subparsers) -> None:
                     "LEDGER_DATABASE_URL it keeps a private PostgreSQL under the data directory.\n"
                     "Every flag is also a LEDGER_<NAME> environment variable; a flag wins.",
         example_lines=["ledger serve", "ledger serve --http-port 9000 --data-dir /var/lib/ledger",
+                       "ledger serve --http-host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem "
+                       "--credentials /etc/ledger/credentials.yaml",
                        "LEDGER_DATABASE_URL=postgresql://ledger@db/ledger ledger serve --applier false"])
     options.add_settings_flags(serve)
     serve.set_defaults(func=run_serve)
@@ -38,25 +42,47 @@ def register(sub: parsers.Subparsers) -> None:
     mig.set_defaults(func=run_migrate)
 
 
+def tls_context(settings: settings_mod.Settings) -> ssl.SSLContext | None:
+    """The server's TLS context when ``tls_cert`` and ``tls_key`` are set (TLS 1.2 or later)."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except FileNotFoundError as exc:
+        raise settings_mod.SettingsError(f"settings tls_cert/tls_key: {exc.filename or 'a file'} does not exist") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise settings_mod.SettingsError(
+            f"settings tls_cert ({settings.tls_cert}) and tls_key ({settings.tls_key}) cannot be used: "
+            f"{getattr(exc, 'reason', None) or exc}") from None
+    return context
+
+
 def run_serve(args: argparse.Namespace) -> int:
     settings = options.settings_from(args)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(app_mod.make_app(settings), settings)
+    tls = tls_context(settings)
+    sock = listen.bind(settings.http_host, settings.http_port)
+    run(app_mod.make_app(settings), settings, tls, sock=sock)
     return 0
 
 
-def run(app: web.Application, settings: settings_mod.Settings) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM, on the runtime every ``ledger serve`` uses. The port is
-    bound first (cli/listen.py), so a port in use stops it before anything starts."""
-    sock = listen.bind(settings.http_host, settings.http_port)
+def run(app: web.Application, settings: settings_mod.Settings, tls: ssl.SSLContext | None = None, *,
+        sock: socket.socket | None = None) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM, on the runtime every ``ledger serve`` uses (HTTPS when
+    ``tls`` is given). The port is bound before anything starts (cli/listen.py; ``sock``: already
+    bound), so a port in use stops it at once."""
+    if sock is None:
+        sock = listen.bind(settings.http_host, settings.http_port)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # Fewer, cheaper collections: start-up objects (modules, routes, settings) move out of the
     # collector's view, and young generations fill up more before being scanned. Under load the
     # default thresholds put full collections in the request path (a p99 of ~50 ms against ~10 ms).
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)
-    web.run_app(app, sock=sock,
+    web.run_app(app, sock=sock, ssl_context=tls,
                 print=lambda msg: print(msg.replace("Running on", "Deployment Ledger on"), flush=True),
                 access_log=None)
 

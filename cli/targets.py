@@ -6,7 +6,7 @@ Decisions:
   (or existed: retired names are not reused) is a conflict naming it, and never a silent
   replacement of its labels.
 - ``update`` changes only what it names: ``--label k=v`` sets one label, ``--remove-label k``
-  drops one, an access flag (``--server`` …) replaces that field; everything else is kept. It
+  drops one, ``--credentials`` / ``--server`` replace that field; everything else is kept. It
   reads the target, merges (:func:`merged`, pure), and writes with the version it read as the
   expected version, so a concurrent change is never overwritten: on a conflict it reads again and
   re-applies the same changes, a few times, then gives up with exit 5.
@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from cli import exits, http, options, output, parsers
 
-ACCESS: Final = ("server", "context", "credentials_ref", "ca_ref", "insecure")
+ACCESS: Final = ("credentials", "server")
 UPDATE_ATTEMPTS: Final = 5
 
 
@@ -33,15 +33,14 @@ def _written(a: Mapping[str, Any]) -> str:
 
 
 def _table(body: Any) -> str:
-    return http.table([(t["name"], http.labels_text(t["labels"]), t["server"] or t["context"],
+    return http.table([(t["name"], http.labels_text(t["labels"]), t.get("credentials") or "-",
                         "retired" if t["retired"] else "active", t["version"]) for t in body["targets"]],
-                      ["name", "labels", "server", "status", "version"])
+                      ["name", "labels", "credentials", "status", "version"])
 
 
 def add(args: argparse.Namespace) -> int:
     client = options.client_from(args)
-    body = {"labels": dict(args.label), "server": args.server, "context": args.context,
-            "credentials_ref": args.credentials_ref, "ca_ref": args.ca_ref, "insecure": args.insecure,
+    body = {"labels": dict(args.label), "credentials": args.credentials, "server": args.server,
             "expected_version": "no_stream"}
     try:
         answer = client.request("PUT", _path(args.name), json_body=body).json()
@@ -58,7 +57,8 @@ def add(args: argparse.Namespace) -> int:
 def merged(current: Mapping[str, Any], set_labels: Sequence[tuple[str, str]], remove_labels: Sequence[str],
            access: Mapping[str, Any]) -> dict[str, Any]:
     """The PUT body that applies these changes to ``current`` (a GET /v1/targets/{name} body) and
-    keeps everything else. An empty string clears an access field."""
+    keeps everything else (legacy access fields, which the service no longer accepts, are left
+    out). An empty string clears an access field."""
     both = {k for k, _ in set_labels} & set(remove_labels)
     if both:
         raise exits.Failure(exits.Code.USAGE, f"label {sorted(both)[0]} is both set and removed")
@@ -68,6 +68,8 @@ def merged(current: Mapping[str, Any], set_labels: Sequence[tuple[str, str]], re
     labels = {k: v for k, v in current["labels"].items() if k not in remove_labels}
     labels.update(set_labels)
     body = {"labels": labels, **{k: current.get(k) for k in ACCESS}}
+    if access.get("credentials") is not None and access.get("server") is None:
+        body["server"] = None  # the server belongs to the credential: a new credential brings its own
     body.update({k: (v if v != "" else None) for k, v in access.items() if v is not None})
     return body
 
@@ -75,8 +77,8 @@ def merged(current: Mapping[str, Any], set_labels: Sequence[tuple[str, str]], re
 def update(args: argparse.Namespace) -> int:
     access = {k: getattr(args, k) for k in ACCESS}
     if not args.label and not args.remove_label and all(v is None for v in access.values()):
-        raise exits.Failure(exits.Code.USAGE, "nothing to update: give --label, --remove-label, --server, "
-                            "--context, --credentials-ref, --ca-ref or --insecure/--no-insecure")
+        raise exits.Failure(exits.Code.USAGE, "nothing to update: give --label, --remove-label, --credentials "
+                            "or --server")
     client = options.client_from(args)
     for attempt in range(UPDATE_ATTEMPTS):
         current = client.read(_path(args.name))
@@ -114,23 +116,22 @@ def retire(args: argparse.Namespace) -> int:
 
 
 def _access_flags(parser: argparse.ArgumentParser, *, updating: bool) -> None:
-    keep = " (default: unchanged; '' clears it)" if updating else ""
-    parser.add_argument("--server", help="Kubernetes API server URL" + keep)
-    parser.add_argument("--context", help="kubeconfig context, instead of --server" + keep)
-    parser.add_argument("--credentials-ref", help="where the credentials are (a reference, never a secret)" + keep)
-    parser.add_argument("--ca-ref", help="where the CA bundle is" + keep)
     if updating:
-        parser.add_argument("--insecure", action=argparse.BooleanOptionalAction, default=None,
-                            help="skip TLS verification, or (--no-insecure) verify again (default: unchanged)")
+        parser.add_argument("--credentials", "-c", metavar="NAME",
+                            help="another credential of the operator's credentials file (default: unchanged)")
+        parser.add_argument("--server", help="the API server URL, checked to be the credential's "
+                            "(default: unchanged; '' clears it)")
     else:
-        parser.add_argument("--insecure", action="store_true", help="skip TLS verification")
+        parser.add_argument("--credentials", "-c", required=True, metavar="NAME",
+                            help="a credential of the operator's credentials file (it brings the API server)")
+        parser.add_argument("--server", help="the API server URL, checked to be the credential's (optional)")
 
 
 def register(sub: parsers.Subparsers) -> None:
     group = parsers.command(
         sub, "targets", summary="register, update, list and retire target clusters",
         description="Target clusters: where deployments go, chosen by their labels.",
-        example_lines=["ledger targets add eu-1 --server https://eu-1.example:6443 -l region=eu",
+        example_lines=["ledger targets add eu-1 --credentials eu-1 -l region=eu",
                        "ledger targets update eu-1 --label tier=prod --remove-label canary",
                        "ledger targets list -l region=eu"])
     tsub = parsers.subcommands(group, "targets_command")
@@ -139,8 +140,8 @@ def register(sub: parsers.Subparsers) -> None:
         tsub, "add", summary="register a new target (an existing name is an error)",
         description="Register a new target cluster. A name that exists, or existed (a retired name is "
                     "not reused),\nis refused with exit 5; change a target with 'ledger targets update'.",
-        example_lines=["ledger targets add eu-1 --server https://eu-1.example:6443 "
-                       "--credentials-ref token-file:/etc/ledger/eu-1.token -l region=eu -l tier=prod"])
+        example_lines=["ledger targets add eu-1 --credentials eu-1 -l region=eu -l tier=prod",
+                       "ledger targets add us-1 -c us-1 --server https://us-1.example:6443 -l region=us"])
     new.add_argument("name", type=options.name, help="target name (a DNS-1123 label)")
     _access_flags(new, updating=False)
     new.add_argument("--label", "-l", action="append", type=options.label, default=[], metavar="KEY=VALUE",
@@ -149,12 +150,12 @@ def register(sub: parsers.Subparsers) -> None:
 
     change = parsers.command(
         tsub, "update", summary="change some of a target's labels or access fields",
-        description="Change only what is named: --label sets a label, --remove-label drops one, an access "
-                    "flag\nreplaces that field; everything else is kept. Written with the version read as "
-                    "the\nexpected version, so a concurrent change is never overwritten.",
+        description="Change only what is named: --label sets a label, --remove-label drops one, --credentials\n"
+                    "and --server replace that field; everything else is kept. Written with the version read\n"
+                    "as the expected version, so a concurrent change is never overwritten.",
         example_lines=["ledger targets update eu-1 --label tier=prod --label zone=a",
                        "ledger targets update eu-1 --remove-label canary",
-                       "ledger targets update eu-1 --server https://eu-1b.example:6443"])
+                       "ledger targets update eu-1 --credentials eu-1b"])
     change.add_argument("name", type=options.name, help="target name")
     change.add_argument("--label", "-l", action="append", type=options.label, default=[], metavar="KEY=VALUE",
                         help="set this label (repeat for more)")

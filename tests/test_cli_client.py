@@ -10,7 +10,7 @@ from api import keys
 from cli import exits
 from cli import main as cli_main
 from ledger import records
-from tests import cli_support
+from tests import cli_support, credfiles
 from tests.projected import CONFIG_MAP, live_client, manifests  # noqa: F401 - fixture
 
 
@@ -24,13 +24,14 @@ async def test_a_deploy_session_reads_as_tables_and_json(live, capsys, tmp_path)
     url = str(live.make_url("")).rstrip("/")
     common = ["--url", url, "--actor", "dana"]
     for name, region in (("eu-1", "eu"), ("us-1", "us")):
-        code, out, _ = await ledger(capsys, "targets", "add", name, "--server", f"https://{name}:6443",
-                                    "-l", f"region={region}", *common)
+        credfiles.add_anonymous(live.app[keys.SETTINGS], name)
+        code, out, _ = await ledger(capsys, "targets", "add", name, "--credentials", name,
+                                    "--server", f"https://{name}:6443", "-l", f"region={region}", *common)
         assert code == 0 and f"target {name}: TargetRegistered" in out
     code, out, _ = await ledger(capsys, "targets", "list", "-l", "region=eu", *common)
     assert [line.split() for line in out.splitlines()] == [
-        ["NAME", "LABELS", "SERVER", "STATUS", "VERSION"],
-        ["eu-1", "region=eu", "https://eu-1:6443", "active", "1"],
+        ["NAME", "LABELS", "CREDENTIALS", "STATUS", "VERSION"],
+        ["eu-1", "region=eu", "eu-1", "active", "1"],
     ]
     first, second = tmp_path / "v1.yaml", tmp_path / "v2.yaml"
     first.write_text(CONFIG_MAP.format(1))
@@ -75,7 +76,8 @@ async def test_errors_print_the_problem_detail_and_exit_non_zero(live, capsys, t
 
 async def test_rebuild_refills_the_read_models_and_refuses_beside_a_live_projector(live, capsys, settings, db):
     url = str(live.make_url("")).rstrip("/")
-    await ledger(capsys, "targets", "add", "eu-1", "--server", "https://eu-1", "--url", url)
+    credfiles.add_anonymous(live.app[keys.SETTINGS], "eu-1")
+    await ledger(capsys, "targets", "add", "eu-1", "--credentials", "eu-1", "--url", url)
     db_flag = ["--database-url", settings.database_url]
     code, _, err = await ledger(capsys, "rebuild", *db_flag)
     assert code == 1 and "a projector is running" in err
@@ -85,12 +87,18 @@ async def test_rebuild_refills_the_read_models_and_refuses_beside_a_live_project
     assert await db.fetchval("SELECT name FROM read_targets") == "eu-1"
 
 
+async def add_target(live, capsys, name: str, *extra: str) -> int:
+    credfiles.add_anonymous(live.app[keys.SETTINGS], name)
+    url = str(live.make_url("")).rstrip("/")
+    code, _, err = await ledger(capsys, "targets", "add", name, "--credentials", name, *extra, "--url", url)
+    assert code == 0, err
+    return code
+
+
 async def test_adding_an_existing_target_is_a_conflict_naming_it_and_changes_nothing(live, capsys):
     url = str(live.make_url("")).rstrip("/")
-    code, _, _ = await ledger(capsys, "targets", "add", "eu-1", "--server", "https://eu-1:6443",
-                              "-l", "region=eu", "-l", "tier=prod", "--url", url)
-    assert code == 0
-    code, out, err = await ledger(capsys, "targets", "add", "eu-1", "--server", "https://eu-1:6443",
+    await add_target(live, capsys, "eu-1", "-l", "region=eu", "-l", "tier=prod")
+    code, out, err = await ledger(capsys, "targets", "add", "eu-1", "--credentials", "eu-1",
                                   "-l", "region=us", "--url", url)
     assert code == exits.Code.CONFLICT and out == ""
     assert err.strip() == ("ledger: target eu-1 already exists (version 1); "
@@ -102,16 +110,20 @@ async def test_adding_an_existing_target_is_a_conflict_naming_it_and_changes_not
 
 async def test_update_changes_only_what_it_names(live, capsys):
     url = str(live.make_url("")).rstrip("/")
-    await ledger(capsys, "targets", "add", "eu-1", "--server", "https://eu-1:6443", "--credentials-ref",
-                 "token-file:/t", "-l", "region=eu", "-l", "tier=prod", "-l", "canary=yes", "--url", url)
+    await add_target(live, capsys, "eu-1", "--server", "https://eu-1:6443",
+                     "-l", "region=eu", "-l", "tier=prod", "-l", "canary=yes")
     code, out, _ = await ledger(capsys, "targets", "update", "eu-1", "--label", "tier=staging",
                                 "--label", "zone=a", "--remove-label", "canary", "--url", url)
     assert code == 0 and out.strip() == "target eu-1: TargetUpdated (version 2, position 2)"
-    code, out, _ = await ledger(capsys, "targets", "update", "eu-1", "--server", "https://eu-1b:6443", "--url", url)
-    assert code == 0
-    target = (await (await live.get("/v1/targets/eu-1?min_position=head")).json())
+    target = await (await live.get("/v1/targets/eu-1?min_position=head")).json()
     assert target["labels"] == {"region": "eu", "tier": "staging", "zone": "a"}
-    assert (target["server"], target["credentials_ref"], target["version"]) == ("https://eu-1b:6443", "token-file:/t", 3)
+    assert (target["credentials"], target["server"]) == ("eu-1", "https://eu-1:6443")
+    credfiles.add_anonymous(live.app[keys.SETTINGS], "eu-1b")
+    code, out, _ = await ledger(capsys, "targets", "update", "eu-1", "--credentials", "eu-1b", "--url", url)
+    assert code == 0
+    target = await (await live.get("/v1/targets/eu-1?min_position=head")).json()
+    assert target["labels"] == {"region": "eu", "tier": "staging", "zone": "a"}
+    assert (target["credentials"], target["server"], target["version"]) == ("eu-1b", None, 3)
     code, out, _ = await ledger(capsys, "targets", "update", "eu-1", "--label", "zone=a", "--url", url)
     assert code == 0 and out.strip() == "target eu-1: unchanged (version 3, position 3)"
 
@@ -120,7 +132,7 @@ async def test_update_refuses_what_it_cannot_do(live, capsys):
     url = str(live.make_url("")).rstrip("/")
     code, _, err = await ledger(capsys, "targets", "update", "eu-1", "--label", "a=b", "--url", url)
     assert code == exits.Code.NOT_FOUND and "eu-1" in err
-    await ledger(capsys, "targets", "add", "eu-1", "--server", "https://eu-1:6443", "--url", url)
+    await add_target(live, capsys, "eu-1")
     code, _, err = await ledger(capsys, "targets", "update", "eu-1", "--remove-label", "zone", "--url", url)
     assert code == exits.Code.NOT_FOUND and err.strip() == "ledger: target eu-1 has no label zone"
     code, _, err = await ledger(capsys, "targets", "update", "eu-1", "--url", url)
@@ -129,7 +141,7 @@ async def test_update_refuses_what_it_cannot_do(live, capsys):
 
 async def test_concurrent_updates_never_undo_each_other(live, capsys):
     url = str(live.make_url("")).rstrip("/")
-    await ledger(capsys, "targets", "add", "eu-1", "--server", "https://eu-1:6443", "--url", url)
+    await add_target(live, capsys, "eu-1")
     writers = 4  # each round of a race lets at least one through, so 4 need at most 4 of the 5 attempts
     codes = await asyncio.gather(*(
         asyncio.to_thread(cli_main.main, ["targets", "update", "eu-1", "--label", f"k{i}=v", "--url", url])
@@ -143,8 +155,7 @@ async def test_concurrent_updates_never_undo_each_other(live, capsys):
 async def test_status_exits_1_while_a_target_has_failed(live, capsys):
     url = str(live.make_url("")).rstrip("/")
     for name in ("eu-1", "eu-2"):
-        await ledger(capsys, "targets", "add", name, "--server", f"https://{name}:6443", "-l", "region=eu",
-                     "--url", url)
+        await add_target(live, capsys, name, "-l", "region=eu")
     await live.post("/v1/deployments/web/revisions", json={"manifests": manifests(), "selector": "region=eu"})
     assert (await ledger(capsys, "status", "web", "--url", url))[0] == exits.Code.OK
     await live.app[keys.STORE].append("rollout-web", "any", [
@@ -160,11 +171,13 @@ async def test_status_exits_1_while_a_target_has_failed(live, capsys):
 async def test_verify_and_digest_ask_the_service_at_ledger_url_and_create_nothing(live, capsys, tmp_path):
     url = str(live.make_url("")).rstrip("/")
     for name in ("eu-1", "eu-2"):
-        await ledger(capsys, "targets", "add", name, "--server", f"https://{name}:6443", "--url", url)
+        await add_target(live, capsys, name)
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     verified = await cli_support.run_async("verify", cwd=cwd, url=url)
-    assert verified.returncode == 0 and verified.stdout.startswith("OK: positions 1..2 intact (2 checked)")
+    assert verified.returncode == 0, verified.stderr
+    head = (await (await live.get("/v1/digest")).json())["position"]
+    assert verified.stdout.startswith(f"OK: positions 1..{head} intact ({head} checked)")
     digest = await cli_support.run_async("digest", cwd=cwd, url=url)
-    assert digest.returncode == 0 and json.loads(digest.stdout)["position"] == 2
+    assert digest.returncode == 0 and json.loads(digest.stdout)["position"] == head
     assert list(cwd.iterdir()) == []

@@ -31,7 +31,7 @@ def cwd(tmp_path: Path) -> Path:
 
 
 def test_a_name_with_a_space_is_a_usage_error_naming_it(cwd):
-    result = cli_support.run("targets", "add", "eu 1", "--server", "https://eu-1:6443", cwd=cwd)
+    result = cli_support.run("targets", "add", "eu 1", "--credentials", "eu-1", cwd=cwd)
     assert_one_line(result, exits.Code.USAGE, "'eu 1'", "DNS-1123")
 
 
