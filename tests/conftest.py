@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 import asyncpg
 import pytest
+import uvloop
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -13,6 +15,13 @@ from api import keys
 from ledger import settings as settings_mod
 from ledger import store as store_mod
 from tests.pgfixtures import database_url, pg_admin_url  # noqa: F401 - fixtures
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item
+                                  ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test and fixture runs on uvloop, the loop ``ledger serve`` runs on (cli/serve.py),
+    so the suite meets the same loop as production (its timers and handles differ from asyncio's)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture
