@@ -10,6 +10,7 @@ from api import history as history_api
 from api import state as state_api
 from api import targets as targets_api
 from api import verify as verify_api
+from ledger import components
 from ledger import settings as settings_mod
 
 
@@ -19,6 +20,7 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
         middlewares=[problems.middleware(settings.retry_after)],
     )
     app[keys.SETTINGS] = settings
+    app[keys.COMPONENTS] = components.Registry()
     app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store])
     app.add_routes(health.routes)
     metrics.install(app)

@@ -18,7 +18,7 @@ from aiohttp import web
 from api import keys
 from api import locks as stream_locks
 from handlers import applier as applier_mod
-from ledger import migrate, notifier, pgembed, store, tasks
+from ledger import migrate, notifier, pgembed, probe, store, tasks
 from projections import progress, runner
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,13 @@ async def event_store(app: web.Application) -> AsyncIterator[None]:
     es = store.EventStore(pool, notify, timeout=settings.db_timeout,
                           max_batch_events=settings.max_batch_events)
     app[keys.STORE] = es
-    async with tasks.running("notifier", notify.run), tasks.running("writer", es.writer.run):
+    registry = app[keys.COMPONENTS]
+    # The probe's first round before serving, so readiness is known from the first request on.
+    db_probe = app[keys.PROBE] = probe.Probe(app[keys.DSN], registry, timeout=settings.db_timeout)
+    await db_probe.check()
+    async with (tasks.running("notifier", notify.run, registry),
+                tasks.running("writer", es.writer.run, registry),
+                tasks.running("database-probe", db_probe.run, registry)):
         yield
     try:
         await asyncio.wait_for(pool.close(), 5)
@@ -93,11 +99,12 @@ async def projection(app: web.Application) -> AsyncIterator[None]:
     app[keys.STREAM_LOCKS] = stream_locks.StreamLocks()
     follower = functools.partial(tracker.follow, app[keys.DSN], connect_timeout=settings.db_timeout)
     async with contextlib.AsyncExitStack() as stack:
-        await stack.enter_async_context(tasks.running("projection-progress", follower))
+        registry = app[keys.COMPONENTS]
+        await stack.enter_async_context(tasks.running("projection-progress", follower, registry))
         if settings.projector:
             projector = runner.Projector(app[keys.DSN], store=app[keys.STORE], progress_=tracker,
-                                         connect_timeout=settings.db_timeout)
-            await stack.enter_async_context(tasks.running("projector", projector.run))
+                                         connect_timeout=settings.db_timeout, registry=registry)
+            await stack.enter_async_context(tasks.running(runner.NAME, projector.run, registry))
         yield
 
 
@@ -107,7 +114,7 @@ async def applier(app: web.Application) -> AsyncIterator[None]:
     if not settings.applier:
         yield
         return
-    runner_ = applier_mod.Applier(app[keys.STORE], app[keys.DSN], settings)
+    runner_ = applier_mod.Applier(app[keys.STORE], app[keys.DSN], settings, registry=app[keys.COMPONENTS])
     app[keys.APPLIER] = runner_
-    async with tasks.running("applier", runner_.run):
+    async with tasks.running("applier", runner_.run, app[keys.COMPONENTS]):
         yield
