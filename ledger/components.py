@@ -43,8 +43,8 @@ class Component:
 
 
 def error_text(exc: BaseException) -> str:
-    """One line naming an exception: its type and message (never a traceback)."""
-    return "".join(traceback.format_exception_only(exc)).strip().splitlines()[-1]
+    """One line naming an exception: its type and the first line of its message (never a traceback)."""
+    return "".join(traceback.format_exception_only(exc)).strip().splitlines()[0]
 
 
 class Registry:

@@ -113,8 +113,9 @@ class Projector:
                 self.stalled_at = stall.first
                 self.registry.stalled(NAME, stall.reason, position=stall.first,
                                       checkpoint=stall.first - 1, cause=components.error_text(stall.cause))
-                if stall.first != stall.last and self._careful_until < stall.last:
-                    self._careful_until = stall.last
+                pinned = stall.first == stall.last or self._careful_until >= stall.last
+                self._careful_until = max(self._careful_until, stall.last)
+                if not pinned:
                     log.error("projector stalled: %s; retrying one event per transaction to find which",
                               stall.reason, exc_info=stall.cause)
                     continue

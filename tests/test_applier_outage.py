@@ -7,6 +7,7 @@ readiness keeps telling the truth."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import pytest
@@ -59,7 +60,7 @@ async def test_reachable_targets_are_applied_through_backoff_rounds_of_unreachab
     await eventually(lambda: _has(emu, "eu-1", "web", {}), what="web applied on eu-1")
     await eventually(lambda: _has(emu, "us-1", "api", {}), what="api applied on us-1")
     for dead in ("dead-1", "dead-2", "dead-3"):
-        await eventually(lambda dead=dead: _rounds_at_least(db, dead, 10), timeout=40,
+        await eventually(functools.partial(_rounds_at_least, db, dead, 10), timeout=40,
                          what=f"ten backoff rounds on {dead}")
         ready = await client.get("/readyz")
         assert ready.status == 200, await ready.text()
@@ -69,11 +70,11 @@ async def test_reachable_targets_are_applied_through_backoff_rounds_of_unreachab
     await submit(store, "web", [namespace(), configmap("web", version="2")], "web=yes")
     await submit(store, "api", [namespace(), configmap("api", version="2")], "api=yes")
     for cluster, name in [("eu-1", "web"), ("eu-2", "web"), ("us-1", "api")]:
-        await eventually(lambda cluster=cluster, name=name: _has(emu, cluster, name, {"version": "2"}),
+        await eventually(functools.partial(_has, emu, cluster, name, {"version": "2"}),
                          what=f"revision 2 of {name} applied on {cluster}")
     before = {dead: await _failed_rounds(db, dead) for dead in ("dead-1", "dead-2", "dead-3")}
     for dead in before:
-        await eventually(lambda dead=dead: _rounds_at_least(db, dead, before[dead] + 3),
+        await eventually(functools.partial(_rounds_at_least, db, dead, before[dead] + 3),
                          what=f"{dead} still retried")
 
     assert client.app[keys.APPLIER].status()["ready"]
