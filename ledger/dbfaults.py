@@ -10,8 +10,6 @@ _UNAVAILABLE_CLASSES = ("08", "53", "57")
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, asyncpg.DataError):
-        return False  # a value the driver cannot encode (an InterfaceError by class): the input, not the server
     if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError)):
         return True
     if isinstance(exc, asyncpg.PostgresError):

@@ -18,7 +18,7 @@ import uuid
 import asyncpg
 import pytest
 
-from ledger import dbfaults, events, hashing, writer
+from ledger import events, hashing, writer
 from ledger import settings as settings_mod
 from projections import tables
 from tests.applier_support import append, client, eventually  # noqa: F401 - fixture
@@ -104,10 +104,3 @@ def _samples(text: str) -> dict[str, float]:
     return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
             if line and not line.startswith("#") and "{" not in line}
 
-
-async def test_a_value_the_driver_cannot_encode_is_not_an_outage(db):
-    """asyncpg's DataError is an InterfaceError by class; taking it for an outage would hide a stall
-    (a revision beyond int32, say) behind endless restarts."""
-    with pytest.raises(asyncpg.DataError) as caught:
-        await db.fetchval("SELECT $1::int", 2**31)
-    assert not dbfaults.is_unavailable(caught.value)
