@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import signal
 from collections.abc import AsyncIterator, Callable
 
 import asyncpg
@@ -18,7 +19,7 @@ from aiohttp import web
 from api import keys
 from api import locks as stream_locks
 from handlers import applier as applier_mod
-from ledger import migrate, notifier, pgembed, probe, store, tasks
+from ledger import migrate, notifier, pgembed, pgwatch, probe, store, tasks
 from projections import progress, runner
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,10 @@ def database_context(*, stop_adopted: bool) -> Callable[[web.Application], Async
     directory is adopted; ``stop_adopted`` says whether it is stopped too: yes for ``ledger serve``
     (its previous owner died, as after a SIGKILL), no for a guest such as ``ledger applier`` next
     to a running service.
+
+    A server this process owns is watched (ledger/pgwatch.py): restarted if it dies; if it cannot
+    be, the process stops itself (SIGTERM, as an operator would) and ``keys.FATAL`` says why, for
+    the command to exit non-zero with that message.
     """
 
     async def database(app: web.Application) -> AsyncIterator[None]:
@@ -49,9 +54,19 @@ def database_context(*, stop_adopted: bool) -> Callable[[web.Application], Async
                 log.info("applied migrations: %s", ", ".join(applied))
         finally:
             await conn.close()
-        yield
-        if owned is not None:
-            await asyncio.to_thread(owned.stop)
+        if owned is None:
+            yield
+            return
+        app[keys.FATAL] = []
+
+        def give_up(message: str) -> None:
+            app[keys.FATAL].append(message)
+            signal.raise_signal(signal.SIGTERM)
+
+        watch = pgwatch.Watch(owned, app[keys.COMPONENTS], give_up)
+        async with tasks.running(f"{pgwatch.NAME}-watch", watch.run, app[keys.COMPONENTS]):
+            yield
+        await asyncio.to_thread(owned.stop)
 
     return database
 

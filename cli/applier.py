@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 
 import uvloop
 from aiohttp import web
@@ -55,8 +56,10 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
     return app
 
 
-async def serve(settings: settings_mod.Settings) -> None:
-    runner = web.AppRunner(make_app(settings), handle_signals=False, access_log=None)
+async def serve(settings: settings_mod.Settings) -> list[str]:
+    """Run until SIGINT or SIGTERM; what made the process stop itself, if anything (keys.FATAL)."""
+    app = make_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:
         if settings.http_port:
@@ -66,6 +69,7 @@ async def serve(settings: settings_mod.Settings) -> None:
         await signals.until_stopped()
     finally:
         await runner.cleanup()
+    return app.get(keys.FATAL, [])
 
 
 def run_applier(args: argparse.Namespace) -> int:
@@ -73,5 +77,8 @@ def run_applier(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(settings))
+        fatal = runner.run(serve(settings))
+    for message in fatal:
+        print(f"ledger applier: {message}", file=sys.stderr, flush=True)
+        return 1
     return 0

@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import gc
 import logging
+import sys
 
 import asyncpg
 import uvloop
 from aiohttp import web
 
 from api import app as app_mod
+from api import keys
 from cli import options
 from ledger import migrate, pgembed
 
@@ -42,6 +44,9 @@ def run_serve(args: argparse.Namespace) -> int:
     web.run_app(app, host=settings.http_host, port=settings.http_port,
                 print=lambda msg: print(msg.replace("Running on", "Deployment Ledger on"), flush=True),
                 access_log=None)
+    for message in app.get(keys.FATAL, []):
+        print(f"ledger serve: {message}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

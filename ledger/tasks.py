@@ -2,6 +2,9 @@
 counted, shown as restarting in the component registry (so /readyz names it) and restarted with
 capped exponential backoff; it is never silently lost. Cancelling it (at shutdown) stops it for good.
 
+A database outage is expected weather, not a bug: a task that stops because the database is
+unavailable is logged as one warning line (no traceback) but otherwise handled alike.
+
 A restarted task counts as up again only once it has run as long as it waited before the restart:
 a task that crashes at once, over and over, stays ``restarting`` with its last error instead of
 flickering up between attempts. The backoff starts over after a task has run longer than the cap.
@@ -14,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from ledger import components
+from ledger import components, dbfaults, errors
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,11 @@ async def supervise(name: str, factory: Callable[[], Awaitable[None]], registry:
                 raise
             except Exception as exc:
                 error = exc
-                log.exception("background task %s crashed; restarting in %.1fs", name, delay)
+                if isinstance(exc, errors.StoreUnavailable) or dbfaults.is_unavailable(exc):
+                    log.warning("background task %s lost the database (%s); restarting in %.1fs", name,
+                                components.error_text(exc), delay)
+                else:
+                    log.exception("background task %s crashed; restarting in %.1fs", name, delay)
             finally:
                 if settle is not None:
                     settle.cancel()
