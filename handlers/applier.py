@@ -247,9 +247,16 @@ class Applier:
             self._workers.pop(target, None)
 
     def _crashed(self, target: str, exc: Exception) -> None:
-        """A pass (or its timer) raised what nobody expected: keep the others going, retry this one."""
-        crashes = self._crashes[target] = self._crashes.get(target, 0) + 1
+        """A pass (or its timer) raised what nobody expected: keep the others going, retry this one.
+        (A database outage is expected: one warning line, and /readyz already names the database.)"""
+        crashes = self._crashes.get(target, 0) + 1
         wait = backoff.delay(crashes, base=self._settings.backoff_base, cap=self._settings.backoff_cap)
+        if tasks.lost_database(exc):
+            log.warning("applier pass for target %s lost the database (%s); retrying in %.1fs", target,
+                        components.error_text(exc), wait)
+            self._timer(target, asyncio.get_running_loop().time() + wait)
+            return
+        self._crashes[target] = crashes
         log.error("applier pass for target %s crashed (%d in a row); retrying in %.1fs", target, crashes,
                   wait, exc_info=exc)
         self.registry.count_restart(WORKER)

@@ -43,7 +43,10 @@ class Component:
 
 
 def error_text(exc: BaseException) -> str:
-    """One line naming an exception: its type and the first line of its message (never a traceback)."""
+    """One line naming an exception: its type and the first line of its message (never a traceback);
+    for a group (a TaskGroup's), its first error."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
     return "".join(traceback.format_exception_only(exc)).strip().splitlines()[0]
 
 

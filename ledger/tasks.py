@@ -5,9 +5,10 @@ capped exponential backoff; it is never silently lost. Cancelling it (at shutdow
 A database outage is expected weather, not a bug: a task that stops because the database is
 unavailable is logged as one warning line (no traceback) but otherwise handled alike.
 
-A restarted task counts as up again only once it has run as long as it waited before the restart:
-a task that crashes at once, over and over, stays ``restarting`` with its last error instead of
-flickering up between attempts. The backoff starts over after a task has run longer than the cap.
+A restarted task counts as up again only once it has run as long as it waited before the restart
+(at most ``SETTLE`` seconds): a task that crashes at once, over and over, stays ``restarting`` with
+its last error instead of flickering up between attempts. The backoff starts over after a task has
+run longer than the cap.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ log = logging.getLogger(__name__)
 
 FIRST_DELAY = 0.1
 MAX_DELAY = 10.0
+SETTLE = 2.0
+
+
+def lost_database(exc: BaseException) -> bool:
+    """The database went away (every error inside a TaskGroup's group, if it is one)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(lost_database(e) for e in exc.exceptions)
+    return isinstance(exc, errors.StoreUnavailable) or dbfaults.is_unavailable(exc)
 
 
 async def supervise(name: str, factory: Callable[[], Awaitable[None]], registry: components.Registry, *,
@@ -42,7 +51,7 @@ async def supervise(name: str, factory: Callable[[], Awaitable[None]], registry:
                 raise
             except Exception as exc:
                 error = exc
-                if isinstance(exc, errors.StoreUnavailable) or dbfaults.is_unavailable(exc):
+                if lost_database(exc):
                     log.warning("background task %s lost the database (%s); restarting in %.1fs", name,
                                 components.error_text(exc), delay)
                 else:
@@ -55,9 +64,11 @@ async def supervise(name: str, factory: Callable[[], Awaitable[None]], registry:
             registry.count_restart(name)
             registry.restarting(name, error)
             await asyncio.sleep(delay)
-            settle = loop.call_later(delay, registry.recovered, name)
+            settle = loop.call_later(min(delay, SETTLE), registry.recovered, name)
             delay = min(delay * 2, max_delay)
     finally:
+        if settle is not None:
+            settle.cancel()
         registry.forget(name)
 
 

@@ -64,7 +64,7 @@ async def _until_database_named(client) -> dict:
 
 @contextlib.contextmanager
 def stopped(server: pgembed.EmbeddedPostgres) -> Iterator[None]:
-    server.stop("immediate")
+    server.stop("fast")
     try:
         yield
     finally:
