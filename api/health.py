@@ -1,21 +1,24 @@
 """Liveness and readiness.
 
 ``/healthz``: the process serves HTTP. ``/readyz``: every component in the registry
-(ledger/components.py) is up — the database as its probe last found it (ledger/probe.py), the
-LISTEN connection, every supervised task, the projector (not stalled), the embedded PostgreSQL,
-the applier's targets — else 503 with Retry-After and, per component that is not up, what it is
-doing and why. It reads memory only, never the database, so it answers at once whatever the
-database does (a Kubernetes probe gives up after 1 s).
+(ledger/components.py) is up — every supervised task, the projector (not stalled), the embedded
+PostgreSQL, the applier's targets, the LISTEN connection — and the database answers its probe
+(ledger/probe.py: ``SELECT 1`` on a connection of its own, never the pool) within
+``PROBE_BUDGET``; else 503 with Retry-After and, per component that is not up, what it is doing
+and why. Whatever the database does (stopped, frozen), the answer comes within 1 s, a Kubernetes
+probe's default timeout.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
 from api import bodies, keys
 from ledger import probe
+
+PROBE_BUDGET: Final = 0.5
 
 routes = web.RouteTableDef()
 
@@ -25,12 +28,16 @@ async def healthz(_request: web.Request) -> web.Response:
     return bodies.json_response({"status": "ok"})
 
 
-def not_ready(app: web.Application) -> dict[str, dict[str, Any]]:
+async def not_ready(app: web.Application) -> dict[str, dict[str, Any]]:
     """Every component that is not up, by name, with what it is doing and why."""
-    registry = app[keys.COMPONENTS]
-    found = registry.not_ready()
-    if registry.get(probe.NAME) is None:
-        found[probe.NAME] = {"status": "down", "reason": "not probed yet"}
+    found = app[keys.COMPONENTS].not_ready()
+    database = app.get(keys.PROBE)
+    if database is not None:
+        why = await database.answer(PROBE_BUDGET)
+        if why is None:
+            found.pop(probe.NAME, None)
+        else:
+            found[probe.NAME] = {"status": "down", "reason": why}
     store = app.get(keys.STORE)
     if store is not None and not store.notifier.connected.is_set():
         found["notifier"] = {"status": "restarting", "reason": "the LISTEN connection is reconnecting"}
@@ -39,7 +46,7 @@ def not_ready(app: web.Application) -> dict[str, dict[str, Any]]:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    down = not_ready(request.app)
+    down = await not_ready(request.app)
     checks = {name: "ok" if name not in down else str(down[name].get("reason", down[name]["status"]))
               for name in (probe.NAME, "notifier")}
     body = {"status": "not ready" if down else "ready", "checks": checks, "not_ready": down}

@@ -47,7 +47,7 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
 
     async def readyz(request: web.Request) -> web.Response:
         status = request.app[keys.APPLIER].status()
-        down = health.not_ready(request.app)
+        down = await health.not_ready(request.app)
         ready = status["ready"] and not down
         return web.json_response({**status, "ready": ready, "not_ready": down}, status=200 if ready else 503)
 

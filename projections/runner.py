@@ -39,7 +39,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from ledger import components, dbfaults, errors
+from ledger import components, db, dbfaults, errors
 from ledger import store as store_mod
 from projections import fleet, progress, replay, snapshots, tables
 
@@ -96,7 +96,7 @@ class Projector:
         self.stalled_at: int | None = None
 
     async def _connect(self) -> asyncpg.Connection:
-        return await asyncpg.connect(self.dsn, timeout=self.connect_timeout, command_timeout=None)
+        return await db.connect(self.dsn, timeout=self.connect_timeout)
 
     async def run(self) -> None:
         """Forever (for the service): take the lock, resume, catch up, follow live appends; when an
