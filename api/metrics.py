@@ -97,7 +97,8 @@ class ComponentsCollector(Collector):
             yield gauge
             at = GaugeMetricFamily("ledger_projector_stalled_at", "Position of the event the projector cannot fold "
                                    "(0 when not stalled)")
-            at.add_metric([], float(projector.detail.get("position", 0)) if stalled else 0.0)
+            where = projector.detail.get("position", projector.detail.get("from_position", 0))
+            at.add_metric([], float(where) if stalled else 0.0)
             yield at
 
 

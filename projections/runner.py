@@ -111,9 +111,11 @@ class Projector:
                 if stall.first != self.stalled_at:
                     delay = STALL_FIRST_DELAY
                 self.stalled_at = stall.first
-                self.registry.stalled(NAME, stall.reason, position=stall.first,
-                                      checkpoint=stall.first - 1, cause=components.error_text(stall.cause))
                 pinned = stall.first == stall.last or self._careful_until >= stall.last
+                where = ({"position": stall.first} if pinned
+                         else {"from_position": stall.first, "to_position": stall.last})
+                self.registry.stalled(NAME, stall.reason, **where, checkpoint=stall.first - 1,
+                                      cause=components.error_text(stall.cause))
                 self._careful_until = max(self._careful_until, stall.last)
                 if not pinned:
                     log.error("projector stalled: %s; retrying one event per transaction to find which",
