@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -83,8 +85,11 @@ def postmaster(pgdata: Path) -> int:
 
 
 @pytest.fixture
-async def service(tmp_path) -> AsyncIterator[Service]:
-    running = Service(tmp_path / "ledger-data")
+async def service() -> AsyncIterator[Service]:
+    # Not under pytest's basetemp: a concurrent pytest run makes it private to root, and PostgreSQL
+    # runs as an unprivileged user when the tests run as root.
+    base = Path(tempfile.mkdtemp(prefix="ledger-test-serve-"))
+    running = Service(base / "ledger-data")
     pgdata = running.data_dir / "pg"
     try:
         await running.start()
@@ -94,6 +99,7 @@ async def service(tmp_path) -> AsyncIterator[Service]:
         for where in (pgdata, pgdata.with_name("pg-moved")):
             if (where / "PG_VERSION").exists():
                 await asyncio.to_thread(pgembed.EmbeddedPostgres(where).stop, "immediate")
+        shutil.rmtree(base, ignore_errors=True)
 
 
 async def test_a_killed_embedded_postgres_is_restarted_and_the_service_carries_on(service):
