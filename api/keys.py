@@ -11,6 +11,7 @@ from ledger import probe as probe_mod
 from ledger import settings as settings_mod
 from ledger import store as store_mod
 from projections import progress as progress_mod
+from projections import tokens as tokens_mod
 
 SETTINGS = web.AppKey("settings", settings_mod.Settings)
 DSN = web.AppKey("dsn", str)
@@ -21,3 +22,4 @@ APPLIER = web.AppKey("applier", applier_mod.Applier)
 COMPONENTS = web.AppKey("components", components_mod.Registry)
 PROBE = web.AppKey("probe", probe_mod.Probe)
 FATAL = web.AppKey("fatal", list[str])
+TOKENS = web.AppKey("tokens", tokens_mod.Table)

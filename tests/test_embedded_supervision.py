@@ -40,7 +40,8 @@ class Service:
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")},
+               "LEDGER_ADMIN_TOKEN": servers.ADMIN_TOKEN}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "serve", "--data-dir", str(self.data_dir),
              "--http-port", str(self.port), "--applier", "false", "--projector", "true"],
@@ -61,12 +62,14 @@ class Service:
             return resp.status, await resp.json()
 
     async def get(self, path: str) -> str:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, \
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10),
+                                         headers=servers.ADMIN_HEADERS) as session, \
                 session.get(self.url + path) as resp:
             return await resp.text()
 
     async def append(self) -> int:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, \
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10),
+                                         headers=servers.ADMIN_HEADERS) as session, \
                 session.post(self.url + "/v1/streams/deployment-web/events", json=BODY) as resp:
             return resp.status
 
