@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
 import asyncpg
@@ -76,3 +78,13 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:  # noqa: F
     conn = await asyncpg.connect(database_url)
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+def private_dir() -> Iterator[Path]:
+    """A directory for a ``ledger serve`` data directory, outside pytest's basetemp: a concurrent
+    pytest run makes /tmp/pytest-of-<user> private to its user, and the embedded PostgreSQL runs as
+    another user when the tests run as root."""
+    path = Path(tempfile.mkdtemp(prefix="ledger-test-serve-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -43,8 +43,8 @@ async def _serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
-async def test_embedded_postgres_keeps_data_and_stops_with_the_service(tmp_path, stop_signal):
-    data_dir = tmp_path / "ledger-data"
+async def test_embedded_postgres_keeps_data_and_stops_with_the_service(private_dir, stop_signal):
+    data_dir = private_dir / "ledger-data"
     proc, url = await _serve(data_dir)
     embedded = pgembed.EmbeddedPostgres(data_dir / "pg")
     try:
@@ -99,8 +99,9 @@ def test_settings_flags_override_environment():
     assert (loaded.http_port, loaded.db_timeout) == (9100, 1.5)
 
 
-async def test_first_start_issues_an_admin_token_to_a_private_file_and_no_secret_reaches_disk_or_log(tmp_path):
-    data_dir = tmp_path / "ledger-data"
+async def test_first_start_issues_an_admin_token_to_a_private_file_and_no_secret_reaches_disk_or_log(
+        private_dir):
+    data_dir = private_dir / "ledger-data"
     proc, url = await _serve(data_dir)
     embedded = pgembed.EmbeddedPostgres(data_dir / "pg")
     try:

@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -88,11 +86,8 @@ def postmaster(pgdata: Path) -> int:
 
 
 @pytest.fixture
-async def service() -> AsyncIterator[Service]:
-    # Not under pytest's basetemp: a concurrent pytest run makes it private to root, and PostgreSQL
-    # runs as an unprivileged user when the tests run as root.
-    base = Path(tempfile.mkdtemp(prefix="ledger-test-serve-"))
-    running = Service(base / "ledger-data")
+async def service(private_dir) -> AsyncIterator[Service]:
+    running = Service(private_dir / "ledger-data")
     pgdata = running.data_dir / "pg"
     try:
         await running.start()
@@ -102,7 +97,6 @@ async def service() -> AsyncIterator[Service]:
         for where in (pgdata, pgdata.with_name("pg-moved")):
             if (where / "PG_VERSION").exists():
                 await asyncio.to_thread(pgembed.EmbeddedPostgres(where).stop, "immediate")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 async def test_a_killed_embedded_postgres_is_restarted_and_the_service_carries_on(service):
