@@ -7,6 +7,7 @@ from aiohttp import web
 from api import locks as locks_mod
 from handlers import applier as applier_mod
 from ledger import components as components_mod
+from ledger import credfile
 from ledger import probe as probe_mod
 from ledger import settings as settings_mod
 from ledger import store as store_mod
@@ -23,3 +24,4 @@ COMPONENTS = web.AppKey("components", components_mod.Registry)
 PROBE = web.AppKey("probe", probe_mod.Probe)
 FATAL = web.AppKey("fatal", list[str])
 TOKENS = web.AppKey("tokens", tokens_mod.Table)
+CREDENTIALS = web.AppKey("credentials", credfile.Watched)

@@ -51,7 +51,8 @@ from handlers import (
     outcomes,
     tracking,
 )
-from ledger import components, events, records, store, tasks
+from ledger import components, credfile, events, records, store, tasks
+from ledger import credentials as credentials_mod
 from ledger import settings as settings_mod
 from projections import fleet
 
@@ -71,11 +72,13 @@ def worker_component(target: str) -> str:
 
 class Applier:
     def __init__(self, event_store: store.EventStore, dsn: str, settings: settings_mod.Settings,
-                 *, registry: components.Registry | None = None, cache_dir: Path | None = None) -> None:
+                 catalogue: credfile.Watched, *, registry: components.Registry | None = None,
+                 cache_dir: Path | None = None) -> None:
         self._store = event_store
         self.registry = registry or components.Registry()
         self._dsn = dsn
         self._settings = settings
+        self._catalogue = catalogue
         self._cache_dir = cache_dir or settings.data_dir.resolve() / "applier" / "discovery"
         self.ready = asyncio.Event()
         self._reset()
@@ -108,6 +111,7 @@ class Applier:
 
     async def run(self) -> None:
         self._reset()
+        self._catalogue.listen(self._credentials_changed)
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -128,6 +132,7 @@ class Applier:
                 raise asyncio.CancelledError from None
             raise
         finally:
+            self._catalogue.unlisten(self._credentials_changed)
             self.ready.clear()
             for _due, timer in self._timers.values():
                 timer.cancel()
@@ -169,6 +174,11 @@ class Applier:
             self._open_gates()
         if self._waiters:
             self._wake_waiters()
+
+    def _credentials_changed(self, old: credentials_mod.Catalogue, new: credentials_mod.Catalogue) -> None:
+        names = {n for n in set(old) | set(new) if old.get(n) != new.get(n)}
+        for target in tracking.credential_changed(self.state, names):
+            self._changed(target)
 
     # ------------------------------------------------------------------ claims
 
@@ -299,7 +309,8 @@ class Applier:
         try:
             async with self._slots:  # bounds the clusters talked to at once; recording is outside
                 started = loop.time()
-                client = await self._pool.get(target, credentials.access_of(self.state.fleet.targets[target]))
+                credential = credentials.credential_for(self.state.fleet.targets[target], self._catalogue.current())
+                client = await self._pool.get(target, credential)
                 scopes = self._scopes.get(self.state.fleet, work.deployment)
                 if work.revision:
                     manifests = fleet.manifests_at(self.state.fleet, work.deployment, work.revision)
