@@ -17,6 +17,7 @@ from api import keys
 from emulator import Emulator
 from ledger import events
 from ledger import settings as settings_mod
+from tests import credfiles
 from tests.applier_support import (
     append,
     client,  # noqa: F401 - fixture
@@ -46,12 +47,13 @@ async def _failed_rounds(db, target: str) -> int:
 
 
 async def test_reachable_targets_are_applied_through_backoff_rounds_of_unreachable_ones(
-        client, store, db, emu: Emulator, caplog):  # noqa: F811
+        client, store, db, emu: Emulator, caplog, tmp_path):  # noqa: F811
     assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+    credfiles.add(tmp_path, unreachable={"server": UNREACHABLE, "anonymous": True})
     # dead-1 and dead-2 are in both deployments (two retry timers per target), dead-3 in one.
     for name, labels in [("dead-1", {"web": "yes", "api": "yes"}), ("dead-2", {"web": "yes", "api": "yes"}),
                          ("dead-3", {"api": "yes"})]:
-        await append(store, events.TargetRegistered(target=name, labels=labels, server=UNREACHABLE))
+        await append(store, events.TargetRegistered(target=name, labels=labels, credentials="unreachable"))
     await register(store, emu, "eu-1", web="yes")
     await register(store, emu, "us-1", api="yes")
     await submit(store, "web", [namespace(), configmap("web")], "web=yes")
