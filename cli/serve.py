@@ -8,11 +8,13 @@ import gc
 import logging
 import socket
 import ssl
+import sys
 
 import uvloop
 from aiohttp import web
 
 from api import app as app_mod
+from api import keys
 from cli import database, listen, options, parsers
 from ledger import settings as settings_mod
 
@@ -65,15 +67,15 @@ def run_serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tls = tls_context(settings)
     sock = listen.bind(settings.http_host, settings.http_port)
-    run(app_mod.make_app(settings), settings, tls, sock=sock)
-    return 0
+    return run(app_mod.make_app(settings), settings, tls, sock=sock)
 
 
 def run(app: web.Application, settings: settings_mod.Settings, tls: ssl.SSLContext | None = None, *,
-        sock: socket.socket | None = None) -> None:
+        sock: socket.socket | None = None) -> int:
     """Serve ``app`` until SIGINT or SIGTERM, on the runtime every ``ledger serve`` uses (HTTPS when
-    ``tls`` is given). The port is bound before anything starts (cli/listen.py; ``sock``: already
-    bound), so a port in use stops it at once."""
+    ``tls`` is given); the exit code: 1 when the service stopped itself (``keys.FATAL`` says why).
+    The port is bound before anything starts (cli/listen.py; ``sock``: already bound), so a port in
+    use stops it at once."""
     if sock is None:
         sock = listen.bind(settings.http_host, settings.http_port)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
@@ -85,6 +87,10 @@ def run(app: web.Application, settings: settings_mod.Settings, tls: ssl.SSLConte
     web.run_app(app, sock=sock, ssl_context=tls,
                 print=lambda msg: print(msg.replace("Running on", "Deployment Ledger on"), flush=True),
                 access_log=None)
+    for message in app.get(keys.FATAL, []):
+        print(f"ledger serve: {message}", file=sys.stderr, flush=True)
+        return 1
+    return 0
 
 
 def run_migrate(args: argparse.Namespace) -> int:
