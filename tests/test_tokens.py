@@ -209,3 +209,13 @@ def test_a_token_event_applied_by_its_writer_never_hides_an_earlier_one_from_the
     with pytest.raises(tokens.Refused, match="revoked"):
         tokens.check(table, f"Bearer {first}", at.timestamp())
     assert tokens.check(table, f"Bearer {second}", at.timestamp()).name == "b"
+
+
+async def test_a_token_issued_by_another_process_can_be_revoked_at_once(aiohttp_client, settings):
+    first = await aiohttp_client(app_mod.make_app(settings))
+    second = await aiohttp_client(app_mod.make_app(settings))
+    ci = await issue(first, "ci", "viewer")
+    response = await second.delete("/v1/tokens/ci")  # before or after the second process has followed
+    assert response.status == 200, await response.text()
+    assert (await response.json())["state"] == "revoked"
+    await asyncio.wait_for(_until(second, ci, 401), 1.0)
