@@ -37,9 +37,17 @@ class Health(msgspec.Struct):
     status: str
 
 
+class NotReady(msgspec.Struct):
+    status: str
+    reason: str | None = None
+
+
 class Readiness(msgspec.Struct):
+    """``not_ready`` names every component that is not up, with what it is doing and why."""
+
     status: Literal["ready", "not ready"]
     checks: dict[str, str]
+    not_ready: dict[str, NotReady]
 
 
 class AppendResult(msgspec.Struct):
