@@ -87,7 +87,10 @@ def live(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         loop.run_until_complete(service.start())
         _seed(service.url)
         schema = schemathesis.openapi.from_url(service.url + "/openapi.json", headers=servers.ADMIN_HEADERS)
-        yield Live(service.url, schema, {})
+        found = Live(service.url, schema, {})
+        yield found
+        print(f"\nfuzz seed {SEED}: {len(OPERATIONS)} operations, {len(found.examples)} runs, "
+              f"{sum(found.examples.values())} examples with the admin token")
     finally:
         service.stop()
         loop.run_until_complete(database.__aexit__(None, None, None))
@@ -98,7 +101,7 @@ def _seed(url: str) -> None:
     """A target, a deployment with two revisions and a token, so reads also find something."""
     with requests.Session() as session:
         session.headers.update(servers.ADMIN_HEADERS)
-        calls = [
+        calls: list[tuple[str, str, dict[str, Any]]] = [
             ("PUT", "/v1/targets/eu-1", {"labels": {"region": "eu"}, "credentials": "local"}),
             ("POST", "/v1/deployments/web/revisions", {"manifests": manifests("1"), "selector": "region=eu"}),
             ("POST", "/v1/deployments/web/revisions", {"manifests": manifests("2")}),
