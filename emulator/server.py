@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
@@ -46,8 +46,10 @@ class Emulator:
         auto_create: bool = False,
         catalog: Catalog = DEFAULT_CATALOG,
         request_log_limit: int = 10_000,
+        cluster_settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.auto_create = auto_create
+        self.cluster_settings = dict(cluster_settings or {})
         self.catalog = catalog
         self.discovery = Discovery(catalog)
         self.request_log_limit = request_log_limit
@@ -68,6 +70,8 @@ class Emulator:
         if not _CLUSTER_NAME.match(name):
             raise ValueError(f"invalid cluster name {name!r}: use letters, digits, '-', '_' and '.'")
         cluster = Cluster(name, self.catalog, request_log_limit=self.request_log_limit)
+        if self.cluster_settings:
+            cluster.configure(self.cluster_settings)
         self._clusters[name] = cluster
         return cluster
 
@@ -182,9 +186,14 @@ async def serve(
     *,
     clusters: Iterable[str] = (),
     auto_create: bool = False,
+    cluster_settings: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Emulator]:
-    """Run an :class:`Emulator` for the duration of an ``async with`` block."""
-    emulator = Emulator(clusters, auto_create=auto_create)
+    """Run an :class:`Emulator` for the duration of an ``async with`` block.
+
+    ``cluster_settings`` are every new cluster's defaults (see :meth:`Cluster.settings`), e.g.
+    ``{"rollout_delay": 1.0}``.
+    """
+    emulator = Emulator(clusters, auto_create=auto_create, cluster_settings=cluster_settings)
     await emulator.start(host, port)
     try:
         yield emulator
