@@ -229,7 +229,9 @@ class Controllers:
 
     # ------------------------------------------------------------------ plans per kind
 
-    def _plan(self, rt: ResourceType, old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[tuple[float, Step]]:
+    def _plan(
+        self, rt: ResourceType, old: Mapping[str, Any] | None, new: Mapping[str, Any]
+    ) -> list[tuple[float, Step]]:
         delay = self.settings.rollout_delay
         previous: Status = dict(new.get("status") or {})
         match rt.kind:
@@ -269,16 +271,23 @@ class Controllers:
                 unavailableReplicas=replicas,
             )
             available = (
-                _condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+                _condition(
+                    "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."
+                )
                 if old >= replicas
                 else _condition(
-                    "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."
+                    "Available",
+                    "False",
+                    "MinimumReplicasUnavailable",
+                    "Deployment does not have minimum availability.",
                 )
             )
             status = _with_condition(status, available)
             return _with_condition(
                 status,
-                _condition("Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{replica_set}" is progressing.'),
+                _condition(
+                    "Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{replica_set}" is progressing.'
+                ),
             )
 
         def complete(live: dict[str, Any]) -> Status:
@@ -292,7 +301,9 @@ class Controllers:
             status.pop("unavailableReplicas", None)
             status = _with_condition(
                 status,
-                _condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."),
+                _condition(
+                    "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."
+                ),
             )
             return _with_condition(
                 status,
@@ -377,7 +388,9 @@ class Controllers:
                 "desiredNumberScheduled": nodes,
                 "currentNumberScheduled": nodes,
                 "numberMisscheduled": 0,
-                "updatedNumberScheduled": 0 if created or not on_delete else _count(previous, "updatedNumberScheduled", 0),
+                "updatedNumberScheduled": 0
+                if created or not on_delete
+                else _count(previous, "updatedNumberScheduled", 0),
                 "numberReady": ready_before,
                 "numberAvailable": ready_before,
                 "numberUnavailable": nodes - ready_before,
@@ -406,9 +419,13 @@ class Controllers:
             status = dict(live.get("status") or {})
             if _get(live, "spec.suspend") is True:
                 status.pop("active", None)
-                return _with_condition(status, _condition("Suspended", "True", "JobSuspended", "Job suspended"))
+                return _with_condition(
+                    status, _condition("Suspended", "True", "JobSuspended", "Job suspended")
+                )
             if any(c.get("type") == "Suspended" for c in status.get("conditions") or ()):
-                status = _with_condition(status, _condition("Suspended", "False", "JobResumed", "Job resumed"))
+                status = _with_condition(
+                    status, _condition("Suspended", "False", "JobResumed", "Job resumed")
+                )
             status.setdefault("startTime", now())
             return {**status, "active": parallelism, "ready": 0}
 
@@ -418,11 +435,15 @@ class Controllers:
             if crashloops(_get(live, "spec.template.spec")):
                 message = "Job has reached the specified backoff limit"
                 status = {**status, "failed": backoff + 1, "ready": 0}
-                status = _with_condition(status, _condition("FailureTarget", "True", "BackoffLimitExceeded", message))
+                status = _with_condition(
+                    status, _condition("FailureTarget", "True", "BackoffLimitExceeded", message)
+                )
                 return _with_condition(status, _condition("Failed", "True", "BackoffLimitExceeded", message))
             message = "Reached expected number of succeeded pods"
             status = {**status, "succeeded": completions, "ready": 0, "completionTime": now()}
-            status = _with_condition(status, _condition("SuccessCriteriaMet", "True", "CompletionsReached", message))
+            status = _with_condition(
+                status, _condition("SuccessCriteriaMet", "True", "CompletionsReached", message)
+            )
             return _with_condition(status, _condition("Complete", "True", "CompletionsReached", message))
 
         if _get(obj, "spec.suspend") is True:
@@ -444,17 +465,30 @@ class Controllers:
             statuses = []
             for container in containers:
                 state: dict[str, Any] = (
-                    {"waiting": {"reason": "CrashLoopBackOff", "message": f"back-off restarting failed container {container.get('name')}"}}
+                    {
+                        "waiting": {
+                            "reason": "CrashLoopBackOff",
+                            "message": f"back-off restarting failed container {container.get('name')}",
+                        }
+                    }
                     if failing
                     else {"running": {"startedAt": now()}}
                 )
                 statuses.append(
-                    {"name": container.get("name"), "image": container.get("image"), "ready": not failing,
-                     "restartCount": 5 if failing else 0, "started": not failing, "state": state}
+                    {
+                        "name": container.get("name"),
+                        "image": container.get("image"),
+                        "ready": not failing,
+                        "restartCount": 5 if failing else 0,
+                        "started": not failing,
+                        "state": state,
+                    }
                 )
             ready = "False" if failing else "True"
             status = {**status, "phase": "Running", "containerStatuses": statuses}
-            return _with_condition(status, _condition("Ready", ready, "" if ready == "True" else "ContainersNotReady", ""))
+            return _with_condition(
+                status, _condition("Ready", ready, "" if ready == "True" else "ContainersNotReady", "")
+            )
 
         return [(delay, run)]
 
@@ -471,4 +505,7 @@ def _bind_claim(live: dict[str, Any]) -> Status:
 
 def _load_balance(live: dict[str, Any]) -> Status:
     address = int(_hash(_get(live, "metadata.uid")), 16) % 250 + 1
-    return {**(live.get("status") or {}), "loadBalancer": {"ingress": [{"ip": f"192.0.2.{address}", "ipMode": "VIP"}]}}
+    return {
+        **(live.get("status") or {}),
+        "loadBalancer": {"ingress": [{"ip": f"192.0.2.{address}", "ipMode": "VIP"}]},
+    }

@@ -161,9 +161,11 @@ class Emulator:
         return self._base_url
 
     async def stop(self) -> None:
-        """Stop serving; delayed requests in flight are dropped. State is kept."""
+        """Stop serving; delayed requests in flight and open watches are dropped. State is kept."""
         if self._stopping is not None:
             self._stopping.set()
+        for cluster in self._clusters.values():
+            cluster.drop_watches()  # open watch streams end at once instead of holding up shutdown
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

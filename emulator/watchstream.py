@@ -73,7 +73,9 @@ def open_watch(
     if target.what == routing.ITEM:  # the deprecated watch on one object: a name field selector
         by_name = f"metadata.name={target.name}"
         field_selector = f"{field_selector},{by_name}" if field_selector else by_name
-    watcher = watches.Watcher(rt, target.namespace, make_filter(query.get("labelSelector"), field_selector, rt))
+    watcher = watches.Watcher(
+        rt, target.namespace, make_filter(query.get("labelSelector"), field_selector, rt)
+    )
     text = query.get("resourceVersion") or "0"
     try:
         since = int(text)
@@ -133,7 +135,11 @@ async def serve(
                 break
             if now >= next_bookmark:
                 if watcher.queue.empty():
-                    mark = {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": {"resourceVersion": cluster.resource_version}}
+                    mark = {
+                        "kind": rt.kind,
+                        "apiVersion": rt.api_version,
+                        "metadata": {"resourceVersion": cluster.resource_version},
+                    }
                     await response.write(_line("BOOKMARK", mark))
                 next_bookmark = loop.time() + cluster.bookmark_interval
                 continue
