@@ -18,10 +18,9 @@ import string
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from emulator import controllers, validation, watches
+from emulator import clock, controllers, ownership, validation, watches
 from emulator.catalog import DEFAULT_CATALOG, NAMESPACE, Catalog, ResourceType
 from emulator.codec import clone, clone_dict
 from emulator.faults import Fault, FaultSet
@@ -74,8 +73,7 @@ _cluster_ips = itertools.count(1)
 Predicate = Callable[[Mapping[str, Any]], bool]
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+now_rfc3339 = clock.now_rfc3339
 
 
 @dataclass(slots=True)
@@ -180,14 +178,36 @@ class Cluster:
         return stored.obj if stored else None
 
     def set_status(self, rt: ResourceType, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self._update(
-            rt,
-            namespace or None,
-            name,
-            lambda old: {**old, "status": status},
-            manager=controllers.MANAGER,
-            status_only=True,
+        """A controller's status write: like PUT .../status, without re-validating the object.
+
+        Only the status subtree is compared and re-owned, so the cost of the controllers stays
+        proportional to what they write (the fan-out benchmark rolls out to 1,000 clusters).
+        """
+        key = self._key(rt, namespace or None, name)
+        stored = self._store[rt].get(key)
+        if stored is None:
+            return
+        old = stored.obj
+        if old.get("status") == status:
+            return
+        managers, touched = ownership.record_status_update(
+            stored.managers,
+            old.get("status") or {},
+            status,
+            controllers.MANAGER,
+            api_version=rt.api_version,
+            now=now_rfc3339(),
         )
+        self._rv += 1
+        kept = {
+            (m["manager"], m["operation"], m.get("subresource", "")): m
+            for m in old["metadata"].get("managedFields") or ()
+        }
+        managed = [kept[k] if k in kept and k not in touched else e.managed_field() for k, e in managers.items()]
+        meta = {**old["metadata"], "resourceVersion": str(self._rv), "managedFields": managed}
+        new = {**old, "metadata": meta, "status": status}
+        self._store[rt][key] = StoredObject(new, managers)
+        self.hub.publish(watches.Change(self._rv, watches.MODIFIED, rt, new, old))
 
     # ------------------------------------------------------------------ reads
 

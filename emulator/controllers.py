@@ -37,13 +37,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import msgspec
+
+from emulator import clock
 from emulator.catalog import ResourceType
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,7 @@ class Host(Protocol):
     def set_status(self, rt: ResourceType, namespace: str, name: str, status: Status) -> None: ...
 
 
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+now = clock.now_rfc3339
 
 
 def _get(obj: Mapping[str, Any], path: str, default: Any = None) -> Any:
@@ -123,7 +123,7 @@ def crashloops(pod_spec: Any) -> bool:
 
 
 def _hash(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return hashlib.sha256(msgspec.json.encode(value, order="sorted")).hexdigest()[:10]
 
 
 def _condition(kind: str, status: str, reason: str, message: str) -> dict[str, str]:
