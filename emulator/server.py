@@ -76,7 +76,12 @@ class Emulator:
         return cluster
 
     def remove_cluster(self, name: str) -> bool:
-        return self._clusters.pop(name, None) is not None
+        cluster = self._clusters.pop(name, None)
+        if cluster is None:
+            return False
+        cluster.controllers.cancel_all()
+        cluster.drop_watches()
+        return True
 
     def cluster(self, name: str) -> Cluster:
         """The cluster called ``name``; KeyError if there is none."""

@@ -559,3 +559,28 @@ async def test_dropping_watches_and_a_cluster_going_down_cut_open_streams(
         await asyncio.wait_for(reader, 10)
         assert len(cluster.hub) == 0
         cluster.down = False
+
+
+async def test_deleting_a_namespace_tells_watchers_about_everything_in_it(kube: Kube) -> None:
+    since = (await kube.core.list_config_map_for_all_namespaces()).metadata.resource_version
+    await kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}})
+    await kube.apply({**configmap("inside"), "metadata": {"name": "inside", "namespace": "doomed"}})
+    await kube.core.delete_namespace("doomed")
+    events = []
+    async for event in watch.Watch().stream(
+        kube.core.list_config_map_for_all_namespaces, resource_version=since, timeout_seconds=1
+    ):
+        events.append((event["type"], event["object"].metadata.namespace, event["object"].metadata.name))
+    assert events == [("ADDED", "doomed", "inside"), ("DELETED", "doomed", "inside")]
+
+
+async def test_removing_a_cluster_cancels_its_pending_rollouts(
+    emu: Emulator, kube: Kube, http: aiohttp.ClientSession
+) -> None:
+    await configure(http, emu, rollout_delay=3600)
+    await kube.apply(deployment("web"))
+    cluster = emu.cluster("a")
+    assert cluster.controllers.pending() == 1
+    async with http.delete(f"{emu.base_url}/_emulator/clusters/a") as resp:
+        assert resp.status == 200
+    assert cluster.controllers.pending() == 0
