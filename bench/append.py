@@ -244,7 +244,8 @@ def main() -> None:
     cpu_ratios = [a / b for a, b in zip(paired("auth", "cpu_us"), paired("open", "cpu_us"), strict=True)]
     lines += ["", f"Access control: {args.pairs} pairs of {args.pair_seconds} s measurements (order alternating, "
               f"1 s warm-up each); median of the per-pair rate ratios {median(pair_ratios):.3f}, i.e. "
-              f"authentication costs {(1 - median(pair_ratios)) * 100:.1f}% of the throughput (limit 5%). "
+              f"authentication costs {(1 - median(pair_ratios)) * 100:.1f}% of the throughput (limit 5%; below "
+              f"zero is the machine's drift). "
               f"The service's CPU per request (what a single-event append is bound by; less sensitive to "
               f"the machine's other load than rates): {median(paired('auth', 'cpu_us')):.0f} µs with, "
               f"{median(paired('open', 'cpu_us')):.0f} µs without; median per-pair ratio "
