@@ -47,6 +47,9 @@ NO_DATABASE: Final = {
                 "during an outage is when they matter most",
     "/v1/tokens": "the token table every request is authenticated against is in memory",
     "/v1/tokens/{name}": "the token table every request is authenticated against is in memory",
+    "/openapi.json": "generated from the application's routes and Structs, in memory",
+    "/api": "the reference page, shipped in the package",
+    "/api/assets/{asset}": "the reference page's script and style sheet, shipped in the package",
 }
 # Readiness reports the outage rather than failing on it: 503 with its checks (not problem+json),
 # and within 1 s whatever the database does, since a Kubernetes probe times out at 1 s by default.
@@ -57,7 +60,7 @@ DEPLOYMENT: Final = "web"
 TARGET: Final = "edge-1"
 CONFIG_MAP: Final = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web", "namespace": "default"},
                      "data": {"a": "1"}}
-PARAMS: Final = {"stream": f"deployment-{DEPLOYMENT}", "number": "1"}
+PARAMS: Final = {"stream": f"deployment-{DEPLOYMENT}", "number": "1", "asset": "reference.js"}
 # Bodies valid enough to get past validation to the database; keyed by (method, route).
 BODIES: Final[dict[tuple[str, str], Any]] = {
     ("POST", "/v1/streams/{stream}/events"): {
