@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -10,6 +10,9 @@ from aiohttp import web
 from api import problems
 
 T = TypeVar("T")
+# What the columns behind query integers hold: positions are bigint, versions and revisions int.
+BIGINT_MAX: Final = 2**63 - 1
+INT_MAX: Final = 2**31 - 1
 
 
 def _is_json(content_type: str) -> bool:
@@ -41,7 +44,7 @@ def decode(body: bytes, kind: type[T]) -> T:
 
 
 def query_int(request: web.Request, name: str, default: int, *, low: int = 0,
-              high: int | None = None) -> int:
+              high: int = BIGINT_MAX) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -49,9 +52,8 @@ def query_int(request: web.Request, name: str, default: int, *, low: int = 0,
         value = int(raw)
     except ValueError as exc:
         raise problems.invalid(name, f"expected an integer, got {raw!r}") from exc
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise problems.invalid(name, f"must be {bound}, got {value}")
+    if value < low or value > high:
+        raise problems.invalid(name, f"must be between {low} and {high}, got {value}")
     return value
 
 

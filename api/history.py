@@ -47,7 +47,7 @@ async def _revision(request: web.Request, name: str, number: int) -> fleet.Revis
 @routes.get("/v1/deployments/{name}/revisions")
 async def list_revisions(request: web.Request) -> web.Response:
     name = reads.name_param(request, "deployment name")
-    from_revision = bodies.query_int(request, "from_revision", 1, low=1)
+    from_revision = bodies.query_int(request, "from_revision", 1, low=1, high=bodies.INT_MAX)
     limit = bodies.query_int(request, "limit", 100, low=1, high=1000)
     await reads.wait_for_position(request)
     async with reads.connection(request) as conn:
@@ -64,6 +64,8 @@ async def get_revision(request: web.Request) -> web.Response:
         number = int(request.match_info["number"])
     except ValueError as exc:
         raise problems.invalid("revision", f"expected a revision number, got {request.match_info['number']!r}") from exc
+    if not 1 <= number <= bodies.INT_MAX:
+        raise problems.invalid("revision", f"must be between 1 and {bodies.INT_MAX}, got {number}")
     await reads.wait_for_position(request)
     found = await _revision(request, name, number)
     manifests = queries.manifests(found)
@@ -80,8 +82,8 @@ async def diff(request: web.Request) -> web.Response:
         current = await queries.deployment(conn, name)
     if current is None:
         raise problems.Problem(404, "Not found", f"deployment {name} has no revisions (or none projected yet)")
-    to = bodies.query_int(request, "to", current["current_revision"], low=1)
-    start = bodies.query_int(request, "from", max(to - 1, 1), low=1)
+    to = bodies.query_int(request, "to", current["current_revision"], low=1, high=bodies.INT_MAX)
+    start = bodies.query_int(request, "from", max(to - 1, 1), low=1, high=bodies.INT_MAX)
     old = await _revision(request, name, start)
     new = await _revision(request, name, to)
     text = diffs.unified_diff(queries.manifests(old), queries.manifests(new),

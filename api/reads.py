@@ -26,6 +26,12 @@ async def wait_for_position(request: web.Request) -> None:
     if wanted == 0:
         return
     tracker = request.app[keys.PROGRESS]
+    if tracker.position < wanted:
+        head = (await request.app[keys.STORE].head())[0]
+        if wanted > head:
+            # No write has answered with it: waiting could only end in 504.
+            raise problems.invalid("min_position", f"{wanted} is beyond the head of the log ({head}); pass "
+                                                   "a position a write answered with, or head")
     timeout = request.app[keys.SETTINGS].read_wait_timeout
     if not await tracker.reached(wanted, timeout):
         raise problems.Problem(

@@ -184,7 +184,7 @@ async def append(request: web.Request) -> web.Response:
 @routes.get("/v1/streams/{stream}")
 async def read_stream(request: web.Request) -> web.Response:
     stream = stream_param(request)
-    from_version = bodies.query_int(request, "from_version", 1, low=1)
+    from_version = bodies.query_int(request, "from_version", 1, low=1, high=bodies.INT_MAX)
     limit = bodies.query_int(request, "limit", 100, low=1, high=1000)
     page = await request.app[keys.STORE].read_stream(stream, from_version, limit)
     following = page[-1].version + 1 if len(page) == limit else None
