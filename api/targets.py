@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from api import bodies, problems, reads, streams, submission
+from api import bodies, envelope, problems, reads, submission
 from ledger import streams as stream_names
 from projections import commands, loading, queries, selectors
 
@@ -27,11 +27,11 @@ class TargetBody(msgspec.Struct, forbid_unknown_fields=True):
     credentials_ref: str | None = None
     ca_ref: str | None = None
     insecure: bool = False
-    expected_version: streams.ExpectedVersion | None = None
+    expected_version: envelope.ExpectedVersion | None = None
 
 
 class RetireBody(msgspec.Struct, forbid_unknown_fields=True):
-    expected_version: streams.ExpectedVersion | None = None
+    expected_version: envelope.ExpectedVersion | None = None
 
 
 def _answer(name: str, written: submission.Written, status: int) -> web.Response:

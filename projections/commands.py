@@ -9,6 +9,9 @@ Decisions:
   exactly its current settings is a no-op, not a new version.
 - Revisions are numbered by the server: one more than the highest revision the stream has ever had,
   so numbers are never reused, not even after removal (a new revision revives a removed deployment).
+  Numbers stop at ``events.INT32_MAX``, the read models' column type.
+- A revision's manifests are validated here (``projections.manifests``), so every path that submits
+  one (the command, the generic append through ``projections.rules``) checks them alike.
 - The first revision must name a selector (``""`` targets every cluster, as in Kubernetes); later
   ones keep the current selector unless they name another.
 - A rollback restores the manifests and the selector of ``to_revision``; its matched targets are
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger import events
-from projections import fleet, selectors
+from projections import fleet, manifests, selectors
 
 
 class DomainError(Exception):
@@ -132,7 +135,11 @@ def _matched(targets: Mapping[str, fleet.Target], selector: selectors.Selector) 
 
 
 def next_revision(deployment: fleet.Deployment | None) -> int:
-    return max(deployment.revisions, default=0) + 1 if deployment is not None else 1
+    number = max(deployment.revisions, default=0) + 1 if deployment is not None else 1
+    if number > events.INT32_MAX:
+        name = deployment.name if deployment is not None else "?"
+        raise Conflict(f"deployment {name} has used every revision number up to {events.INT32_MAX}")
+    return number
 
 
 def submit_revision(deployment: fleet.Deployment | None, command: SubmitRevision,
@@ -145,10 +152,11 @@ def submit_revision(deployment: fleet.Deployment | None, command: SubmitRevision
                           'name a selector ("" targets every cluster)', field="selector")
         text = deployment.selector
     selector = selectors.parse(text)
+    checked = manifests.validate(command.manifests)
     return events.RevisionSubmitted(
         deployment=command.deployment,
         revision=next_revision(deployment),
-        manifests=command.manifests,
+        manifests=checked,
         selector=str(selector),
         message=command.message,
         matched_targets=_matched(targets, selector),
