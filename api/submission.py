@@ -188,7 +188,7 @@ async def _lookup(request: web.Request, plan_: Plan) -> Recorded | None:
     if not wanted:
         return None
     store = request.app[keys.STORE]
-    found = await loading.by_ids(store.pool, wanted, timeout=request.app[keys.SETTINGS].db_timeout)
+    found = await loading.by_ids(store.connection, wanted, timeout=request.app[keys.SETTINGS].db_timeout)
     return _earlier(plan_, found) if found else None
 
 
@@ -206,7 +206,7 @@ async def _decide_and_append(request: web.Request, plan_: Plan, decide: DecideAl
     timeout = request.app[keys.SETTINGS].db_timeout
     stream, expected = plan_.stream, plan_.expected
     for attempt in range(ATTEMPTS):
-        state = await loading.stream_state(store.pool, stream, timeout=timeout)
+        state = await loading.stream_state(store.connection, stream, timeout=timeout)
         _check(stream, expected, state.version)
         decided = await decide(state)
         if not decided:

@@ -47,7 +47,9 @@ async def test_embedded_postgres_keeps_data_and_stops_with_the_service(tmp_path,
     proc, url = await _serve(data_dir)
     embedded = pgembed.EmbeddedPostgres(data_dir / "pg")
     try:
-        body = {"events": [{"type": "DeploymentPaused", "data": {"deployment": "web"}}]}
+        body = {"events": [{"type": "RevisionSubmitted", "data": {
+            "deployment": "web", "revision": 1, "selector": "",
+            "manifests": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"}}]}}]}
         async with aiohttp.ClientSession() as session:
             async with session.post(url + "/v1/streams/deployment-web/events", json=body) as resp:
                 assert resp.status == 201
