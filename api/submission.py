@@ -101,7 +101,8 @@ class Plan:
 
 def problem_for(exc: Exception, prefix: str = "") -> problems.Problem:
     """The problem+json for a refused decision or invalid input; ``prefix`` goes before the field."""
-    field = f"{prefix}{exc.field}" if getattr(exc, "field", None) else (prefix.rstrip(".") or None)
+    named: str | None = getattr(exc, "field", None)
+    field = f"{prefix}{named}" if named else (prefix.rstrip(".") or None)
     match exc:
         case commands.NotFound():
             return problems.Problem(404, "Not found", exc.message, field=field)
