@@ -80,13 +80,13 @@ def validate_event(stream: str, index: int, submitted: SubmittedEvent) -> tuple[
 def _decider(request: web.Request, stream: str,
              submitted: list[tuple[events.AnyEvent, frozenset[str]]]) -> submission.DecideAll:
     """Decides each event on the state the ones before it leave (folded into the loaded state)."""
-    connect = request.app[keys.STORE].connection
+    store = request.app[keys.STORE]
     timeout = request.app[keys.SETTINGS].db_timeout
 
     async def decide(state: loading.StreamState) -> Sequence[events.Event]:
         targets: dict[str, fleet.Target] = {}
         if any(type(event) in rules.NEEDS_TARGETS for event, _ in submitted):
-            targets = await loading.targets(connect, timeout=timeout)
+            targets = await loading.targets(store, timeout=timeout)
         now = dt.datetime.now(dt.UTC)
         decided: list[events.Event] = []
         for i, (event, present) in enumerate(submitted):

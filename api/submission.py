@@ -24,6 +24,10 @@ Decisions:
   ones leave, and stored together or not at all.
 - **Domain errors**: not found 404, conflict 409, invalid input 422 naming the field (and the
   selector position or manifest index).
+- **A deadline of ``db_timeout``** covers what comes before the append: the idempotency lookup,
+  the turn at the stream's lock and loading the state, so writes queued on one stream behind a
+  frozen database answer 503 together instead of one timeout after another. The append itself is
+  never cancelled halfway; it has the writer's own timeouts.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from typing import Any, Final, TypeVar
 from aiohttp import web
 
 from api import bodies, envelope, idempotency, keys, problems
-from ledger import errors, events, ids, records
+from ledger import db, errors, events, ids, records
 from projections import commands, loading, manifests, selectors
 
 ATTEMPTS: Final = 20
@@ -189,27 +193,35 @@ async def _lookup(request: web.Request, plan_: Plan) -> Recorded | None:
     if not wanted:
         return None
     store = request.app[keys.STORE]
-    found = await loading.by_ids(store.connection, wanted, timeout=request.app[keys.SETTINGS].db_timeout)
+    found = await loading.by_ids(store, wanted, timeout=request.app[keys.SETTINGS].db_timeout)
     return _earlier(plan_, found) if found else None
 
 
 async def write(request: web.Request, plan_: Plan, decide: DecideAll) -> Recorded:
     """Decide ``plan_``'s events and append them, or answer a retry; see the module docstring."""
-    async with request.app[keys.STREAM_LOCKS](plan_.stream):
-        earlier = await _lookup(request, plan_)
+    deadline = asyncio.get_running_loop().time() + request.app[keys.SETTINGS].db_timeout
+    lock = request.app[keys.STREAM_LOCKS](plan_.stream)
+    async with db.deadline(deadline):
+        await lock.acquire()
+    try:
+        async with db.deadline(deadline):
+            earlier = await _lookup(request, plan_)
         if earlier is not None:
             return earlier
-        return await _decide_and_append(request, plan_, decide)
+        return await _decide_and_append(request, plan_, decide, deadline)
+    finally:
+        lock.release()
 
 
-async def _decide_and_append(request: web.Request, plan_: Plan, decide: DecideAll) -> Recorded:
+async def _decide_and_append(request: web.Request, plan_: Plan, decide: DecideAll, deadline: float) -> Recorded:
     store = request.app[keys.STORE]
     timeout = request.app[keys.SETTINGS].db_timeout
     stream, expected = plan_.stream, plan_.expected
     for attempt in range(ATTEMPTS):
-        state = await loading.stream_state(store.connection, stream, timeout=timeout)
-        _check(stream, expected, state.version)
-        decided = await decide(state)
+        async with db.deadline(deadline):
+            state = await loading.stream_state(store, stream, timeout=timeout)
+            _check(stream, expected, state.version)
+            decided = await decide(state)
         if not decided:
             return Recorded(stream, (), (), (state.position,), state.version, state.version)
         fresh = ids.generate(len(decided))

@@ -5,22 +5,16 @@ writes to is folded from the events table (manifests elided server-side, since n
 them and a long history would otherwise be read in full), and the targets used to resolve
 ``matched_targets`` come from the targets read model plus the target events after its checkpoint,
 both read in one snapshot of the database.
-
-Connections come from the caller's ``connect`` (the store's ``EventStore.connection``), so an
-unreachable database is the store's ``StoreUnavailable`` here as everywhere.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 from uuid import UUID
 
-import asyncpg
-
+from ledger import store as store_mod
 from projections import fleet, tables
 
 _STREAM: Final = """
@@ -34,9 +28,6 @@ _TARGET_TAIL: Final = """
 SELECT position, stream, version, type, data::text, metadata::text, recorded_at
 FROM events WHERE category = 'target' AND position > $1 ORDER BY position
 """
-
-
-Connect = Callable[[], contextlib.AbstractAsyncContextManager[asyncpg.Connection]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +52,8 @@ class StreamState:
     position: int
 
 
-async def stream_state(connect: Connect, stream: str, *, timeout: float | None = None) -> StreamState:
-    async with connect() as conn:
+async def stream_state(store: store_mod.EventStore, stream: str, *, timeout: float | None = None) -> StreamState:
+    async with store.connection(timeout) as conn:
         rows = await conn.fetch(_STREAM, stream, timeout=timeout)
     state = fleet.empty()
     for row in rows:
@@ -70,18 +61,19 @@ async def stream_state(connect: Connect, stream: str, *, timeout: float | None =
     return StreamState(state, rows[-1][2] if rows else 0, rows[-1][0] if rows else 0)
 
 
-async def by_ids(connect: Connect, event_ids: list[UUID], *, timeout: float | None = None) -> dict[UUID, Stored]:
+async def by_ids(store: store_mod.EventStore, event_ids: list[UUID], *,
+                 timeout: float | None = None) -> dict[UUID, Stored]:
     """The events stored under any of ``event_ids``, by id (missing ids are left out)."""
-    async with connect() as conn:
+    async with store.connection(timeout) as conn:
         rows = await conn.fetch(
             "SELECT id, position, stream, version, type, data::text, metadata::text, recorded_at"
             " FROM events WHERE id = ANY($1::uuid[])", event_ids, timeout=timeout)
     return {row[0]: Stored(*row[1:]) for row in rows}
 
 
-async def targets(connect: Connect, *, timeout: float | None = None) -> dict[str, fleet.Target]:
+async def targets(store: store_mod.EventStore, *, timeout: float | None = None) -> dict[str, fleet.Target]:
     """Every target (retired included) as of now: the read model, caught up from the log."""
-    async with connect() as conn:
+    async with store.connection(timeout) as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             checkpoint = await tables.checkpoint(conn)
             state = fleet.empty()
