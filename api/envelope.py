@@ -10,7 +10,7 @@ from typing import Any, Literal
 import msgspec
 from aiohttp import web
 
-from api import idempotency, problems
+from api import auth, problems
 from ledger import events, records
 
 ExpectedVersion = int | Literal["any", "no_stream", "exists"]
@@ -42,13 +42,16 @@ def expected_version(request: web.Request, body_value: ExpectedVersion | None,
 
 def metadata_for(request: web.Request, submitted: dict[str, Any], index: int,
                  cache: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Submitted metadata with actor, request id and client filled in from the request."""
+    """Submitted metadata with actor (the token's name, api/auth.py), on_behalf_of (``X-Actor``),
+    request id and client filled in from the request. A submitted actor other than the token's is
+    refused: the audit trail's actor is never a client's claim."""
     if not submitted:
         # The usual case, without a Struct round trip: what the request says, None left out.
         if cache is not None and "default" in cache:
             return cache["default"]
         filled_in = {
-            "actor": idempotency.actor(request),
+            "actor": auth.actor(request),
+            "on_behalf_of": auth.on_behalf_of(request),
             "request_id": request.headers.get("X-Request-Id"),
             "client": request.headers.get("User-Agent"),
         }
@@ -60,9 +63,15 @@ def metadata_for(request: web.Request, submitted: dict[str, Any], index: int,
         meta = events.metadata_from(submitted)
     except msgspec.ValidationError as exc:
         raise problems.from_validation(exc, f"$.events[{index}].metadata") from exc
+    actor = auth.actor(request)
+    if meta.actor is not None and meta.actor != actor:
+        raise problems.invalid(f"$.events[{index}].metadata.actor",
+                               f"the actor is the token's name ({actor!r}); say who you act for with "
+                               "on_behalf_of or X-Actor")
     filled = msgspec.structs.replace(
         meta,
-        actor=meta.actor or idempotency.actor(request),
+        actor=actor,
+        on_behalf_of=meta.on_behalf_of or auth.on_behalf_of(request),
         request_id=meta.request_id or request.headers.get("X-Request-Id"),
         client=meta.client or request.headers.get("User-Agent"),
     )

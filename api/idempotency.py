@@ -28,7 +28,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from api import problems
+from api import auth, problems
 
 NAMESPACE: Final = uuid.UUID("6f1c1d2e-3b7a-5c55-9a51-6c6564676572")
 HEADER: Final = "Idempotency-Key"
@@ -37,9 +37,8 @@ _JSON: Final = ("application/json",)
 
 
 def actor(request: web.Request) -> str | None:
-    """Who the request acts for, as recorded in metadata and as idempotency keys are scoped."""
-    found: str | None = request.headers.get("X-Actor") or request.get("actor")
-    return found
+    """Who a key belongs to: the actor recorded in metadata, the name of the request's token."""
+    return auth.actor(request)
 
 
 def key(request: web.Request) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from api import bodies, envelope, keys, problems, submission, wire
+from api import auth, bodies, envelope, keys, problems, submission, wire
 from ledger import events, streams
 from projections import commands, fleet, loading, rules, selectors
 
@@ -82,10 +82,12 @@ def _decider(request: web.Request, stream: str,
     """Decides each event on the state the ones before it leave (folded into the loaded state)."""
     store = request.app[keys.STORE]
     timeout = request.app[keys.SETTINGS].db_timeout
+    scope = auth.principal(request).scope
+    needs = rules.NEEDS_TARGETS | (rules.NEEDS_TARGETS_WHEN_SCOPED if scope.targets else frozenset())
 
     async def decide(state: loading.StreamState) -> Sequence[events.Event]:
         targets: dict[str, fleet.Target] = {}
-        if any(type(event) in rules.NEEDS_TARGETS for event, _ in submitted):
+        if any(type(event) in needs for event, _ in submitted):
             targets = await loading.targets(store, timeout=timeout)
         now = dt.datetime.now(dt.UTC)
         decided: list[events.Event] = []
@@ -93,7 +95,7 @@ def _decider(request: web.Request, stream: str,
             if i and i % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a long request lets the rest of the process run
             try:
-                one = rules.decide(state.state, event, present, targets)
+                one = rules.decide(state.state, event, present, targets, scope)
             except (commands.DomainError, selectors.InvalidInput) as exc:
                 raise submission.problem_for(exc, f"$.events[{i}].") from exc
             fleet.apply(state.state, one, fleet.Meta(state.position + i + 1, stream, state.version + i + 1, now))

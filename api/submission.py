@@ -114,6 +114,8 @@ def problem_for(exc: Exception, prefix: str = "") -> problems.Problem:
             return problems.Problem(409, "Conflict", exc.message, field=field)
         case commands.Invalid():
             return problems.invalid(field or "body", exc.message)
+        case commands.OutOfScope():
+            return problems.Problem(403, "Forbidden", exc.message, field=field, missing="scope")
         case selectors.SelectorError():
             detail = f"{field}: {exc.message} at position {exc.position}"
             return problems.Problem(422, "Invalid request", detail, field=field, position=exc.position,

@@ -20,7 +20,8 @@ if one is ever needed, belongs in :func:`decode`, the one place every reader pas
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Union
+import datetime as dt
+from typing import Annotated, Any, Final, Literal, Union
 
 import msgspec
 
@@ -54,6 +55,9 @@ class Metadata(Base, frozen=True):
     causation_id: str | None = None
     request_id: str | None = None
     client: str | None = None
+    # Who the actor says it acts for (``X-Actor``, e.g. the person behind a CI bot): a claim, never
+    # the actor, which is the name of the token that authenticated the request.
+    on_behalf_of: str | None = None
     # SHA-256 of the request that recorded the event (api/idempotency.py), kept when it carried an
     # Idempotency-Key or event ids, so a retry can be told from a reuse of the key for another request.
     request_hash: str | None = None
@@ -87,6 +91,21 @@ class TargetRetired(Event, frozen=True):
     target: str
 
 
+Role = Literal["viewer", "deployer", "approver", "admin"]
+ROLES: Final[tuple[Role, ...]] = ("viewer", "deployer", "approver", "admin")
+
+
+class Scope(Base, frozen=True):
+    """Where a token may act: targets its selector matches, deployments one of its globs matches.
+
+    Empty means unlimited. A revision submitted under a scope records it, and the targets it reaches
+    are those both its selector and ``targets`` match, whatever labels change later.
+    """
+
+    targets: str = ""
+    deployments: list[str] = []
+
+
 class RevisionSubmitted(Event, frozen=True):
     deployment: str
     revision: REVISION
@@ -94,6 +113,7 @@ class RevisionSubmitted(Event, frozen=True):
     selector: str = ""
     message: str = ""
     matched_targets: list[str] = []
+    scope: Scope = Scope()
 
 
 class RolledBack(Event, frozen=True):
@@ -102,6 +122,7 @@ class RolledBack(Event, frozen=True):
     to_revision: REVISION
     message: str = ""
     matched_targets: list[str] = []
+    scope: Scope = Scope()
 
 
 class DeploymentPaused(Event, frozen=True):
@@ -140,6 +161,24 @@ class ApplyFailed(Event, frozen=True):
     retry_in_ms: int | None = None
 
 
+class TokenIssued(Event, frozen=True):
+    """An access token came into being. Never the secret: ``secret_sha256`` is the SHA-256 of a
+    256-bit random secret (see docs/security.md for why it may be public), ``fingerprint`` its
+    first characters, to tell tokens apart in listings."""
+
+    name: str
+    role: Role
+    secret_sha256: str
+    fingerprint: str
+    scope: Scope = Scope()
+    expires_at: dt.datetime | None = None
+
+
+class TokenRevoked(Event, frozen=True):
+    name: str
+    reason: str = ""
+
+
 AnyEvent = Union[  # noqa: UP007 - the union is also used at runtime
     TargetRegistered,
     TargetUpdated,
@@ -151,6 +190,8 @@ AnyEvent = Union[  # noqa: UP007 - the union is also used at runtime
     DeploymentRemoved,
     ApplySucceeded,
     ApplyFailed,
+    TokenIssued,
+    TokenRevoked,
 ]
 
 TYPES: Final[dict[str, type[Event]]] = {cls.__name__: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]
@@ -172,6 +213,8 @@ CATEGORY: Final[dict[str, tuple[str, str]]] = {
     "DeploymentRemoved": ("deployment", "deployment"),
     "ApplySucceeded": ("rollout", "deployment"),
     "ApplyFailed": ("rollout", "deployment"),
+    "TokenIssued": ("token", "name"),
+    "TokenRevoked": ("token", "name"),
 }
 
 _encoder: Final = msgspec.json.Encoder()

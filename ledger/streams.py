@@ -18,7 +18,8 @@ Writer = Literal["clients", "ledger"]
 WRITERS: Final[dict[str, Writer]] = {
     "target": "clients",
     "deployment": "clients",
-    "rollout": "ledger",
+    "rollout": "ledger",  # the applier's outcomes
+    "token": "ledger",  # written through /v1/tokens (api/tokens.py), never appended by a client
 }
 CATEGORIES: Final = frozenset(WRITERS)
 _ID: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")

@@ -10,8 +10,8 @@ a pause or a retirement needs.
 
 Decisions:
 
-- **Server-computed fields** (``SERVER_FIELDS``: revision numbers, ``matched_targets``) are the
-  server's. A client may leave ``matched_targets`` out; ``revision`` is required by the catalogue, so
+- **Server-computed fields** (``SERVER_FIELDS``: revision numbers, ``matched_targets``, the
+  ``scope`` of the token that sends it) are the server's. A client may leave ``matched_targets`` out; ``revision`` is required by the catalogue, so
   the client states the number it expects, as an optimistic check. Either, when supplied and
   different from the decision, is refused (:class:`Mismatch`, 422) naming the field.
 - **The type is part of the claim.** ``TargetRegistered`` for a registered target is a conflict and
@@ -32,11 +32,14 @@ from ledger import events
 from projections import commands, fleet, selectors
 
 SERVER_FIELDS: Final[dict[type[events.Event], tuple[str, ...]]] = {
-    events.RevisionSubmitted: ("revision", "matched_targets"),
-    events.RolledBack: ("revision", "matched_targets"),
+    events.RevisionSubmitted: ("revision", "matched_targets", "scope"),
+    events.RolledBack: ("revision", "matched_targets", "scope"),
 }
 # Types whose decision resolves matched targets (the caller loads the fleet's targets for them).
 NEEDS_TARGETS: Final = frozenset(SERVER_FIELDS)
+# ... and those that need them only to keep a scoped token inside its scope.
+NEEDS_TARGETS_WHEN_SCOPED: Final = frozenset(
+    {events.DeploymentPaused, events.DeploymentResumed, events.DeploymentRemoved})
 
 
 class Mismatch(commands.Invalid):
@@ -48,7 +51,7 @@ def _data(field: str | None) -> str | None:
 
 
 def _register(state: fleet.Fleet, event: events.TargetRegistered | events.TargetUpdated,
-              _targets: Mapping[str, fleet.Target]) -> events.AnyEvent:
+              _targets: Mapping[str, fleet.Target], _scope: events.Scope) -> events.AnyEvent:
     current = state.targets.get(event.target)
     decided = commands.register_target(current, commands.RegisterTarget(
         event.target, dict(event.labels), event.server, event.context, event.credentials_ref,
@@ -65,66 +68,63 @@ def _register(state: fleet.Fleet, event: events.TargetRegistered | events.Target
     return decided
 
 
-def _retire(state: fleet.Fleet, event: events.TargetRetired, _targets: Mapping[str, fleet.Target]) -> events.AnyEvent:
+def _retire(state: fleet.Fleet, event: events.TargetRetired, _targets: Mapping[str, fleet.Target],
+            _scope: events.Scope) -> events.AnyEvent:
     return commands.retire_target(event.target, state.targets.get(event.target))
 
 
-def _submit(state: fleet.Fleet, event: events.RevisionSubmitted, targets: Mapping[str, fleet.Target],
-            present: Set[str]) -> events.AnyEvent:
-    return commands.submit_revision(state.deployments.get(event.deployment), commands.SubmitRevision(
-        event.deployment, event.manifests, event.selector if "selector" in present else None, event.message),
-        targets)
-
-
-def _roll_back(state: fleet.Fleet, event: events.RolledBack, targets: Mapping[str, fleet.Target]) -> events.AnyEvent:
+def _roll_back(state: fleet.Fleet, event: events.RolledBack, targets: Mapping[str, fleet.Target],
+               scope: events.Scope) -> events.AnyEvent:
     return commands.roll_back(state.deployments.get(event.deployment),
-                              commands.RollBack(event.deployment, event.to_revision, event.message), targets)
+                              commands.RollBack(event.deployment, event.to_revision, event.message, scope), targets)
 
 
-def _pause(state: fleet.Fleet, event: events.DeploymentPaused, _targets: Mapping[str, fleet.Target]) -> events.AnyEvent:
-    return commands.pause(event.deployment, state.deployments.get(event.deployment), event.reason)
+def _lifecycle(command: Callable[[str, fleet.Deployment | None, str], events.AnyEvent]) -> _Rule:
+    """Pause, resume, remove: the deployment's current state, kept within the sender's scope."""
+
+    def rule(state: fleet.Fleet, event: Any, targets: Mapping[str, fleet.Target],
+             scope: events.Scope) -> events.AnyEvent:
+        deployment = state.deployments.get(event.deployment)
+        commands.within_scope(event.deployment, deployment, scope, targets)
+        return command(event.deployment, deployment, event.reason)
+
+    return rule
 
 
-def _resume(state: fleet.Fleet, event: events.DeploymentResumed,
-            _targets: Mapping[str, fleet.Target]) -> events.AnyEvent:
-    return commands.resume(event.deployment, state.deployments.get(event.deployment), event.reason)
-
-
-def _remove(state: fleet.Fleet, event: events.DeploymentRemoved,
-            _targets: Mapping[str, fleet.Target]) -> events.AnyEvent:
-    return commands.remove(event.deployment, state.deployments.get(event.deployment), event.reason)
-
-
-_Rule = Callable[[fleet.Fleet, Any, Mapping[str, fleet.Target]], events.AnyEvent]
+_Rule = Callable[[fleet.Fleet, Any, Mapping[str, fleet.Target], events.Scope], events.AnyEvent]
 # The client-writable types and the command each stands for; a type missing here is not a client's.
 RULES: Final[dict[type[events.Event], _Rule]] = {
     events.TargetRegistered: _register,
     events.TargetUpdated: _register,
     events.TargetRetired: _retire,
     events.RolledBack: _roll_back,
-    events.DeploymentPaused: _pause,
-    events.DeploymentResumed: _resume,
-    events.DeploymentRemoved: _remove,
+    events.DeploymentPaused: _lifecycle(commands.pause),
+    events.DeploymentResumed: _lifecycle(commands.resume),
+    events.DeploymentRemoved: _lifecycle(commands.remove),
 }
 
 
 def decide(state: fleet.Fleet, submitted: events.AnyEvent, present: Set[str],
-           targets: Mapping[str, fleet.Target]) -> events.AnyEvent:
+           targets: Mapping[str, fleet.Target], scope: events.Scope) -> events.AnyEvent:
     """The event to store for ``submitted`` on ``state``, or a ``commands.DomainError`` /
     ``selectors.InvalidInput`` naming the field relative to the submitted event.
 
     ``present`` holds the data fields the client actually sent; ``targets`` (the fleet's, retired
-    included) resolve matched targets for the types in ``NEEDS_TARGETS``.
+    included) resolve matched targets for the types in ``NEEDS_TARGETS``; ``scope`` is the sending
+    token's, as the commands get it.
     """
+    decided: events.AnyEvent
     try:
         if isinstance(submitted, events.RevisionSubmitted):
-            decided = _submit(state, submitted, targets, present)
+            decided = commands.submit_revision(state.deployments.get(submitted.deployment), commands.SubmitRevision(
+                submitted.deployment, submitted.manifests,
+                submitted.selector if "selector" in present else None, submitted.message, scope), targets)
         else:
             rule = RULES.get(type(submitted))
             if rule is None:
                 raise commands.Invalid(f"{events.type_name(submitted)} is recorded by the ledger itself, "
                                        "never submitted", field="type")
-            decided = rule(state, submitted, targets)
+            decided = rule(state, submitted, targets, scope)
     except commands.DomainError as exc:
         if exc.field != "type":
             exc.field = _data(exc.field)

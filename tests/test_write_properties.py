@@ -35,7 +35,7 @@ from handlers import checkpoint, objects, outcomes, tracking
 from ledger import events, records
 from ledger import settings as settings_mod
 from projections import fleet, replay
-from tests import pgfixtures
+from tests import pgfixtures, servers
 from tests.test_projector import read_models, replayed
 
 TARGETS = ("t0", "t1", "t2")
@@ -188,8 +188,10 @@ async def check(admin_url: str, history: list[tuple[Any, ...]]) -> None:
     try:
         with tempfile.TemporaryDirectory() as data_dir:
             configured = settings_mod.Settings(database_url=dsn, data_dir=Path(data_dir), http_port=0, db_timeout=5.0,
-                                               applier=False, projector=True, read_wait_timeout=20.0)
-            async with TestClient(TestServer(app_mod.make_app(configured))) as client:
+                                               applier=False, projector=True, read_wait_timeout=20.0,
+                                               admin_token=servers.ADMIN_TOKEN)
+            server = TestServer(app_mod.make_app(configured))
+            async with TestClient(server, headers=servers.ADMIN_HEADERS) as client:
                 for op in history:
                     status = await perform(client, op)
                     assert status < 500, op

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests import tokens_support
 from tests.fleetdata import manifest
 
 PROBLEM = "application/problem+json"
@@ -143,6 +144,8 @@ async def test_a_generic_append_is_decided_event_after_event_and_stored_whole_or
 async def test_ledger_written_streams_refuse_client_appends(client, db):
     forged = {"type": "ApplySucceeded", "data": {"deployment": "web", "revision": 1, "target": "eu-1"}}
     await refused(await post(client, "rollout-web", forged), 403, "stream")
+    token = {"type": "TokenRevoked", "data": {"name": "admin"}}
+    await refused(await post(client, "token-admin", token), 403, "stream")
     await refused(await post(client, "deployment-web", forged), 422, "$.events[0].type")
     await refused(await post(client, "widget-web", forged), 422, "stream")
     assert await count(db) == 0
@@ -183,10 +186,11 @@ async def test_idempotency_key_reused_for_another_body_is_422_on_every_write(cli
 async def test_idempotency_key_is_scoped_to_its_actor(client, db):
     await register(client, "eu-1", region="eu")
     body = {"manifests": [manifest()], "selector": ""}
+    as_alice, as_bob = await tokens_support.issue(client, "alice"), await tokens_support.issue(client, "bob")
     alice = await client.post("/v1/deployments/web/revisions", json=body,
-                              headers={"Idempotency-Key": "k", "X-Actor": "alice"})
+                              headers={"Idempotency-Key": "k", **as_alice})
     bob = await client.post("/v1/deployments/web/revisions", json=body,
-                            headers={"Idempotency-Key": "k", "X-Actor": "bob"})
+                            headers={"Idempotency-Key": "k", **as_bob})
     assert (alice.status, bob.status) == (201, 201)
     assert "Idempotent-Replayed" not in bob.headers
     assert ((await alice.json())["revision"], (await bob.json())["revision"]) == (1, 2)
@@ -198,8 +202,9 @@ async def test_idempotency_key_is_scoped_to_its_actor(client, db):
 async def test_client_event_id_reused_by_another_actor_is_a_conflict(client, db):
     event = {"id": "0192f0c4-0000-7000-8000-000000000001", "type": "TargetRegistered",
              "data": {"target": "eu-1", "server": SERVER}}
-    assert (await post(client, "target-eu-1", event, headers={"X-Actor": "alice"})).status == 201
-    again = await post(client, "target-eu-1", event, headers={"X-Actor": "alice"})
+    other_admin = await tokens_support.issue(client, "root-2", role="admin")
+    assert (await post(client, "target-eu-1", event)).status == 201
+    again = await post(client, "target-eu-1", event)
     assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
-    await refused(await post(client, "target-eu-1", event, headers={"X-Actor": "bob"}), 409, "id")
-    assert await count(db) == 1
+    await refused(await post(client, "target-eu-1", event, headers=other_admin), 409, "id")
+    assert await db.fetchval("SELECT count(*) FROM events WHERE stream = 'target-eu-1'") == 1
