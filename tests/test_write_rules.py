@@ -61,6 +61,7 @@ async def register(client, name: str, **labels: str) -> None:
      '$.events[0].data.manifests[0].metadata.labels.app'),
     (without(revision(), "selector"), "$.events[0].data.selector"),
     (revision(matched_targets=["eu-1", "us-1"]), "$.events[0].data.matched_targets"),
+    (revision(scope={"targets": "region=eu"}), "$.events[0].data.scope"),
     ({"type": "RolledBack", "data": {"deployment": "web", "revision": 1, "to_revision": 1}}, "$.events[0]"),
     ({"type": "DeploymentPaused", "data": {"deployment": "web"}}, "$.events[0]"),
 ])
