@@ -82,20 +82,24 @@ def _decider(request: web.Request, stream: str,
     """Decides each event on the state the ones before it leave (folded into the loaded state)."""
     store = request.app[keys.STORE]
     timeout = request.app[keys.SETTINGS].db_timeout
-    scope = auth.principal(request).scope
+    principal = request.get(auth.PRINCIPAL)  # none without access control (bench/open_service.py)
+    scope = principal.scope if principal is not None else events.Scope()
     needs = rules.NEEDS_TARGETS | (rules.NEEDS_TARGETS_WHEN_SCOPED if scope.targets else frozenset())
+
+    catalogue = request.app[keys.CREDENTIALS].current()
 
     async def decide(state: loading.StreamState) -> Sequence[events.Event]:
         targets: dict[str, fleet.Target] = {}
         if any(type(event) in needs for event, _ in submitted):
             targets = await loading.targets(store, timeout=timeout)
+        ctx = rules.Context(targets, scope, catalogue)
         now = dt.datetime.now(dt.UTC)
         decided: list[events.Event] = []
         for i, (event, present) in enumerate(submitted):
             if i and i % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # a long request lets the rest of the process run
             try:
-                one = rules.decide(state.state, event, present, targets, scope)
+                one = rules.decide(state.state, event, present, ctx)
             except (commands.DomainError, selectors.InvalidInput) as exc:
                 raise submission.problem_for(exc, f"$.events[{i}].") from exc
             fleet.apply(state.state, one, fleet.Meta(state.position + i + 1, stream, state.version + i + 1, now))

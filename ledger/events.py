@@ -25,7 +25,7 @@ from typing import Annotated, Any, Final, Literal, Union
 
 import msgspec
 
-from ledger import errors
+from ledger import access, errors
 
 INT32_MAX: Final = 2**31 - 1
 # A revision number as the read models store it (integer columns); 0 is the applier's "pruned".
@@ -67,16 +67,12 @@ class Event(Base, frozen=True, tag_field="type", tag=True):
     """Base of every event type; the class name is the ``type`` tag."""
 
 
-class TargetSpec(Event, frozen=True):
-    """What registering and updating a target both say (not an event type of its own)."""
+class TargetSpec(Event, access.Access, frozen=True, kw_only=True):
+    """What registering and updating a target both say (not an event type of its own): its name,
+    its labels and how it is reached (the access fields, defined once in ledger.access)."""
 
     target: str
     labels: dict[str, str] = {}
-    server: str | None = None
-    context: str | None = None
-    credentials_ref: str | None = None
-    ca_ref: str | None = None
-    insecure: bool = False
 
 
 class TargetRegistered(TargetSpec, frozen=True):

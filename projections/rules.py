@@ -26,9 +26,10 @@ Decisions:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Set
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ledger import events
+from ledger import access, credentials, events
 from projections import commands, fleet, selectors
 
 SERVER_FIELDS: Final[dict[type[events.Event], tuple[str, ...]]] = {
@@ -46,16 +47,24 @@ class Mismatch(commands.Invalid):
     """A server-computed field that the client supplied with another value."""
 
 
+@dataclass(frozen=True)
+class Context:
+    """What the commands get from the request besides the stream's state."""
+
+    targets: Mapping[str, fleet.Target] = field(default_factory=dict)  # for the types that need them
+    scope: events.Scope = field(default_factory=events.Scope)  # the sending token's
+    catalogue: credentials.Catalogue = field(default_factory=dict)  # the operator's credentials, now
+
+
 def _data(field: str | None) -> str | None:
     return None if field is None else f"data.{field}"
 
 
 def _register(state: fleet.Fleet, event: events.TargetRegistered | events.TargetUpdated,
-              _targets: Mapping[str, fleet.Target], _scope: events.Scope) -> events.AnyEvent:
+              ctx: Context) -> events.AnyEvent:
     current = state.targets.get(event.target)
-    decided = commands.register_target(current, commands.RegisterTarget(
-        event.target, dict(event.labels), event.server, event.context, event.credentials_ref,
-        event.ca_ref, event.insecure))
+    decided = commands.register_target(
+        current, commands.RegisterTarget(event.target, dict(event.labels), access.of(event)), ctx.catalogue)
     if decided is None:
         raise commands.Conflict(f"target {event.target} already has exactly these settings; "
                                 "an update must change something", field="type")
@@ -68,30 +77,33 @@ def _register(state: fleet.Fleet, event: events.TargetRegistered | events.Target
     return decided
 
 
-def _retire(state: fleet.Fleet, event: events.TargetRetired, _targets: Mapping[str, fleet.Target],
-            _scope: events.Scope) -> events.AnyEvent:
+def _retire(state: fleet.Fleet, event: events.TargetRetired, _ctx: Context) -> events.AnyEvent:
     return commands.retire_target(event.target, state.targets.get(event.target))
 
 
-def _roll_back(state: fleet.Fleet, event: events.RolledBack, targets: Mapping[str, fleet.Target],
-               scope: events.Scope) -> events.AnyEvent:
-    return commands.roll_back(state.deployments.get(event.deployment),
-                              commands.RollBack(event.deployment, event.to_revision, event.message, scope), targets)
+def _submit(state: fleet.Fleet, event: events.RevisionSubmitted, ctx: Context, present: Set[str]) -> events.AnyEvent:
+    selector = event.selector if "selector" in present else None
+    return commands.submit_revision(state.deployments.get(event.deployment), commands.SubmitRevision(
+        event.deployment, event.manifests, selector, event.message, ctx.scope), ctx.targets)
+
+
+def _roll_back(state: fleet.Fleet, event: events.RolledBack, ctx: Context) -> events.AnyEvent:
+    return commands.roll_back(state.deployments.get(event.deployment), commands.RollBack(
+        event.deployment, event.to_revision, event.message, ctx.scope), ctx.targets)
 
 
 def _lifecycle(command: Callable[[str, fleet.Deployment | None, str], events.AnyEvent]) -> _Rule:
     """Pause, resume, remove: the deployment's current state, kept within the sender's scope."""
 
-    def rule(state: fleet.Fleet, event: Any, targets: Mapping[str, fleet.Target],
-             scope: events.Scope) -> events.AnyEvent:
+    def rule(state: fleet.Fleet, event: Any, ctx: Context) -> events.AnyEvent:
         deployment = state.deployments.get(event.deployment)
-        commands.within_scope(event.deployment, deployment, scope, targets)
+        commands.within_scope(event.deployment, deployment, ctx.scope, ctx.targets)
         return command(event.deployment, deployment, event.reason)
 
     return rule
 
 
-_Rule = Callable[[fleet.Fleet, Any, Mapping[str, fleet.Target], events.Scope], events.AnyEvent]
+_Rule = Callable[[fleet.Fleet, Any, Context], events.AnyEvent]
 # The client-writable types and the command each stands for; a type missing here is not a client's.
 RULES: Final[dict[type[events.Event], _Rule]] = {
     events.TargetRegistered: _register,
@@ -104,27 +116,24 @@ RULES: Final[dict[type[events.Event], _Rule]] = {
 }
 
 
-def decide(state: fleet.Fleet, submitted: events.AnyEvent, present: Set[str],
-           targets: Mapping[str, fleet.Target], scope: events.Scope) -> events.AnyEvent:
+def decide(state: fleet.Fleet, submitted: events.AnyEvent, present: Set[str], ctx: Context) -> events.AnyEvent:
     """The event to store for ``submitted`` on ``state``, or a ``commands.DomainError`` /
     ``selectors.InvalidInput`` naming the field relative to the submitted event.
 
-    ``present`` holds the data fields the client actually sent; ``targets`` (the fleet's, retired
-    included) resolve matched targets for the types in ``NEEDS_TARGETS``; ``scope`` is the sending
-    token's, as the commands get it.
+    ``present`` holds the data fields the client actually sent; ``ctx.targets`` (the fleet's, retired
+    included) must be loaded for the types in ``NEEDS_TARGETS`` (and, for a scoped sender,
+    ``NEEDS_TARGETS_WHEN_SCOPED``).
     """
     decided: events.AnyEvent
     try:
         if isinstance(submitted, events.RevisionSubmitted):
-            decided = commands.submit_revision(state.deployments.get(submitted.deployment), commands.SubmitRevision(
-                submitted.deployment, submitted.manifests,
-                submitted.selector if "selector" in present else None, submitted.message, scope), targets)
+            decided = _submit(state, submitted, ctx, present)
         else:
             rule = RULES.get(type(submitted))
             if rule is None:
                 raise commands.Invalid(f"{events.type_name(submitted)} is recorded by the ledger itself, "
                                        "never submitted", field="type")
-            decided = rule(state, submitted, targets, scope)
+            decided = rule(state, submitted, ctx)
     except commands.DomainError as exc:
         if exc.field != "type":
             exc.field = _data(exc.field)

@@ -15,14 +15,19 @@ import pytest
 
 from api import app as app_mod
 from ledger import settings as settings_mod
-from tests import chain, pgfixtures, servers
+from tests import chain, credfiles, pgfixtures, servers
 
 
 def registration(event_id: uuid.UUID) -> tuple[str, dict]:
     """A target registration on a stream of its own (always allowed), and that stream."""
     name = f"t{event_id.hex[:16]}"
     return f"target-{name}", {"events": [{"id": str(event_id), "type": "TargetRegistered",
-                                          "data": {"target": name, "server": "https://127.0.0.1:6443"}}]}
+                                          "data": {"target": name, "credentials": "cluster"}}]}
+
+
+def cluster_credential(directory: Path) -> Path:
+    """A credentials file with the one (anonymous) credential every registration here names."""
+    return credfiles.write(directory, {"cluster": {"server": "https://127.0.0.1:6443", "anonymous": True}})
 
 
 async def _writer(session, url, i, acked, stop):
@@ -40,7 +45,9 @@ async def _writer(session, url, i, acked, stop):
 
 
 async def test_sigkill_during_32_concurrent_appends_loses_no_acknowledged_event(database_url, tmp_path, db):
-    service = servers.ServiceProcess(database_url, tmp_path, LEDGER_APPLIER="false", LEDGER_PROJECTOR="false")
+    credentials = str(cluster_credential(tmp_path / "etc"))
+    service = servers.ServiceProcess(database_url, tmp_path, LEDGER_APPLIER="false", LEDGER_PROJECTOR="false",
+                                     LEDGER_CREDENTIALS=credentials)
     await service.start()
     acked: dict[uuid.UUID, int] = {}
     stop = asyncio.Event()
@@ -54,7 +61,7 @@ async def test_sigkill_during_32_concurrent_appends_loses_no_acknowledged_event(
             await asyncio.wait_for(asyncio.gather(*writers), 30)
         assert len(acked) >= 400
         restarted = servers.ServiceProcess(database_url, tmp_path, LEDGER_APPLIER="false",
-                                           LEDGER_PROJECTOR="false")
+                                           LEDGER_PROJECTOR="false", LEDGER_CREDENTIALS=credentials)
         await restarted.start()
         try:
             rows = await db.fetch("SELECT id, position FROM events WHERE id = ANY($1::uuid[])", list(acked))
@@ -88,7 +95,7 @@ async def private_pg():
 async def test_postgres_outage_is_503_then_recovers(aiohttp_client, private_pg, tmp_path):
     settings = settings_mod.Settings(database_url=private_pg.url(), data_dir=tmp_path / "d", db_timeout=2.0,
                                      projector=False, applier=False, retry_after=3,
-                                     admin_token=servers.ADMIN_TOKEN)
+                                     admin_token=servers.ADMIN_TOKEN, credentials=cluster_credential(tmp_path / "etc"))
     client = await aiohttp_client(app_mod.make_app(settings))
     stream, body = registration(uuid.uuid4())
     assert (await client.post(f"/v1/streams/{stream}/events", json=body)).status == 201

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from ledger import errors, records
-from tests import chain
+from tests import chain, credfiles
 from tests.fleetdata import manifest
 
 PROBLEM = "application/problem+json"
@@ -16,12 +16,17 @@ PROBLEM = "application/problem+json"
 
 def target_event(name: str = "eu-1", **extra):
     return {"type": "TargetRegistered",
-            "data": {"target": name, "labels": {"region": "eu"}, "server": "https://127.0.0.1:6443", **extra}}
+            "data": {"target": name, "labels": {"region": "eu"}, "credentials": "cluster", **extra}}
 
 
 def update_event(name: str = "eu-1", region: str = "us"):
-    return {"type": "TargetUpdated",
-            "data": {"target": name, "labels": {"region": region}, "server": "https://127.0.0.1:6443"}}
+    return {"type": "TargetUpdated", "data": {"target": name, "labels": {"region": region}, "credentials": "cluster"}}
+
+
+@pytest.fixture(autouse=True)
+def cluster_credential(settings):
+    """The credential every target here names (the rules refuse a target without one)."""
+    credfiles.add_anonymous(settings, "cluster")
 
 
 async def post(client, stream, body, **kw):

@@ -35,12 +35,15 @@ from handlers import checkpoint, objects, outcomes, tracking
 from ledger import events, records
 from ledger import settings as settings_mod
 from projections import fleet, replay
-from tests import pgfixtures, servers
+from tests import credfiles, pgfixtures, servers
 from tests.test_projector import read_models, replayed
 
 TARGETS = ("t0", "t1", "t2")
 DEPLOYMENTS = ("web", "api")
 SERVER = "https://127.0.0.1:6443"
+CREDENTIAL = "cluster"  # anonymous, in the run's credentials file; nothing connects to it
+credential_names = st.sampled_from([CREDENTIAL, CREDENTIAL, "nope", ""])
+servers_named = st.sampled_from([None, SERVER, "ftp://x", "https://169.254.169.254"])
 
 hostile_text = st.sampled_from(["", "a\u0007b", "x" * 900_000, "(((!!!", "é", "a b", "-a", "a" * 64])
 label_values = st.one_of(st.sampled_from(["eu", "us", "prod", ""]), hostile_text)
@@ -63,10 +66,10 @@ manifest_lists = st.one_of(
 )
 
 ops = st.one_of(
-    st.tuples(st.just("put_target"), st.sampled_from(TARGETS), labels, st.sampled_from([SERVER, "ftp://x", ""])),
+    st.tuples(st.just("put_target"), st.sampled_from(TARGETS), labels, credential_names, servers_named),
     st.tuples(st.just("retire"), st.sampled_from(TARGETS), st.booleans()),
     st.tuples(st.just("generic_target"), st.sampled_from(TARGETS),
-              st.sampled_from(["TargetRegistered", "TargetUpdated"]), labels),
+              st.sampled_from(["TargetRegistered", "TargetUpdated"]), labels, credential_names, servers_named),
     st.tuples(st.just("submit"), st.sampled_from(DEPLOYMENTS), selectors, manifest_lists),
     st.tuples(st.just("generic_submit"), st.sampled_from(DEPLOYMENTS), numbers, selectors, manifest_lists,
               st.sampled_from([None, [], ["t0"], ["t0", "t1", "t2"]])),
@@ -83,9 +86,19 @@ ops = st.one_of(
 
 @st.composite
 def histories(draw: st.DrawFn) -> list[tuple[Any, ...]]:
-    prelude: list[tuple[Any, ...]] = [("put_target", name, {"region": "eu"}, SERVER) for name in TARGETS[:2]]
+    prelude: list[tuple[Any, ...]] = [("put_target", name, {"region": "eu"}, CREDENTIAL, None)
+                                      for name in TARGETS[:2]]
     prelude.append(("submit", "web", "", [manifest("0")]))
     return prelude + draw(st.lists(ops, min_size=1, max_size=25))
+
+
+def target_body(labels: dict[str, str], credential: str, server: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"labels": labels}
+    if credential:
+        body["credentials"] = credential
+    if server is not None:
+        body["server"] = server
+    return body
 
 
 async def generic(client: TestClient, stream: str, *evs: dict[str, Any]) -> int:
@@ -98,14 +111,14 @@ async def perform(client: TestClient, op: tuple[Any, ...]) -> int:
     kind, name = op[0], op[1]
     match kind:
         case "put_target":
-            return (await client.put(f"/v1/targets/{name}", json={"labels": op[2], "server": op[3]})).status
+            return (await client.put(f"/v1/targets/{name}", json=target_body(op[2], op[3], op[4]))).status
         case "retire":
             if op[2]:
                 return await generic(client, f"target-{name}", {"type": "TargetRetired", "data": {"target": name}})
             return (await client.delete(f"/v1/targets/{name}")).status
         case "generic_target":
             return await generic(client, f"target-{name}", {"type": op[2], "data": {
-                "target": name, "labels": op[3], "server": SERVER}})
+                "target": name, **target_body(op[3], op[4], op[5])}})
         case "submit":
             body: dict[str, Any] = {"manifests": op[3]}
             if op[2] is not None:
@@ -187,9 +200,11 @@ async def check(admin_url: str, history: list[tuple[Any, ...]]) -> None:
     dsn = pgfixtures._with_db(admin_url, name)
     try:
         with tempfile.TemporaryDirectory() as data_dir:
+            credentials = credfiles.write(Path(data_dir) / "etc", {
+                CREDENTIAL: {"server": SERVER, "anonymous": True}})
             configured = settings_mod.Settings(database_url=dsn, data_dir=Path(data_dir), http_port=0, db_timeout=5.0,
                                                applier=False, projector=True, read_wait_timeout=20.0,
-                                               admin_token=servers.ADMIN_TOKEN)
+                                               admin_token=servers.ADMIN_TOKEN, credentials=credentials)
             server = TestServer(app_mod.make_app(configured))
             async with TestClient(server, headers=servers.ADMIN_HEADERS) as client:
                 for op in history:
@@ -200,7 +215,7 @@ async def check(admin_url: str, history: list[tuple[Any, ...]]) -> None:
                 assert state.status == 200 and (await state.json())["position"] == head
                 listed = await client.get(f"/v1/targets?include_retired=true&min_position={head}")
                 assert listed.status == 200, await listed.text()
-                fresh = await client.put("/v1/targets/sentinel", json={"server": SERVER})
+                fresh = await client.put("/v1/targets/sentinel", json={"credentials": CREDENTIAL})
                 assert fresh.status == 201
                 position = (await fresh.json())["position"]
                 found = await client.get(f"/v1/targets/sentinel?min_position={position}")

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from tests import tokens_support
+from tests import credfiles, tokens_support
 from tests.fleetdata import manifest
 
 PROBLEM = "application/problem+json"
-SERVER = "https://127.0.0.1:6443"
+CREDENTIAL = "cluster"
 
 
 async def post(client, stream: str, *events: dict[str, Any], **kw: Any):
@@ -40,8 +40,14 @@ async def refused(resp, status: int, field: str) -> dict[str, Any]:
     return body
 
 
+@pytest.fixture(autouse=True)
+def cluster_credential(settings):
+    """The credential every target here names (the rules refuse a target without one)."""
+    credfiles.add_anonymous(settings, CREDENTIAL)
+
+
 async def register(client, name: str, **labels: str) -> None:
-    resp = await client.put(f"/v1/targets/{name}", json={"labels": labels, "server": SERVER})
+    resp = await client.put(f"/v1/targets/{name}", json={"labels": labels, "credentials": CREDENTIAL})
     assert resp.status == 201, await resp.text()
 
 
@@ -106,9 +112,13 @@ async def test_generic_rollback_is_decided_like_the_command(client, db):
 
 
 async def test_generic_target_events_follow_the_target_rules(client, db):
-    base = {"target": "eu-1", "server": SERVER}
+    base = {"target": "eu-1", "credentials": CREDENTIAL}
     cases = [
-        ({"type": "TargetRegistered", "data": {"target": "eu-1"}}, 422, "$.events[0].data.server"),
+        ({"type": "TargetRegistered", "data": {"target": "eu-1"}}, 422, "$.events[0].data.credentials"),
+        ({"type": "TargetRegistered", "data": {**base, "credentials": "nope"}}, 422,
+         "$.events[0].data.credentials"),
+        ({"type": "TargetRegistered", "data": {**base, "credentials_ref": "env:HOME"}}, 422,
+         "$.events[0].data.credentials_ref"),
         ({"type": "TargetRegistered", "data": {**base, "labels": {"a": "b\u0001"}}}, 422,
          "$.events[0].data.labels.a"),
         ({"type": "TargetRegistered", "data": {**base, "labels": {"a": "x" * 900_000}}}, 422,
@@ -167,10 +177,10 @@ async def test_idempotency_key_reused_for_another_body_is_422_on_every_write(cli
     paused = await client.post("/v1/deployments/web/pause", headers=key)
     await refused(paused, 422, "Idempotency-Key")
     put = await client.put("/v1/targets/eu-1", headers={**key, "Idempotency-Key": "t-1"},
-                           json={"labels": {"region": "us"}, "server": SERVER})
+                           json={"labels": {"region": "us"}, "credentials": CREDENTIAL})
     assert put.status == 200
     put_other = await client.put("/v1/targets/eu-1", headers={**key, "Idempotency-Key": "t-1"},
-                                 json={"labels": {"region": "ap"}, "server": SERVER})
+                                 json={"labels": {"region": "ap"}, "credentials": CREDENTIAL})
     await refused(put_other, 422, "Idempotency-Key")
     generic = await post(client, "deployment-web", {"type": "DeploymentPaused", "data": {"deployment": "web"}},
                          headers={**key, "Idempotency-Key": "g-1"})
@@ -202,7 +212,7 @@ async def test_idempotency_key_is_scoped_to_its_actor(client, db):
 
 async def test_client_event_id_reused_by_another_actor_is_a_conflict(client, db):
     event = {"id": "0192f0c4-0000-7000-8000-000000000001", "type": "TargetRegistered",
-             "data": {"target": "eu-1", "server": SERVER}}
+             "data": {"target": "eu-1", "credentials": CREDENTIAL}}
     other_admin = await tokens_support.issue(client, "root-2", role="admin")
     assert (await post(client, "target-eu-1", event)).status == 201
     again = await post(client, "target-eu-1", event)
