@@ -5,8 +5,8 @@ Clients write ``target-*`` and ``deployment-*`` streams two ways: the commands (
 by the same pure functions of ``projections.commands``; this module turns a submitted event into the
 command it stands for, decides it on the stream's state and checks that what the client said agrees
 with the decision. What gets stored is the decided event, so no rule can be bypassed: selectors,
-manifests, labels, the server URL, revision numbering, matched targets, rollback targets, the state
-a pause or a retirement needs.
+manifests, labels, the target's credential, revision numbering, matched targets, rollback targets,
+the state a pause or a retirement needs.
 
 Decisions:
 
