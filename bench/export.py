@@ -96,7 +96,7 @@ async def live_read(base: str, total: int) -> int:
 
 def run_export(args: list[str], out: Path) -> int:
     subprocess.run([sys.executable, "-m", "cli.main", "export", *args, "-o", str(out)], check=True,
-                   cwd=harness.ROOT, stderr=subprocess.DEVNULL)
+                   cwd=harness.ROOT, stderr=subprocess.DEVNULL, env={**os.environ, "LEDGER_TOKEN": harness.TOKEN})
     with out.open("rb") as handle:
         return sum(1 for _ in handle)
 
