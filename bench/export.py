@@ -39,11 +39,9 @@ import msgspec
 import yaml
 
 from bench import harness, seed
-from ledger import pgembed, records, secrets
+from ledger import pgembed, records
 
 PAGE = 1000
-TOKEN = secrets.new()  # the service's admin token (LEDGER_ADMIN_TOKEN) for this run
-HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 _batch = msgspec.json.Decoder(list[msgspec.Raw])
 
 
@@ -69,7 +67,7 @@ async def raw_read(url: str) -> int:
 
 async def feed_paging(base: str) -> int:
     count, url = 0, f"{base}/v1/feed?after=0&limit={PAGE}"
-    async with aiohttp.ClientSession(headers=HEADERS) as session:
+    async with aiohttp.ClientSession(headers=harness.HEADERS) as session:
         while True:
             async with session.get(url) as resp:
                 assert resp.status == 200, resp.status
@@ -86,7 +84,7 @@ async def live_read(base: str, total: int) -> int:
     count, carry = 0, b""
     marker = b"\nid: "
     timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
-    async with aiohttp.ClientSession(timeout=timeout, headers=HEADERS) as session, \
+    async with aiohttp.ClientSession(timeout=timeout, headers=harness.HEADERS) as session, \
             session.get(f"{base}/v1/feed/live?after=0") as resp:
         async for chunk in resp.content.iter_any():
             data = carry + chunk
@@ -99,7 +97,7 @@ async def live_read(base: str, total: int) -> int:
 
 def run_export(args: list[str], out: Path) -> int:
     subprocess.run([sys.executable, "-m", "cli.main", "export", *args, "-o", str(out)], check=True,
-                   cwd=harness.ROOT, stderr=subprocess.DEVNULL, env={**os.environ, "LEDGER_TOKEN": TOKEN})
+                   cwd=harness.ROOT, stderr=subprocess.DEVNULL, env={**os.environ, "LEDGER_TOKEN": harness.TOKEN})
     with out.open("rb") as handle:
         return sum(1 for _ in handle)
 
@@ -117,7 +115,7 @@ async def subscribers(base: str, count: int, proc: subprocess.Popen[bytes]) -> d
     before = rss_mb(proc.pid, "VmRSS")
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=HEADERS) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=harness.HEADERS) as session:
         async with session.get(f"{base}/v1/digest") as resp:
             head = (await resp.json())["position"]
         streams = [await session.get(f"{base}/v1/feed/live?after={head}") for _ in range(count)]
@@ -155,11 +153,11 @@ async def subscribers(base: str, count: int, proc: subprocess.Popen[bytes]) -> d
 
 @contextlib.contextmanager
 def service(url: str, workdir: Path) -> Any:
-    credentials = workdir / "credentials.yaml"
+    credentials = workdir / "credentials.yaml"  # the one (anonymous) credential subscribers' targets name
     credentials.write_text(yaml.safe_dump({"credentials": {"bench": {"server": "https://127.0.0.1:6443",
                                                                      "anonymous": True}}}))
     proc, base = harness.start_service(url, workdir / "data", LEDGER_PROJECTOR="false", LEDGER_APPLIER="false",
-                                       LEDGER_ADMIN_TOKEN=TOKEN, LEDGER_CREDENTIALS=str(credentials))
+                                       LEDGER_CREDENTIALS=str(credentials))
     try:
         yield proc, base
     finally:
