@@ -10,12 +10,12 @@ recorded; errors name the manifest index and field. The selector is validated to
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 from aiohttp import web
 
-from api import bodies, keys, problems, reads, streams, submission
+from api import bodies, keys, params, problems, reads, streams, submission
 from ledger import streams as stream_names
 from projections import commands, loading, manifests, queries, selectors
 
@@ -33,7 +33,7 @@ class RevisionBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class RollbackBody(msgspec.Struct, forbid_unknown_fields=True):
-    to_revision: int
+    to_revision: Annotated[int, msgspec.Meta(ge=1, le=params.INT32_MAX)]
     message: str = ""
     expected_version: streams.ExpectedVersion | None = None
 
@@ -49,15 +49,9 @@ def _stream(name: str) -> str:
 
 def _query_expected(request: web.Request) -> streams.ExpectedVersion | None:
     raw = request.query.get("expected_version")
-    if raw is None or raw == "":
-        return None
     if raw in ("any", "no_stream", "exists"):
         return raw  # type: ignore[return-value]
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise problems.invalid("expected_version", f"expected a version number, any, no_stream or exists, "
-                                                   f"got {raw!r}") from exc
+    return params.optional(request, "expected_version")
 
 
 async def _revision_body(request: web.Request) -> RevisionBody:
@@ -67,10 +61,10 @@ async def _revision_body(request: web.Request) -> RevisionBody:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise problems.invalid("body", f"the YAML body is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
-        return RevisionBody(manifests_yaml=text, selector=request.query.get("selector"),
-                            message=request.query.get("message", ""),
+        return RevisionBody(manifests_yaml=text, selector=bodies.query_text(request, "selector"),
+                            message=bodies.query_text(request, "message", "") or "",
                             expected_version=_query_expected(request))
-    return await bodies.read_json(request, RevisionBody)
+    return await bodies.read_json(request, RevisionBody, free_form=True)
 
 
 def _manifests(body: RevisionBody) -> list[dict[str, Any]]:
@@ -143,7 +137,7 @@ _Lifecycle = Callable[[str, Any, str], Any]
 async def _lifecycle(request: web.Request, command: _Lifecycle, *, reason_in_query: bool = False) -> web.Response:
     name = reads.name_param(request, "deployment name")
     body = await submission.optional_json(request, ReasonBody)
-    reason = (body.reason or request.query.get("reason", "")) if reason_in_query else body.reason
+    reason = (body.reason or bodies.query_text(request, "reason", "") or "") if reason_in_query else body.reason
 
     async def decide(state: loading.StreamState) -> Any:
         return command(name, state.state.deployments.get(name), reason)

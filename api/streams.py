@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from aiohttp import web
 
-from api import bodies, keys, problems, wire
+from api import bodies, keys, params, problems, wire
 from ledger import events, ids, records, streams
 
 # Event ids derived from an Idempotency-Key: the same key and stream always give the same ids, so
@@ -18,10 +17,10 @@ from ledger import events, ids, records, streams
 IDEMPOTENCY_NAMESPACE: Final = uuid.UUID("6f1c1d2e-3b7a-5c55-9a51-6c6564676572")
 
 routes = web.RouteTableDef()
-# An escaped NUL (not an escaped backslash followed by "u0000"): jsonb cannot store it.
-_NUL: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
-ExpectedVersion = int | Literal["any", "no_stream", "exists"]
+ExpectedVersion = (
+    Annotated[int, msgspec.Meta(ge=0, le=params.INT32_MAX)] | Literal["any", "no_stream", "exists"]
+)
 _YIELD_EVERY: Final = 64
 
 
@@ -55,12 +54,7 @@ def expected_version(request: web.Request, body_value: ExpectedVersion | None,
         if raw == "*":
             from_header = "exists"
         else:
-            try:
-                from_header = int(raw)
-            except ValueError as exc:
-                raise problems.invalid("If-Match", f"expected a stream version like \"3\", got {header!r}") from exc
-    if isinstance(body_value, int) and body_value < 0:
-        raise problems.invalid("expected_version", "must be 0 or more, or any, no_stream, exists")
+            from_header = params.value(request, "If-Match", raw)
     if from_header is not None and body_value is not None and from_header != body_value:
         raise problems.invalid("If-Match", f"disagrees with expected_version {body_value!r}")
     chosen = from_header if from_header is not None else body_value
@@ -113,10 +107,12 @@ def metadata_for(request: web.Request, submitted: dict[str, Any], index: int,
 def validate_event(stream: str, index: int, submitted: SubmittedEvent) -> dict[str, Any]:
     """Check ``data`` against the catalogue and the stream; returns the data to store."""
     raw = bytes(submitted.data)
-    if b"\\u0000" in raw and _NUL.search(raw):
-        raise problems.invalid(f"$.events[{index}].data", "text must not contain the NUL character (\\u0000)")
+    if submitted.type in events.FREE_FORM:
+        bodies.check_text(raw, f"$.events[{index}].data", duplicates=True)
     try:
         event, data = events.from_json_data(submitted.type, raw)
+    except RecursionError as exc:
+        raise bodies.too_deep(raw, f"$.events[{index}].data") from exc
     except msgspec.ValidationError as exc:
         problem = problems.from_validation(exc, f"$.events[{index}].data")
         if problem.field == f"$.events[{index}].data.type":
@@ -172,8 +168,8 @@ async def append(request: web.Request) -> web.Response:
 @routes.get("/v1/streams/{stream}")
 async def read_stream(request: web.Request) -> web.Response:
     stream = stream_param(request)
-    from_version = bodies.query_int(request, "from_version", 1, low=1)
-    limit = bodies.query_int(request, "limit", 100, low=1, high=1000)
+    from_version = params.integer(request, "from_version", 1)
+    limit = params.integer(request, "limit", 100)
     page = await request.app[keys.STORE].read_stream(stream, from_version, limit)
     following = page[-1].version + 1 if len(page) == limit else None
     return bodies.json_response(
@@ -183,8 +179,8 @@ async def read_stream(request: web.Request) -> web.Response:
 
 @routes.get("/v1/events")
 async def read_all(request: web.Request) -> web.Response:
-    after = bodies.query_int(request, "after", 0, low=0)
-    limit = bodies.query_int(request, "limit", 100, low=1, high=1000)
+    after = params.integer(request, "after", 0)
+    limit = params.integer(request, "limit", 100)
     types = bodies.query_list(request, "types")
     if types:
         unknown = [t for t in types if t not in events.TYPES]

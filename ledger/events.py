@@ -154,6 +154,10 @@ CATEGORY: Final[dict[str, tuple[str, str]]] = {
     "ApplyFailed": ("rollout", "deployment"),
 }
 
+# Types whose data holds free-form JSON (manifests): a key repeated in one of its objects is refused
+# rather than resolved silently to the last value.
+FREE_FORM: Final = frozenset({"RevisionSubmitted"})
+
 # (type, schema version) -> function turning stored data of that version into the current shape.
 UPCASTS: Final[dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]]] = {}
 

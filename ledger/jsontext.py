@@ -1,0 +1,140 @@
+"""What a JSON decoder hides or chokes on, found in the text itself and named by its path.
+
+msgspec decodes into Python values and so cannot say where a repeated key was (the last one wins),
+which string held an escaped NUL that PostgreSQL's jsonb refuses, or where a document nested
+thousands of levels deep made it give up with a RecursionError. :func:`find` walks the text once,
+iteratively (no recursion, however deep the input), and names the first such place as a
+msgspec-style path (``$.manifests[0].data.key``).
+
+It is the slow path: callers decode first and scan only when there is a reason to (the decoder
+gave up on depth, the text holds ``\\u0000``, or the value is free-form, like manifests, whose
+repeated keys must not be dropped silently). It expects well-formed JSON and stops quietly
+(returns None) on anything else, leaving the decoder's own error to speak.
+
+Decisions:
+
+- ``MAX_DEPTH`` (64) is the documented nesting limit: a container opening a 65th level is named.
+- A key is compared after unescaping, so ``"a"`` and ``"\\u0061"`` are the same key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Final
+
+MAX_DEPTH: Final = 64
+NUL_ESCAPE: Final = b"\\u0000"
+
+_SPACE: Final = re.compile(rb"[ \t\r\n]*")
+_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_SCALAR: Final = re.compile(rb"[^ \t\r\n,:\[\]{}\"]+")
+_IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Where (a ``$``-rooted path) and what (a sentence) is wrong with the text."""
+
+    path: str
+    reason: str
+
+
+def field_path(base: str, member: str | int) -> str:
+    """Extend the JSON path ``base`` by an object member or array index."""
+    if isinstance(member, int):
+        return f"{base}[{member}]"
+    if _IDENTIFIER.fullmatch(member):
+        return f"{base}.{member}" if base else member
+    return f"{base}[{json.dumps(member, ensure_ascii=False)}]"
+
+
+class _Frame:
+    __slots__ = ("is_object", "keys", "member")
+
+    def __init__(self, is_object: bool, track_keys: bool) -> None:
+        self.is_object = is_object
+        self.member: str | int | None = None if is_object else 0
+        self.keys: set[str] | None = set() if track_keys and is_object else None
+
+
+def _render(root: str, stack: list[_Frame]) -> str:
+    path = root
+    for frame in stack:
+        if frame.member is not None:
+            path = field_path(path, frame.member)
+    return path
+
+
+def find(text: bytes, *, root: str = "$", max_depth: int | None = MAX_DEPTH, nul: bool = True,
+         duplicates: bool = False) -> Finding | None:
+    """The first place in ``text`` nested deeper than ``max_depth``, holding a NUL character
+    (``nul``) or repeating a key of its object (``duplicates``); None when there is none."""
+    stack: list[_Frame] = []
+    expect_key = False
+    i, end = 0, len(text)
+    while True:
+        i = _SPACE.match(text, i).end()  # type: ignore[union-attr]
+        if i >= end:
+            return None
+        char = text[i]
+        if char == 0x22:  # "
+            match = _STRING.match(text, i)
+            if match is None:
+                return None
+            token = match.group()
+            i = match.end()
+            if expect_key:
+                try:
+                    key = json.loads(token)
+                except ValueError:
+                    return None
+                frame = stack[-1]
+                frame.member = key
+                if nul and "\x00" in key:
+                    return Finding(_render(root, stack), "a key must not contain the NUL character (\\u0000)")
+                if frame.keys is not None:
+                    if key in frame.keys:
+                        return Finding(_render(root, stack), f"the key {json.dumps(key)} is repeated in its object")
+                    frame.keys.add(key)
+                expect_key = False
+            elif nul and NUL_ESCAPE in token and "\x00" in _loads(token):
+                return Finding(_render(root, stack), "text must not contain the NUL character (\\u0000)")
+        elif char in b"[{":
+            if max_depth is not None and len(stack) >= max_depth:
+                return Finding(_render(root, stack), f"is nested deeper than {max_depth} levels")
+            stack.append(_Frame(char == 0x7B, duplicates))
+            expect_key = char == 0x7B
+            i += 1
+        elif char in b"]}":
+            if not stack:
+                return None
+            stack.pop()
+            expect_key = False
+            i += 1
+        elif char == 0x2C:  # ,
+            if not stack:
+                return None
+            frame = stack[-1]
+            if frame.is_object:
+                expect_key = True
+            else:
+                assert isinstance(frame.member, int)
+                frame.member += 1
+            i += 1
+        elif char == 0x3A:  # :
+            i += 1
+        else:
+            scalar = _SCALAR.match(text, i)
+            if scalar is None:
+                return None
+            i = scalar.end()
+
+
+def _loads(token: bytes) -> str:
+    try:
+        value = json.loads(token)
+    except ValueError:
+        return ""
+    return value if isinstance(value, str) else ""
