@@ -2,7 +2,8 @@
 
 A revision's manifests arrive as a JSON list (``manifests``), as multi-document YAML text in JSON
 (``manifests_yaml``), or as the whole body with a YAML content type (then ``selector``, ``message``
-and ``expected_version`` come from the query string). They are validated before anything is
+and ``expected_version`` come from the query string; ``?expected_version=`` is honoured with a JSON
+body too, and must agree with the body's). They are validated before anything is
 recorded; errors name the manifest index and field. The selector is validated too (422 naming
 ``selector`` and the position); it may be omitted after the first revision to keep the current one.
 """
@@ -64,7 +65,14 @@ async def _revision_body(request: web.Request) -> RevisionBody:
         return RevisionBody(manifests_yaml=text, selector=bodies.query_text(request, "selector"),
                             message=bodies.query_text(request, "message", "") or "",
                             expected_version=_query_expected(request))
-    return await bodies.read_json(request, RevisionBody, free_form=True)
+    body = await bodies.read_json(request, RevisionBody, free_form=True)
+    from_query = _query_expected(request)
+    if from_query is None:
+        return body
+    if body.expected_version is not None and body.expected_version != from_query:
+        raise problems.invalid("expected_version", f"the query says {from_query!r}, the body "
+                                                   f"{body.expected_version!r}")
+    return msgspec.structs.replace(body, expected_version=from_query)
 
 
 def _manifests(body: RevisionBody) -> list[dict[str, Any]]:
