@@ -22,6 +22,8 @@ Decisions:
   need them first; manifests reuse them. So does :class:`InvalidInput`, the
   base of every input error in ``projections``: ``field`` is a JSON path to
   the offending field and ``message`` says why, enough for problem+json.
+  Messages quote offending text cut short (``shown``): a 900 KB label value is refused without
+  being echoed back whole.
 """
 
 from __future__ import annotations

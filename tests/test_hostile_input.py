@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,6 +118,12 @@ async def _refused(resp, field: str | None, *, prefix: bool = False) -> str | No
 
 def test_every_route_declares_its_integer_parameters(app):
     assert set(routes(app)) == set(params.ROUTES), "api/params.py ROUTES must list every route, and only those"
+
+
+def test_every_integer_parameter_is_documented():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "limits.md").read_text()
+    missing = {p.name for declared in params.ROUTES.values() for p in declared if f"`{p.name}`" not in text}
+    assert not missing, f"docs/limits.md does not list {sorted(missing)}"
 
 
 async def test_integers_beyond_their_column_are_422_naming_the_parameter(seeded, app, db):
