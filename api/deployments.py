@@ -113,10 +113,10 @@ async def submit(request: web.Request) -> web.Response:
         except selectors.SelectorError as exc:
             raise submission.problem_for(exc) from exc
     command = commands.SubmitRevision(name, _manifests(body), body.selector, body.message)
-    pool = request.app[keys.STORE].pool
+    store = request.app[keys.STORE]
 
     async def decide(state: loading.StreamState) -> Any:
-        targets = await loading.targets(pool)
+        targets = await loading.targets(store)
         return commands.submit_revision(state.state.deployments.get(name), command, targets)
 
     written = await submission.run(request, _stream(name), body.expected_version, decide)
@@ -128,10 +128,10 @@ async def roll_back(request: web.Request) -> web.Response:
     name = reads.name_param(request, "deployment name")
     body = await bodies.read_json(request, RollbackBody)
     command = commands.RollBack(name, body.to_revision, body.message)
-    pool = request.app[keys.STORE].pool
+    store = request.app[keys.STORE]
 
     async def decide(state: loading.StreamState) -> Any:
-        targets = await loading.targets(pool)
+        targets = await loading.targets(store)
         return commands.roll_back(state.state.deployments.get(name), command, targets)
 
     written = await submission.run(request, _stream(name), body.expected_version, decide)

@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 import aiohttp
-import asyncpg
 import msgspec
 
 from api import cloudevents, feed
 from cli import options
 from cli import verify as verify_cli
-from ledger import errors, importer, records, scan
+from ledger import db, errors, importer, records, scan
 from ledger import settings as settings_mod
 from ledger import verify as verify_mod
 
@@ -132,7 +131,7 @@ def _encode(page: list[records.RecordedEvent], fmt: str, source: str) -> bytes:
 
 async def export_db(database_url: str, out: BinaryIO, *, after: int, until: int | None, fmt: str,
                     source: str) -> int:
-    conn = await asyncpg.connect(database_url)
+    conn = await db.connect(database_url)
     count = 0
     try:
         head, _, _ = await verify_mod.head(conn)

@@ -27,7 +27,7 @@ import msgspec
 import tqdm
 
 from cli import options
-from ledger import hashing, migrate, pgembed
+from ledger import db, hashing, migrate, pgembed
 from ledger import settings as settings_mod
 from ledger import verify as verify_mod
 
@@ -59,11 +59,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 async def connect(settings: settings_mod.Settings) -> AsyncIterator[asyncpg.Connection]:
     """A migrated connection to the configured database, embedded or external."""
     embedded: pgembed.EmbeddedPostgres | None = None
-    url = settings.database_url
+    url = settings.database_url or ""
     if not url:
         url, embedded = await asyncio.to_thread(pgembed.start_or_join, settings.data_dir)
     try:
-        conn = await asyncpg.connect(url, timeout=settings.db_timeout)
+        conn = await db.connect(url, timeout=settings.db_timeout)
         try:
             await migrate.migrate(conn)
             yield conn

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from ledger import dbfaults, writer
+from ledger import db, dbfaults, writer
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Notifier:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+                conn = await db.connect(self._dsn, timeout=self._connect_timeout)
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(writer.NOTIFY_CHANNEL, self._on_notify)
