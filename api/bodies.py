@@ -52,7 +52,7 @@ def decode(body: bytes, kind: type[T], *, free_form: bool = False) -> T:
 
 def too_deep(text: bytes, root: str) -> problems.Problem:
     """The problem for JSON a decoder could not descend into, naming where it passes the limit."""
-    found = jsontext.find(text, root=root, nul=False)
+    found = jsontext.scan(text, root=root, nul=False)
     if found is None:
         return problems.invalid(root, f"is nested deeper than {jsontext.MAX_DEPTH} levels")
     return problems.invalid(found.path, found.reason)
@@ -62,7 +62,7 @@ def check_text(text: bytes, root: str, *, duplicates: bool = False) -> None:
     """Refuse decoded JSON ``text`` that nests too deep, holds a NUL (jsonb cannot store one) or,
     with ``duplicates``, repeats a key; cheap unless the text gives a reason to look."""
     if duplicates or jsontext.NUL_ESCAPE in text:
-        found = jsontext.find(text, root=root, max_depth=None, duplicates=duplicates)
+        found = jsontext.find(text, root=root, duplicates=duplicates)
         if found is not None:
             raise problems.invalid(found.path, found.reason)
 
