@@ -96,6 +96,10 @@ ROUTES: Final[dict[tuple[str, str], tuple[Param, ...]]] = {
     ("GET", "/v1/deployments/{name}/revisions/{number}"): (Param("number", "path", REVISION), _MIN_POSITION),
     ("GET", "/v1/deployments/{name}/diff"): (_query("from", REVISION), _query("to", REVISION), _MIN_POSITION),
     ("GET", "/v1/state"): (_query("at", POSITION),),
+    ("POST", "/v1/tokens"): (),
+    ("GET", "/v1/tokens"): (),
+    ("GET", "/v1/tokens/{name}"): (),
+    ("DELETE", "/v1/tokens/{name}"): (),
 }
 
 

@@ -78,6 +78,8 @@ def problem_for(exc: Exception) -> problems.Problem:
             return problems.Problem(409, "Conflict", exc.message, field=exc.field)
         case commands.Invalid():
             return problems.invalid(exc.field or "body", exc.message)
+        case commands.OutOfScope():
+            return problems.Problem(403, "Forbidden", exc.message, field=exc.field, missing="scope")
         case selectors.SelectorError():
             detail = f"{exc.field}: {exc.message} at position {exc.position}"
             return problems.Problem(422, "Invalid request", detail, field=exc.field, position=exc.position,

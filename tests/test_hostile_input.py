@@ -25,8 +25,8 @@ CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", 
              "data": {"k": "v"}}
 # What fills each path parameter: one name serves as target, deployment and stream id.
 PATH_VALUES = {"stream": "deployment-web", "name": "web", "number": "1"}
-# A body each write route accepts, so a hostile value elsewhere is what it refuses. A route not
-# listed gets the one field every write takes.
+# A body each write route accepts, so a hostile value elsewhere is what it refuses (every write
+# route must have one: see test_every_write_route_has_a_sample_body).
 VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/streams/{stream}/events"): {
         "events": [{"type": "DeploymentPaused", "data": {"deployment": "web"}, "metadata": {"reason": "r"}}]},
@@ -37,8 +37,10 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/deployments/{name}/pause"): {"reason": "r"},
     ("POST", "/v1/deployments/{name}/resume"): {"reason": "r"},
     ("DELETE", "/v1/deployments/{name}"): {"reason": "r"},
+    ("DELETE", "/v1/targets/{name}"): {"expected_version": "any"},
+    ("POST", "/v1/tokens"): {"name": "hostile", "role": "deployer", "targets": "region=eu", "expires": "1h"},
+    ("DELETE", "/v1/tokens/{name}"): {"reason": "r"},
 }
-DEFAULT_BODY: dict[str, Any] = {"expected_version": "any"}
 
 
 def routes(app) -> list[tuple[str, str]]:
@@ -56,7 +58,7 @@ def url(path: str, **path_values: str) -> str:
 
 
 def body_of(key: tuple[str, str]) -> dict[str, Any]:
-    return copy.deepcopy(VALID_BODIES.get(key, DEFAULT_BODY))
+    return copy.deepcopy(VALID_BODIES[key])
 
 
 def leaves(value: Any, path: str = "$") -> Iterator[tuple[str, Any, Any]]:
@@ -118,6 +120,10 @@ async def _refused(resp, field: str | None, *, prefix: bool = False) -> str | No
 
 def test_every_route_declares_its_integer_parameters(app):
     assert set(routes(app)) == set(params.ROUTES), "api/params.py ROUTES must list every route, and only those"
+
+
+def test_every_write_route_has_a_sample_body(app):
+    assert set(writes(app)) == set(VALID_BODIES)
 
 
 def test_every_integer_parameter_is_documented():
