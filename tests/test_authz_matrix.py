@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from api import policy
+from api import keys, policy
 from ledger import events, records, secrets
+from tests import credfiles
 from tests.projected import live_client, manifests, register, submit  # noqa: F401 - fixture
 from tests.tokens_support import bearer, issue
 
@@ -32,8 +33,9 @@ def _get(path: str) -> Sample:
     return sample
 
 
-async def _put_target(_live: Any, n: str) -> tuple[str, Any]:
-    return f"/v1/targets/t{n}", {"labels": {"region": "eu"}, "server": "https://t.example:6443"}
+async def _put_target(live: Any, n: str) -> tuple[str, Any]:
+    credfiles.add_anonymous(live.app[keys.SETTINGS], "t")
+    return f"/v1/targets/t{n}", {"labels": {"region": "eu"}, "credentials": "t"}
 
 
 async def _retire_target(live: Any, n: str) -> tuple[str, Any]:
@@ -41,9 +43,10 @@ async def _retire_target(live: Any, n: str) -> tuple[str, Any]:
     return f"/v1/targets/t{n}", None
 
 
-async def _append(_live: Any, n: str) -> tuple[str, Any]:
+async def _append(live: Any, n: str) -> tuple[str, Any]:
+    credfiles.add_anonymous(live.app[keys.SETTINGS], "g")
     return f"/v1/streams/target-g{n}/events", {"events": [
-        {"type": "TargetRegistered", "data": {"target": f"g{n}", "server": "https://g.example:6443"}}]}
+        {"type": "TargetRegistered", "data": {"target": f"g{n}", "credentials": "g"}}]}
 
 
 async def _revision(_live: Any, n: str) -> tuple[str, Any]:
@@ -239,3 +242,25 @@ def test_docs_security_shows_the_policy_as_it_is():
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text()
     assert policy.markdown_table() in text, "docs/security.md: regenerate the table from api/policy.py"
+
+
+async def test_a_route_without_a_policy_row_is_denied_even_to_an_admin(aiohttp_client, settings):
+    from aiohttp import web
+
+    from api import app as app_mod
+
+    app = app_mod.make_app(settings)
+    called = []
+
+    async def unruled(_request):
+        called.append(True)
+        return web.json_response({})
+
+    app.router.add_get("/v1/unruled", unruled)
+    client = await aiohttp_client(app)
+    response = await client.get("/v1/unruled")
+    assert response.status == 403 and "no access rule" in (await response.json())["detail"]
+    assert (await client.get("/v1/unruled", headers={"Authorization": ""})).status == 401
+    assert called == []
+    assert (await client.get("/v1/no-such-route")).status == 404
+    assert (await client.get("/v1/no-such-route", headers={"Authorization": ""})).status == 401
