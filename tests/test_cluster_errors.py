@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from emulator import Emulator, Fault
 from handlers import errors
 from ledger import events
 from ledger import settings as settings_mod
+from tests import credfiles
 from tests.applier_support import (
     append,
     client,  # noqa: F401 - fixture
@@ -70,8 +72,9 @@ async def _failures(db: Any, target: str) -> list[dict[str, Any]] | None:
     return found or None
 
 
-async def test_an_html_error_page_never_enters_the_log(store, db, gateway: str):
-    await append(store, events.TargetRegistered(target="proxied", labels={"region": "eu"}, server=gateway))
+async def test_an_html_error_page_never_enters_the_log(store, db, gateway: str, tmp_path: Path):
+    credfiles.add(tmp_path, proxied={"server": gateway, "anonymous": True})
+    await append(store, events.TargetRegistered(target="proxied", labels={"region": "eu"}, credentials="proxied"))
     await submit(store, "web", [configmap("a", namespace="default")], "region=eu")
     failed = (await eventually(lambda: _failures(db, "proxied")))[0]
     assert failed["status"] == 502 and failed["retryable"]

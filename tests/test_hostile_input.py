@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from api import params
+from api import keys, params
 from ledger import jsontext
+from tests import credfiles
 
 PROBLEM = "application/problem+json"
 DEEP = 10_000
@@ -30,7 +31,7 @@ PATH_VALUES = {"stream": "deployment-web", "name": "web", "number": "1"}
 VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/streams/{stream}/events"): {
         "events": [{"type": "DeploymentPaused", "data": {"deployment": "web"}, "metadata": {"reason": "r"}}]},
-    ("PUT", "/v1/targets/{name}"): {"server": "https://web.example", "labels": {"region": "eu"}},
+    ("PUT", "/v1/targets/{name}"): {"credentials": "web", "labels": {"region": "eu"}},
     ("POST", "/v1/deployments/{name}/revisions"): {"manifests": [CONFIGMAP], "selector": "region=eu",
                                                    "message": "m"},
     ("POST", "/v1/deployments/{name}/rollback"): {"to_revision": 1, "message": "m"},
@@ -97,7 +98,8 @@ async def count(db) -> int:
 @pytest.fixture
 async def seeded(client, db):
     """A target and a deployment named ``web``, so routes reach past their 404s."""
-    put = await client.put("/v1/targets/web", json={"server": "https://web.example", "labels": {"region": "eu"}})
+    credfiles.add_anonymous(client.app[keys.SETTINGS], "web")
+    put = await client.put("/v1/targets/web", json={"credentials": "web", "labels": {"region": "eu"}})
     assert put.status == 201, await put.text()
     rev = await client.post("/v1/deployments/web/revisions", json={"manifests": [CONFIGMAP], "selector": "region=eu"})
     assert rev.status == 201, await rev.text()
@@ -264,15 +266,16 @@ async def test_yaml_manifests_with_nul_or_huge_integers_are_refused_naming_the_f
 
 @pytest.mark.parametrize(("field", "request_args"), [
     ("$.events[0].metadata.reason", ("POST", "/v1/streams/target-eu-9/events", {"events": [
-        {"type": "TargetRegistered", "data": {"target": "eu-9", "server": "https://x"},
+        {"type": "TargetRegistered", "data": {"target": "eu-9", "credentials": "web"},
          "metadata": {"reason": "a\u0000"}}]})),
     ("$.manifests[0].data.k", ("POST", "/v1/deployments/web/revisions", {"manifests": [
         {**CONFIGMAP, "data": {"k": "a\u0000"}}]})),
     ("$.message", ("POST", "/v1/deployments/web/revisions", {"manifests": [CONFIGMAP], "message": "a\u0000"})),
-    ("$.server", ("PUT", "/v1/targets/eu-9", {"server": "https://x\u0000"})),
-    ("$.credentials_ref", ("PUT", "/v1/targets/eu-9", {"server": "https://x", "credentials_ref": "a\u0000"})),
+    ("$.server", ("PUT", "/v1/targets/eu-9", {"credentials": "web", "server": "https://x\u0000"})),
+    ("$.credentials", ("PUT", "/v1/targets/eu-9", {"credentials": "web\u0000"})),
+    ("$.credentials_ref", ("PUT", "/v1/targets/eu-9", {"credentials": "web", "credentials_ref": "a\u0000"})),
     ("$.reason", ("POST", "/v1/deployments/web/pause", {"reason": "a\u0000"})),
-    ("$.labels", ("PUT", "/v1/targets/eu-9", {"server": "https://x", "labels": {"a\u0000": "b"}})),
+    ("$.labels", ("PUT", "/v1/targets/eu-9", {"credentials": "web", "labels": {"a\u0000": "b"}})),
     ("reason", ("DELETE", "/v1/deployments/web?reason=a%00", None)),
     ("message", ("POST", "/v1/deployments/web/revisions?message=a%00", "yaml")),
 ])
@@ -299,7 +302,7 @@ async def test_nul_answers_422_naming_the_field_not_postgresql_text(seeded, db, 
 ])
 async def test_target_labels_follow_kubernetes_limits_and_errors_stay_short(seeded, db, labels, field):
     before = await count(db)
-    resp = await seeded.put("/v1/targets/eu-9", json={"server": "https://x", "labels": labels})
+    resp = await seeded.put("/v1/targets/eu-9", json={"credentials": "web", "labels": labels})
     assert await _refused(resp, field, prefix=True) is None
     assert len(await resp.read()) < 2000
     assert await count(db) == before
