@@ -79,7 +79,7 @@ def check(found: Access, catalogue: Mapping[str, credentials.Credential]) -> Non
     if found.server is not None:
         problem = credentials.server_problem(found.server)
         if problem is not None:
-            raise AccessError("server", f"{found.server!r} {problem}")
+            raise AccessError("server", f"the URL {problem}")
     if not found.credentials:
         raise AccessError("credentials", "a target must name a credential of the operator's credentials "
                                          "file (credentials: NAME); targets without one are refused")

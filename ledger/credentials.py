@@ -83,7 +83,8 @@ class Credential(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def server_problem(url: str) -> str | None:
-    """Why ``url`` is not an acceptable API server URL, or None when it is."""
+    """Why ``url`` is not an acceptable API server URL, or None when it is. The reason never quotes
+    the URL: one with user information may carry a password."""
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
         return "must not contain spaces or control characters"
     try:
@@ -169,7 +170,7 @@ def entries(doc: Any, base: Path) -> dict[str, tuple[Entry, Path | None]]:
         if entry.server is not None:
             problem = server_problem(entry.server)
             if problem is not None:
-                raise CredentialsFileError(f"{where}.server", f"{entry.server!r} {problem}")
+                raise CredentialsFileError(f"{where}.server", f"the URL {problem}")
         for key in ("token_file", "ca_file", "kubeconfig"):
             value = getattr(entry, key)
             if value is not None:
@@ -217,7 +218,7 @@ def resolve(name: str, entry: Entry, base: Path, kubeconfig_doc: Any = None) -> 
         context, from_file = kubeconfig_server(kubeconfig_doc, entry.context, f"{where}.kubeconfig")
         problem = server_problem(from_file)
         if problem is not None:
-            raise CredentialsFileError(f"{where}.kubeconfig", f"the context's server {from_file!r} {problem}")
+            raise CredentialsFileError(f"{where}.kubeconfig", f"the server of context {context!r} {problem}")
         if server is not None and not same_server(server, from_file):
             raise CredentialsFileError(f"{where}.server", f"{server!r} differs from the server of the kubeconfig's "
                                                           f"context {context!r} ({from_file})")

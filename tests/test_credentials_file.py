@@ -101,6 +101,7 @@ def test_serve_with_a_malformed_file_stops_start_up_naming_the_field(tmp_path: P
     code = cli_main.main(["serve", "--credentials", str(path), "--data-dir", str(tmp_path / "data")])
     err = capsys.readouterr().err
     assert code == 2 and "credentials.eu-1.server" in err and "user information" in err
+    assert "u:p@" not in err  # a password in a URL is not repeated
     assert not (tmp_path / "data" / "pg").exists()  # nothing started
 
 

@@ -50,6 +50,7 @@ async def test_registration_refuses_what_the_catalogue_does_not_allow(catalogue,
     assert response.content_type == "application/problem+json"
     problem = await response.json()
     assert problem["field"] == field and says in problem["detail"]
+    assert "me@" not in problem["detail"]
     assert await db.fetchval("SELECT count(*) FROM events") == 0
 
 
