@@ -12,6 +12,7 @@ import uuid
 import pytest
 
 from api import app as app_mod
+from cli import exits
 from cli import main as cli_main
 from ledger import events, records, secrets
 from projections import tokens
@@ -175,7 +176,7 @@ async def test_the_cli_creates_lists_and_revokes_tokens(client, capsys):
     assert code == 0 and out.strip() == "token ci-eu: revoked"
     assert await _status(client, bearer(secret)) == 401
     code, _, err = await ledger(capsys, "tokens", "list", "--url", url, "--token", secrets.new())
-    assert code == 1 and "401" in err
+    assert code == exits.Code.DENIED and "401" in err
 
 
 def test_the_cli_falls_back_to_the_local_admin_token_file_only_for_a_local_service(tmp_path):
