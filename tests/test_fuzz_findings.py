@@ -20,7 +20,7 @@ async def test_an_integer_beyond_what_its_column_holds_is_422_naming_it(client, 
     response = await client.get(path)
     assert response.status == 422, await response.text()
     body = await response.json(content_type=None)
-    name = path.split("?")[1].split("=")[0] if "?" in path else "revision"
+    name = path.split("?")[1].split("=")[0] if "?" in path else "number"
     assert body["field"] == name
 
 
