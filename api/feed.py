@@ -24,7 +24,7 @@ from typing import Final
 
 from aiohttp import web
 
-from api import bodies, cloudevents, keys, problems
+from api import bodies, cloudevents, keys, lanes, problems
 from ledger import events, exporter, records, streams
 
 IMMUTABLE: Final = "public, max-age=31536000, immutable"
@@ -82,7 +82,7 @@ async def feed(request: web.Request) -> web.StreamResponse:
     types, categories = filters(request)
     source = request.app[keys.SETTINGS].source_uri
     page = await request.app[keys.STORE].read_all(after, limit, types=types, categories=categories,
-                                                  until=closed_at)
+                                                  until=closed_at, pool=lanes.pool(request.app))
     media = NDJSON if _wants_ndjson(request) else cloudevents.BATCH_CONTENT_TYPE
     headers: dict[str, str] = {"Vary": "Accept"}
     full = len(page) == limit

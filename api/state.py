@@ -11,7 +11,7 @@ import datetime as dt
 
 from aiohttp import web
 
-from api import bodies, problems, reads
+from api import bodies, lanes, problems
 from projections import replay, views
 
 routes = web.RouteTableDef()
@@ -31,7 +31,7 @@ def _moment(raw: str) -> dt.datetime:
 @routes.get("/v1/state")
 async def state(request: web.Request) -> web.Response:
     raw = request.query.get("at", "head").strip() or "head"
-    async with reads.connection(request) as conn:
+    async with lanes.connection(request) as conn:
         head = await replay.head(conn)
         if raw == "head":
             position = head

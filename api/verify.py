@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import bodies, keys, problems
+from api import bodies, keys, lanes, problems
 from ledger import hashing
 from ledger import verify as verify_mod
 
@@ -26,7 +26,7 @@ async def verify(request: web.Request) -> web.Response:
     last = bodies.query_int(request, "to", 0, low=1) or None
     if last is not None and last < first:
         raise problems.invalid("to", f"must be at least from ({first}), got {last}")
-    async with request.app[keys.STORE].connection() as conn:
+    async with lanes.connection(request) as conn:
         report = await verify_mod.chain(conn, first, last)
     return bodies.json_response(report.as_dict())
 
