@@ -229,10 +229,13 @@ class _Stream:
                 page = await store.read_all(scan, size, types=self.types, categories=self.categories,
                                             until=bound, pool=pool)
                 queued = self._queue(page)
+            # Pages shrink to about what the queue takes, so big events are not read many times over.
             if len(queued) < len(page):
                 scan = queued[-1][0]
+                size = max(16, 2 * len(queued))
             else:
                 scan = page[-1].position if len(page) == size else bound
+                size = min(self.config.page, 2 * size)
             del page
             await self.send(queued)
         return scan

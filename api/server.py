@@ -75,8 +75,10 @@ class Gate:
 
     def refuse(self, transport: asyncio.BaseTransport) -> None:
         self.refused += 1
-        if isinstance(transport, asyncio.WriteTransport):
-            transport.write(self._refusal)
+        # uvloop's transports are not asyncio.WriteTransport subclasses; every stream transport writes.
+        write = getattr(transport, "write", None)
+        if write is not None:
+            write(self._refusal)
         transport.close()
 
 
