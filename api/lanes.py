@@ -8,9 +8,10 @@ Decisions:
 
 - **Two lanes.** The cheap lane is everything not listed in ``EXPENSIVE``: the store's pool
   (``db_pool_size``) and the batching writer. The expensive lane is a semaphore of
-  ``expensive_concurrency`` turns and a PostgreSQL pool of the same size of its own, so an
-  expensive request that has its turn always finds a connection, and never takes one from the
-  cheap lane. Live catch-up reads (api/live.py) read through the same pool.
+  ``expensive_concurrency`` turns and a PostgreSQL pool of its own with a connection per turn, so
+  an expensive request that has its turn always finds a connection, and never takes one from the
+  cheap lane. Live catch-up reads (api/live.py) read through the same pool, on ``CATCH_UP_READS``
+  permits with a connection each.
 - **Wait briefly, then 503.** An expensive request beyond the lane's limit waits up to
   ``expensive_wait`` seconds for a turn, then gets 503 + ``Retry-After`` (problem+json). It never
   holds anything of the cheap lane while it waits.
@@ -39,6 +40,10 @@ from api import auth, keys, problems
 from ledger import db
 
 Kind = Literal["expensive", "stream"]
+
+# SSE catch-up reads at once per process (api/live.py); each holds its permit only for one page's
+# read and encoding, and has a connection of the lane's pool reserved for it.
+CATCH_UP_READS: Final = 4
 
 EXPENSIVE: Final[dict[tuple[str, str], Kind]] = {
     ("GET", "/v1/state"): "expensive",
@@ -142,7 +147,7 @@ def pool(app: web.Application) -> asyncpg.Pool:
 async def context(app: web.Application) -> AsyncIterator[None]:
     """The expensive lane's pool, for as long as the app runs (after the event store)."""
     settings = app[keys.SETTINGS]
-    lane_pool = await db.create_pool(app[keys.DSN], max_size=settings.expensive_concurrency,
+    lane_pool = await db.create_pool(app[keys.DSN], max_size=settings.expensive_concurrency + CATCH_UP_READS,
                                      timeout=settings.db_timeout)
     app[LANE] = Lane(limit=settings.expensive_concurrency, wait=settings.expensive_wait,
                      client_limit=settings.client_expensive_limit, stream_limit=settings.client_stream_limit,

@@ -64,7 +64,7 @@ class Config:
     capacity: int = fanout.CAPACITY
     write_timeout: float = 10.0
     page: int = 1000
-    catching_up: int = 16
+    catching_up: int = lanes.CATCH_UP_READS
     chunk_bytes: int = 32 * 1024
     retry_ms: int = 2000
     final_write_timeout: float = 1.0

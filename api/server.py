@@ -30,6 +30,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from api import keys
 from ledger import settings as settings_mod
 
 log = logging.getLogger(__name__)
@@ -125,56 +126,41 @@ class _Counted(asyncio.Protocol):
             self._inner.resume_writing()
 
 
-class Site(web.BaseSite):
-    """aiohttp's TCPSite, with every accepted connection passed through the gate."""
+class Runner(web.AppRunner):
+    """aiohttp's AppRunner whose protocol factory passes every accepted connection through the
+    gate; any aiohttp site (TCPSite, SockSite, the test server's) serves through it."""
 
-    __slots__ = ("_gate", "_host", "_port")
-
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, gate: Gate, *,
-                 ssl_context: ssl.SSLContext | None = None, backlog: int = 1024) -> None:
-        super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
-        self._host = host
-        self._port = port
-        self._gate = gate
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        settings = app[keys.SETTINGS]
+        self.gate = app[GATE] = Gate(connection_limit(settings), settings.retry_after)
+        self._gated: Callable[[], asyncio.Protocol] | None = None
 
     @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def name(self) -> str:
-        scheme = "https" if self._ssl_context else "http"
-        return f"{scheme}://{self._host}:{self.port}"
-
-    async def start(self) -> None:
-        await super().start()
-        server = self._runner.server
-        assert server is not None
-        created = await asyncio.get_running_loop().create_server(
-            self._gate.factory(server), self._host, self._port, ssl=self._ssl_context,
-            backlog=self._backlog, reuse_address=True)
-        self._server = created
-        self._port = int(created.sockets[0].getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def serving(app: web.Application, settings: settings_mod.Settings, *,
-                  tls: ssl.SSLContext | None = None, port: int | None = None,
-                  handle_signals: bool = False, **runner_options: Any) -> AsyncIterator[Site]:
-    """``app`` served on the settings' host and port (or ``port``) behind the connection gate, until
-    the block ends; the site says the port bound."""
-    gate = Gate(connection_limit(settings), settings.retry_after)
-    app[GATE] = gate
-    runner = web.AppRunner(app, handle_signals=handle_signals, **runner_options)
-    await runner.setup()
-    try:
-        site = Site(runner, settings.http_host, settings.http_port if port is None else port, gate,
-                    ssl_context=tls)
-        await site.start()
-        log.info("accepting up to %d client connections", gate.limit)
-        yield site
-    finally:
-        await runner.cleanup()
+    def server(self) -> Callable[[], asyncio.Protocol] | None:  # type: ignore[override]
+        inner = super().server
+        if inner is None:
+            return None
+        if self._gated is None:
+            self._gated = self.gate.factory(inner)
+        return self._gated
 
 
 GATE = web.AppKey("connection_gate", Gate)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, *, tls: ssl.SSLContext | None = None,
+                  handle_signals: bool = False, **runner_options: Any) -> AsyncIterator[web.TCPSite]:
+    """``app`` served on its settings' host and port behind the connection gate, until the block
+    ends; the site says the port bound."""
+    settings = app[keys.SETTINGS]
+    runner = Runner(app, handle_signals=handle_signals, **runner_options)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.http_host, settings.http_port, ssl_context=tls, backlog=1024)
+        await site.start()
+        log.info("accepting up to %d client connections", runner.gate.limit)
+        yield site
+    finally:
+        await runner.cleanup()

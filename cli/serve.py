@@ -71,7 +71,7 @@ def run(app: web.Application, settings: settings_mod.Settings, tls: ssl.SSLConte
     server.raise_fd_limit()
 
     async def serve() -> None:
-        async with server.serving(app, settings, tls=tls, handle_signals=True, access_log=None) as site:
+        async with server.serving(app, tls=tls, handle_signals=True, access_log=None) as site:
             print(f"======== Deployment Ledger on {site.name} ========\n(Press CTRL+C to quit)", flush=True)
             await asyncio.Event().wait()
 

@@ -29,7 +29,7 @@ async def first_bytes(reader: asyncio.StreamReader) -> bytes:
 
 async def test_connections_past_the_limit_are_refused_while_open_ones_and_the_database_work(settings):
     app = app_mod.make_app(settings.replace(max_connections=LIMIT))
-    async with server.serving(app, settings.replace(max_connections=LIMIT)) as site:
+    async with server.serving(app) as site:
         base = f"http://127.0.0.1:{site.port}"
         gate = app[server.GATE]
         async with servers.session(connector=aiohttp.TCPConnector(limit=1)) as kept:
