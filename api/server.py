@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import resource
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -150,15 +151,13 @@ GATE = web.AppKey("connection_gate", Gate)
 
 
 @contextlib.asynccontextmanager
-async def serving(app: web.Application, *, tls: ssl.SSLContext | None = None,
-                  handle_signals: bool = False, **runner_options: Any) -> AsyncIterator[web.TCPSite]:
-    """``app`` served on its settings' host and port behind the connection gate, until the block
-    ends; the site says the port bound."""
-    settings = app[keys.SETTINGS]
+async def serving(app: web.Application, sock: socket.socket, *, tls: ssl.SSLContext | None = None,
+                  handle_signals: bool = False, **runner_options: Any) -> AsyncIterator[web.SockSite]:
+    """``app`` served on the bound socket ``sock`` behind the connection gate, until the block ends."""
     runner = Runner(app, handle_signals=handle_signals, **runner_options)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.http_host, settings.http_port, ssl_context=tls, backlog=1024)
+        site = web.SockSite(runner, sock, ssl_context=tls)
         await site.start()
         log.info("accepting up to %d client connections", runner.gate.limit)
         yield site

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import socket
 
 import aiohttp
 import pytest
@@ -29,15 +30,17 @@ async def first_bytes(reader: asyncio.StreamReader) -> bytes:
 
 async def test_connections_past_the_limit_are_refused_while_open_ones_and_the_database_work(settings):
     app = app_mod.make_app(settings.replace(max_connections=LIMIT))
-    async with server.serving(app) as site:
-        base = f"http://127.0.0.1:{site.port}"
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    async with server.serving(app, sock):
+        base = f"http://127.0.0.1:{port}"
         gate = app[server.GATE]
         async with servers.session(connector=aiohttp.TCPConnector(limit=1)) as kept:
             async with kept.get(base + "/healthz") as resp:
                 assert resp.status == 200
             assert gate.open == 1
 
-            idle = [await asyncio.open_connection("127.0.0.1", site.port) for _ in range(IDLE)]
+            idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(IDLE)]
             async with asyncio.timeout(30):
                 while gate.open + gate.refused < 1 + IDLE:
                     await asyncio.sleep(0.01)
