@@ -67,6 +67,7 @@ class Lane:
     turns: asyncio.Semaphore = dataclasses.field(init=False)
     busy: int = 0
     refused: int = 0
+    limited: int = 0
     expensive: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     streams: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
 
@@ -77,6 +78,7 @@ class Lane:
         return db.pooled(self.pool, timeout=self.timeout)
 
     def _too_many(self, client: str, what: str, limit: int) -> problems.Problem:
+        self.limited += 1
         return problems.Problem(
             429, "Too many requests",
             f"{client} already has {limit} {what} open, the most one client may; retry after "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import uuid
 
 import pytest
@@ -82,6 +83,10 @@ async def test_cheap_requests_are_served_while_the_expensive_lane_is_saturated(c
     assert all(r[0] in (200, 503) for r in expensive_results), expensive_results
     assert all(r[1] is not None and int(r[1]) > 0 and r[2] == PROBLEM for r in refused)
     assert lane.refused == len(refused)
+    metrics = await (await client.get("/metrics")).text()
+    assert f"ledger_expensive_refused_total {float(len(refused))}" in metrics
+    open_now = re.search(r"^ledger_connections_open (\d+)\.0$", metrics, re.MULTILINE)
+    assert open_now is not None and int(open_now.group(1)) >= 1  # the test server runs behind the gate
     await asyncio.sleep(0)
     assert lane.busy == 0 and not lane.expensive
 
