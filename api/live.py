@@ -44,6 +44,7 @@ out).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import socket
 from collections.abc import AsyncIterator
@@ -180,7 +181,8 @@ class _Stream:
             return
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer)
+            with contextlib.suppress(OSError):  # not a TCP socket (a test's pipe): the transport's limit holds
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer)
         transport.set_write_buffer_limits(high=self.config.send_buffer)
 
     async def send(self, frames: list[tuple[int, bytes]]) -> None:
