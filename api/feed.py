@@ -74,6 +74,7 @@ def _matches(header: str | None, etag: str) -> bool:
 
 
 @routes.get("/v1/feed")
+@lanes.expensive
 async def feed(request: web.Request) -> web.StreamResponse:
     after = bodies.query_int(request, "after", 0, low=0)
     limit = bodies.query_int(request, "limit", DEFAULT_LIMIT, low=1, high=MAX_LIMIT)

@@ -6,7 +6,8 @@ digests and single reads, a hundred of them took every connection and the cheap 
 
 Decisions:
 
-- **Two lanes.** The cheap lane is everything not listed in ``EXPENSIVE``: the store's pool
+- **Two lanes.** The cheap lane is every handler not decorated with ``expensive`` (``EXPENSIVE``
+  lists them; a test holds the two to each other): the store's pool
   (``db_pool_size``) and the batching writer. The expensive lane is a semaphore of
   ``expensive_concurrency`` turns and a PostgreSQL pool of its own with a connection per turn, so
   an expensive request that has its turn always finds a connection, and never takes one from the
@@ -30,8 +31,9 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Final, Literal
+from typing import Final, TypeVar
 
 import asyncpg
 from aiohttp import web
@@ -39,18 +41,15 @@ from aiohttp import web
 from api import auth, keys, problems
 from ledger import db
 
-Kind = Literal["expensive", "stream"]
+R = TypeVar("R", bound=web.StreamResponse)
 
 # SSE catch-up reads at once per process (api/live.py); each holds its permit only for one page's
 # read and encoding, and has a connection of the lane's pool reserved for it.
 CATCH_UP_READS: Final = 4
 
-EXPENSIVE: Final[dict[tuple[str, str], Kind]] = {
-    ("GET", "/v1/state"): "expensive",
-    ("GET", "/v1/verify"): "expensive",
-    ("GET", "/v1/feed"): "expensive",
-    ("GET", "/v1/feed/live"): "stream",
-}
+# The routes on the expensive lane (``expensive``), and those that hold a stream slot (``stream``).
+EXPENSIVE: Final = frozenset({("GET", "/v1/state"), ("GET", "/v1/verify"), ("GET", "/v1/feed")})
+STREAMS: Final = frozenset({("GET", "/v1/feed/live")})
 
 
 @dataclasses.dataclass
@@ -161,23 +160,34 @@ async def context(app: web.Application) -> AsyncIterator[None]:
         lane_pool.terminate()
 
 
-def middleware() -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Routes in ``EXPENSIVE`` take their turn (or a stream slot) before the handler runs; after
-    authentication, so the limit counts the token."""
+_KINDS: Final[dict[object, str]] = {}
 
-    @web.middleware
-    async def lanes(request: web.Request,
-                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        resource = request.match_info.route.resource
-        kind = EXPENSIVE.get((request.method, resource.canonical)) if resource is not None else None
-        if kind is None:
-            return await handler(request)
-        lane = request.app[LANE]
-        client = client_of(request)
-        if kind == "stream":
-            async with lane.stream(client):
-                return await handler(request)
-        async with lane.turn(client):
+
+def expensive(handler: Callable[[web.Request], Awaitable[R]]) -> Callable[[web.Request], Awaitable[R]]:
+    """The handler runs on a turn of the expensive lane (after access control: the limit counts
+    the token). A decorator, not a middleware, so cheap requests pay nothing for the lanes."""
+
+    @functools.wraps(handler)
+    async def on_a_turn(request: web.Request) -> R:
+        async with request.app[LANE].turn(client_of(request)):
             return await handler(request)
 
-    return lanes
+    _KINDS[on_a_turn] = "expensive"
+    return on_a_turn
+
+
+def stream(handler: Callable[[web.Request], Awaitable[R]]) -> Callable[[web.Request], Awaitable[R]]:
+    """The handler holds one of its client's SSE stream slots while it runs."""
+
+    @functools.wraps(handler)
+    async def in_a_slot(request: web.Request) -> R:
+        async with request.app[LANE].stream(client_of(request)):
+            return await handler(request)
+
+    _KINDS[in_a_slot] = "stream"
+    return in_a_slot
+
+
+def kind_of(handler: object) -> str:
+    """``expensive``, ``stream`` or ``cheap``: how a route's handler is served."""
+    return _KINDS.get(handler, "cheap")

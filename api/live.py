@@ -310,6 +310,7 @@ async def _available(request: web.Request, tail: fanout.Tail) -> None:
 
 
 @routes.get("/v1/feed/live")
+@lanes.stream
 async def live(request: web.Request) -> web.StreamResponse:
     types, categories = feed.filters(request)
     cursor = _cursor(request)

@@ -29,6 +29,7 @@ def _moment(raw: str) -> dt.datetime:
 
 
 @routes.get("/v1/state")
+@lanes.expensive
 async def state(request: web.Request) -> web.Response:
     raw = request.query.get("at", "head").strip() or "head"
     async with lanes.connection(request) as conn:

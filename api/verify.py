@@ -21,6 +21,7 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/v1/verify")
+@lanes.expensive
 async def verify(request: web.Request) -> web.Response:
     first = bodies.query_int(request, "from", 1, low=1)
     last = bodies.query_int(request, "to", 0, low=1) or None

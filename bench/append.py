@@ -186,10 +186,13 @@ def main() -> None:
                 pair: dict[str, dict[str, float]] = {}
                 for side in (("auth", "open") if n % 2 else ("open", "auth")):
                     asyncio.run(checkpoint(database_url))
-                    target = url if side == "auth" else open_url
+                    target, pid = (url, service.pid) if side == "auth" else (open_url, opened.pid)
                     harness.wrk(target, single_lua, connections=args.connections, seconds=1)
+                    cpu = harness.cpu_seconds(pid)
                     pair[side] = harness.wrk(target, single_lua, connections=args.connections,
                                              seconds=args.pair_seconds)
+                    served = pair[side]["requests_per_s"] * args.pair_seconds
+                    pair[side]["cpu_us"] = (harness.cpu_seconds(pid) - cpu) / served * 1e6
                 pairs.append(pair)
         finally:
             harness.stop(service)
@@ -238,9 +241,15 @@ def main() -> None:
                      f"{median(ours) / median(theirs):.2f}x | {per_round} | {what} |")
     pair_ratios = [a / b for a, b in zip(paired("auth", "requests_per_s"), paired("open", "requests_per_s"),
                                          strict=True)]
+    cpu_ratios = [a / b for a, b in zip(paired("auth", "cpu_us"), paired("open", "cpu_us"), strict=True)]
     lines += ["", f"Access control: {args.pairs} pairs of {args.pair_seconds} s measurements (order alternating, "
               f"1 s warm-up each); median of the per-pair rate ratios {median(pair_ratios):.3f}, i.e. "
-              f"authentication costs {(1 - median(pair_ratios)) * 100:.1f}% of the throughput (limit 5%)."]
+              f"authentication costs {(1 - median(pair_ratios)) * 100:.1f}% of the throughput (limit 5%; below "
+              f"zero is the machine's drift). "
+              f"The service's CPU per request (what a single-event append is bound by; less sensitive to "
+              f"the machine's other load than rates): {median(paired('auth', 'cpu_us')):.0f} µs with, "
+              f"{median(paired('open', 'cpu_us')):.0f} µs without; median per-pair ratio "
+              f"{median(cpu_ratios):.3f} (per pair: {', '.join(f'{r:.2f}' for r in cpu_ratios)})."]
     lines += ["", "Targets: single-event rate at least 0.5x the no-op, p99 at most 25 ms; batches at least 0.5x raw; "
               "with access control at least 0.95x the rate without."]
     report = "\n".join(lines)

@@ -94,6 +94,12 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(url: str, script: Path, *, connections: int, seconds: int, threads: int = 1) -> dict[str, float]:
     if shutil.which("wrk") is None:
         raise SystemExit("bench needs wrk as the load generator: apt-get install -y wrk")

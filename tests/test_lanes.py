@@ -132,3 +132,14 @@ async def test_a_token_past_its_stream_limit_gets_429_while_another_token_stream
     again = await client.get("/v1/feed/live")
     assert again.status == 200
     again.close()
+
+
+async def test_the_lanes_table_names_exactly_the_routes_served_on_the_expensive_lane_or_a_stream_slot(app):
+    for route in app.router.routes():
+        resource = route.resource
+        if resource is None or route.method not in ("GET", "HEAD"):
+            assert lanes.kind_of(route.handler) == "cheap", f"{route.method} {resource}"
+            continue
+        key = ("GET", resource.canonical)
+        expected = "expensive" if key in lanes.EXPENSIVE else "stream" if key in lanes.STREAMS else "cheap"
+        assert lanes.kind_of(route.handler) == expected, f"{route.method} {resource.canonical}"
