@@ -15,7 +15,9 @@ Decisions:
   permits with a connection each.
 - **Wait briefly, then 503.** An expensive request beyond the lane's limit waits up to
   ``expensive_wait`` seconds for a turn, then gets 503 + ``Retry-After`` (problem+json). It never
-  holds anything of the cheap lane while it waits.
+  holds anything of the cheap lane while it waits. When a request ahead of it found the database
+  unavailable meanwhile, it gets 503 as soon as it has its turn, so an outage still answers within
+  ``db_timeout`` and waiting in the lane does not add another one.
 - **Per client, 429.** One token (its name; the client address for a request without one) runs at
   most ``client_expensive_limit`` expensive requests and holds at most ``client_stream_limit`` SSE
   streams at once; past that it gets 429 + ``Retry-After`` at once, so one client cannot fill the
@@ -39,7 +41,7 @@ import asyncpg
 from aiohttp import web
 
 from api import auth, keys, problems
-from ledger import db
+from ledger import db, errors
 
 R = TypeVar("R", bound=web.StreamResponse)
 
@@ -66,6 +68,7 @@ class Lane:
     turns: asyncio.Semaphore = dataclasses.field(init=False)
     busy: int = 0
     refused: int = 0
+    outage_at: float = -1.0
     limited: int = 0
     expensive: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     streams: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
@@ -98,6 +101,8 @@ class Lane:
         if self.expensive[client] >= self.client_limit:
             raise self._too_many(client, "expensive requests", self.client_limit)
         self.expensive[client] += 1
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
         try:
             try:
                 async with asyncio.timeout(self.wait):
@@ -111,7 +116,14 @@ class Lane:
                     headers={"Retry-After": str(self.retry_after)}) from None
             self.busy += 1
             try:
+                if self.outage_at >= arrived:
+                    # A request ahead of this one found the database unavailable while this one
+                    # waited: answer 503 now rather than wait out the database timeout once more.
+                    raise errors.StoreUnavailable("the database did not answer a request ahead of this one")
                 yield
+            except errors.StoreUnavailable:
+                self.outage_at = loop.time()
+                raise
             finally:
                 self.busy -= 1
                 self.turns.release()
