@@ -66,7 +66,7 @@ async def raw_read(url: str) -> int:
 
 async def feed_paging(base: str) -> int:
     count, url = 0, f"{base}/v1/feed?after=0&limit={PAGE}"
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=harness.HEADERS) as session:
         while True:
             async with session.get(url) as resp:
                 assert resp.status == 200, resp.status
@@ -83,7 +83,7 @@ async def live_read(base: str, total: int) -> int:
     count, carry = 0, b""
     marker = b"\nid: "
     timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
-    async with aiohttp.ClientSession(timeout=timeout) as session, \
+    async with aiohttp.ClientSession(timeout=timeout, headers=harness.HEADERS) as session, \
             session.get(f"{base}/v1/feed/live?after=0") as resp:
         async for chunk in resp.content.iter_any():
             data = carry + chunk
@@ -96,7 +96,7 @@ async def live_read(base: str, total: int) -> int:
 
 def run_export(args: list[str], out: Path) -> int:
     subprocess.run([sys.executable, "-m", "cli.main", "export", *args, "-o", str(out)], check=True,
-                   cwd=harness.ROOT, stderr=subprocess.DEVNULL)
+                   cwd=harness.ROOT, stderr=subprocess.DEVNULL, env={**os.environ, "LEDGER_TOKEN": harness.TOKEN})
     with out.open("rb") as handle:
         return sum(1 for _ in handle)
 
@@ -114,7 +114,7 @@ async def subscribers(base: str, count: int, proc: subprocess.Popen[bytes]) -> d
     before = rss_mb(proc.pid, "VmRSS")
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=harness.HEADERS) as session:
         async with session.get(f"{base}/v1/digest") as resp:
             head = (await resp.json())["position"]
         streams = [await session.get(f"{base}/v1/feed/live?after={head}") for _ in range(count)]

@@ -118,7 +118,7 @@ async def measure_service(url: str, dsn: str, emulator: str, clusters: int, revi
     await waiter.start()
     result: dict[str, Any] = {}
     timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64)) as session:
+    async with aiohttp.ClientSession(timeout=timeout, headers=harness.HEADERS, connector=aiohttp.TCPConnector(limit=64)) as session:
         await register(session, url, emulator, names, {"fleet": "bench"})
         await register(session, url, emulator, ["solo"], {"lat": "solo"})
         await asyncio.wait_for(claimed(conn, [*names, "solo"]), 120)
