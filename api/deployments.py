@@ -15,7 +15,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from api import auth, bodies, keys, problems, reads, streams, submission
+from api import auth, bodies, envelope, keys, problems, reads, submission
 from ledger import streams as stream_names
 from projections import commands, loading, manifests, queries, selectors
 
@@ -29,25 +29,25 @@ class RevisionBody(msgspec.Struct, forbid_unknown_fields=True):
     manifests_yaml: str | None = None
     selector: str | None = None
     message: str = ""
-    expected_version: streams.ExpectedVersion | None = None
+    expected_version: envelope.ExpectedVersion | None = None
 
 
 class RollbackBody(msgspec.Struct, forbid_unknown_fields=True):
     to_revision: int
     message: str = ""
-    expected_version: streams.ExpectedVersion | None = None
+    expected_version: envelope.ExpectedVersion | None = None
 
 
 class ReasonBody(msgspec.Struct, forbid_unknown_fields=True):
     reason: str = ""
-    expected_version: streams.ExpectedVersion | None = None
+    expected_version: envelope.ExpectedVersion | None = None
 
 
 def _stream(name: str) -> str:
     return stream_names.name("deployment", name)
 
 
-def _query_expected(request: web.Request) -> streams.ExpectedVersion | None:
+def _query_expected(request: web.Request) -> envelope.ExpectedVersion | None:
     raw = request.query.get("expected_version")
     if raw is None or raw == "":
         return None
@@ -73,13 +73,15 @@ async def _revision_body(request: web.Request) -> RevisionBody:
     return await bodies.read_json(request, RevisionBody)
 
 
-def _manifests(body: RevisionBody) -> list[dict[str, Any]]:
+def _manifests(body: RevisionBody) -> list[Any]:
+    """The manifests as sent; the decision validates them (``commands.submit_revision``)."""
     if (body.manifests is None) == (body.manifests_yaml is None):
         raise problems.invalid("manifests", "send exactly one of manifests (a JSON list) and manifests_yaml "
                                             "(multi-document YAML), or a YAML body")
+    if body.manifests is not None:
+        return body.manifests
     try:
-        found = manifests.parse_yaml(body.manifests_yaml) if body.manifests_yaml is not None else body.manifests
-        return manifests.validate(found or [])
+        return manifests.parse_yaml(body.manifests_yaml or "")
     except manifests.ManifestError as exc:
         raise submission.problem_for(exc) from exc
 

@@ -11,6 +11,11 @@
    ``INSERT … SELECT unnest(…)`` of the same rows (ids of the same kind, time-ordered version 7)
    into a copy of the events table.
 
+The requests are client writes, decided by the rules like any other (projections/rules.py): each
+registers a target on a stream of its own (a batch: one registration and its updates), naming an
+anonymous credential of a credentials file the benchmark writes; the ledger's own ``rollout-*``
+streams are closed to clients.
+
 Run: ``make bench`` or ``.venv/bin/python -m bench.append [--seconds 10]``.
 """
 
@@ -28,44 +33,60 @@ import time
 from pathlib import Path
 
 import asyncpg
+import yaml
 
 from bench import harness
 from ledger import hashing, ids, pgembed, secrets
 
-OBJECTS = [
-    {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "web", "name": "frontend"},
-    {"apiVersion": "v1", "kind": "Service", "namespace": "web", "name": "frontend"},
-    {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "web", "name": "frontend-config"},
-]
+CREDENTIAL = "bench"
 
 
-def outcome(deployment: str, n: int) -> dict:
-    return {"type": "ApplySucceeded", "data": {"deployment": deployment, "revision": n, "target": f"edge-{n % 97}",
-                                               "objects": OBJECTS, "duration_ms": 12, "attempt": 1}}
+def registration(name: str) -> dict:
+    return {"type": "TargetRegistered", "data": {"target": name, "labels": {"bench": "yes"},
+                                                 "credentials": CREDENTIAL}}
 
 
+def update(name: str, n: int) -> dict:
+    return {"type": "TargetUpdated", "data": {"target": name, "labels": {"bench": "yes", "n": str(n)},
+                                              "credentials": CREDENTIAL}}
+
+
+# Every request registers a target of its own: a client write that the rules always allow, decided
+# on a fresh stream's state. Names carry the run's start second, so runs against one database never
+# collide (wrk runs one thread; each run lasts seconds).
 SINGLE_LUA = """
 counter = 0
+prefix = "b" .. os.time()
 request = function()
   counter = counter + 1
-  local d = "bench-" .. (counter % 64)
-  local body = '{"events":[{"type":"ApplySucceeded","data":{"deployment":"' .. d .. '","revision":' .. counter ..
-    ',"target":"edge-' .. (counter % 97) .. '","objects":%s,"duration_ms":12,"attempt":1}}]}'
-  return wrk.format("POST", "/v1/streams/rollout-" .. d .. "/events",
+  local name = prefix .. "-" .. counter
+  local body = '{"events":[{"type":"TargetRegistered","data":{"target":"' .. name ..
+    '","labels":{"bench":"yes"},"credentials":"%s"}}]}'
+  return wrk.format("POST", "/v1/streams/target-" .. name .. "/events",
                     {["Content-Type"]="application/json", ["Authorization"]="Bearer TOKEN"}, body)
 end
 """
 
+# A batch is one target's registration and its updates, on a stream of its own per request.
 BATCH_LUA = """
 counter = 0
+prefix = "t" .. os.time()
 body = %s
 request = function()
   counter = counter + 1
-  return wrk.format("POST", "/v1/streams/rollout-batch-" .. (counter %% 8) .. "/events",
+  local name = prefix .. "-" .. counter
+  return wrk.format("POST", "/v1/streams/target-" .. name .. "/events",
                     {["Content-Type"]="application/json", ["Authorization"]="Bearer TOKEN"},
-                    body:gsub("DEPLOYMENT", "batch-" .. (counter %% 8)))
+                    body:gsub("TARGET", name))
 end
 """
+
+
+def write_credentials(path: Path) -> Path:
+    """One anonymous credential that every benchmark target names (nothing is ever contacted)."""
+    path.write_text(yaml.safe_dump({"credentials": {CREDENTIAL: {"server": "https://127.0.0.1:6443",
+                                                                 "anonymous": True}}}))
+    return path
 
 
 def lua_string(text: str) -> str:
@@ -86,7 +107,7 @@ async def raw_baseline(database_url: str, seconds: float, batch: int, workers: i
     await conn.execute("DROP TABLE IF EXISTS raw_events; CREATE TABLE raw_events (LIKE events INCLUDING ALL)")
     await conn.close()
     pool = await asyncpg.create_pool(database_url, min_size=workers, max_size=workers)
-    data = json.dumps(outcome("raw", 1)["data"])
+    data = json.dumps(update("raw", 1)["data"])
     meta = json.dumps({"client": "bench"})
     deadline = time.monotonic() + seconds
     done = 0
@@ -103,8 +124,8 @@ async def raw_baseline(database_url: str, seconds: float, batch: int, workers: i
                     "INSERT INTO raw_events (position, stream, version, id, type, data, metadata, recorded_at,"
                     " prev_hash, hash) SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::uuid[],"
                     " $5::text[], $6::jsonb[], $7::jsonb[], $8::timestamptz[], $9::text[], $10::text[])",
-                    positions, [f"rollout-raw-{w}"] * batch, [p - w * 10**8 for p in positions], ids.generate(batch),
-                    ["ApplySucceeded"] * batch, [data] * batch, [meta] * batch, [now] * batch,
+                    positions, [f"target-raw-{w}"] * batch, [p - w * 10**8 for p in positions], ids.generate(batch),
+                    ["TargetUpdated"] * batch, [data] * batch, [meta] * batch, [now] * batch,
                     [hashing.GENESIS] * batch, [hashing.GENESIS] * batch,
                 )
             done += batch
@@ -131,9 +152,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ledger-bench-append-"))
     single_lua = work / "single.lua"
     token = secrets.new()
-    single_lua.write_text(SINGLE_LUA.replace("%s", json.dumps(OBJECTS, separators=(",", ":")))
-                          .replace("TOKEN", token))
-    batch_body = json.dumps({"events": [outcome("DEPLOYMENT", i) for i in range(args.batch)]})
+    single_lua.write_text(SINGLE_LUA.replace("%s", CREDENTIAL).replace("TOKEN", token))
+    batch_body = json.dumps({"events": [registration("TARGET")] + [update("TARGET", i)
+                                                                   for i in range(1, args.batch)]})
+    credentials = str(write_credentials(work / "credentials.yaml"))
     batch_lua = work / "batch.lua"
     batch_lua.write_text((BATCH_LUA % lua_string(batch_body)).replace("TOKEN", token))
 
@@ -157,9 +179,11 @@ def main() -> None:
     pairs: list[dict[str, dict[str, float]]] = []
     with harness.Postgres() as database_url:
         service, url = harness.start_service(database_url, work / "data", LEDGER_PROJECTOR="false",
-                                             LEDGER_APPLIER="false", LEDGER_ADMIN_TOKEN=token)
+                                             LEDGER_APPLIER="false", LEDGER_ADMIN_TOKEN=token,
+                                             LEDGER_CREDENTIALS=credentials)
         opened, open_url = harness.start_service(database_url, work / "open", module=("bench.open_service",),
-                                                 LEDGER_PROJECTOR="false", LEDGER_APPLIER="false")
+                                                 LEDGER_PROJECTOR="false", LEDGER_APPLIER="false",
+                                                 LEDGER_CREDENTIALS=credentials)
         try:
             # Rounds interleave each measurement with its baseline, so the machine's drift (it is a
             # shared VM: ±30% between minutes) hits both sides of a ratio alike.

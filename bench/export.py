@@ -36,6 +36,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import msgspec
+import yaml
 
 from bench import harness, seed
 from ledger import pgembed, records
@@ -122,11 +123,14 @@ async def subscribers(base: str, count: int, proc: subprocess.Popen[bytes]) -> d
             assert (await s.content.readline()).startswith(b"retry:")
         connected = rss_mb(proc.pid, "VmRSS")
         target, appended = head + 1000, 0
-        body = msgspec.json.encode({"events": [
-            {"type": "DeploymentPaused", "data": {"deployment": "subs", "reason": f"r{i}"}}
-            for i in range(100)]})
         while appended < 1000:
-            async with session.post(f"{base}/v1/streams/deployment-subs/events", data=body,
+            # Each request: one target registered and updated 99 times (a batch the rules allow).
+            name = f"subs-{appended}"
+            body = msgspec.json.encode({"events": [
+                {"type": "TargetUpdated" if i else "TargetRegistered",
+                 "data": {"target": name, "labels": {"n": str(i)}, "credentials": "bench"}}
+                for i in range(100)]})
+            async with session.post(f"{base}/v1/streams/target-{name}/events", data=body,
                                     headers={"Content-Type": "application/json"}) as resp:
                 assert resp.status == 201, await resp.text()
             appended += 100
@@ -149,8 +153,11 @@ async def subscribers(base: str, count: int, proc: subprocess.Popen[bytes]) -> d
 
 @contextlib.contextmanager
 def service(url: str, workdir: Path) -> Any:
-    proc, base = harness.start_service(url, workdir / "data", LEDGER_PROJECTOR="false",
-                                       LEDGER_APPLIER="false")
+    credentials = workdir / "credentials.yaml"  # the one (anonymous) credential subscribers' targets name
+    credentials.write_text(yaml.safe_dump({"credentials": {"bench": {"server": "https://127.0.0.1:6443",
+                                                                     "anonymous": True}}}))
+    proc, base = harness.start_service(url, workdir / "data", LEDGER_PROJECTOR="false", LEDGER_APPLIER="false",
+                                       LEDGER_CREDENTIALS=str(credentials))
     try:
         yield proc, base
     finally:
