@@ -13,7 +13,7 @@ import pytest
 
 from api import app as app_mod
 from api import server
-from tests import servers
+from tests import credfiles, servers
 from tests.test_http_streams import target_event
 
 LIMIT = 50
@@ -29,6 +29,7 @@ async def first_bytes(reader: asyncio.StreamReader) -> bytes:
 
 
 async def test_connections_past_the_limit_are_refused_while_open_ones_and_the_database_work(settings):
+    credfiles.add_anonymous(settings, "cluster")
     app = app_mod.make_app(settings.replace(max_connections=LIMIT))
     sock = socket.create_server(("127.0.0.1", 0))
     port = sock.getsockname()[1]
