@@ -5,15 +5,17 @@ Shared by the commands and the generic append (``api.submission`` is their one w
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from aiohttp import web
 
-from api import auth, problems
+from api import auth, params, problems
 from ledger import events, records
 
-ExpectedVersion = int | Literal["any", "no_stream", "exists"]
+ExpectedVersion = (
+    Annotated[int, msgspec.Meta(ge=0, le=params.INT32_MAX)] | Literal["any", "no_stream", "exists"]
+)
 
 
 def expected_version(request: web.Request, body_value: ExpectedVersion | None,
@@ -26,12 +28,7 @@ def expected_version(request: web.Request, body_value: ExpectedVersion | None,
         if raw == "*":
             from_header = "exists"
         else:
-            try:
-                from_header = int(raw)
-            except ValueError as exc:
-                raise problems.invalid("If-Match", f"expected a stream version like \"3\", got {header!r}") from exc
-    if isinstance(body_value, int) and body_value < 0:
-        raise problems.invalid("expected_version", "must be 0 or more, or any, no_stream, exists")
+            from_header = params.value(request, "If-Match", raw)
     if from_header is not None and body_value is not None and from_header != body_value:
         raise problems.invalid("If-Match", f"disagrees with expected_version {body_value!r}")
     chosen = from_header if from_header is not None else body_value

@@ -14,7 +14,7 @@ import contextlib
 import asyncpg
 from aiohttp import web
 
-from api import bodies, keys, problems
+from api import keys, params, problems
 from ledger import streams
 
 
@@ -22,7 +22,7 @@ async def wait_for_position(request: web.Request) -> None:
     if request.query.get("min_position") == "head":
         wanted = (await request.app[keys.STORE].head())[0]
     else:
-        wanted = bodies.query_int(request, "min_position", 0, low=0)
+        wanted = params.integer(request, "min_position", 0)
     if wanted == 0:
         return
     tracker = request.app[keys.PROGRESS]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 import uuid
 from collections.abc import Sequence
 from typing import Any, Final
@@ -18,13 +17,11 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from api import auth, bodies, envelope, keys, problems, submission, wire
+from api import auth, bodies, envelope, keys, params, problems, submission, wire
 from ledger import events, streams
 from projections import commands, fleet, loading, rules, selectors
 
 routes = web.RouteTableDef()
-# An escaped NUL (not an escaped backslash followed by "u0000"): jsonb cannot store it.
-_NUL: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _YIELD_EVERY: Final = 64
 
 
@@ -52,10 +49,12 @@ def validate_event(stream: str, index: int, submitted: SubmittedEvent) -> tuple[
     """Check ``data`` against the catalogue and the stream; returns the event and the fields sent."""
     raw = bytes(submitted.data)
     at = f"$.events[{index}]"
-    if b"\\u0000" in raw and _NUL.search(raw):
-        raise problems.invalid(f"{at}.data", "text must not contain the NUL character (\\u0000)")
+    if submitted.type in events.FREE_FORM:
+        bodies.check_text(raw, f"{at}.data", duplicates=True)
     try:
         sent = msgspec.json.decode(raw)
+    except RecursionError as exc:
+        raise bodies.too_deep(raw, f"{at}.data") from exc
     except msgspec.DecodeError as exc:
         raise problems.invalid(f"{at}.data", f"not JSON: {exc}") from exc
     if not isinstance(sent, dict):
@@ -140,8 +139,8 @@ async def append(request: web.Request) -> web.Response:
 @routes.get("/v1/streams/{stream}")
 async def read_stream(request: web.Request) -> web.Response:
     stream = stream_param(request)
-    from_version = bodies.query_int(request, "from_version", 1, low=1)
-    limit = bodies.query_int(request, "limit", 100, low=1, high=1000)
+    from_version = params.integer(request, "from_version", 1)
+    limit = params.integer(request, "limit", 100)
     page = await request.app[keys.STORE].read_stream(stream, from_version, limit)
     following = page[-1].version + 1 if len(page) == limit else None
     return bodies.json_response(
@@ -151,8 +150,8 @@ async def read_stream(request: web.Request) -> web.Response:
 
 @routes.get("/v1/events")
 async def read_all(request: web.Request) -> web.Response:
-    after = bodies.query_int(request, "after", 0, low=0)
-    limit = bodies.query_int(request, "limit", 100, low=1, high=1000)
+    after = params.integer(request, "after", 0)
+    limit = params.integer(request, "limit", 100)
     types = bodies.query_list(request, "types")
     if types:
         unknown = [t for t in types if t not in events.TYPES]

@@ -213,6 +213,10 @@ CATEGORY: Final[dict[str, tuple[str, str]]] = {
     "TokenRevoked": ("token", "name"),
 }
 
+# Types whose data holds free-form JSON (manifests): a key repeated in one of its objects is refused
+# rather than resolved silently to the last value.
+FREE_FORM: Final = frozenset({"RevisionSubmitted"})
+
 _encoder: Final = msgspec.json.Encoder()
 _AT: Final = " - at `"
 

@@ -131,7 +131,7 @@ async def test_not_json_is_415(client, db):
         ("target-eu-1", {"type": "TargetRegistered", "data": {"target": "eu-1"}, "metadata": {"actor": 1}},
          "$.events[0].metadata.actor", "Expected `str | null`"),
         ("target-eu-1", {"type": "TargetRegistered", "data": {"target": "eu-1", "server": "a\u0000b"}},
-         "$.events[0].data", "NUL"),
+         "$.events[0].data.server", "NUL"),
     ],
 )
 async def test_invalid_events_are_422_naming_the_field(client, db, stream, event, field, reason):

@@ -66,6 +66,7 @@ async def register(client, name: str, **labels: str) -> None:
     (revision(manifests=[{**manifest(), "metadata": {"name": "web", "labels": {"app": "x" * 900_000}}}]),
      '$.events[0].data.manifests[0].metadata.labels.app'),
     (without(revision(), "selector"), "$.events[0].data.selector"),
+    (revision(manifests=[{**manifest(), "data": {"n": 2**64}}]), "$.events[0].data.manifests[0].data.n"),
     (revision(matched_targets=["eu-1", "us-1"]), "$.events[0].data.matched_targets"),
     (revision(scope={"targets": "region=eu"}), "$.events[0].data.scope"),
     ({"type": "RolledBack", "data": {"deployment": "web", "revision": 1, "to_revision": 1}}, "$.events[0]"),
