@@ -20,7 +20,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from api import keys, operations, policy, problems, schemas
+from api import keys, lanes, operations, policy, problems, schemas
 
 routes = web.RouteTableDef()
 # Filled on the first request (the app is frozen by then, so the cache is a dict set at install).
@@ -52,7 +52,8 @@ _DESCRIPTIONS: Final = {
     400: "malformed JSON", 401: "no valid bearer token (WWW-Authenticate: Bearer)",
     403: "the token's role or scope does not allow this", 404: "not found", 409: "conflict: expected version, "
     "event id, or the domain's rules", 413: "request body too large", 415: "unsupported Content-Type",
-    422: "invalid input; field names it in msgspec's $.path style", 503: "the event store is unavailable "
+    422: "invalid input; field names it in msgspec's $.path style", 429: "this client's share of expensive "
+    "requests or live streams is taken (Retry-After)", 503: "the event store is unavailable "
     "or too contended (Retry-After)", 504: "the read models did not reach min_position in time",
 }
 
@@ -66,7 +67,7 @@ def _parameter(param: operations.Param) -> dict[str, Any]:
 
 
 def _operation(method: str, path: str, op: operations.Operation, rule: policy.Rule | None,
-               settings_public: bool, wanted: list[type]) -> dict[str, Any]:
+               settings_public: bool, lane: str, wanted: list[type]) -> dict[str, Any]:
     public = rule is not None and (rule.permission == "public" or settings_public)
     declared = {p.name: p for p in op.params}
     params = [declared.get(name) or operations.PATH_PARAMS[name] for name in operations.path_params(path)]
@@ -77,7 +78,7 @@ def _operation(method: str, path: str, op: operations.Operation, rule: policy.Ru
         if reply.content:
             body["content"] = {media: {"schema": _schema_of(kind, wanted)} for media, kind in reply.content.items()}
         responses[str(status)] = body
-    for status in sorted(operations.problem_statuses(op, needs_token=not public, path=path)):
+    for status in sorted(operations.problem_statuses(op, needs_token=not public, path=path, lane=lane)):
         responses.setdefault(str(status), _problem_response(_DESCRIPTIONS.get(status, "error")))
     found: dict[str, Any] = {"operationId": op.id, "summary": op.summary, "tags": [op.tag],
                              "parameters": [_parameter(p) for p in params], "responses": responses}
@@ -121,7 +122,7 @@ def build(app: web.Application) -> dict[str, Any]:
         rule = policy.rule_for(route.method, path)
         public_by_setting = bool(rule is not None and rule.public_if and getattr(settings, rule.public_if))
         paths.setdefault(path, {})[route.method.lower()] = _operation(
-            route.method, path, op, rule, public_by_setting, wanted)
+            route.method, path, op, rule, public_by_setting, lanes.kind_of(route.handler), wanted)
     generated, components = msgspec.json.schema_components(wanted, ref_template=REF)
     document = {
         "openapi": "3.1.0",

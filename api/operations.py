@@ -11,7 +11,7 @@ what is validated; the statuses and response shapes are held to the live service
 Statuses that follow from what an operation is are added by :func:`problem_statuses`, not
 repeated per row: 401 and 403 for every route that needs a token (from the policy table), 400,
 413, 415 and 422 for every route with a body, 422 for every route with parameters, 503 for every
-route that reads or writes the log.
+route that reads or writes the log, 429 for the routes api/lanes.py limits per client.
 """
 
 from __future__ import annotations
@@ -253,9 +253,13 @@ def path_params(path: str) -> list[str]:
     return [part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}")]
 
 
-def problem_statuses(op: Operation, *, needs_token: bool, path: str) -> set[int]:
-    """Every error status ``op`` can answer (as problem+json); see the module docstring."""
+def problem_statuses(op: Operation, *, needs_token: bool, path: str, lane: str = "cheap") -> set[int]:
+    """Every error status ``op`` can answer (as problem+json); see the module docstring. ``lane``
+    is how api/lanes.py serves the route: expensive requests and live streams are limited per
+    client (429) and expensive ones wait a bounded time for a turn (503)."""
     found = set(op.problems)
+    if lane != "cheap":
+        found |= {429, 503}
     if needs_token:
         found |= {401, 403}
     if op.body is not None:

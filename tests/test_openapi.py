@@ -24,7 +24,7 @@ _QUERY = re.compile(r"""(?:query_int|query_list|flag|params\.integer|params\.opt
                     r"""request\.query\.(?:get|getall)\(\s*"([^"]+)\"""")
 _HEADER = re.compile(r"""request\.headers\.get\(\s*"([^"]+)\"""")
 _STATUS = re.compile(r"Problem\(\s*(\d{3})")
-_CALL = re.compile(r"\b(?:(\w+)\.)?(\w+)\(")
+_CALL = re.compile(r"(?:\b|@)(?:(\w+)\.)?(\w+)(?:\(|\n)")
 # Headers every request may carry that are not parameters of an operation.
 _GENERAL_HEADERS = {"Authorization", "Accept", "User-Agent", "X-Request-Id", "Content-Type"}
 # Where reading the code over-approximates (a shared helper's branch this route never takes).
