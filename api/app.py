@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from api import auth, feed, health, keys, lifecycle, live, metrics, problems, streams
 from api import deployments as deployments_api
-from api import feed, health, keys, lifecycle, live, metrics, problems, streams
 from api import history as history_api
 from api import state as state_api
 from api import targets as targets_api
+from api import tokens as tokens_api
 from api import verify as verify_api
 from ledger import settings as settings_mod
 
@@ -16,10 +17,10 @@ from ledger import settings as settings_mod
 def make_app(settings: settings_mod.Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[problems.middleware(settings.retry_after)],
+        middlewares=[problems.middleware(settings.retry_after), auth.middleware()],
     )
     app[keys.SETTINGS] = settings
-    app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store])
+    app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store, auth.context])
     app.add_routes(health.routes)
     metrics.install(app)
     app.add_routes(streams.routes)
@@ -33,5 +34,7 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
     app.add_routes(deployments_api.routes)
     app.add_routes(history_api.routes)
     app.add_routes(state_api.routes)
+    app.add_routes(tokens_api.routes)
     app.cleanup_ctx.append(lifecycle.applier)
+    auth.install(app)
     return app

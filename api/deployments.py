@@ -15,7 +15,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from api import bodies, keys, problems, reads, streams, submission
+from api import auth, bodies, keys, problems, reads, streams, submission
 from ledger import streams as stream_names
 from projections import commands, loading, manifests, queries, selectors
 
@@ -110,11 +110,12 @@ async def submit(request: web.Request) -> web.Response:
             selectors.parse(body.selector)
         except selectors.SelectorError as exc:
             raise submission.problem_for(exc) from exc
-    command = commands.SubmitRevision(name, _manifests(body), body.selector, body.message)
-    pool = request.app[keys.STORE].pool
+    command = commands.SubmitRevision(name, _manifests(body), body.selector, body.message,
+                                      auth.principal(request).scope)
+    store = request.app[keys.STORE]
 
     async def decide(state: loading.StreamState) -> Any:
-        targets = await loading.targets(pool)
+        targets = await loading.targets(store)
         return commands.submit_revision(state.state.deployments.get(name), command, targets)
 
     written = await submission.run(request, _stream(name), body.expected_version, decide)
@@ -125,11 +126,11 @@ async def submit(request: web.Request) -> web.Response:
 async def roll_back(request: web.Request) -> web.Response:
     name = reads.name_param(request, "deployment name")
     body = await bodies.read_json(request, RollbackBody)
-    command = commands.RollBack(name, body.to_revision, body.message)
-    pool = request.app[keys.STORE].pool
+    command = commands.RollBack(name, body.to_revision, body.message, auth.principal(request).scope)
+    store = request.app[keys.STORE]
 
     async def decide(state: loading.StreamState) -> Any:
-        targets = await loading.targets(pool)
+        targets = await loading.targets(store)
         return commands.roll_back(state.state.deployments.get(name), command, targets)
 
     written = await submission.run(request, _stream(name), body.expected_version, decide)
@@ -144,9 +145,14 @@ async def _lifecycle(request: web.Request, command: _Lifecycle, *, reason_in_que
     name = reads.name_param(request, "deployment name")
     body = await submission.optional_json(request, ReasonBody)
     reason = (body.reason or request.query.get("reason", "")) if reason_in_query else body.reason
+    scope = auth.principal(request).scope
+    store = request.app[keys.STORE]
 
     async def decide(state: loading.StreamState) -> Any:
-        return command(name, state.state.deployments.get(name), reason)
+        deployment = state.state.deployments.get(name)
+        if scope.targets:
+            commands.within_scope(name, deployment, scope, await loading.targets(store))
+        return command(name, deployment, reason)
 
     return _answer(name, await submission.run(request, _stream(name), body.expected_version, decide))
 

@@ -9,6 +9,7 @@ from handlers import applier as applier_mod
 from ledger import settings as settings_mod
 from ledger import store as store_mod
 from projections import progress as progress_mod
+from projections import tokens as tokens_mod
 
 SETTINGS = web.AppKey("settings", settings_mod.Settings)
 DSN = web.AppKey("dsn", str)
@@ -16,3 +17,4 @@ STORE = web.AppKey("store", store_mod.EventStore)
 PROGRESS = web.AppKey("progress", progress_mod.Progress)
 STREAM_LOCKS = web.AppKey("stream_locks", locks_mod.StreamLocks)
 APPLIER = web.AppKey("applier", applier_mod.Applier)
+TOKENS = web.AppKey("tokens", tokens_mod.Table)

@@ -12,13 +12,12 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 
-import asyncpg
 from aiohttp import web
 
 from api import keys
 from api import locks as stream_locks
 from handlers import applier as applier_mod
-from ledger import migrate, notifier, pgembed, store, tasks
+from ledger import db, migrate, notifier, pgembed, store, tasks
 from projections import progress, runner
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ def database_context(*, stop_adopted: bool) -> Callable[[web.Application], Async
             app[keys.DSN], owned = await asyncio.to_thread(pgembed.start_or_join, settings.data_dir,
                                                            stop_adopted=stop_adopted)
             log.info("embedded PostgreSQL at %s (data in %s)", app[keys.DSN], settings.data_dir.resolve() / "pg")
-        conn = await asyncpg.connect(app[keys.DSN], timeout=settings.db_timeout)
+        conn = await db.connect(app[keys.DSN], timeout=settings.db_timeout)
         try:
             applied = await migrate.migrate(conn)
             if applied:
@@ -61,14 +60,7 @@ database = database_context(stop_adopted=True)
 
 async def event_store(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    pool = await asyncpg.create_pool(
-        app[keys.DSN],
-        min_size=0,
-        max_size=settings.db_pool_size,
-        timeout=settings.db_timeout,
-        command_timeout=max(settings.db_timeout, 30.0),
-    )
-    assert pool is not None
+    pool = await db.create_pool(app[keys.DSN], max_size=settings.db_pool_size, timeout=settings.db_timeout)
     notify = notifier.Notifier(app[keys.DSN], connect_timeout=settings.db_timeout)
     es = store.EventStore(pool, notify, timeout=settings.db_timeout,
                           max_batch_events=settings.max_batch_events)

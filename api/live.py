@@ -23,6 +23,15 @@ client stopped reading altogether), the connection is aborted.
 
 At shutdown every stream ends with a comment (``on_shutdown``), so the server does not wait out
 its shutdown timeout on open streams.
+
+Database outages (decided): a request that arrives while PostgreSQL is unreachable is answered
+like every other route, 503 + Retry-After as problem+json, before the stream starts (one round
+trip checks; a browser's EventSource does not retry an HTTP error by itself, so a page reconnects
+on its own after Retry-After). An outage after the stream started never turns into an error
+event: a reader catching up through paged reads gets a clean end of the stream and reconnects
+with its Last-Event-ID; a reader served from the shared tail stays connected, receives
+heartbeats, and gets the events written after the database is back (the tail waits the outage
+out).
 """
 
 from __future__ import annotations
@@ -217,20 +226,32 @@ class _Stream:
                 transport.abort()
 
 
+async def _available(request: web.Request, tail: fanout.Tail) -> None:
+    """Before the stream starts: the database answers and the tail has its position, within
+    ``db_timeout``; otherwise StoreUnavailable (503 + Retry-After, see the module docstring)."""
+    timeout = request.app[keys.SETTINGS].db_timeout
+    await request.app[keys.STORE].ping(timeout)
+    try:
+        async with asyncio.timeout(timeout):
+            await tail.ready()
+    except TimeoutError as exc:
+        raise errors.StoreUnavailable("the live tail has not read the log's head yet") from exc
+
+
 @routes.get("/v1/feed/live")
 async def live(request: web.Request) -> web.StreamResponse:
     types, categories = feed.filters(request)
     cursor = _cursor(request)
     config = request.app.get(CONFIG) or Config()
     tail = request.app[TAIL]
+    await _available(request, tail)
     if cursor is None:
-        await tail.ready()
         cursor = tail.position
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream",
-        "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",
-    })
+    headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    if request.method == "HEAD":
+        # The headers a GET would start with, and no stream: a HEAD response has no body.
+        return web.Response(headers=headers)
+    response = web.StreamResponse(headers=headers)
     await response.prepare(request)
     stream = _Stream(request, response, config, types, categories)
     stream.sent = cursor

@@ -81,7 +81,10 @@ def translate(exc: BaseException, retry_after: int) -> Problem | None:
         case errors.InvalidEvent():
             return Problem(422, "Invalid event", exc.detail, field="events")
         case errors.StoreUnavailable():
-            return Problem(503, "Service unavailable", str(exc),
+            # The kind of failure only: the driver's message names the database's address.
+            cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "no answer"
+            return Problem(503, "Service unavailable",
+                           f"the event store is unavailable ({cause}); retry after {retry_after} s",
                            headers={"Retry-After": str(retry_after)})
         case web.HTTPRequestEntityTooLarge():
             return Problem(413, "Request body too large", exc.text or "request body over the limit",

@@ -10,7 +10,7 @@ from typing import Any, Final, Literal
 import msgspec
 from aiohttp import web
 
-from api import bodies, keys, problems, wire
+from api import auth, bodies, keys, problems, wire
 from ledger import events, ids, records, streams
 
 # Event ids derived from an Idempotency-Key: the same key and stream always give the same ids, so
@@ -82,13 +82,16 @@ def derived_id(stream: str, key: str, index: int) -> uuid.UUID:
 
 def metadata_for(request: web.Request, submitted: dict[str, Any], index: int,
                  cache: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Submitted metadata with actor, request id and client filled in from the request."""
+    """Submitted metadata with actor (the token's name, api/auth.py), on_behalf_of (``X-Actor``),
+    request id and client filled in from the request. A submitted actor other than the token's is
+    refused: the audit trail's actor is never a client's claim."""
     if not submitted:
         # The usual case, without a Struct round trip: what the request says, None left out.
         if cache is not None and "default" in cache:
             return cache["default"]
         filled_in = {
-            "actor": request.headers.get("X-Actor") or request.get("actor"),
+            "actor": auth.actor(request),
+            "on_behalf_of": auth.on_behalf_of(request),
             "request_id": request.headers.get("X-Request-Id"),
             "client": request.headers.get("User-Agent"),
         }
@@ -100,9 +103,15 @@ def metadata_for(request: web.Request, submitted: dict[str, Any], index: int,
         meta = events.metadata_from(submitted)
     except msgspec.ValidationError as exc:
         raise problems.from_validation(exc, f"$.events[{index}].metadata") from exc
+    actor = auth.actor(request)
+    if meta.actor is not None and meta.actor != actor:
+        raise problems.invalid(f"$.events[{index}].metadata.actor",
+                               f"the actor is the token's name ({actor!r}); say who you act for with "
+                               "on_behalf_of or X-Actor")
     filled = msgspec.structs.replace(
         meta,
-        actor=meta.actor or request.headers.get("X-Actor") or request.get("actor"),
+        actor=actor,
+        on_behalf_of=meta.on_behalf_of or auth.on_behalf_of(request),
         request_id=meta.request_id or request.headers.get("X-Request-Id"),
         client=meta.client or request.headers.get("User-Agent"),
     )
@@ -138,6 +147,9 @@ def validate_event(stream: str, index: int, submitted: SubmittedEvent) -> dict[s
 @routes.post("/v1/streams/{stream}/events")
 async def append(request: web.Request) -> web.Response:
     stream = stream_param(request)
+    if streams.category_of(stream) in streams.LEDGER_WRITTEN:
+        raise problems.Problem(403, "Forbidden", f"{stream} is written by the ledger itself; clients may "
+                                                 "not append to it", field="stream")
     body = await bodies.read_json(request, AppendBody)
     if not body.events:
         raise problems.invalid("$.events", "at least one event is required")

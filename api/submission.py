@@ -18,6 +18,10 @@ Decisions:
   other at all; the retries are for processes racing.
 - **Domain errors**: not found 404, conflict 409, invalid input 422 naming the field (and the
   selector position or manifest index).
+- **A deadline of ``db_timeout``** covers what comes before the append: the idempotency lookup,
+  the turn at the stream's lock and loading the state, so commands queued on one stream behind a
+  frozen database answer 503 together instead of one timeout after another. The append itself is
+  never cancelled halfway; it has the writer's own timeouts.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any, Final, TypeVar
 from aiohttp import web
 
 from api import bodies, keys, problems, streams
-from ledger import errors, events, ids, records
+from ledger import db, errors, events, ids, records
 from projections import commands, loading, manifests, selectors
 
 ATTEMPTS: Final = 20
@@ -74,6 +78,8 @@ def problem_for(exc: Exception) -> problems.Problem:
             return problems.Problem(409, "Conflict", exc.message, field=exc.field)
         case commands.Invalid():
             return problems.invalid(exc.field or "body", exc.message)
+        case commands.OutOfScope():
+            return problems.Problem(403, "Forbidden", exc.message, field=exc.field, missing="scope")
         case selectors.SelectorError():
             detail = f"{exc.field}: {exc.message} at position {exc.position}"
             return problems.Problem(422, "Invalid request", detail, field=exc.field, position=exc.position,
@@ -115,29 +121,38 @@ async def run(request: web.Request, stream: str, body_expected: streams.Expected
     """Decide and append one command's event to ``stream``; see the module docstring."""
     store = request.app[keys.STORE]
     timeout = request.app[keys.SETTINGS].db_timeout
+    deadline = asyncio.get_running_loop().time() + timeout
     expected = streams.expected_version(request, body_expected)
     key = streams.idempotency_key(request)
     event_id = streams.derived_id(stream, key, 0) if key else None
     if event_id is not None:
-        found = await loading.by_id(store.pool, event_id, timeout=timeout)
+        async with db.deadline(deadline):
+            found = await loading.by_id(store, event_id, timeout=timeout)
         if found is not None:
             return _replayed(found)
     metadata = streams.metadata_for(request, {}, 0)
-    async with request.app[keys.STREAM_LOCKS](stream):
-        return await _decide_and_append(request, stream, expected, event_id, metadata, decide)
+    lock = request.app[keys.STREAM_LOCKS](stream)
+    async with db.deadline(deadline):
+        await lock.acquire()
+    try:
+        return await _decide_and_append(request, stream, expected, event_id, metadata, decide, deadline)
+    finally:
+        lock.release()
 
 
 async def _decide_and_append(request: web.Request, stream: str, expected: records.ExpectedVersion,
-                             event_id: uuid.UUID | None, metadata: dict[str, Any], decide: Decide) -> Written:
+                             event_id: uuid.UUID | None, metadata: dict[str, Any], decide: Decide,
+                             deadline: float) -> Written:
     store = request.app[keys.STORE]
     timeout = request.app[keys.SETTINGS].db_timeout
     for attempt in range(ATTEMPTS):
-        state = await loading.stream_state(store.pool, stream, timeout=timeout)
-        _check(stream, expected, state.version)
-        try:
-            event = await decide(state)
-        except (commands.DomainError, selectors.InvalidInput) as exc:
-            raise problem_for(exc) from exc
+        async with db.deadline(deadline):
+            state = await loading.stream_state(store, stream, timeout=timeout)
+            _check(stream, expected, state.version)
+            try:
+                event = await decide(state)
+            except (commands.DomainError, selectors.InvalidInput) as exc:
+                raise problem_for(exc) from exc
         if event is None:
             return Written(stream, None, {}, state.position, state.version)
         new = records.NewEvent(event_id or ids.new(), events.type_name(event), events.to_data(event),
@@ -151,7 +166,7 @@ async def _decide_and_append(request: web.Request, stream: str, expected: record
             await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
             continue
         except errors.EventIdConflict:
-            found = await loading.by_id(store.pool, new.id, timeout=timeout) if event_id else None
+            found = await loading.by_id(store, new.id, timeout=timeout) if event_id else None
             if found is None:
                 raise
             return _replayed(found)

@@ -2,8 +2,9 @@
 remove, status and state.
 
 Readable tables by default, ``--json`` for scripts (the API's own JSON, unchanged). The server is
-``--url``, else ``LEDGER_URL``, else http://127.0.0.1:8080. Who acts is ``--actor`` (default: the
-login name) and is recorded with every write. Reads of the read models ask for
+``--url``, else ``LEDGER_URL``, else http://127.0.0.1:8080; the token comes from cli/credentials.py.
+The actor recorded with every write is the token's name; ``--actor`` (default: the login name) is
+recorded beside it as ``on_behalf_of``. Reads of the read models ask for
 ``min_position=head``, so ``ledger deploy`` followed by ``ledger status`` shows the deployment.
 An error prints the server's problem detail and exits 1.
 """
@@ -19,14 +20,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cli import http
+from cli import credentials, http
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=None, help="ledger API base URL (env LEDGER_URL; default "
                         f"{http.DEFAULT_URL})")
     parser.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
-    parser.add_argument("--actor", default=None, help="who is acting, recorded with writes (default: login name)")
+    parser.add_argument("--actor", default=None, help="who you act for, recorded as on_behalf_of beside the "
+                        "token's name (default: login name)")
+    parser.add_argument("--token", default=None, help="access token (env LEDGER_TOKEN, preferable; default for a "
+                        "local service: <data dir>/admin.token)")
 
 
 def _client(args: argparse.Namespace) -> http.Client:
@@ -34,7 +38,8 @@ def _client(args: argparse.Namespace) -> http.Client:
         actor = args.actor or getpass.getuser()
     except (KeyError, OSError):
         actor = None
-    return http.Client(args.url or os.environ.get("LEDGER_URL") or http.DEFAULT_URL, actor=actor)
+    url = args.url or os.environ.get("LEDGER_URL") or http.DEFAULT_URL
+    return http.Client(url, actor=actor, default_headers=credentials.headers(args.token, url))
 
 
 def _label(text: str) -> tuple[str, str]:

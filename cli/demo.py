@@ -28,6 +28,7 @@ import yaml
 from aiohttp import web
 
 from api import app as app_mod
+from api import auth
 from cli import options, signals
 from emulator import Emulator
 from ledger import settings as settings_mod
@@ -79,28 +80,32 @@ async def _applied(session: aiohttp.ClientSession, url: str, expected: int, time
     raise RuntimeError(f"the sample deployment was not applied within {timeout:.0f}s: {body}")
 
 
-def guide(url: str, emulator: str, status: dict[str, Any], sample: Path) -> str:
+def guide(url: str, emulator: str, status: dict[str, Any], sample: Path, token_file: Path | None) -> str:
     rollouts = "\n".join(
         f"    {r['target']:6} {r['state']:8} revision {r['applied_revision']}  "
         f"({','.join(f'{k}={v}' for k, v in CLUSTERS[r['target']].items())})"
         for r in sorted(status.get("rollouts", []), key=lambda r: r["target"]))
+    where = (f"{token_file}   (the admin token; export LEDGER_TOKEN=$(cat {token_file}))" if token_file
+             else "LEDGER_ADMIN_TOKEN, as configured (export LEDGER_TOKEN=\"$LEDGER_ADMIN_TOKEN\")")
     return f"""
 Deployment Ledger demo is running.
 
   API        {url}
+  token      {where}
   clusters   {emulator}/clusters/<name>   eu-1 (region=eu,tier=prod)  eu-2 (region=eu,tier=staging)  us-1 (region=us,tier=prod)
 
 Deployment "web" (Namespace, ConfigMap, Deployment) went to region=eu:
 {rollouts}
 
-Look around:
-  curl -s {url}/v1/deployments/web                         # rollout per target
-  curl -s '{url}/v1/targets?selector=region%3Deu'
-  curl -s '{url}/v1/events?category=rollout'                # the applier's outcomes, in the log
-  curl -s {url}/v1/deployments/web/revisions
+Look around (every request but /healthz and /readyz sends the token):
+  export LEDGER_URL={url}
+  curl -s -H "Authorization: Bearer $LEDGER_TOKEN" {url}/v1/deployments/web            # rollout per target
+  curl -s -H "Authorization: Bearer $LEDGER_TOKEN" '{url}/v1/targets?selector=region%3Deu'
+  curl -s -H "Authorization: Bearer $LEDGER_TOKEN" '{url}/v1/events?category=rollout'  # the applier's outcomes
+  curl -s -H "Authorization: Bearer $LEDGER_TOKEN" {url}/v1/deployments/web/revisions
   curl -s '{emulator}/_emulator/clusters/eu-1/objects?namespace=demo'   # what is on a cluster
 
-Or with the CLI (export LEDGER_URL={url}):
+Or with the CLI (LEDGER_URL and LEDGER_TOKEN exported as above):
   ledger status web
   ledger targets list -l tier=prod
   ledger deploy web -f {sample} -l 'tier=prod' -m "prod everywhere"   # eu-2 pruned, us-1 gains it
@@ -127,14 +132,21 @@ async def demo(settings: settings_mod.Settings, *, emulator_port: int = 0, once:
         await site.start()
         host, port = runner.addresses[0][:2]
         url = f"http://{host}:{port}"
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        token_file = None if settings.admin_token else auth.admin_file(settings.data_dir.resolve())
+        try:
+            secret = settings.admin_token or (token_file.read_text().strip() if token_file else "")
+        except OSError as exc:
+            raise RuntimeError(f"the database has an admin token but {token_file} is missing; set "
+                               "LEDGER_ADMIN_TOKEN or use a fresh database") from exc
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
+                                         headers={"Authorization": f"Bearer {secret}"}) as session:
             for name, labels in CLUSTERS.items():
                 await _call(session, "PUT", f"{url}/v1/targets/{name}",
                             {"labels": labels, "server": emu.cluster_url(name)})
             await _call(session, "POST", f"{url}/v1/deployments/web/revisions",
                         {"manifests": MANIFESTS, "selector": "region=eu", "message": "ledger demo"})
             status = await _applied(session, url, expected=2, timeout=60)
-        out(guide(url, emulator, status, sample))
+        out(guide(url, emulator, status, sample, token_file))
         if not once:
             await signals.until_stopped()
         return 0

@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 import aiohttp
-import asyncpg
 import msgspec
 
 from api import cloudevents, feed
-from cli import options
+from cli import credentials, options
 from cli import verify as verify_cli
-from ledger import errors, importer, records, scan
+from ledger import db, errors, importer, records, scan
 from ledger import settings as settings_mod
 from ledger import verify as verify_mod
 
@@ -50,6 +49,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     source = out.add_mutually_exclusive_group()
     source.add_argument("--url", default=None,
                         help="the service to read from (default LEDGER_URL or http://127.0.0.1:8080)")
+    out.add_argument("--token", default=None, help="access token (env LEDGER_TOKEN; default for a local "
+                     "service: <data dir>/admin.token)")
     source.add_argument("--database-url", default=None,
                         help="read this PostgreSQL database directly instead of the HTTP feed")
     out.set_defaults(func=run_export)
@@ -79,7 +80,8 @@ async def _open(session: aiohttp.ClientSession, url: str, accept: str) -> aiohtt
     return resp
 
 
-async def export_http(base: str, out: BinaryIO, *, after: int, until: int | None, fmt: str) -> int:
+async def export_http(base: str, out: BinaryIO, *, after: int, until: int | None, fmt: str,
+                      token: str | None = None) -> int:
     """Follow the feed's next links; ndjson pages are copied through, CloudEvents batches split.
 
     The next page is requested as soon as a page's headers name it, so the service prepares it
@@ -89,7 +91,7 @@ async def export_http(base: str, out: BinaryIO, *, after: int, until: int | None
     query = f"after={after}&limit={PAGE}" + (f"&until={until}" if until is not None else "")
     count = 0
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout, headers=credentials.headers(token, base)) as session:
         head = (await verify_cli.http_json(f"{base}/v1/digest"))["position"]
         total = max(0, min(head, until if until is not None else head) - after)
         upcoming: asyncio.Task[aiohttp.ClientResponse] | None = asyncio.create_task(
@@ -132,7 +134,7 @@ def _encode(page: list[records.RecordedEvent], fmt: str, source: str) -> bytes:
 
 async def export_db(database_url: str, out: BinaryIO, *, after: int, until: int | None, fmt: str,
                     source: str) -> int:
-    conn = await asyncpg.connect(database_url)
+    conn = await db.connect(database_url)
     count = 0
     try:
         head, _, _ = await verify_mod.head(conn)
@@ -168,7 +170,7 @@ def run_export(args: argparse.Namespace) -> int:
             else:
                 base = (args.url or os.environ.get("LEDGER_URL") or "http://127.0.0.1:8080").rstrip("/")
                 count = asyncio.run(export_http(base, out, after=args.after, until=args.until,
-                                                fmt=args.format))
+                                                fmt=args.format, token=args.token))
     except (aiohttp.ClientError, OSError) as exc:
         print(f"ledger: export failed: {exc}", file=sys.stderr)
         return 2

@@ -12,13 +12,14 @@ from cli import demo as demo_cli
 from cli import export as export_cli
 from cli import rebuild as rebuild_cli
 from cli import serve
+from cli import tokens as tokens_cli
 from cli import verify as verify_cli
 from ledger import settings as settings_mod
 
 MODULES = [serve, export_cli, verify_cli]
 MODULES.append(applier_cli)
 MODULES.append(demo_cli)
-MODULES.extend([client_cli, rebuild_cli])
+MODULES.extend([client_cli, tokens_cli, rebuild_cli])
 
 
 def parser() -> argparse.ArgumentParser:

@@ -14,11 +14,10 @@ import asyncio
 import sys
 import time
 
-import asyncpg
 import tqdm
 
 from cli import options
-from ledger import migrate, pgembed
+from ledger import db, migrate, pgembed
 from projections import replay, runner
 
 
@@ -30,7 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def _rebuild(dsn: str, until: int | None, show: bool) -> tuple[int, float]:
-    conn = await asyncpg.connect(dsn)
+    conn = await db.connect(dsn)
     try:
         await migrate.migrate(conn)
         total = until if until is not None else await replay.head(conn)

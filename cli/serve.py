@@ -7,13 +7,12 @@ import asyncio
 import gc
 import logging
 
-import asyncpg
 import uvloop
 from aiohttp import web
 
 from api import app as app_mod
 from cli import options
-from ledger import migrate, pgembed
+from ledger import db, migrate, pgembed
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,7 +53,7 @@ def run_migrate(args: argparse.Namespace) -> int:
         url, embedded = pgembed.start_or_join(settings.data_dir)
 
     async def go() -> list[str]:
-        conn = await asyncpg.connect(url)
+        conn = await db.connect(url)
         try:
             return await migrate.migrate(conn)
         finally:

@@ -26,8 +26,8 @@ import asyncpg
 import msgspec
 import tqdm
 
-from cli import options
-from ledger import hashing, migrate, pgembed
+from cli import credentials, options
+from ledger import db, hashing, migrate, pgembed
 from ledger import settings as settings_mod
 from ledger import verify as verify_mod
 
@@ -45,12 +45,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check.add_argument("--digest", type=Path, default=None,
                        help="a saved digest file: prove the history up to it unchanged")
     check.add_argument("--url", default=None, help="ask this running service instead of the database")
+    check.add_argument("--token", default=None, help="access token for --url (env LEDGER_TOKEN)")
     options.add_settings_flags(check)
     check.set_defaults(func=run_verify)
 
     digest = sub.add_parser("digest", help="print or save the head's position, hash and time")
     digest.add_argument("-o", "--output", type=Path, default=None, help="write to FILE")
     digest.add_argument("--url", default=None, help="ask this running service instead of the database")
+    digest.add_argument("--token", default=None, help="access token for --url (env LEDGER_TOKEN)")
     options.add_settings_flags(digest)
     digest.set_defaults(func=run_digest)
 
@@ -59,11 +61,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 async def connect(settings: settings_mod.Settings) -> AsyncIterator[asyncpg.Connection]:
     """A migrated connection to the configured database, embedded or external."""
     embedded: pgembed.EmbeddedPostgres | None = None
-    url = settings.database_url
+    url = settings.database_url or ""
     if not url:
         url, embedded = await asyncio.to_thread(pgembed.start_or_join, settings.data_dir)
     try:
-        conn = await asyncpg.connect(url, timeout=settings.db_timeout)
+        conn = await db.connect(url, timeout=settings.db_timeout)
         try:
             await migrate.migrate(conn)
             yield conn
@@ -79,8 +81,8 @@ def progress_bar(total: int | None, what: str) -> tqdm.tqdm[Any]:
                      disable=not sys.stderr.isatty(), leave=False)
 
 
-async def http_json(url: str) -> Any:
-    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+async def http_json(url: str, token: str | None = None) -> Any:
+    async with aiohttp.ClientSession(headers=credentials.headers(token, url)) as session, session.get(url) as resp:
         body = await resp.read()
         if resp.status != 200:
             raise SystemExit(f"ledger: {url} answered {resp.status}: {body.decode(errors='replace')}")
@@ -115,7 +117,7 @@ async def _verify_http(args: argparse.Namespace, digest: Digest | None) -> dict[
     base = args.url.rstrip("/")
     first, last = (1, digest.position) if digest else (args.first, args.last)
     query = f"from={first}" + (f"&to={last}" if last else "")
-    body: dict[str, Any] = await http_json(f"{base}/v1/verify?{query}")
+    body: dict[str, Any] = await http_json(f"{base}/v1/verify?{query}", args.token)
     if digest is None or not body["ok"] or digest.position == 0:
         return body
     if body["position"] < digest.position:
@@ -159,7 +161,7 @@ async def _digest_db(settings: settings_mod.Settings) -> dict[str, Any]:
 def run_digest(args: argparse.Namespace) -> int:
     settings = options.settings_from(args)
     if args.url:
-        body = asyncio.run(http_json(args.url.rstrip("/") + "/v1/digest"))
+        body = asyncio.run(http_json(args.url.rstrip("/") + "/v1/digest", args.token))
     else:
         body = asyncio.run(_digest_db(settings))
     text = json.dumps(body) + "\n"

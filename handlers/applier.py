@@ -117,7 +117,7 @@ class Applier:
                 await asyncio.wait_for(self._save(force=True), 3)
 
     async def _start(self) -> None:
-        async with self._store.pool.acquire(timeout=self._settings.db_timeout) as conn:
+        async with self._store.connection() as conn:
             loaded = await checkpoint.load(conn, timeout=self._settings.db_timeout)
         if loaded is not None:
             self.state = loaded
@@ -339,7 +339,7 @@ class Applier:
         if position <= self._saved or (not force and position - self._saved < CHECKPOINT_MIN_EVENTS):
             return
         packed = checkpoint.pack(self.state)
-        async with self._store.pool.acquire(timeout=self._settings.db_timeout) as conn:
+        async with self._store.connection() as conn:
             await checkpoint.save(conn, position, packed, timeout=self._settings.db_timeout)
         self._saved = position
 

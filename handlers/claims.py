@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from ledger import dbfaults
+from ledger import db, dbfaults
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class Claims:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=self._timeout)
+                conn = await db.connect(self._dsn, timeout=self._timeout)
                 conn.add_termination_listener(lambda _conn: self._drop_all())
                 await self._join(conn)
                 delay = 0.1

@@ -10,8 +10,9 @@ meaning really changes gets a new version and an upcast (see ``UPCASTS``) applie
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
-from typing import Any, Final, Union
+from typing import Any, Final, Literal, Union
 
 import msgspec
 
@@ -38,6 +39,9 @@ class Metadata(Base, frozen=True):
     causation_id: str | None = None
     request_id: str | None = None
     client: str | None = None
+    # Who the actor says it acts for (``X-Actor``, e.g. the person behind a CI bot): a claim, never
+    # the actor, which is the name of the token that authenticated the request.
+    on_behalf_of: str | None = None
 
 
 class Event(Base, frozen=True, tag_field="type", tag=True):
@@ -68,6 +72,21 @@ class TargetRetired(Event, frozen=True):
     target: str
 
 
+Role = Literal["viewer", "deployer", "approver", "admin"]
+ROLES: Final[tuple[Role, ...]] = ("viewer", "deployer", "approver", "admin")
+
+
+class Scope(Base, frozen=True):
+    """Where a token may act: targets its selector matches, deployments one of its globs matches.
+
+    Empty means unlimited. A revision submitted under a scope records it, and the targets it reaches
+    are those both its selector and ``targets`` match, whatever labels change later.
+    """
+
+    targets: str = ""
+    deployments: list[str] = []
+
+
 class RevisionSubmitted(Event, frozen=True):
     deployment: str
     revision: int
@@ -75,6 +94,7 @@ class RevisionSubmitted(Event, frozen=True):
     selector: str = ""
     message: str = ""
     matched_targets: list[str] = []
+    scope: Scope = Scope()
 
 
 class RolledBack(Event, frozen=True):
@@ -83,6 +103,7 @@ class RolledBack(Event, frozen=True):
     to_revision: int
     message: str = ""
     matched_targets: list[str] = []
+    scope: Scope = Scope()
 
 
 class DeploymentPaused(Event, frozen=True):
@@ -121,6 +142,24 @@ class ApplyFailed(Event, frozen=True):
     retry_in_ms: int | None = None
 
 
+class TokenIssued(Event, frozen=True):
+    """An access token came into being. Never the secret: ``secret_sha256`` is the SHA-256 of a
+    256-bit random secret (see docs/security.md for why it may be public), ``fingerprint`` its
+    first characters, to tell tokens apart in listings."""
+
+    name: str
+    role: Role
+    secret_sha256: str
+    fingerprint: str
+    scope: Scope = Scope()
+    expires_at: dt.datetime | None = None
+
+
+class TokenRevoked(Event, frozen=True):
+    name: str
+    reason: str = ""
+
+
 AnyEvent = Union[  # noqa: UP007 - the union is also used at runtime
     TargetRegistered,
     TargetUpdated,
@@ -132,6 +171,8 @@ AnyEvent = Union[  # noqa: UP007 - the union is also used at runtime
     DeploymentRemoved,
     ApplySucceeded,
     ApplyFailed,
+    TokenIssued,
+    TokenRevoked,
 ]
 
 TYPES: Final[dict[str, type[Event]]] = {cls.__name__: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]
@@ -152,6 +193,8 @@ CATEGORY: Final[dict[str, tuple[str, str]]] = {
     "DeploymentRemoved": ("deployment", "deployment"),
     "ApplySucceeded": ("rollout", "deployment"),
     "ApplyFailed": ("rollout", "deployment"),
+    "TokenIssued": ("token", "name"),
+    "TokenRevoked": ("token", "name"),
 }
 
 # (type, schema version) -> function turning stored data of that version into the current shape.

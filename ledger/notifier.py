@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from ledger import dbfaults, writer
+from ledger import db, dbfaults, writer
 
 _HEAD: Final = "SELECT coalesce(max(position), 0) FROM events"
 
@@ -99,7 +99,7 @@ class Notifier:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+                conn = await db.connect(self._dsn, timeout=self._connect_timeout)
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(writer.NOTIFY_CHANNEL, self._on_notify)

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, get_type_hints
 
+from ledger import secrets
+
 PREFIX: Final = "LEDGER_"
 # Variables that belong to the test suite or tooling, not to the service.
-_FOREIGN: Final = frozenset({"LEDGER_TEST_DATABASE_URL", "LEDGER_PG_BIN", "LEDGER_URL"})
+_FOREIGN: Final = frozenset({"LEDGER_TEST_DATABASE_URL", "LEDGER_PG_BIN", "LEDGER_URL", "LEDGER_TOKEN"})
 
 
 class SettingsError(ValueError):
@@ -47,6 +49,11 @@ class Settings:
     sse_heartbeat: float = field(default=15.0, metadata={"help": "seconds between SSE heartbeats"})
     source_uri: str = field(default="urn:deployment-ledger", metadata={"help": "CloudEvents source"})
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+    admin_token: str | None = field(
+        default=None, repr=False,
+        metadata={"help": "the admin token (at least 32 characters; for containers); unset: one is issued "
+                          "on first start and written to <data dir>/admin.token"})
+    metrics_public: bool = field(default=False, metadata={"help": "serve /metrics without a token"})
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -100,6 +107,9 @@ def load(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | No
     settings = Settings(**values)
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"setting log_level: {settings.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+    if settings.admin_token is not None and len(settings.admin_token) < secrets.MIN_OPERATOR_LENGTH:
+        raise SettingsError(f"setting admin_token ({PREFIX}ADMIN_TOKEN) must be at least "
+                            f"{secrets.MIN_OPERATOR_LENGTH} characters of random text (e.g. `openssl rand -base64 32`)")
     if not 0 < settings.http_port < 65536 and settings.http_port != 0:
         raise SettingsError(f"setting http_port: {settings.http_port} is out of range")
     return settings

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from ledger import dbfaults, errors, notifier, records, writer
+from ledger import db, errors, notifier, records, writer
 
 _ALL = f"SELECT {records.COLUMNS} FROM events WHERE position > $1"
 
@@ -30,16 +30,14 @@ class EventStore:
         """Await it for the result. Not a coroutine itself: one frame less on the hottest path."""
         return self.writer.append(records.AppendRequest(stream, expected, tuple(events)))
 
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; an unreachable database becomes StoreUnavailable."""
-        try:
-            async with self.pool.acquire(timeout=self._timeout) as conn:
-                yield conn
-        except Exception as exc:
-            if dbfaults.is_unavailable(exc):
-                raise errors.StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
-            raise
+    def connection(self, timeout: float | None = None) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
+        """A pooled connection (``ledger.db.pooled``): an outage becomes StoreUnavailable."""
+        return db.pooled(self.pool, timeout=self._timeout if timeout is None else timeout)
+
+    async def ping(self, timeout: float) -> None:
+        """One round trip within ``timeout``, or StoreUnavailable."""
+        async with self.connection(timeout) as conn:
+            await conn.fetchval("SELECT 1", timeout=timeout)
 
     async def _fetch(self, query: str, *args: Any) -> list[Any]:
         async with self.connection() as conn:

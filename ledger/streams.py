@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 from typing import Final
 
-CATEGORIES: Final = frozenset({"target", "deployment", "rollout"})
+CATEGORIES: Final = frozenset({"target", "deployment", "rollout", "token"})
+# Written only by the ledger itself (tokens through /v1/tokens): no client appends.
+LEDGER_WRITTEN: Final = frozenset({"token"})
 _ID: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _STREAM: Final = re.compile(r"([a-z][a-z0-9]{0,31})-(.+)")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import datetime as dt
 import logging
 import re
@@ -24,7 +23,7 @@ from uuid import UUID
 
 import asyncpg
 
-from ledger import dbfaults, errors, pgcopy, planner, records
+from ledger import db, dbfaults, errors, pgcopy, planner, records
 
 log = logging.getLogger(__name__)
 
@@ -250,13 +249,14 @@ class BatchingWriter:
                 if _usable(conn):
                     return _Lease(conn)
                 await self._release(conn)
-            return _Lease(await self._pool.acquire(timeout=self._timeout))
+            return _Lease(await db.acquire(self._pool, timeout=self._timeout))
         except BaseException:
             self._slots.release()
             raise
 
     async def _renew(self, lease: _Lease, failure: BaseException) -> None:
-        """After a failed transaction: roll it back, or replace a broken connection (same slot)."""
+        """After a failed transaction: roll it back, or drop a broken connection (the slot stays; the
+        next commit on it takes a fresh connection, so failing here never waits on the server)."""
         conn = lease.conn
         if conn is not None and _usable(conn) and not dbfaults.is_unavailable(failure) \
                 and not isinstance(failure, asyncio.CancelledError):
@@ -268,9 +268,7 @@ class BatchingWriter:
                 pass
         lease.conn = None
         if conn is not None:
-            await self._release(conn)
-        if not isinstance(failure, asyncio.CancelledError):
-            lease.conn = await self._pool.acquire(timeout=self._timeout)
+            await self._release(conn, broken=True)
 
     async def _give_back(self, lease: _Lease, failure: BaseException | None = None) -> None:
         conn, lease.conn = lease.conn, None
@@ -284,9 +282,8 @@ class BatchingWriter:
         finally:
             self._slots.release()
 
-    async def _release(self, conn: Any) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.shield(self._pool.release(conn, timeout=1))
+    async def _release(self, conn: Any, *, broken: bool = False) -> None:
+        await db.release(self._pool, conn, broken=broken)
 
     # The two loops.
 
@@ -380,6 +377,11 @@ class BatchingWriter:
                 await self._give_back(flight.lease, exc)
                 self._fail(flight.batch, exc)
                 continue
+            if dbfaults.is_timeout(failure):
+                # The server did not answer in time: going the checked way would wait as long again.
+                await self._give_back(flight.lease, failure)
+                self._fail(flight.batch, failure)
+                continue
             await self._checked(flight.batch, flight.lease)
 
     def _finish(self, batch: list[_Pending], outcomes: list[records.AppendResult | BaseException],
@@ -421,12 +423,13 @@ class BatchingWriter:
             try:
                 outcomes = await self._commit(batch, lease)
             except Exception as exc:
-                if not dbfaults.is_unavailable(exc):
+                if not dbfaults.is_unavailable(exc) or dbfaults.is_timeout(exc):
                     raise
                 # The connection broke (the server ended it, or it was cut). Retrying once on a new one
                 # is safe even if the first attempt committed: the same event ids come back as
                 # duplicates with their original positions. If the database is really gone, this
-                # fails as fast as the first attempt.
+                # fails as fast as the first attempt. A timeout is not retried: a frozen server
+                # would only make the caller wait a second timeout.
                 outcomes = await self._commit(batch, lease)
         except Exception as exc:
             if dbfaults.is_data_error(exc) and len(batch) > 1:
@@ -451,7 +454,7 @@ class BatchingWriter:
     async def _commit(self, batch: list[_Pending], lease: _Lease) -> list[records.AppendResult | BaseException]:
         try:
             if lease.conn is None:
-                lease.conn = await self._pool.acquire(timeout=self._timeout)
+                lease.conn = await db.acquire(self._pool, timeout=self._timeout)
             return await self._commit_checked(lease.conn, batch)
         except BaseException as exc:
             self._forget()

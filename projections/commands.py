@@ -14,6 +14,9 @@ Decisions:
 - A rollback restores the manifests and the selector of ``to_revision``; its matched targets are
   resolved with that selector. Rolling back to the current revision is refused: it would change
   nothing.
+- A scoped command (the token's target selector, api/auth.py) is refused when the deployment now
+  reaches a target outside the scope, and what it records carries the scope, so the revision can
+  only ever reach targets inside it (projections/fleet.py ``targeting``).
 - Retired target names are not reused: a retired target refuses every command, so history never
   mixes two clusters under one name.
 """
@@ -49,6 +52,10 @@ class Invalid(DomainError):
     """The command refers to something that does not exist or is malformed."""
 
 
+class OutOfScope(DomainError):
+    """The command would act on targets outside the scope of the token that sent it."""
+
+
 @dataclass(frozen=True)
 class RegisterTarget:
     name: str
@@ -66,6 +73,7 @@ class SubmitRevision:
     manifests: list[dict[str, Any]]
     selector: str | None = None
     message: str = ""
+    scope: events.Scope = field(default_factory=events.Scope)
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,7 @@ class RollBack:
     deployment: str
     to_revision: int
     message: str = ""
+    scope: events.Scope = field(default_factory=events.Scope)
 
 
 def _live_target(name: str, target: fleet.Target | None) -> fleet.Target:
@@ -131,6 +140,21 @@ def _matched(targets: Mapping[str, fleet.Target], selector: selectors.Selector) 
     return sorted(n for n, t in targets.items() if not t.retired and selector.matches(t.labels))
 
 
+def within_scope(name: str, deployment: fleet.Deployment | None, scope: events.Scope,
+                 targets: Mapping[str, fleet.Target]) -> None:
+    """Refuse a scoped command on a deployment that now reaches a target outside the scope: the
+    command would change what runs there (a new revision, a rollback, a pause all do)."""
+    if not scope.targets or deployment is None or deployment.removed or deployment.current_revision == 0:
+        return
+    allowed = selectors.parse(scope.targets, field="targets")
+    reach = fleet.selector_of(fleet.targeting(deployment)) or selectors.Selector()
+    outside = [n for n in _matched(targets, reach) if not allowed.matches(targets[n].labels)]
+    if outside:
+        raise OutOfScope(f"deployment {name} now reaches {', '.join(outside[:5])}"
+                         f"{' and more' if len(outside) > 5 else ''}, outside this token's targets scope "
+                         f"{scope.targets!r}", field="scope")
+
+
 def next_revision(deployment: fleet.Deployment | None) -> int:
     return max(deployment.revisions, default=0) + 1 if deployment is not None else 1
 
@@ -138,6 +162,7 @@ def next_revision(deployment: fleet.Deployment | None) -> int:
 def submit_revision(deployment: fleet.Deployment | None, command: SubmitRevision,
                     targets: Mapping[str, fleet.Target]) -> events.RevisionSubmitted:
     """The next revision; ``targets`` (the fleet's, retired included) resolve ``matched_targets``."""
+    within_scope(command.deployment, deployment, command.scope, targets)
     text = command.selector
     if text is None:
         if deployment is None or not deployment.revisions:
@@ -145,19 +170,22 @@ def submit_revision(deployment: fleet.Deployment | None, command: SubmitRevision
                           'name a selector ("" targets every cluster)', field="selector")
         text = deployment.selector
     selector = selectors.parse(text)
+    reach = selectors.parse(fleet.conjunction(str(selector), command.scope.targets))
     return events.RevisionSubmitted(
         deployment=command.deployment,
         revision=next_revision(deployment),
         manifests=command.manifests,
         selector=str(selector),
         message=command.message,
-        matched_targets=_matched(targets, selector),
+        matched_targets=_matched(targets, reach),
+        scope=command.scope,
     )
 
 
 def roll_back(deployment: fleet.Deployment | None, command: RollBack,
               targets: Mapping[str, fleet.Target]) -> events.RolledBack:
     found = _active(command.deployment, deployment)
+    within_scope(command.deployment, found, command.scope, targets)
     base = found.revisions.get(command.to_revision)
     if base is None:
         known = _ranges(sorted(found.revisions))
@@ -166,13 +194,14 @@ def roll_back(deployment: fleet.Deployment | None, command: RollBack,
     if command.to_revision == found.current_revision:
         raise Conflict(f"revision {command.to_revision} of {command.deployment} is already current",
                        field="to_revision")
-    selector = fleet.selector_of(base.selector) or selectors.Selector()
+    selector = fleet.selector_of(fleet.conjunction(base.selector, base.scope, command.scope.targets))
     return events.RolledBack(
         deployment=command.deployment,
         revision=next_revision(found),
         to_revision=command.to_revision,
         message=command.message or f"roll back to revision {command.to_revision}",
-        matched_targets=_matched(targets, selector),
+        matched_targets=_matched(targets, selector or selectors.Selector()),
+        scope=command.scope,
     )
 
 

@@ -15,7 +15,12 @@ Decisions:
   restores, and a revision whose manifests, selector or matched targets equal its predecessor's
   shares those objects too. A rollout keeps counts, not copies of what was applied.
 - **Rollback restores the whole revision**: the manifests *and* the selector of ``to_revision``,
-  because a revision is the unit of history (as a commit is in git).
+  because a revision is the unit of history (as a commit is in git); its scope too, narrowed further
+  by the scope of the token that rolled back.
+- **Scope**: a revision submitted with a scoped token records the token's target selector
+  (``scope``); the targets it reaches are those its selector *and* its scope match
+  (:func:`targeting`), so relabelling a target into the selector never carries the revision beyond
+  the scope.
 - **Rollouts** exist for exactly the targets the current selector matches (retired ones excluded)
   while the deployment has a revision and is not removed. A target that stops matching loses its
   rollout (the applier prunes it there); one that starts matching gets a pending rollout. Outcomes
@@ -79,6 +84,7 @@ class Revision(msgspec.Struct, gc=False, array_like=True):
     recorded_at: dt.datetime
     position: int
     rolled_back_to: int | None = None
+    scope: str = ""
 
 
 class Rollout(msgspec.Struct, gc=False, array_like=True):
@@ -106,6 +112,7 @@ class Deployment(msgspec.Struct, gc=False, array_like=True):
     updated_at: dt.datetime | None = None
     revisions: dict[int, Revision] = {}
     rollouts: dict[str, Rollout] = {}
+    scope: str = ""
 
 
 class Fleet(msgspec.Struct, gc=False, array_like=True):
@@ -143,6 +150,20 @@ def selector_of(text: str) -> selectors.Selector | None:
         return None
 
 
+def conjunction(*texts: str) -> str:
+    """One selector that matches what every one of ``texts`` matches ("" matches everything)."""
+    parts: list[str] = []
+    for text in texts:
+        if text and text not in parts:
+            parts.append(text)
+    return ",".join(parts)
+
+
+def targeting(deployment: Deployment) -> str:
+    """What decides where the deployment goes: its selector and its revision's scope, together."""
+    return conjunction(deployment.selector, deployment.scope) if deployment.scope else deployment.selector
+
+
 def _matches(selector: selectors.Selector | None, target: Target) -> bool:
     return selector is not None and not target.retired and selector.matches(target.labels)
 
@@ -152,7 +173,7 @@ def matches(fleet: Fleet, deployment_name: str) -> list[str]:
     deployment = fleet.deployments.get(deployment_name)
     if deployment is None:
         return []
-    return matching(fleet, deployment.selector)
+    return matching(fleet, targeting(deployment))
 
 
 def matching(fleet: Fleet, selector_text: str) -> list[str]:
@@ -187,7 +208,7 @@ def _retarget(fleet: Fleet, deployment: Deployment) -> None:
     if deployment.removed or deployment.current_revision == 0:
         deployment.rollouts.clear()
         return
-    selector = selector_of(deployment.selector)
+    selector = selector_of(targeting(deployment))
     wanted = {name for name, target in fleet.targets.items() if _matches(selector, target)}
     for name in [n for n in deployment.rollouts if n not in wanted]:
         del deployment.rollouts[name]
@@ -203,7 +224,7 @@ def _on_target(fleet: Fleet, target: Target) -> None:
     for deployment in fleet.deployments.values():
         if deployment.removed or deployment.current_revision == 0:
             continue
-        wanted = _matches(selector_of(deployment.selector), target)
+        wanted = _matches(selector_of(targeting(deployment)), target)
         if wanted and target.name not in deployment.rollouts:
             deployment.rollouts[target.name] = Rollout(
                 target=target.name, desired_revision=deployment.current_revision,
@@ -271,10 +292,11 @@ def _shared(previous: Revision | None, manifests: bytes, selector: str,
 def _make_current(fleet: Fleet, deployment: Deployment, revision: Revision) -> None:
     deployment.revisions[revision.number] = revision
     retarget = (deployment.removed or deployment.current_revision == 0
-                or deployment.selector != revision.selector)
+                or deployment.selector != revision.selector or deployment.scope != revision.scope)
     deployment.removed = False
     deployment.current_revision = revision.number
     deployment.selector = revision.selector
+    deployment.scope = revision.scope
     if retarget:
         _retarget(fleet, deployment)
     state: RolloutState = "paused" if deployment.paused else "pending"
@@ -294,7 +316,7 @@ def _submit(fleet: Fleet, event: events.RevisionSubmitted, meta: Meta) -> None:
     _make_current(fleet, deployment, Revision(
         number=event.revision, manifests=manifests, selector=selector, message=event.message,
         matched_targets=matched, actor=meta.actor, recorded_at=meta.recorded_at,
-        position=meta.position,
+        position=meta.position, scope=event.scope.targets,
     ))
 
 
@@ -310,6 +332,7 @@ def _roll_back(fleet: Fleet, event: events.RolledBack, meta: Meta) -> None:
         number=event.revision, manifests=restored, selector=selector, message=event.message,
         matched_targets=matched, actor=meta.actor, recorded_at=meta.recorded_at,
         position=meta.position, rolled_back_to=event.to_revision,
+        scope=conjunction(base.scope if base is not None else "", event.scope.targets),
     ))
 
 
@@ -434,9 +457,10 @@ def fold_row(fleet: Fleet, position: int, stream: str, version: int, type_: str,
             event = decoder.decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError):
             event = None
-        if event is not None:
+        handler = _HANDLERS.get(type(event)) if event is not None else None
+        if handler is not None:  # token events, for one, are no concern of the fleet
             actor = None if type_ in _NO_ACTOR else actor_of(type_, metadata)
-            _HANDLERS[type(event)](fleet, event, Meta(position, stream, version, recorded_at, actor))
+            handler(fleet, event, Meta(position, stream, version, recorded_at, actor))
     fleet.position = position
     fleet.recorded_at = recorded_at
     return event

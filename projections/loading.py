@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 from uuid import UUID
 
-import asyncpg
-
+from ledger import store as store_mod
 from projections import fleet, tables
 
 _STREAM: Final = """
@@ -52,8 +51,8 @@ class StreamState:
     position: int
 
 
-async def stream_state(pool: asyncpg.Pool, stream: str, *, timeout: float | None = None) -> StreamState:
-    async with pool.acquire(timeout=timeout) as conn:
+async def stream_state(store: store_mod.EventStore, stream: str, *, timeout: float | None = None) -> StreamState:
+    async with store.connection(timeout) as conn:
         rows = await conn.fetch(_STREAM, stream, timeout=timeout)
     state = fleet.empty()
     for row in rows:
@@ -61,17 +60,17 @@ async def stream_state(pool: asyncpg.Pool, stream: str, *, timeout: float | None
     return StreamState(state, rows[-1][2] if rows else 0, rows[-1][0] if rows else 0)
 
 
-async def by_id(pool: asyncpg.Pool, event_id: UUID, *, timeout: float | None = None) -> Stored | None:
-    async with pool.acquire(timeout=timeout) as conn:
+async def by_id(store: store_mod.EventStore, event_id: UUID, *, timeout: float | None = None) -> Stored | None:
+    async with store.connection(timeout) as conn:
         row = await conn.fetchrow(
             "SELECT position, stream, version, type, data::text, recorded_at FROM events WHERE id = $1",
             event_id, timeout=timeout)
     return Stored(*row) if row is not None else None
 
 
-async def targets(pool: asyncpg.Pool, *, timeout: float | None = None) -> dict[str, fleet.Target]:
+async def targets(store: store_mod.EventStore, *, timeout: float | None = None) -> dict[str, fleet.Target]:
     """Every target (retired included) as of now: the read model, caught up from the log."""
-    async with pool.acquire(timeout=timeout) as conn:
+    async with store.connection(timeout) as conn:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             checkpoint = await tables.checkpoint(conn)
             state = fleet.empty()

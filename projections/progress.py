@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from ledger import db, errors
 from projections import tables
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class Progress:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(dsn, timeout=connect_timeout)
+                conn = await db.connect(dsn, timeout=connect_timeout, command_timeout=connect_timeout)
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, self._on_notify)
@@ -65,7 +66,8 @@ class Progress:
                         await asyncio.wait_for(lost.wait(), ping_interval)
                     except TimeoutError:
                         self.advance(await tables.checkpoint(conn))
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (errors.StoreUnavailable, TimeoutError, OSError, asyncpg.PostgresError,
+                    asyncpg.InterfaceError) as exc:
                 log.debug("projection listener reconnecting: %r", exc)
             finally:
                 if conn is not None:

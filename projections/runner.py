@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from ledger import db
 from ledger import store as store_mod
 from projections import fleet, progress, replay, snapshots, tables
 
@@ -69,7 +70,7 @@ class Projector:
         self._snapshot_at = 0
 
     async def _connect(self) -> asyncpg.Connection:
-        return await asyncpg.connect(self.dsn, timeout=self.connect_timeout, command_timeout=None)
+        return await db.connect(self.dsn, timeout=self.connect_timeout)
 
     async def run(self) -> None:
         """Forever (for the service): take the lock, resume, catch up, follow live appends."""

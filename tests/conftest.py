@@ -12,7 +12,25 @@ from api import app as app_mod
 from api import keys
 from ledger import settings as settings_mod
 from ledger import store as store_mod
+from tests import servers
 from tests.pgfixtures import database_url, pg_admin_url  # noqa: F401 - fixtures
+
+
+@pytest.fixture
+def aiohttp_client(aiohttp_client):  # type: ignore[no-untyped-def]
+    """pytest-aiohttp's client, sending the suite's admin token unless a test passes other headers."""
+
+    async def client(app, **kwargs):  # type: ignore[no-untyped-def]
+        headers = {**servers.ADMIN_HEADERS, **(kwargs.pop("headers", None) or {})}
+        return await aiohttp_client(app, headers=headers, **kwargs)
+
+    return client
+
+
+@pytest.fixture(autouse=True)
+def cli_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI, called in-process by tests, authenticates as the suite's admin (LEDGER_TOKEN)."""
+    monkeypatch.setenv("LEDGER_TOKEN", servers.ADMIN_TOKEN)
 
 
 @pytest.fixture
@@ -24,6 +42,7 @@ def settings(database_url: str, tmp_path: Path) -> settings_mod.Settings:  # noq
         db_timeout=3.0,
         applier=False,
         projector=False,
+        admin_token=servers.ADMIN_TOKEN,
     )
 
 

@@ -1,4 +1,9 @@
-"""Running the real service as a subprocess, for tests that kill it."""
+"""Running the real service as a subprocess, for tests that kill it; and the suite's admin token.
+
+Every app and service the suite starts accepts ``ADMIN_TOKEN`` (as ``LEDGER_ADMIN_TOKEN``), and the
+suite's clients send it by default (tests/conftest.py), so a test acts as an admin unless it says
+otherwise. It is made afresh per run, like any secret.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,16 @@ from pathlib import Path
 
 import aiohttp
 
-from ledger import pgembed
+from ledger import pgembed, secrets
+
+ADMIN_TOKEN = secrets.new()
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def session(**kwargs: object) -> aiohttp.ClientSession:
+    """A client session that authenticates as the suite's admin."""
+    headers = {**ADMIN_HEADERS, **(kwargs.pop("headers", None) or {})}  # type: ignore[dict-item]
+    return aiohttp.ClientSession(headers=headers, **kwargs)  # type: ignore[arg-type]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,6 +40,7 @@ class ServiceProcess:
             "LEDGER_HTTP_PORT": str(self.port),
             "LEDGER_DATA_DIR": str(data_dir),
             "LEDGER_LOG_LEVEL": "WARNING",
+            "LEDGER_ADMIN_TOKEN": ADMIN_TOKEN,
             **env,
         }
         self.log = data_dir / f"service-{self.port}.log"

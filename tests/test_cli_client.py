@@ -38,7 +38,7 @@ async def test_a_deploy_session_reads_as_tables_and_json(live, capsys, tmp_path)
     code, out, _ = await ledger(capsys, "history", "web", *common)
     lines = out.splitlines()
     assert lines[0].split() == ["REV", "RECORDED", "AT", "ACTOR", "SELECTOR", "TARGETS", "RESTORES", "MESSAGE"]
-    assert lines[1].split()[:2] == ["1", lines[1].split()[1]] and "dana" in lines[1] and "first" in lines[1]
+    assert lines[1].split()[:2] == ["1", lines[1].split()[1]] and "admin-env" in lines[1] and "first" in lines[1]
     assert lines[2].startswith("* 2") and "second" in lines[2]
     code, out, _ = await ledger(capsys, "diff", "web", "1", "2", *common)
     assert "-  k: '1'" in out and "+  k: '2'" in out

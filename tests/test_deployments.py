@@ -37,7 +37,8 @@ async def test_a_revision_in_each_body_form_is_numbered_and_records_who_and_what
     assert [d.get("selector", "") for d in data] == ["region=eu", "region=eu", ""]
     assert [d["message"] for d in data] == ["m1", "m2", "m3"]
     assert data[2]["manifests"] == manifests("3")
-    assert json.loads(rows[0]["metadata"])["actor"] == "alice"
+    assert json.loads(rows[0]["metadata"])["actor"] == "admin-env"
+    assert json.loads(rows[0]["metadata"])["on_behalf_of"] == "alice"
 
 
 async def test_invalid_manifests_and_selectors_are_422_naming_index_field_and_position(client, db):

@@ -16,6 +16,7 @@ import pytest
 from ledger import pgembed
 from ledger import settings as settings_mod
 from tests import servers
+from tests.tokens_support import bearer
 
 
 async def _serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -47,8 +48,10 @@ async def test_embedded_postgres_keeps_data_and_stops_with_the_service(tmp_path,
     proc, url = await _serve(data_dir)
     embedded = pgembed.EmbeddedPostgres(data_dir / "pg")
     try:
+        # First start: an admin token was issued and its secret written to the data directory.
+        admin = bearer((data_dir / "admin.token").read_text().strip())
         body = {"events": [{"type": "DeploymentPaused", "data": {"deployment": "web"}}]}
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=admin) as session:
             async with session.post(url + "/v1/streams/deployment-web/events", json=body) as resp:
                 assert resp.status == 201
         assert embedded.running_port() is not None
@@ -57,10 +60,10 @@ async def test_embedded_postgres_keeps_data_and_stops_with_the_service(tmp_path,
         assert embedded.running_port() is None, "PostgreSQL still running after the service stopped"
 
         proc, url = await _serve(data_dir)
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=admin) as session:
             async with session.get(url + "/v1/streams/deployment-web") as resp:
                 assert resp.status == 200
-                assert [e["position"] for e in (await resp.json())["events"]] == [1]
+                assert [e["position"] for e in (await resp.json())["events"]] == [2]  # after TokenIssued
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 60) == 0
     finally:
@@ -94,3 +97,34 @@ def test_malformed_settings_are_named(env, named):
 def test_settings_flags_override_environment():
     loaded = settings_mod.load({"LEDGER_HTTP_PORT": "9000", "LEDGER_DB_TIMEOUT": "1.5"}, {"http_port": "9100"})
     assert (loaded.http_port, loaded.db_timeout) == (9100, 1.5)
+
+
+async def test_first_start_issues_an_admin_token_to_a_private_file_and_no_secret_reaches_disk_or_log(tmp_path):
+    data_dir = tmp_path / "ledger-data"
+    proc, url = await _serve(data_dir)
+    embedded = pgembed.EmbeddedPostgres(data_dir / "pg")
+    try:
+        token_file = data_dir / "admin.token"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        admin = token_file.read_text().strip()
+        assert admin.startswith("ldg_") and len(admin) >= 47
+        async with aiohttp.ClientSession(headers=bearer(admin)) as session:
+            async with session.post(url + "/v1/tokens", json={"name": "ci", "role": "deployer"}) as resp:
+                assert resp.status == 201
+                secret = (await resp.json())["token"]
+            async with session.get(url + "/v1/tokens/ci", headers=bearer(secret)) as resp:
+                assert resp.status == 403  # a deployer does not manage tokens; the secret was used
+            async with session.delete(url + "/v1/tokens/ci") as resp:
+                assert resp.status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 60) == 0
+        output = proc.stdout.read() if proc.stdout else b""
+        assert str(token_file.resolve()).encode() in output  # the log says where the token is
+        for needle in (secret.encode(), admin.encode()):
+            assert needle not in output
+            holders = [p for p in data_dir.rglob("*") if p.is_file() and needle in p.read_bytes()]
+            assert holders == ([token_file] if needle == admin.encode() else [])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        embedded.stop("immediate")

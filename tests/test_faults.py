@@ -44,7 +44,7 @@ async def test_sigkill_during_32_concurrent_appends_loses_no_acknowledged_event(
     stop = asyncio.Event()
     try:
         timeout = aiohttp.ClientTimeout(total=10)
-        async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64)) as session:
+        async with servers.session(timeout=timeout, connector=aiohttp.TCPConnector(limit=64)) as session:
             writers = [asyncio.create_task(_writer(session, service.url, i, acked, stop)) for i in range(32)]
             while len(acked) < 400:
                 await asyncio.sleep(0.01)
@@ -59,7 +59,7 @@ async def test_sigkill_during_32_concurrent_appends_loses_no_acknowledged_event(
             assert {r["id"]: r["position"] for r in rows} == acked
             total = await chain.check_log(db)
             assert total >= len(acked)
-            async with aiohttp.ClientSession() as session:
+            async with servers.session() as session:
                 some = next(iter(acked))
                 i = 0
                 async with session.post(f"{restarted.url}/v1/streams/deployment-d{i}/events",
@@ -86,7 +86,8 @@ async def private_pg():
 
 async def test_postgres_outage_is_503_then_recovers(aiohttp_client, private_pg, tmp_path):
     settings = settings_mod.Settings(database_url=private_pg.url(), data_dir=tmp_path / "d", db_timeout=2.0,
-                                     projector=False, applier=False, retry_after=3)
+                                     projector=False, applier=False, retry_after=3,
+                                     admin_token=servers.ADMIN_TOKEN)
     client = await aiohttp_client(app_mod.make_app(settings))
     body = {"events": [{"type": "DeploymentPaused", "data": {"deployment": "d"}}]}
     assert (await client.post("/v1/streams/deployment-d/events", json=body)).status == 201

@@ -5,16 +5,18 @@ from __future__ import annotations
 import yaml
 
 from tests.projected import live_client, read, register, submit  # noqa: F401 - fixture
+from tests.tokens_support import issue
 
 
 async def _history(live):
     await register(live, "eu-1", region="eu")
     await register(live, "us-1", region="us")
-    await live.post("/v1/deployments/web/revisions", headers={"X-Actor": "alice"},
+    alice, bob, carol = [await issue(live, name) for name in ("alice", "bob", "carol")]
+    await live.post("/v1/deployments/web/revisions", headers=alice,
                     json={"manifests": _configmap("1"), "selector": "region=eu", "message": "first"})
-    await live.post("/v1/deployments/web/revisions", headers={"X-Actor": "bob"},
+    await live.post("/v1/deployments/web/revisions", headers=bob,
                     json={"manifests": _configmap("2", extra="x"), "selector": "", "message": "widen"})
-    response = await live.post("/v1/deployments/web/rollback", headers={"X-Actor": "carol"},
+    response = await live.post("/v1/deployments/web/rollback", headers=carol,
                                json={"to_revision": 1, "message": "bad widen"})
     return (await response.json())["position"]
 

@@ -32,7 +32,8 @@ async def test_submit_and_read_back(client, db):
     read = await (await client.get("/v1/streams/target-eu-1")).json()
     event = read["events"][0]
     assert event["type"] == "TargetRegistered" and event["data"]["labels"] == {"region": "eu"}
-    assert event["metadata"]["actor"] == "alice"
+    assert event["metadata"]["actor"] == "admin-env"  # the token's name, never the header's claim
+    assert event["metadata"]["on_behalf_of"] == "alice"
     assert (event["position"], event["version"]) == (1, 1)
     page = await (await client.get("/v1/events?after=0&limit=10")).json()
     assert [e["position"] for e in page["events"]] == [1] and page["next_after"] == 1

@@ -15,6 +15,7 @@ import pytest
 from api import app as app_mod
 from api import live
 from ledger import records
+from tests import servers
 
 
 def paused(name: str, reason: str = "") -> records.NewEvent:
@@ -162,7 +163,8 @@ async def _stalled_reader(client, query: str) -> tuple[asyncio.StreamReader, asy
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, (client.server.host, client.server.port))
     reader, writer = await asyncio.open_connection(sock=sock)
-    writer.write(f"GET /v1/feed/live?{query} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
+    writer.write(f"GET /v1/feed/live?{query} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+                 f"Authorization: Bearer {servers.ADMIN_TOKEN}\r\n\r\n".encode())
     await writer.drain()
     await until(lambda: client.app[live.TAIL].readers == 1)
     return reader, writer

@@ -1,0 +1,259 @@
+"""Every route of the application through a database outage: PostgreSQL stopped, then frozen.
+
+The walk is generated from ``app.router.routes()``, so a new route is walked without anyone
+remembering to add it. Every route that needs the database answers 503 with Retry-After as
+problem+json within ``db_timeout`` + 1 s (a client timeout enforces the bound), never 500 and never
+a hang; afterwards the service recovers by itself and the same walk answers without a 5xx.
+
+The service runs as ``ledger serve`` runs it (projector and applier on), on a PostgreSQL server of
+this test's own, so stopping it disturbs no other test. "Frozen" means every process of that
+server stopped with SIGSTOP (the postmaster and its backends): connections are accepted by the
+kernel and then nothing answers, as with a hung server or a partitioned network. Stopping only
+the postmaster would leave the pool's open backends serving, which is no outage at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from api import app as app_mod
+from api import keys
+from ledger import pgembed
+from ledger import settings as settings_mod
+from tests import pgfixtures, servers
+
+DB_TIMEOUT: Final = 1.0
+RETRY_AFTER: Final = 3
+# Routes whose reads (GET, HEAD) answer from memory alone, so an outage does not change their
+# answer. The walk checks that this list is accurate: each answers 200 while PostgreSQL is down,
+# every other route and method 503.
+NO_DATABASE: Final = {
+    "/healthz": "liveness: the process is up and serving, whatever PostgreSQL does",
+    "/metrics": "counters kept in memory (the notifier's head, the writer's statistics); a scrape "
+                "during an outage is when they matter most",
+    "/v1/tokens": "the token table every request is authenticated against is in memory",
+    "/v1/tokens/{name}": "the token table every request is authenticated against is in memory",
+}
+# Readiness reports the outage rather than failing on it: 503 with its checks (not problem+json),
+# and within 1 s whatever the database does, since a Kubernetes probe times out at 1 s by default.
+READINESS: Final = "/readyz"
+READINESS_TIMEOUT: Final = 1.0
+
+DEPLOYMENT: Final = "web"
+TARGET: Final = "edge-1"
+CONFIG_MAP: Final = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web", "namespace": "default"},
+                     "data": {"a": "1"}}
+PARAMS: Final = {"stream": f"deployment-{DEPLOYMENT}", "number": "1"}
+# Bodies valid enough to get past validation to the database; keyed by (method, route).
+BODIES: Final[dict[tuple[str, str], Any]] = {
+    ("POST", "/v1/streams/{stream}/events"): {
+        "events": [{"type": "DeploymentPaused", "data": {"deployment": DEPLOYMENT, "reason": "outage"}}]},
+    ("PUT", "/v1/targets/{name}"): {"labels": {"env": "edge"}, "server": "https://127.0.0.1:1"},
+    ("POST", "/v1/deployments/{name}/revisions"): {"manifests": [CONFIG_MAP], "selector": "env=none"},
+    ("POST", "/v1/deployments/{name}/rollback"): {"to_revision": 1},
+    ("POST", "/v1/deployments/{name}/pause"): {"reason": "outage test"},
+    ("POST", "/v1/deployments/{name}/resume"): {"reason": "outage test"},
+    ("POST", "/v1/tokens"): {"name": "outage", "role": "viewer"},
+}
+LIVE: Final = "/v1/feed/live"
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    route: str
+    path: str
+    body: Any
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def _path(route: str) -> str:
+    params = dict(PARAMS, name=TARGET if route.startswith("/v1/targets/") else DEPLOYMENT)
+    return route.format(**params)
+
+
+def walk(app: web.Application) -> list[Call]:
+    """Every method and path the router serves, with path parameters and bodies filled in."""
+    calls = []
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource is not None else {}
+        canonical = route.resource.canonical if route.resource is not None else ""
+        if "path" not in info and "formatter" not in info:
+            raise AssertionError(f"{route.method} {canonical}: a route kind this walk cannot fill in")
+        calls.append(Call(route.method, canonical, _path(canonical), BODIES.get((route.method, canonical))))
+    writes = {(c.method, c.route) for c in calls if c.method in ("POST", "PUT")}
+    assert writes <= set(BODIES), f"write routes without a body in this test: {writes - set(BODIES)}"
+    return calls
+
+
+@pytest.fixture
+def private_pg() -> Iterator[pgembed.EmbeddedPostgres]:
+    path = Path(tempfile.mkdtemp(prefix="ledger-test-pg-"))
+    server = pgfixtures.private_server(path / "pg")
+    server.start()
+    try:
+        yield server
+    finally:
+        _signal_all(server, signal.SIGCONT)
+        server.destroy()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _processes(server: pgembed.EmbeddedPostgres) -> list[int]:
+    """The postmaster and every process it started (backends, checkpointer, walwriter, ...)."""
+    postmaster = int((server.pgdata / "postmaster.pid").read_text().splitlines()[0])
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    return [postmaster, *map(int, children)]
+
+
+def _signal_all(server: pgembed.EmbeddedPostgres, sig: signal.Signals) -> None:
+    with contextlib.suppress(FileNotFoundError, IndexError, ValueError):
+        for pid in _processes(server):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+
+@contextlib.contextmanager
+def frozen(server: pgembed.EmbeddedPostgres) -> Iterator[None]:
+    pids = _processes(server)
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+@pytest.fixture
+async def client(private_pg, aiohttp_client, tmp_path) -> AsyncIterator[Any]:
+    settings = settings_mod.Settings(
+        database_url=private_pg.url(), data_dir=tmp_path / "data", db_timeout=DB_TIMEOUT,
+        retry_after=RETRY_AFTER, projector=True, applier=True, claim_interval=0.2,
+        admin_token=servers.ADMIN_TOKEN)
+    client = await aiohttp_client(app_mod.make_app(settings))
+    yield client
+    _signal_all(private_pg, signal.SIGCONT)  # the app's cleanup needs its database answering
+
+
+async def _seed(client) -> None:
+    """Something for every route to find, so that after the outage they answer 2xx, not only 404."""
+    resp = await client.put(f"/v1/targets/{TARGET}", json={"labels": {"env": "edge"},
+                                                           "server": "https://127.0.0.1:1"})
+    assert resp.status == 201, await resp.text()
+    resp = await client.post(f"/v1/deployments/{DEPLOYMENT}/revisions",
+                             json={"manifests": [CONFIG_MAP], "selector": "env=none"})
+    assert resp.status == 201, await resp.text()
+    resp = await client.post("/v1/tokens", json={"name": DEPLOYMENT, "role": "viewer"})
+    assert resp.status == 201, await resp.text()
+    await _until_ready(client)
+
+
+async def _until_ready(client, seconds: float = 60.0) -> None:
+    async with asyncio.timeout(seconds):
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                resp = await client.get(READINESS, timeout=aiohttp.ClientTimeout(total=READINESS_TIMEOUT))
+                if resp.status == 200:
+                    return
+            await asyncio.sleep(0.2)
+
+
+async def _send(client, call: Call, limit: float) -> tuple[int, dict[str, str], bytes]:
+    """One request under a client timeout; an SSE stream is read up to its first block only."""
+    try:
+        async with client.request(call.method, call.path, json=call.body,
+                                  timeout=aiohttp.ClientTimeout(total=limit)) as resp:
+            if call.method != "HEAD" and resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+                body = await resp.content.readuntil(b"\n\n")
+            else:
+                body = await resp.read()
+            return resp.status, dict(resp.headers), body
+    except TimeoutError:
+        raise AssertionError(f"{call}: no answer within {limit:g} s") from None
+
+
+async def _during_outage(client) -> list[str]:
+    """Walk every route at once; returns what is wrong, one line per route."""
+    calls = walk(client.app)
+    answers = await asyncio.gather(*(
+        _send(client, c, READINESS_TIMEOUT if c.route == READINESS else DB_TIMEOUT + 1)
+        for c in calls), return_exceptions=True)
+    wrong = []
+    for call, answer in zip(calls, answers, strict=True):
+        if isinstance(answer, BaseException):
+            wrong.append(f"{call}: {answer}")
+            continue
+        status, headers, body = answer
+        if call.route in NO_DATABASE and call.method in ("GET", "HEAD"):
+            if status != 200:
+                wrong.append(f"{call}: {status} (listed as needing no database) {body[:200]!r}")
+            continue
+        if status != 503:
+            wrong.append(f"{call}: {status}, expected 503: {body[:300]!r}")
+            continue
+        if str(client.app[keys.SETTINGS].database_url).split("@")[-1].split("/")[0].encode() in body:
+            wrong.append(f"{call}: the answer names the database's address: {body[:300]!r}")
+        if "Retry-After" not in headers:
+            wrong.append(f"{call}: 503 without Retry-After")
+        if call.route == READINESS:
+            continue
+        if not headers.get("Content-Type", "").startswith("application/problem+json"):
+            wrong.append(f"{call}: 503 as {headers.get('Content-Type')}, expected application/problem+json")
+        elif call.method != "HEAD" and json.loads(body).get("status") != 503:
+            wrong.append(f"{call}: a problem body without status 503: {body[:300]!r}")
+    return wrong
+
+
+async def _after_outage(client) -> list[str]:
+    await _until_ready(client)
+    wrong = []
+    for call in walk(client.app):
+        status, _, body = await _send(client, call, 30)
+        if status >= 500:
+            wrong.append(f"{call}: {status} after the outage: {body[:300]!r}")
+    return wrong
+
+
+async def test_every_route_answers_503_while_postgres_is_stopped_and_recovers(client, private_pg):
+    await _seed(client)
+    await asyncio.to_thread(private_pg.stop, "fast")
+    try:
+        wrong = await _during_outage(client)
+    finally:
+        await asyncio.to_thread(private_pg.start)
+    assert not wrong, "\n".join(wrong)
+    after = await _after_outage(client)
+    assert not after, "\n".join(after)
+
+
+async def test_every_route_answers_503_while_postgres_is_frozen_and_recovers(client, private_pg):
+    await _seed(client)
+    with frozen(private_pg):
+        wrong = await _during_outage(client)
+    assert not wrong, "\n".join(wrong)
+    after = await _after_outage(client)
+    assert not after, "\n".join(after)
+
+
+def test_the_routes_listed_as_needing_no_database_exist(tmp_path):
+    app = app_mod.make_app(settings_mod.Settings(data_dir=tmp_path))
+    routes = {c.route for c in walk(app)}
+    assert set(NO_DATABASE) | {READINESS, LIVE} <= routes
