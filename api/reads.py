@@ -1,17 +1,18 @@
 """What every read-model endpoint shares: the wait that makes reads see acknowledged writes, and a
 database connection.
 
-The read models are folded by the projector after the write is acknowledged, so a read that only
+The read models are folded by the projector after a write is acknowledged, so a read that only
 queried them could miss a write its client has just been told succeeded. By default a read waits
 (without polling: it wakes on the projector's progress) until the projection has folded the head of
-the log as this process knows it when the request arrives: every write this process acknowledged,
-and every commit of another process whose NOTIFY has arrived (``EventStore.known_head``: memory, no
-query). After ``settings.read_wait_timeout`` seconds it answers 504.
+the log as it stood when the request arrived, known without reading the log: this process's writer
+knows its own commits, other processes' commits arrive as NOTIFY payloads, and one round trip on
+the listening connection, shared by the reads that arrive together, makes sure none is still on
+its way (``EventStore.synced_head``). After ``settings.read_wait_timeout`` seconds it answers 504.
 
-``?min_position=N`` waits for N as well (a position a write answered with, perhaps from another
-process); N beyond the head of the log answers 422 at once. ``?min_position=head`` is the default
-spelled out. ``?consistency=eventual`` opts out of the head: it answers from the read models as they
-are, waiting only for an explicit ``min_position``.
+``?min_position=N`` waits for N as well (a position a write answered with); N beyond the head
+answers 422 at once, naming the head. ``?min_position=head`` is the default spelled out.
+``?consistency=eventual`` opts out: the read models as they are, waiting only for an explicit
+``min_position``.
 """
 
 from __future__ import annotations
@@ -27,26 +28,13 @@ from ledger import streams
 CONSISTENCY = ("strong", "eventual")
 
 
-async def _known_head(request: web.Request) -> int:
+async def _head(request: web.Request) -> int:
+    """At least every position acknowledged (by any process) before the request arrived."""
     store = request.app[keys.STORE]
-    known = await store.synced_head()
-    if known is None:  # not listening: commits may have gone unnoticed, so ask the log
-        known = (await store.head())[0]
-    return known
-
-
-async def _ensure_committed(request: web.Request, wanted: int, known: int) -> None:
-    """Refuse a ``min_position`` the log does not hold; one query, only when beyond ``known``."""
-    if wanted <= known:
-        return
-    head = (await request.app[keys.STORE].head())[0]
-    if wanted > head:
-        raise problems.Problem(
-            422, "Invalid request",
-            f"min_position: {wanted} is beyond the head of the log ({head}); pass a position a write "
-            f"answered with, or omit min_position",
-            field="min_position", head=head, min_position=wanted,
-            errors=[{"field": "min_position", "reason": f"beyond the head of the log ({head})"}])
+    head = await store.synced_head()
+    if head is None:  # not listening: commits may have gone unnoticed, so ask the log
+        head = (await store.head())[0]
+    return head
 
 
 async def wait_for_position(request: web.Request) -> None:
@@ -56,10 +44,15 @@ async def wait_for_position(request: web.Request) -> None:
     raw = request.query.get("min_position")
     explicit = 0 if raw == "head" else bodies.query_int(request, "min_position", 0, low=0)
     follows_head = consistency == "strong" or raw == "head"
-    known = await _known_head(request) if follows_head or explicit else 0
-    if explicit:
-        await _ensure_committed(request, explicit, known)
-    wanted = max(known if follows_head else 0, explicit)
+    head = await _head(request) if follows_head or explicit else 0
+    if explicit > head:
+        raise problems.Problem(
+            422, "Invalid request",
+            f"min_position: {explicit} is beyond the head of the log ({head}); pass a position a write "
+            f"answered with, or omit min_position",
+            field="min_position", head=head, min_position=explicit,
+            errors=[{"field": "min_position", "reason": f"beyond the head of the log ({head})"}])
+    wanted = max(head if follows_head else 0, explicit)
     if wanted == 0:
         return
     tracker = request.app[keys.PROGRESS]

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from ledger import db, dbfaults, writer
+from ledger import db, dbfaults, errors, writer
 
 _HEAD: Final = "SELECT coalesce(max(position), 0) FROM events"
 
@@ -48,6 +48,7 @@ class Notifier:
         self._round = asyncio.Lock()
         self._rounds_started = 0
         self._rounds_done = 0
+        self._failures = 0
 
     def token(self) -> asyncio.Event:
         return self._event
@@ -58,10 +59,17 @@ class Notifier:
         return self._conn.get_server_pid() if self._conn is not None else None
 
     async def sync(self) -> int | None:
-        """The head once every commit acknowledged before this call has been notified; None when
-        that cannot be vouched for (not listening, or the connection failed)."""
+        """The head once every commit acknowledged before this call has been received.
+
+        None when not listening: the caller reads the head from the log. If the round trip fails
+        the connection is dropped (the loop reconnects) and StoreUnavailable is raised, for this
+        caller and for those queued behind it, so an outage costs a reader one timeout, not two.
+        """
         needed = self._rounds_started + 1  # a round trip that starts from now on
+        failures = self._failures
         async with self._round:
+            if self._failures > failures:
+                raise errors.StoreUnavailable("the notifier's connection failed")
             conn = self._conn
             if conn is None:
                 return None
@@ -69,11 +77,15 @@ class Notifier:
                 self._rounds_started += 1
                 try:
                     await conn.execute("SELECT 1", timeout=self._connect_timeout)
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-                    log.debug("notifier round trip failed: %r", exc)
-                    return None
+                except Exception as exc:
+                    if not dbfaults.is_unavailable(exc):
+                        raise
+                    self._failures += 1
+                    self._conn = None
+                    conn.terminate()
+                    raise db.unavailable(exc) from exc
                 self._rounds_done = self._rounds_started
-        return self.head if self._conn is conn else None
+        return self.head
 
     def wake(self) -> None:
         event, self._event = self._event, asyncio.Event()
@@ -113,8 +125,7 @@ class Notifier:
                     try:
                         await asyncio.wait_for(lost.wait(), self._ping_interval)
                     except TimeoutError:
-                        if await self.sync() is None:
-                            break
+                        await self.sync()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
