@@ -14,13 +14,17 @@ from api import verify as verify_api
 from ledger import settings as settings_mod
 
 
-def make_app(settings: settings_mod.Settings) -> web.Application:
-    app = web.Application(
-        client_max_size=settings.max_body_bytes,
-        middlewares=[problems.middleware(settings.retry_after), auth.middleware()],
-    )
+def make_app(settings: settings_mod.Settings, *, access_control: bool = True) -> web.Application:
+    """The service. ``access_control=False`` exists for bench/append.py alone, to measure what
+    authentication costs; no setting, flag or variable reaches it."""
+    middlewares = [problems.middleware(settings.retry_after)]
+    if access_control:
+        middlewares.append(auth.middleware())
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[keys.SETTINGS] = settings
-    app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store, auth.context])
+    app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store])
+    if access_control:
+        app.cleanup_ctx.append(auth.context)
     app.add_routes(health.routes)
     metrics.install(app)
     app.add_routes(streams.routes)
@@ -36,5 +40,6 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
     app.add_routes(state_api.routes)
     app.add_routes(tokens_api.routes)
     app.cleanup_ctx.append(lifecycle.applier)
-    auth.install(app)
+    if access_control:
+        auth.install(app)
     return app

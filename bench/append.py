@@ -1,7 +1,9 @@
 """Append throughput over HTTP, each beside its raw baseline measured in the same run.
 
 1. Single-event requests, 64 keep-alive connections (wrk): the ledger vs an aiohttp no-op JSON
-   POST handler driven by the same wrk script.
+   POST handler driven by the same wrk script; and the ledger with access control (every request
+   authenticated by its bearer token, api/auth.py) vs the same service without it
+   (bench/open_service.py), same script, same run, interleaved: authentication may cost at most 5%.
 2. Batches of 500 events per request: the ledger over HTTP vs raw asyncpg
    ``INSERT … SELECT unnest(…)`` of the same rows (ids of the same kind, time-ordered version 7)
    into a copy of the events table.
@@ -25,7 +27,7 @@ from pathlib import Path
 import asyncpg
 
 from bench import harness
-from ledger import hashing, ids, pgembed
+from ledger import hashing, ids, pgembed, secrets
 
 OBJECTS = [
     {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "web", "name": "frontend"},
@@ -46,7 +48,8 @@ request = function()
   local d = "bench-" .. (counter % 64)
   local body = '{"events":[{"type":"ApplySucceeded","data":{"deployment":"' .. d .. '","revision":' .. counter ..
     ',"target":"edge-' .. (counter % 97) .. '","objects":%s,"duration_ms":12,"attempt":1}}]}'
-  return wrk.format("POST", "/v1/streams/rollout-" .. d .. "/events", {["Content-Type"]="application/json"}, body)
+  return wrk.format("POST", "/v1/streams/rollout-" .. d .. "/events",
+                    {["Content-Type"]="application/json", ["Authorization"]="Bearer TOKEN"}, body)
 end
 """
 
@@ -56,7 +59,8 @@ body = %s
 request = function()
   counter = counter + 1
   return wrk.format("POST", "/v1/streams/rollout-batch-" .. (counter %% 8) .. "/events",
-                    {["Content-Type"]="application/json"}, body:gsub("DEPLOYMENT", "batch-" .. (counter %% 8)))
+                    {["Content-Type"]="application/json", ["Authorization"]="Bearer TOKEN"},
+                    body:gsub("DEPLOYMENT", "batch-" .. (counter %% 8)))
 end
 """
 
@@ -121,10 +125,12 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ledger-bench-append-"))
     single_lua = work / "single.lua"
-    single_lua.write_text(SINGLE_LUA.replace("%s", json.dumps(OBJECTS, separators=(",", ":"))))
+    token = secrets.new()
+    single_lua.write_text(SINGLE_LUA.replace("%s", json.dumps(OBJECTS, separators=(",", ":")))
+                          .replace("TOKEN", token))
     batch_body = json.dumps({"events": [outcome("DEPLOYMENT", i) for i in range(args.batch)]})
     batch_lua = work / "batch.lua"
-    batch_lua.write_text(BATCH_LUA % lua_string(batch_body))
+    batch_lua.write_text((BATCH_LUA % lua_string(batch_body)).replace("TOKEN", token))
 
     def measure(url: str, script: Path, connections: int) -> dict[str, float]:
         # A short unmeasured run first, on both sides: fresh processes, cold caches and a fresh
@@ -145,7 +151,9 @@ def main() -> None:
     rounds: list[dict[str, dict[str, float] | float]] = []
     with harness.Postgres() as database_url:
         service, url = harness.start_service(database_url, work / "data", LEDGER_PROJECTOR="false",
-                                             LEDGER_APPLIER="false")
+                                             LEDGER_APPLIER="false", LEDGER_ADMIN_TOKEN=token)
+        opened, open_url = harness.start_service(database_url, work / "open", module=("bench.open_service",),
+                                                 LEDGER_PROJECTOR="false", LEDGER_APPLIER="false")
         try:
             # Rounds interleave each measurement with its baseline, so the machine's drift (it is a
             # shared VM: ±30% between minutes) hits both sides of a ratio alike.
@@ -155,9 +163,16 @@ def main() -> None:
                 # Each measurement starts after a CHECKPOINT, so one does not pay for the previous
                 # one's dirty pages (the rounds write millions of rows).
                 asyncio.run(checkpoint(database_url))
-                print(f"ledger single-event appends, {args.connections} connections, {args.seconds}s …", flush=True)
-                single = measure(url, single_lua, args.connections)
-                asyncio.run(checkpoint(database_url))
+                # With and without access control, in alternating order from round to round.
+                plain: dict[str, float] = {}
+                for side in (("auth", "open") if n % 2 else ("open", "auth")):
+                    print(f"ledger single-event appends ({'with' if side == 'auth' else 'without'} access "
+                          f"control), {args.connections} connections, {args.seconds}s …", flush=True)
+                    if side == "auth":
+                        single = measure(url, single_lua, args.connections)
+                    else:
+                        plain = measure(open_url, single_lua, args.connections)
+                    asyncio.run(checkpoint(database_url))
                 print(f"ledger batches of {args.batch}, {args.batch_connections} connections, {args.seconds}s …",
                       flush=True)
                 batched = measure(url, batch_lua, args.batch_connections)
@@ -165,9 +180,10 @@ def main() -> None:
                 print(f"raw asyncpg INSERT … unnest, batches of {args.batch} …", flush=True)
                 asyncio.run(raw_baseline(database_url, args.warmup, args.batch, args.batch_connections))  # warm-up
                 raw = asyncio.run(raw_baseline(database_url, args.seconds, args.batch, args.batch_connections))
-                rounds.append({"noop": base, "single": single, "batched": batched, "raw": raw})
+                rounds.append({"noop": base, "single": single, "open": plain, "batched": batched, "raw": raw})
         finally:
             harness.stop(service)
+            harness.stop(opened)
 
     def median(values: list[float]) -> float:
         return statistics.median(values)
@@ -182,10 +198,14 @@ def main() -> None:
         ("single-event append over HTTP (events/s)", single_rates, noop_rates, "aiohttp no-op JSON POST"),
         ("single-event append p50 (ms)", series("single", "p50_ms"), series("noop", "p50_ms"), "no-op p50"),
         ("single-event append p99 (ms)", series("single", "p99_ms"), series("noop", "p99_ms"), "no-op p99"),
+        ("single-event append with access control (events/s)", single_rates, series("open", "requests_per_s"),
+         "the same service without access control"),
+        ("single-event append p99 with access control (ms)", series("single", "p99_ms"), series("open", "p99_ms"),
+         "p99 without access control"),
         (f"batch-of-{args.batch} append over HTTP (events/s)", batch_rates, raw_rates,
          "raw asyncpg INSERT … unnest"),
     ]
-    errors = sum(series("single", "errors")) + sum(series("batched", "errors"))
+    errors = sum(series("single", "errors")) + sum(series("open", "errors")) + sum(series("batched", "errors"))
     lines = [
         f"Measured {dt.date.today().isoformat()} on {harness.machine()}; service, PostgreSQL and wrk share the machine.",
         f"wrk: {args.connections} keep-alive connections for single events, {args.batch_connections} for batches, "
@@ -202,7 +222,8 @@ def main() -> None:
         per_round = ", ".join(f"{a / b:.2f}" for a, b in zip(ours, theirs, strict=True))
         lines.append(f"| {name} | {median(ours):,.1f} | {median(theirs):,.1f} | "
                      f"{median(ours) / median(theirs):.2f}x | {per_round} | {what} |")
-    lines += ["", "Targets: single-event rate at least 0.5x the no-op, p99 at most 25 ms; batches at least 0.5x raw."]
+    lines += ["", "Targets: single-event rate at least 0.5x the no-op, p99 at most 25 ms; batches at least 0.5x raw; "
+              "with access control at least 0.95x the rate without."]
     report = "\n".join(lines)
     print(report)
     if not args.no_record:

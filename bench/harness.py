@@ -61,7 +61,8 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> N
     raise RuntimeError(f"{url} did not answer")
 
 
-def start_service(database_url: str, data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_service(database_url: str, data_dir: Path, *, module: tuple[str, ...] = ("cli.main", "serve"),
+                  **env: str) -> tuple[subprocess.Popen[bytes], str]:
     port = pgembed.free_port()
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")},
@@ -71,7 +72,7 @@ def start_service(database_url: str, data_dir: Path, **env: str) -> tuple[subpro
         "LEDGER_LOG_LEVEL": "WARNING",
         **env,
     }
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve"], cwd=ROOT, env=full_env,
+    proc = subprocess.Popen([sys.executable, "-m", *module], cwd=ROOT, env=full_env,
                             stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/readyz", proc)

@@ -13,6 +13,7 @@ from aiohttp import web
 from api import app as app_mod
 from cli import options
 from ledger import db, migrate, pgembed
+from ledger import settings as settings_mod
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,7 +32,12 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = options.settings_from(args)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = app_mod.make_app(settings)
+    run(app_mod.make_app(settings), settings)
+    return 0
+
+
+def run(app: web.Application, settings: settings_mod.Settings) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM, on the runtime every ``ledger serve`` uses."""
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # Fewer, cheaper collections: start-up objects (modules, routes, settings) move out of the
     # collector's view, and young generations fill up more before being scanned. Under load the
@@ -41,7 +47,6 @@ def run_serve(args: argparse.Namespace) -> int:
     web.run_app(app, host=settings.http_host, port=settings.http_port,
                 print=lambda msg: print(msg.replace("Running on", "Deployment Ledger on"), flush=True),
                 access_log=None)
-    return 0
 
 
 def run_migrate(args: argparse.Namespace) -> int:

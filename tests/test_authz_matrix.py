@@ -239,3 +239,25 @@ def test_docs_security_shows_the_policy_as_it_is():
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text()
     assert policy.markdown_table() in text, "docs/security.md: regenerate the table from api/policy.py"
+
+
+async def test_a_route_without_a_policy_row_is_denied_even_to_an_admin(aiohttp_client, settings):
+    from aiohttp import web
+
+    from api import app as app_mod
+
+    app = app_mod.make_app(settings)
+    called = []
+
+    async def unruled(_request):
+        called.append(True)
+        return web.json_response({})
+
+    app.router.add_get("/v1/unruled", unruled)
+    client = await aiohttp_client(app)
+    response = await client.get("/v1/unruled")
+    assert response.status == 403 and "no access rule" in (await response.json())["detail"]
+    assert (await client.get("/v1/unruled", headers={"Authorization": ""})).status == 401
+    assert called == []
+    assert (await client.get("/v1/no-such-route")).status == 404
+    assert (await client.get("/v1/no-such-route", headers={"Authorization": ""})).status == 401

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import aiohttp
@@ -42,9 +44,18 @@ async def _serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise AssertionError("service did not start")
 
 
+@pytest.fixture
+def data_root():
+    """Outside pytest's basetemp: a concurrent pytest session makes /tmp/pytest-of-<user> private
+    again (mode 0700), and the embedded server's unprivileged user then cannot reach its files."""
+    path = Path(tempfile.mkdtemp(prefix="ledger-test-embedded-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
-async def test_embedded_postgres_keeps_data_and_stops_with_the_service(tmp_path, stop_signal):
-    data_dir = tmp_path / "ledger-data"
+async def test_embedded_postgres_keeps_data_and_stops_with_the_service(data_root, stop_signal):
+    data_dir = data_root / "ledger-data"
     proc, url = await _serve(data_dir)
     embedded = pgembed.EmbeddedPostgres(data_dir / "pg")
     try:
@@ -56,7 +67,7 @@ async def test_embedded_postgres_keeps_data_and_stops_with_the_service(tmp_path,
                 assert resp.status == 201
         assert embedded.running_port() is not None
         proc.send_signal(stop_signal)
-        assert await asyncio.to_thread(proc.wait, 60) == 0
+        assert await asyncio.to_thread(proc.wait, 60) == 0, proc.stdout.read().decode() if proc.stdout else ""
         assert embedded.running_port() is None, "PostgreSQL still running after the service stopped"
 
         proc, url = await _serve(data_dir)
@@ -99,8 +110,8 @@ def test_settings_flags_override_environment():
     assert (loaded.http_port, loaded.db_timeout) == (9100, 1.5)
 
 
-async def test_first_start_issues_an_admin_token_to_a_private_file_and_no_secret_reaches_disk_or_log(tmp_path):
-    data_dir = tmp_path / "ledger-data"
+async def test_first_start_issues_an_admin_token_to_a_private_file_and_no_secret_reaches_disk_or_log(data_root):
+    data_dir = data_root / "ledger-data"
     proc, url = await _serve(data_dir)
     embedded = pgembed.EmbeddedPostgres(data_dir / "pg")
     try:
