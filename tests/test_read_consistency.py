@@ -47,9 +47,11 @@ def _fresh(body: dict[str, Any], floor: int, path: str) -> None:
 
 
 async def _background(client: TestClient, index: int, acked: Acked, stop: asyncio.Event) -> None:
+    jitter = random.Random(index)
     round_ = 0
     while not stop.is_set():
         round_ += 1
+        await asyncio.sleep(jitter.random() * 0.01)  # land at varied moments of the rounds
         if round_ % 2:
             answer = await register(client, f"bg{index}-{round_ % 7}", round=str(round_))
         else:
@@ -58,7 +60,7 @@ async def _background(client: TestClient, index: int, acked: Acked, stop: asynci
 
 
 @contextlib.asynccontextmanager
-async def _writing(clients: list[TestClient], acked: Acked, writers: int = 3) -> Any:
+async def _writing(clients: list[TestClient], acked: Acked, writers: int = 2) -> Any:
     stop = asyncio.Event()
     tasks = [asyncio.create_task(_background(clients[i % len(clients)], i, acked, stop)) for i in range(writers)]
     try:
