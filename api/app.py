@@ -22,9 +22,11 @@ def make_app(settings: settings_mod.Settings, *, access_control: bool = True) ->
         middlewares.append(auth.middleware())
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[keys.SETTINGS] = settings
+    lifecycle.load_credentials(app)
     app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store])
     if access_control:
         app.cleanup_ctx.append(auth.context)
+    app.cleanup_ctx.append(lifecycle.credentials)
     app.add_routes(health.routes)
     metrics.install(app)
     app.add_routes(streams.routes)

@@ -11,16 +11,25 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Final
 
 from aiohttp import web
 
 from api import keys
 from api import locks as stream_locks
 from handlers import applier as applier_mod
-from ledger import db, migrate, notifier, pgembed, store, tasks
+from ledger import credfile, db, migrate, notifier, pgembed, store, tasks
 from projections import progress, runner
 
 log = logging.getLogger(__name__)
+
+CREDENTIALS_POLL_SECONDS: Final = 1.0
+
+
+def load_credentials(app: web.Application) -> None:
+    """The operator's credentials file, read at start: a malformed one stops start-up here (a
+    credfile.CredentialsFileError naming the field), before anything else starts."""
+    app[keys.CREDENTIALS] = credfile.Watched.from_settings(app[keys.SETTINGS])
 
 
 def database_context(*, stop_adopted: bool) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -93,13 +102,27 @@ async def projection(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def credentials(app: web.Application) -> AsyncIterator[None]:
+    """Polls the operator's credentials file so that a change reaches the applier without waiting
+    for work (registration and the applier also check it whenever they read it)."""
+    watched = app[keys.CREDENTIALS]
+
+    async def poll() -> None:
+        while True:
+            await asyncio.sleep(CREDENTIALS_POLL_SECONDS)
+            watched.refresh()
+
+    async with tasks.running("credentials-file", poll):
+        yield
+
+
 async def applier(app: web.Application) -> AsyncIterator[None]:
     """The applier (handlers/applier.py), when this process runs it (``settings.applier``)."""
     settings = app[keys.SETTINGS]
     if not settings.applier:
         yield
         return
-    runner_ = applier_mod.Applier(app[keys.STORE], app[keys.DSN], settings)
+    runner_ = applier_mod.Applier(app[keys.STORE], app[keys.DSN], settings, app[keys.CREDENTIALS])
     app[keys.APPLIER] = runner_
     async with tasks.running("applier", runner_.run):
         yield

@@ -60,9 +60,33 @@ class StoreCollector(Collector):
         yield listening
 
 
+class CredentialsCollector(Collector):
+    """The operator's credentials file: what is loaded, and reloads that failed (the last good
+    catalogue stays in use, so only this and the log tell an operator about a typo)."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        watched = self._app.get(keys.CREDENTIALS)
+        if watched is None:
+            return
+        loaded = GaugeMetricFamily("ledger_credentials_loaded", "Credentials in the catalogue in use")
+        loaded.add_metric([], len(watched.catalogue))
+        yield loaded
+        reloads = CounterMetricFamily("ledger_credentials_reloads", "Reloads of the credentials file that changed it")
+        reloads.add_metric([], watched.reloads)
+        yield reloads
+        failed = CounterMetricFamily("ledger_credentials_reload_errors",
+                                     "Reloads refused because the file was malformed (last good one kept)")
+        failed.add_metric([], watched.errors)
+        yield failed
+
+
 def install(app: web.Application) -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(app))
+    registry.register(CredentialsCollector(app))
     app[REGISTRY] = registry
     app.add_routes(routes)
 

@@ -1,7 +1,9 @@
 """Targets (clusters): ``PUT``/``DELETE``/``GET /v1/targets/{name}`` and ``GET /v1/targets``.
 
 PUT registers a new name (201) or updates an existing target (200); a PUT that changes nothing
-records nothing and answers 200 with ``changed: false``. DELETE retires. The list filters with a
+records nothing and answers 200 with ``changed: false``. The body names one of the operator's
+credentials (``credentials``); the registration check (ledger.access) refuses anything else with 422
+naming the field. DELETE retires. The list filters with a
 Kubernetes label selector (``?selector=region=eu``) and leaves retired targets out unless
 ``?include_retired=true``.
 """
@@ -13,20 +15,18 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from api import bodies, problems, reads, streams, submission
+from api import bodies, keys, problems, reads, streams, submission
+from ledger import access
 from ledger import streams as stream_names
 from projections import commands, loading, queries, selectors
 
 routes = web.RouteTableDef()
 
 
-class TargetBody(msgspec.Struct, forbid_unknown_fields=True):
+class TargetBody(access.Access, frozen=True, kw_only=True):
+    """Labels and the access fields (ledger.access: ``credentials`` names the operator's credential)."""
+
     labels: dict[str, str] = {}
-    server: str | None = None
-    context: str | None = None
-    credentials_ref: str | None = None
-    ca_ref: str | None = None
-    insecure: bool = False
     expected_version: streams.ExpectedVersion | None = None
 
 
@@ -50,11 +50,11 @@ def _answer(name: str, written: submission.Written, status: int) -> web.Response
 async def put_target(request: web.Request) -> web.Response:
     name = reads.name_param(request, "target name")
     body = await bodies.read_json(request, TargetBody)
-    command = commands.RegisterTarget(name, body.labels, body.server, body.context, body.credentials_ref,
-                                      body.ca_ref, body.insecure)
+    command = commands.RegisterTarget(name, body.labels, access.of(body))
+    catalogue = request.app[keys.CREDENTIALS].current()
 
     async def decide(state: loading.StreamState) -> Any:
-        return commands.register_target(state.state.targets.get(name), command)
+        return commands.register_target(state.state.targets.get(name), command, catalogue)
 
     written = await submission.run(request, stream_names.name("target", name), body.expected_version, decide)
     return _answer(name, written, 201 if written.type == "TargetRegistered" else 200)

@@ -34,6 +34,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import yaml
 from kubernetes_asyncio.client import Configuration
 from kubernetes_asyncio.dynamic import DynamicClient
 
@@ -94,7 +95,7 @@ async def register(session: aiohttp.ClientSession, url: str, emulator: str, name
     async def one(name: str) -> None:
         async with sem:
             await post(session, url, f"target-{name}", "TargetRegistered",
-                       {"target": name, "labels": labels, "server": f"{emulator}/clusters/{name}"})
+                       {"target": name, "labels": labels, "credentials": name})
 
     await asyncio.gather(*(one(n) for n in names))
 
@@ -214,6 +215,13 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+def write_credentials(path: Path, emulator: str, names: list[str]) -> Path:
+    """The operator's credentials file: one anonymous credential per emulated cluster."""
+    entries = {name: {"server": f"{emulator}/clusters/{name}", "anonymous": True} for name in names}
+    path.write_text(yaml.safe_dump({"credentials": entries}))
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__)
     parser.add_argument("--clusters", type=int, default=1000)
@@ -228,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         harness.wait_http(f"{emulator}/_emulator/clusters", emu)
         with harness.Postgres() as dsn:
-            proc, url = harness.start_service(dsn, work / "data", LEDGER_APPLIER="true")
+            credentials = write_credentials(work / "credentials.yaml", emulator,
+                                            [*(f"edge-{n:04d}" for n in range(args.clusters)), "solo"])
+            proc, url = harness.start_service(dsn, work / "data", LEDGER_APPLIER="true",
+                                              LEDGER_CREDENTIALS=str(credentials))
             try:
                 print(f"service {url}, emulator {emulator} (separate process)", flush=True)
                 service = asyncio.run(measure_service(url, dsn, emulator, args.clusters, args.revisions,

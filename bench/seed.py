@@ -99,8 +99,7 @@ async def _targets(es: store.EventStore, fleet: _Fleet, budget: _Budget) -> None
             break
         appends.append(es.append(f"target-{name}", "no_stream", [records.NewEvent(
             _id(rng), "TargetRegistered",
-            {"target": name, "labels": labels, "server": f"https://{name}.clusters.local:6443",
-             "credentials_ref": f"file:/etc/ledger/tokens/{name}"},
+            {"target": name, "labels": labels, "credentials": name},
             {"actor": "platform-bot", "reason": "onboarding"})]))
     await asyncio.gather(*appends)
     budget.done(len(appends))

@@ -34,8 +34,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def make_app(settings: settings_mod.Settings) -> web.Application:
     app = web.Application()
     app[keys.SETTINGS] = settings.replace(applier=True, projector=False)
+    lifecycle.load_credentials(app)
     app.cleanup_ctx.extend([lifecycle.database_context(stop_adopted=False), lifecycle.event_store,
-                           lifecycle.applier])
+                           lifecycle.credentials, lifecycle.applier])
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -71,14 +71,13 @@ def _command(func: Callable[[argparse.Namespace, http.Client], int]) -> Callable
 # --- targets -------------------------------------------------------------------------------------
 
 def _targets_table(body: Any) -> str:
-    return http.table([(t["name"], http.labels_text(t["labels"]), t["server"] or t["context"],
+    return http.table([(t["name"], http.labels_text(t["labels"]), t.get("credentials") or "-",
                         "retired" if t["retired"] else "active", t["version"]) for t in body["targets"]],
-                      ["name", "labels", "server", "status", "version"])
+                      ["name", "labels", "credentials", "status", "version"])
 
 
 def targets_add(args: argparse.Namespace, client: http.Client) -> int:
-    body = {"labels": dict(args.label), "server": args.server, "context": args.context,
-            "credentials_ref": args.credentials_ref, "ca_ref": args.ca_ref, "insecure": args.insecure}
+    body = {"labels": dict(args.label), "credentials": args.credentials, "server": args.server}
     answer = client.request("PUT", f"/v1/targets/{args.name}", json_body=body).json()
     _print(args, answer, lambda a: f"target {a['target']}: {a['event'] or 'unchanged'} "
                                    f"(version {a['version']}, position {a['position']})")
@@ -212,12 +211,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tsub = targets.add_subparsers(dest="targets_command", required=True)
     add = tsub.add_parser("add", help="register a target, or update it (PUT)")
     add.add_argument("name")
-    add.add_argument("--server", help="Kubernetes API server URL")
-    add.add_argument("--context", help="kubeconfig context, instead of --server")
+    add.add_argument("--credentials", "-c", required=True, metavar="NAME",
+                     help="a credential of the operator's credentials file (it brings the API server)")
+    add.add_argument("--server", help="the API server URL, to check it is the credential's (optional)")
     add.add_argument("--label", "-l", action="append", type=_label, default=[], metavar="KEY=VALUE")
-    add.add_argument("--credentials-ref", help="where the credentials are (a reference, never a secret)")
-    add.add_argument("--ca-ref", help="where the CA bundle is")
-    add.add_argument("--insecure", action="store_true", help="skip TLS verification")
     add.set_defaults(func=_command(targets_add))
     listing = tsub.add_parser("list", help="list targets, optionally by label selector")
     listing.add_argument("--selector", "-l", help="Kubernetes label selector, e.g. region=eu,tier!=canary")

@@ -2,8 +2,9 @@
 
 It starts the service in-process exactly as ``ledger serve`` does (API, projector, applier; the
 embedded PostgreSQL in a fresh temporary data directory unless LEDGER_DATABASE_URL is set) and the
-Kubernetes API emulator with three clusters, registers them as targets labelled by region and
-tier, submits a sample deployment (a Namespace, a ConfigMap and a Deployment) to ``region=eu``
+Kubernetes API emulator with three clusters, writes a credentials file for them (one token file
+per cluster, as an operator would; the service reads it like any other), registers them as targets
+naming those credentials, labelled by region and tier, submits a sample deployment (a Namespace, a ConfigMap and a Deployment) to ``region=eu``
 over the HTTP API, waits until both EU clusters report it applied, and prints where to look.
 The sample manifests are written as YAML into the data directory for ``ledger deploy -f``. Then it
 keeps running until Ctrl-C (``--once`` exits instead, for scripts and tests); the temporary data
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -80,7 +82,8 @@ async def _applied(session: aiohttp.ClientSession, url: str, expected: int, time
     raise RuntimeError(f"the sample deployment was not applied within {timeout:.0f}s: {body}")
 
 
-def guide(url: str, emulator: str, status: dict[str, Any], sample: Path, token_file: Path | None) -> str:
+def guide(url: str, emulator: str, status: dict[str, Any], sample: Path, token_file: Path | None,
+          credentials: Path) -> str:
     rollouts = "\n".join(
         f"    {r['target']:6} {r['state']:8} revision {r['applied_revision']}  "
         f"({','.join(f'{k}={v}' for k, v in CLUSTERS[r['target']].items())})"
@@ -90,9 +93,10 @@ def guide(url: str, emulator: str, status: dict[str, Any], sample: Path, token_f
     return f"""
 Deployment Ledger demo is running.
 
-  API        {url}
-  token      {where}
-  clusters   {emulator}/clusters/<name>   eu-1 (region=eu,tier=prod)  eu-2 (region=eu,tier=staging)  us-1 (region=us,tier=prod)
+  API          {url}
+  token        {where}
+  credentials  {credentials}   (the operator's file: one entry per cluster)
+  clusters     {emulator}/clusters/<name>   eu-1 (region=eu,tier=prod)  eu-2 (region=eu,tier=staging)  us-1 (region=us,tier=prod)
 
 Deployment "web" (Namespace, ConfigMap, Deployment) went to region=eu:
 {rollouts}
@@ -117,6 +121,21 @@ Press Ctrl-C to stop (the demo's data directory is deleted).
 """
 
 
+def write_credentials(directory: Path, emu: Emulator) -> Path:
+    """The operator's credentials file for the emulated clusters, each with a token file of its own."""
+    tokens = directory / "tokens"
+    tokens.mkdir(parents=True, exist_ok=True)
+    entries = {}
+    for name in CLUSTERS:
+        token = tokens / name
+        token.touch(mode=0o600)
+        token.write_text(secrets.token_urlsafe(32) + "\n")
+        entries[name] = {"server": emu.cluster_url(name), "token_file": f"tokens/{name}"}
+    path = directory / "credentials.yaml"
+    path.write_text(yaml.safe_dump({"credentials": entries}, sort_keys=False))
+    return path
+
+
 async def demo(settings: settings_mod.Settings, *, emulator_port: int = 0, once: bool = False,
                out: Callable[[str], None] = print) -> int:
     sample = settings.data_dir.resolve() / "web.yaml"
@@ -126,6 +145,8 @@ async def demo(settings: settings_mod.Settings, *, emulator_port: int = 0, once:
     runner: web.AppRunner | None = None
     try:
         emulator = await emu.start(port=emulator_port)
+        credentials = write_credentials(settings.data_dir.resolve() / "demo-credentials", emu)
+        settings = settings.replace(credentials=credentials)
         runner = web.AppRunner(app_mod.make_app(settings), handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
@@ -142,11 +163,11 @@ async def demo(settings: settings_mod.Settings, *, emulator_port: int = 0, once:
                                          headers={"Authorization": f"Bearer {secret}"}) as session:
             for name, labels in CLUSTERS.items():
                 await _call(session, "PUT", f"{url}/v1/targets/{name}",
-                            {"labels": labels, "server": emu.cluster_url(name)})
+                            {"labels": labels, "credentials": name})
             await _call(session, "POST", f"{url}/v1/deployments/web/revisions",
                         {"manifests": MANIFESTS, "selector": "region=eu", "message": "ledger demo"})
             status = await _applied(session, url, expected=2, timeout=60)
-        out(guide(url, emulator, status, sample, token_file))
+        out(guide(url, emulator, status, sample, token_file, credentials))
         if not once:
             await signals.until_stopped()
         return 0

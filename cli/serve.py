@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import ssl
 
 import uvloop
 from aiohttp import web
@@ -28,23 +29,42 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mig.set_defaults(func=run_migrate)
 
 
+def tls_context(settings: settings_mod.Settings) -> ssl.SSLContext | None:
+    """The server's TLS context when ``tls_cert`` and ``tls_key`` are set (TLS 1.2 or later)."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except FileNotFoundError as exc:
+        raise settings_mod.SettingsError(f"settings tls_cert/tls_key: {exc.filename or 'a file'} does not exist") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise settings_mod.SettingsError(
+            f"settings tls_cert ({settings.tls_cert}) and tls_key ({settings.tls_key}) cannot be used: "
+            f"{getattr(exc, 'reason', None) or exc}") from None
+    return context
+
+
 def run_serve(args: argparse.Namespace) -> int:
     settings = options.settings_from(args)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(app_mod.make_app(settings), settings)
+    tls = tls_context(settings)
+    run(app_mod.make_app(settings), settings, tls)
     return 0
 
 
-def run(app: web.Application, settings: settings_mod.Settings) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM, on the runtime every ``ledger serve`` uses."""
+def run(app: web.Application, settings: settings_mod.Settings, tls: ssl.SSLContext | None = None) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM, on the runtime every ``ledger serve`` uses (HTTPS when
+    ``tls`` is given)."""
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # Fewer, cheaper collections: start-up objects (modules, routes, settings) move out of the
     # collector's view, and young generations fill up more before being scanned. Under load the
     # default thresholds put full collections in the request path (a p99 of ~50 ms against ~10 ms).
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)
-    web.run_app(app, host=settings.http_host, port=settings.http_port,
+    web.run_app(app, host=settings.http_host, port=settings.http_port, ssl_context=tls,
                 print=lambda msg: print(msg.replace("Running on", "Deployment Ledger on"), flush=True),
                 access_log=None)
 

@@ -42,7 +42,8 @@ from handlers import (
     outcomes,
     tracking,
 )
-from ledger import events, records, store
+from ledger import credentials as credentials_mod
+from ledger import credfile, events, records, store
 from ledger import settings as settings_mod
 from projections import fleet
 
@@ -56,10 +57,11 @@ _TARGET_TYPES: Final = frozenset({"TargetRegistered", "TargetUpdated", "TargetRe
 
 class Applier:
     def __init__(self, event_store: store.EventStore, dsn: str, settings: settings_mod.Settings,
-                 *, cache_dir: Path | None = None) -> None:
+                 catalogue: credfile.Watched, *, cache_dir: Path | None = None) -> None:
         self._store = event_store
         self._dsn = dsn
         self._settings = settings
+        self._catalogue = catalogue
         self._cache_dir = cache_dir or settings.data_dir.resolve() / "applier" / "discovery"
         self.ready = asyncio.Event()
         self._reset()
@@ -91,6 +93,7 @@ class Applier:
 
     async def run(self) -> None:
         self._reset()
+        self._catalogue.listen(self._credentials_changed)
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -108,6 +111,7 @@ class Applier:
                 raise asyncio.CancelledError from None
             raise
         finally:
+            self._catalogue.unlisten(self._credentials_changed)
             self.ready.clear()
             for timer in self._timers.values():
                 timer.cancel()
@@ -147,6 +151,11 @@ class Applier:
             self._open_gates()
         if self._waiters:
             self._wake_waiters()
+
+    def _credentials_changed(self, old: credentials_mod.Catalogue, new: credentials_mod.Catalogue) -> None:
+        names = {n for n in set(old) | set(new) if old.get(n) != new.get(n)}
+        for target in tracking.credential_changed(self.state, names):
+            self._changed(target)
 
     # ------------------------------------------------------------------ claims
 
@@ -250,7 +259,8 @@ class Applier:
         try:
             async with self._slots:  # bounds the clusters talked to at once; recording is outside
                 started = loop.time()
-                client = await self._pool.get(target, credentials.access_of(self.state.fleet.targets[target]))
+                credential = credentials.credential_for(self.state.fleet.targets[target], self._catalogue.current())
+                client = await self._pool.get(target, credential)
                 scopes = self._scopes.get(self.state.fleet, work.deployment)
                 if work.revision:
                     manifests = fleet.manifests_at(self.state.fleet, work.deployment, work.revision)

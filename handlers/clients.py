@@ -5,7 +5,8 @@ Decisions:
 - **One client per target**, made on first use and kept: an ``ApiClient`` (its own aiohttp session
   and keep-alive connections) with a ``DynamicClient`` whose discovery is cached in a file of the
   target's own under the data directory, named after the target and a hash of how it is reached.
-  When a TargetUpdated changes server, context, credentials, CA or TLS policy, the old client is
+  The client is made from the operator's credential alone (handlers.credentials). When the target
+  names another credential, or the credentials file changes that credential, the old client is
   closed, its cache file deleted and a new one made; a retired target's client is closed.
 - **Every call is bounded** by ``apply_timeout`` (``asyncio.timeout`` around the request *and* the
   body read; discovery included, which kubernetes-asyncio would otherwise let hang forever).
@@ -35,6 +36,7 @@ from kubernetes_asyncio.dynamic.exceptions import ResourceNotFoundError, Resourc
 from kubernetes_asyncio.dynamic.resource import Resource
 
 from handlers import credentials, errors, transport
+from ledger import credentials as credentials_mod
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +59,10 @@ def group_version_path(api_version: str) -> str:
 class Client:
     """One target's Kubernetes API, with translated errors and bounded calls."""
 
-    def __init__(self, name: str, access: credentials.Access, api: transport.ApiClient, cache_file: Path,
-                 timeout: float) -> None:
+    def __init__(self, name: str, credential: credentials_mod.Credential, api: transport.ApiClient,
+                 cache_file: Path, timeout: float) -> None:
         self.name = name
-        self.access = access
+        self.credential = credential
         self.api = api
         self.cache_file = cache_file
         self.timeout = timeout
@@ -189,20 +191,20 @@ class Pool:
         self.user_agent = user_agent
         self._clients: dict[str, Client] = {}
 
-    def cache_file(self, name: str, access: credentials.Access) -> Path:
-        digest = hashlib.sha256(repr(access).encode()).hexdigest()[:12]
+    def cache_file(self, name: str, credential: credentials_mod.Credential) -> Path:
+        digest = hashlib.sha256(repr(credential).encode()).hexdigest()[:12]
         return self.cache_dir / f"{name}-{digest}.json"
 
-    async def get(self, name: str, access: credentials.Access) -> Client:
+    async def get(self, name: str, credential: credentials_mod.Credential) -> Client:
         client = self._clients.get(name)
-        if client is not None and client.access == access:
+        if client is not None and client.credential == credential:
             return client
         if client is not None:
             await self.drop(name)
-        cfg = await credentials.configuration(access)
+        cfg = await credentials.configuration(credential)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         api = transport.ApiClient(cfg, self.user_agent)
-        client = Client(name, access, api, self.cache_file(name, access), self.timeout)
+        client = Client(name, credential, api, self.cache_file(name, credential), self.timeout)
         self._clients[name] = client
         return client
 

@@ -1,90 +1,71 @@
-"""How to reach one target: its API server, credentials, CA bundle and TLS policy.
+"""How the applier reaches a target: a client built from the operator's credential, and nothing else.
 
-The log names cluster access by reference only (DESIGN: secrets never enter the event log); the
-reference is resolved here, when a client is made, from files the applier's host provides.
+A target names a credential (``credentials: eu-1``); the operator's credentials file
+(ledger.credentials) says which API server that credential belongs to and where its secret lives.
+The client for a target is made **only from that entry**: its server, its CA, its token or its
+kubeconfig context. No target field is ever a host, a path or a TLS policy, so a caller who
+registers a target cannot send a credential anywhere but to its own cluster, cannot make the
+applier read a file, and cannot pick another context of a kubeconfig.
 
-``credentials_ref`` syntax (decided here, documented in docs/applier.md):
+Decisions:
 
-- unset or empty — no credentials (anonymous; for local emulators and test clusters).
-- ``token-file:<path>`` — a bearer token read from ``<path>``. The file is re-read whenever its
-  modification time changes, so rotated service-account tokens (projected volumes) are picked up
-  without a restart. ``server`` must be set.
-- ``kubeconfig:<path>`` — a kubeconfig file; the target's ``context`` picks the context (its
-  current-context when unset). A ``server`` or ``ca_ref`` on the target overrides the
-  kubeconfig's, so one kubeconfig can serve clusters reached through different addresses.
-
-Paths may start with ``~``; relative paths are relative to the applier's working directory.
-``ca_ref`` is the path of a PEM CA bundle; ``insecure: true`` turns TLS verification off (and wins
-over ``ca_ref``) — explicit, never a fallback.
-
-Errors: a malformed reference or a missing server is permanent (only a target update can fix it);
-a file that cannot be read is temporary, because mounted secrets appear and rotate on their own.
+- :func:`credential_for` runs the registration check (ledger.access.check) again against the
+  catalogue in use: a target recorded before named credentials (``credentials_ref``, ``ca_ref``,
+  ``context``, ``insecure`` in its events), or one that names a credential the operator has since
+  removed, or a server other than its credential's, fails permanently with a message telling the
+  operator what to do. A change of the credentials file retries it (the applier listens).
+- Token files are re-read whenever their modification time changes (rotated service-account tokens
+  in projected volumes work without a restart). A kubeconfig is loaded for the entry's context only;
+  if that context now reaches another server than when the file was loaded, the attempt waits
+  (temporary) for the reload instead of following it.
+- Errors name the credential, never a secret: a file that cannot be read is temporary (mounted
+  secrets appear and rotate on their own); what only the operator can fix is permanent.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import Configuration
 
 from handlers import errors
+from ledger import access, credentials
 from projections import fleet
 
-TOKEN_FILE: Final = "token-file:"
-KUBECONFIG: Final = "kubeconfig:"
 
-
-@dataclass(frozen=True, slots=True)
-class Access:
-    """The fields of a target that decide how it is reached; a change means a new client."""
-
-    server: str | None = None
-    context: str | None = None
-    credentials_ref: str | None = None
-    ca_ref: str | None = None
-    insecure: bool = False
-
-
-def access_of(target: fleet.Target) -> Access:
-    return Access(target.server, target.context, target.credentials_ref, target.ca_ref, target.insecure)
-
-
-def _path(raw: str) -> Path:
-    return Path(os.path.expanduser(raw.strip()))
-
-
-def parse(ref: str | None) -> tuple[str, Path | None]:
-    """``("none", None)``, ``("token-file", path)`` or ``("kubeconfig", path)``."""
-    if ref is None or not ref.strip():
-        return "none", None
-    for prefix in (TOKEN_FILE, KUBECONFIG):
-        if ref.startswith(prefix):
-            rest = ref[len(prefix):]
-            if not rest.strip():
-                raise errors.PermanentError(f"credentials_ref {ref!r} names no file")
-            return prefix[:-1], _path(rest)
-    raise errors.PermanentError(
-        f"credentials_ref {ref!r} is not understood: use token-file:<path> or kubeconfig:<path>")
+def credential_for(target: fleet.Target, catalogue: credentials.Catalogue) -> credentials.Credential:
+    """The operator's credential ``target`` is reached with; raises errors.PermanentError."""
+    try:
+        access.check(target.access, catalogue)
+    except access.AccessError as exc:
+        raise errors.PermanentError(
+            f"target {target.name} cannot be reached: {exc}. The operator lists the cluster in the "
+            "credentials file (LEDGER_CREDENTIALS) and updates the target with credentials: NAME") from None
+    assert target.access.credentials is not None
+    return catalogue[target.access.credentials]
 
 
 class _TokenFile:
     """A refresh hook that re-reads the token file when it changes."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
         self.path = path
         self._mtime: float | None = None
 
     def read(self, cfg: Configuration) -> None:
-        stat = self.path.stat()
-        if stat.st_mtime == self._mtime:
-            return
-        token = self.path.read_text().strip()
+        try:
+            stat = self.path.stat()
+            if stat.st_mtime == self._mtime:
+                return
+            token = self.path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise errors.TemporaryError(f"cannot read the token file of credential {self.name}: {reason}") from None
         if not token:
-            raise OSError(f"token file {self.path} is empty")
+            raise errors.TemporaryError(f"the token file of credential {self.name} is empty")
         cfg.api_key["BearerToken"] = token
         cfg.api_key_prefix["BearerToken"] = "Bearer"
         self._mtime = stat.st_mtime
@@ -93,35 +74,39 @@ class _TokenFile:
         self.read(cfg)
 
 
-async def configuration(access: Access) -> Configuration:
-    """A kubernetes-asyncio Configuration for ``access``; raises errors.ApplyError."""
-    kind, path = parse(access.credentials_ref)
-    cfg = Configuration()
+async def _kubeconfig(entry: credentials.Credential, cfg: Configuration) -> None:
+    assert entry.kubeconfig is not None
     try:
-        if kind == "kubeconfig":
-            assert path is not None
-            await kube_config.load_kube_config(
-                config_file=str(path), context=access.context, client_configuration=cfg,
-                persist_config=False)
-        elif kind == "token-file":
-            assert path is not None
-            hook = _TokenFile(path)
-            hook.read(cfg)
-            cfg.refresh_api_key_hook = hook
+        await kube_config.load_kube_config(
+            config_file=str(entry.kubeconfig), context=entry.context, client_configuration=cfg,
+            persist_config=False)
     except OSError as exc:
-        raise errors.TemporaryError(f"cannot read credentials {access.credentials_ref}: {exc}") from exc
-    except kube_config.ConfigException as exc:
-        raise errors.PermanentError(f"kubeconfig {path}: {exc}") from exc
-    if access.server:
-        cfg.host = access.server.rstrip("/")
-    if not access.server and kind != "kubeconfig":
-        raise errors.PermanentError("the target names no API server (server is unset)")
-    if access.insecure:
+        raise errors.TemporaryError(f"cannot read the kubeconfig of credential {entry.name}: "
+                                    f"{exc.strerror or type(exc).__name__}") from None
+    except (kube_config.ConfigException, TypeError, ValueError, KeyError, AttributeError) as exc:
+        # The file changed since it was loaded (the reload reports what is wrong with it).
+        raise errors.TemporaryError(f"the kubeconfig of credential {entry.name} cannot be used now "
+                                    f"({type(exc).__name__}); waiting for the credentials file to be fixed") from None
+    if not credentials.same_server(str(cfg.host), entry.server):
+        raise errors.TemporaryError(f"the kubeconfig context of credential {entry.name} now reaches another "
+                                    "server than when the credentials file was loaded; waiting for the reload")
+
+
+async def configuration(entry: credentials.Credential) -> Configuration:
+    """A kubernetes-asyncio Configuration made from ``entry`` alone; raises errors.ApplyError."""
+    cfg = Configuration()
+    if entry.kubeconfig is not None:
+        await _kubeconfig(entry, cfg)
+    elif entry.token_file is not None:
+        hook = _TokenFile(entry.name, entry.token_file)
+        hook.read(cfg)
+        cfg.refresh_api_key_hook = hook
+    cfg.host = entry.server
+    if entry.insecure:
         cfg.verify_ssl = False
         cfg.ssl_ca_cert = None
-    elif access.ca_ref:
-        ca = _path(access.ca_ref)
-        if not os.access(ca, os.R_OK):
-            raise errors.TemporaryError(f"cannot read CA bundle {ca}")
-        cfg.ssl_ca_cert = str(ca)
+    elif entry.ca_file is not None:
+        if not os.access(entry.ca_file, os.R_OK):
+            raise errors.TemporaryError(f"cannot read the CA bundle of credential {entry.name}")
+        cfg.ssl_ca_cert = str(entry.ca_file)
     return cfg

@@ -12,9 +12,10 @@ same log a second time for what the applier needs to decide what to *do*, and no
   cleared by a recorded prune. A selected target that stops being selected, or a removed
   deployment, is pruned wherever ``placed`` is set. Retiring a target clears it: a retired target
   is left alone for good.
-- ``reached``: where in the log the way to reach a target last changed (registration, or an update
-  of server, context, credentials, CA or TLS policy): earlier successes do not count any more, so
-  the current revisions are applied again through the new client.
+- ``reached``: where in the log the way to reach a target last changed (registration, an update
+  of its access fields, or a change of its credential in the operator's file, see
+  :func:`credential_changed`): earlier outcomes do not count any more, so the current revisions are
+  applied again through the new client, and a permanent failure is tried again.
 
 :func:`plan` is the decision, pure: the work one target needs now. The whole state is a msgspec
 Struct so that the applier's checkpoint can store it (handlers.checkpoint).
@@ -27,7 +28,7 @@ from typing import Literal
 
 import msgspec
 
-from ledger import events, records
+from ledger import access, events, records
 from projections import fleet
 
 Outcome = Literal["succeeded", "retrying", "failed", ""]
@@ -71,10 +72,20 @@ def pair(state: State, deployment: str, target: str) -> Pair:
     return found
 
 
-def _access(target: fleet.Target | None) -> tuple[object, ...] | None:
+def _access(target: fleet.Target | None) -> access.Access | None:
     if target is None or target.retired:
         return None
-    return (target.server, target.context, target.credentials_ref, target.ca_ref, target.insecure)
+    return target.access
+
+
+def credential_changed(state: State, names: set[str]) -> set[str]:
+    """The operator's file changed credentials ``names``: the live targets naming one of them are
+    reached anew (as of the current position). Returns those targets."""
+    found = {n for n, t in state.fleet.targets.items()
+             if not t.retired and t.access.credentials in names}
+    for name in found:
+        state.reached[name] = state.position
+    return found
 
 
 def observe(state: State, outcome: events.ApplySucceeded | events.ApplyFailed, position: int) -> None:
@@ -104,7 +115,7 @@ _TARGET_TYPES = frozenset({"TargetRegistered", "TargetUpdated", "TargetRetired"}
 def fold(state: State, rec: records.RecordedEvent) -> set[str]:
     """Fold one stored event into ``state``; returns the targets whose work may have changed."""
     affected: set[str] = set()
-    before: tuple[object, ...] | None = None
+    before: access.Access | None = None
     if rec.type in _TARGET_TYPES:  # rare: look at the target before the fleet fold changes it
         match fleet.decode(rec.type, rec.data):
             case events.TargetRegistered(target=name) | events.TargetUpdated(target=name):
@@ -169,12 +180,12 @@ def plan(state: State, target: str, *, resync: bool = False) -> list[Work]:
                     if resync:
                         work.append(Work(name, revision, p.attempts.get(revision, 0) + 1, resync=True))
                     continue
-                if p.outcome == "failed" and p.position > found.position:
+                if p.outcome == "failed" and p.position > max(found.position, reached):
                     continue
             attempt = (p.attempts.get(revision, 0) if p is not None else 0) + 1
             work.append(Work(name, revision, attempt))
         elif p is not None and p.placed:
-            if p.revision == 0 and p.outcome == "failed" and p.position > found.position:
+            if p.revision == 0 and p.outcome == "failed" and p.position > max(found.position, reached):
                 continue
             work.append(Work(name, 0, p.attempts.get(0, 0) + 1))
     return work

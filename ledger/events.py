@@ -16,6 +16,8 @@ from typing import Any, Final, Literal, Union
 
 import msgspec
 
+from ledger import access
+
 
 class Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """Shared configuration: immutable, strict, compact."""
@@ -48,16 +50,12 @@ class Event(Base, frozen=True, tag_field="type", tag=True):
     """Base of every event type; the class name is the ``type`` tag."""
 
 
-class TargetSpec(Event, frozen=True):
-    """What registering and updating a target both say (not an event type of its own)."""
+class TargetSpec(Event, access.Access, frozen=True, kw_only=True):
+    """What registering and updating a target both say (not an event type of its own): its name,
+    its labels and how it is reached (the access fields, defined once in ledger.access)."""
 
     target: str
     labels: dict[str, str] = {}
-    server: str | None = None
-    context: str | None = None
-    credentials_ref: str | None = None
-    ca_ref: str | None = None
-    insecure: bool = False
 
 
 class TargetRegistered(TargetSpec, frozen=True):

@@ -54,6 +54,11 @@ class Settings:
         metadata={"help": "the admin token (at least 32 characters; for containers); unset: one is issued "
                           "on first start and written to <data dir>/admin.token"})
     metrics_public: bool = field(default=False, metadata={"help": "serve /metrics without a token"})
+    credentials: Path | None = field(default=None, metadata={
+        "help": "the operator's cluster credentials file (YAML; reloaded when it changes); "
+                "unset: credentials.yaml in the data directory, if present"})
+    tls_cert: Path | None = field(default=None, metadata={"help": "PEM certificate (chain): serve HTTPS (with tls_key)"})
+    tls_key: Path | None = field(default=None, metadata={"help": "PEM private key of tls_cert"})
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -79,6 +84,8 @@ def _parse(name: str, raw: str) -> Any:
             return float(raw)
         if hint is Path:
             return Path(raw)
+        if "Path" in target:
+            return Path(raw) if raw else None
         if "None" in target:
             return raw or None
         return raw
@@ -112,4 +119,7 @@ def load(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | No
                             f"{secrets.MIN_OPERATOR_LENGTH} characters of random text (e.g. `openssl rand -base64 32`)")
     if not 0 < settings.http_port < 65536 and settings.http_port != 0:
         raise SettingsError(f"setting http_port: {settings.http_port} is out of range")
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise SettingsError("settings tls_cert and tls_key (LEDGER_TLS_CERT, LEDGER_TLS_KEY) go together: "
+                            "give both to serve HTTPS, or neither")
     return settings

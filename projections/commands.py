@@ -27,7 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger import events
+from ledger import access as access_mod
+from ledger import credentials, events
 from projections import fleet, selectors
 
 
@@ -60,11 +61,7 @@ class OutOfScope(DomainError):
 class RegisterTarget:
     name: str
     labels: dict[str, str] = field(default_factory=dict)
-    server: str | None = None
-    context: str | None = None
-    credentials_ref: str | None = None
-    ca_ref: str | None = None
-    insecure: bool = False
+    access: access_mod.Access = access_mod.NONE
 
 
 @dataclass(frozen=True)
@@ -92,29 +89,29 @@ def _live_target(name: str, target: fleet.Target | None) -> fleet.Target:
     return target
 
 
-def register_target(target: fleet.Target | None,
-                    command: RegisterTarget) -> events.TargetRegistered | events.TargetUpdated | None:
-    """TargetRegistered for a new name, TargetUpdated for a change, None when nothing changes."""
+def check_access(found: access_mod.Access, catalogue: credentials.Catalogue) -> None:
+    """The registration check of a target's access (ledger.access.check) as a domain refusal."""
+    try:
+        access_mod.check(found, catalogue)
+    except access_mod.AccessError as exc:
+        raise Invalid(exc.message, field=exc.field) from exc
+
+
+def register_target(target: fleet.Target | None, command: RegisterTarget,
+                    catalogue: credentials.Catalogue) -> events.TargetRegistered | events.TargetUpdated | None:
+    """TargetRegistered for a new name, TargetUpdated for a change, None when nothing changes.
+
+    ``catalogue`` is the operator's credentials as loaded now: the target must name one of them.
+    """
     selectors.validate_labels(command.labels)
-    if not command.server and not command.context:
-        raise Invalid("a target needs a server (API URL) or a kubeconfig context", field="server")
-    if command.server and not command.server.startswith(("https://", "http://")):
-        raise Invalid(f"server {command.server!r} must be an http:// or https:// URL", field="server")
+    check_access(command.access, catalogue)
+    fields = access_mod.as_dict(command.access)
     if target is None:
-        return events.TargetRegistered(
-            target=command.name, labels=dict(command.labels), server=command.server,
-            context=command.context, credentials_ref=command.credentials_ref, ca_ref=command.ca_ref,
-            insecure=command.insecure)
+        return events.TargetRegistered(target=command.name, labels=dict(command.labels), **fields)
     _live_target(command.name, target)
-    wanted = (command.labels, command.server, command.context, command.credentials_ref, command.ca_ref,
-              command.insecure)
-    current = (target.labels, target.server, target.context, target.credentials_ref, target.ca_ref,
-               target.insecure)
-    if wanted == current:
+    if (command.labels, command.access) == (target.labels, target.access):
         return None
-    return events.TargetUpdated(
-        target=command.name, labels=dict(command.labels), server=command.server, context=command.context,
-        credentials_ref=command.credentials_ref, ca_ref=command.ca_ref, insecure=command.insecure)
+    return events.TargetUpdated(target=command.name, labels=dict(command.labels), **fields)
 
 
 def retire_target(name: str, target: fleet.Target | None) -> events.TargetRetired:

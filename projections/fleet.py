@@ -44,6 +44,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from ledger import access as access_mod
 from ledger import events, records
 from projections import selectors
 
@@ -62,11 +63,7 @@ _EMPTY_MANIFESTS: Final = b"[]"
 class Target(msgspec.Struct, gc=False, array_like=True):
     name: str
     labels: dict[str, str] = {}
-    server: str | None = None
-    context: str | None = None
-    credentials_ref: str | None = None
-    ca_ref: str | None = None
-    insecure: bool = False
+    access: access_mod.Access = access_mod.NONE
     retired: bool = False
     version: int = 0
     position: int = 0
@@ -240,11 +237,7 @@ def _set_target(fleet: Fleet, event: events.TargetRegistered | events.TargetUpda
         target = Target(name=event.target, registered_at=meta.recorded_at)
         fleet.targets[event.target] = target
     target.labels = event.labels
-    target.server = event.server
-    target.context = event.context
-    target.credentials_ref = event.credentials_ref
-    target.ca_ref = event.ca_ref
-    target.insecure = event.insecure
+    target.access = access_mod.of(event)
     if isinstance(event, events.TargetRegistered):
         target.retired = False
     target.version = meta.version

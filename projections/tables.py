@@ -19,31 +19,28 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 
-from ledger import events
+from ledger import access, events
 from projections import fleet
 
-FORMAT: Final = 1
+FORMAT: Final = 2
 NAME: Final = "fleet"
 TABLES: Final = ("read_targets", "read_deployments", "read_revisions", "read_rollouts", "fleet_snapshots")
 
-_TARGET_COLUMNS: Final = ("name, labels::text, server, context, credentials_ref, ca_ref, insecure, retired,"
-                          " version, position, registered_at, updated_at")
+_TARGET_COLUMNS: Final = ("name, labels::text, access::text, retired, version, position, registered_at,"
+                          " updated_at")
 _DEPLOYMENT_COLUMNS: Final = ("name, current_revision, selector, paused, pause_reason, removed, version,"
                               " position, created_at, updated_at")
 _ROLLOUT_COLUMNS: Final = ("target, desired_revision, applied_revision, state, outcome, last_error,"
                            " last_attempt_at, attempts, objects_applied")
 
 _UPSERT_TARGETS: Final = """
-INSERT INTO read_targets (name, labels, server, context, credentials_ref, ca_ref, insecure, retired,
-                          version, position, registered_at, updated_at)
-SELECT n, l::jsonb, s, c, cr, ca, i, r, v, p, ra, ua
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[],
-            $8::bool[], $9::int[], $10::bigint[], $11::timestamptz[], $12::timestamptz[])
-     AS u(n, l, s, c, cr, ca, i, r, v, p, ra, ua)
+INSERT INTO read_targets (name, labels, access, retired, version, position, registered_at, updated_at)
+SELECT n, l::jsonb, a::jsonb, r, v, p, ra, ua
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::int[], $6::bigint[], $7::timestamptz[],
+            $8::timestamptz[])
+     AS u(n, l, a, r, v, p, ra, ua)
 ON CONFLICT (name) DO UPDATE SET
-    labels = EXCLUDED.labels, server = EXCLUDED.server, context = EXCLUDED.context,
-    credentials_ref = EXCLUDED.credentials_ref, ca_ref = EXCLUDED.ca_ref, insecure = EXCLUDED.insecure,
-    retired = EXCLUDED.retired, version = EXCLUDED.version, position = EXCLUDED.position,
+    labels = EXCLUDED.labels, access = EXCLUDED.access, retired = EXCLUDED.retired, version = EXCLUDED.version, position = EXCLUDED.position,
     registered_at = EXCLUDED.registered_at, updated_at = EXCLUDED.updated_at
 """
 _UPSERT_DEPLOYMENTS: Final = """
@@ -203,9 +200,9 @@ def rows(state: fleet.Fleet, changes: Changes) -> Rows:
                               r.position, r.rolled_back_to))
     return Rows(
         targets=_columns([
-            (t.name, _encode.encode(t.labels).decode(), t.server, t.context, t.credentials_ref, t.ca_ref,
-             t.insecure, t.retired, t.version, t.position, t.registered_at, t.updated_at)
-            for t in targets], 12),
+            (t.name, _encode.encode(t.labels).decode(), _encode.encode(t.access).decode(), t.retired,
+             t.version, t.position, t.registered_at, t.updated_at)
+            for t in targets], 8),
         deployments=_columns([
             (d.name, d.current_revision, d.selector, d.paused, d.pause_reason, d.removed, d.version,
              d.position, d.created_at, d.updated_at)
@@ -239,8 +236,11 @@ async def reset(conn: asyncpg.Connection) -> None:
     await save_checkpoint(conn, 0)
 
 
+_access_decoder: Final = msgspec.json.Decoder(access.Access)
+
+
 def _target(row: Any) -> fleet.Target:
-    return fleet.Target(row[0], msgspec.json.decode(row[1]), *row[2:])
+    return fleet.Target(row[0], msgspec.json.decode(row[1]), _access_decoder.decode(row[2]), *row[3:])
 
 
 def _deployment(row: Any) -> fleet.Deployment:

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any, Final
 
-from ledger import hashing
+from ledger import access, hashing
 from projections import fleet
 
 STATES: Final = ("pending", "applying", "applied", "failed", "paused")
@@ -26,11 +26,7 @@ def target(t: fleet.Target) -> dict[str, Any]:
     return {
         "name": t.name,
         "labels": dict(sorted(t.labels.items())),
-        "server": t.server,
-        "context": t.context,
-        "credentials_ref": t.credentials_ref,
-        "ca_ref": t.ca_ref,
-        "insecure": t.insecure,
+        **access.as_dict(t.access),
         "retired": t.retired,
         "version": t.version,
         "position": t.position,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,7 +20,7 @@ import pytest_asyncio
 from emulator import Emulator
 from ledger import events, records, store
 from ledger import settings as settings_mod
-from tests import servers
+from tests import credfiles, servers
 
 FAST = {
     "applier": True,
@@ -45,9 +46,11 @@ async def client(aiohttp_client: Any, app: Any, database_url: str) -> AsyncItera
 
 
 @pytest_asyncio.fixture
-async def emu() -> AsyncIterator[Emulator]:
+async def emu(tmp_path: Path) -> AsyncIterator[Emulator]:
+    """Three emulated clusters, each with a credential named like it in the test's credentials file."""
     emulator = Emulator(["eu-1", "eu-2", "us-1"])
     await emulator.start()
+    credfiles.add_emulator(tmp_path, emulator)
     try:
         yield emulator
     finally:
@@ -65,7 +68,7 @@ async def append(es: store.EventStore, event: events.Event) -> int:
 async def register(es: store.EventStore, emu: Emulator, name: str, *, cluster: str | None = None,
                    updated: bool = False, **labels: str) -> int:
     kind = events.TargetUpdated if updated else events.TargetRegistered
-    return await append(es, kind(target=name, labels=labels, server=emu.cluster_url(cluster or name)))
+    return await append(es, kind(target=name, labels=labels, credentials=cluster or name))
 
 
 async def next_revision(es: store.EventStore, deployment: str) -> int:
@@ -164,7 +167,7 @@ def deployment_object(name: str, image: str = "nginx:1.27", namespace: str = "ap
 class ApplierProcess(servers.ServiceProcess):
     """``ledger applier`` as a subprocess (its /readyz answers once it is caught up and claiming)."""
 
-    async def start(self) -> None:
+    async def start(self, *, url: str | None = None, ssl_context: Any = None) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "applier"], cwd=servers.ROOT, env=self.env,

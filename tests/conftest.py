@@ -12,7 +12,7 @@ from api import app as app_mod
 from api import keys
 from ledger import settings as settings_mod
 from ledger import store as store_mod
-from tests import servers
+from tests import credfiles, servers
 from tests.pgfixtures import database_url, pg_admin_url  # noqa: F401 - fixtures
 
 
@@ -43,6 +43,7 @@ def settings(database_url: str, tmp_path: Path) -> settings_mod.Settings:  # noq
         applier=False,
         projector=False,
         admin_token=servers.ADMIN_TOKEN,
+        credentials=credfiles.ensure(tmp_path),
     )
 
 

@@ -9,7 +9,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from api import app as app_mod
+from api import keys
 from ledger import settings as settings_mod
+from tests import credfiles
 
 CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  namespace: apps\ndata:\n  k: '{}'\n"
 
@@ -26,7 +28,8 @@ def manifests(value: str = "1") -> list[dict[str, Any]]:
 
 
 async def register(client: TestClient, name: str, **labels: str) -> dict[str, Any]:
-    response = await client.put(f"/v1/targets/{name}", json={"labels": labels, "server": f"https://{name}:6443"})
+    credfiles.add_anonymous(client.app[keys.SETTINGS], name)
+    response = await client.put(f"/v1/targets/{name}", json={"labels": labels, "credentials": name})
     assert response.status in (200, 201), await response.text()
     body: dict[str, Any] = await response.json()
     return body

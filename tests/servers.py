@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,8 @@ class ServiceProcess:
         self.log = data_dir / f"service-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    async def start(self) -> None:
+    async def start(self, *, url: str | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+        """Start and wait for ready at ``url`` (this process's http:// URL unless given)."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "serve"], cwd=ROOT, env=self.env,
@@ -57,7 +59,7 @@ class ServiceProcess:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"service exited: {self.log.read_text()[-3000:]}")
                 try:
-                    async with session.get(self.url + "/readyz") as resp:
+                    async with session.get((url or self.url) + "/readyz", ssl=ssl_context or True) as resp:
                         if resp.status == 200:
                             return
                 except aiohttp.ClientError:

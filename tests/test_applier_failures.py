@@ -12,6 +12,7 @@ from emulator import Emulator, Fault
 from handlers import outcomes as outcomes_mod
 from ledger import events, pgembed
 from ledger import settings as settings_mod
+from tests import credfiles
 from tests.applier_support import (
     append,
     client,  # noqa: F401 - fixture
@@ -138,10 +139,10 @@ async def test_dropped_connections_and_a_cluster_that_is_down_are_retried(store,
     assert emu.cluster("eu-2").get("v1", "ConfigMap", "apps", "a") is not None
 
 
-async def test_a_refused_connection_is_temporary(store, db, emu: Emulator):  # noqa: F811
+async def test_a_refused_connection_is_temporary(store, db, emu: Emulator, tmp_path):  # noqa: F811
     port = pgembed.free_port()
-    await append(store, events.TargetRegistered(target="gone", labels={"region": "eu"},
-                                                server=f"http://127.0.0.1:{port}"))
+    credfiles.add(tmp_path, gone={"server": f"http://127.0.0.1:{port}", "anonymous": True})
+    await append(store, events.TargetRegistered(target="gone", labels={"region": "eu"}, credentials="gone"))
     await submit(store, "web", [configmap("a", namespace="default")], "region=eu")
     found = await eventually(lambda: _failures(db, "web", 2))
     assert all(o["retryable"] and o["status"] is None for o in found)

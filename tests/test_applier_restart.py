@@ -10,7 +10,7 @@ import pytest
 
 from api import app as app_mod
 from emulator import Emulator, Fault
-from tests import servers
+from tests import credfiles, servers
 from tests.applier_support import (
     ApplierProcess,
     client,  # noqa: F401 - fixture
@@ -47,7 +47,8 @@ async def test_sigkill_mid_fan_out_then_restart_converges_without_duplicate_outc
     names = [f"c{n:02d}" for n in range(50)]
     emu = Emulator(names)
     await emu.start()
-    env = process_env(LEDGER_APPLIER_CONCURRENCY="4")
+    env = process_env(LEDGER_APPLIER_CONCURRENCY="4",
+                      LEDGER_CREDENTIALS=str(credfiles.add_emulator(tmp_path, emu)))
     first = servers.ServiceProcess(database_url, tmp_path, **env)
     second = servers.ServiceProcess(database_url, tmp_path, **env)
     try:
@@ -99,10 +100,11 @@ async def test_two_appliers_share_the_targets_and_one_takes_over_when_the_other_
     names = [f"c{n:02d}" for n in range(20)]
     emu = Emulator(names)
     await emu.start()
+    env = process_env(LEDGER_CREDENTIALS=str(credfiles.add_emulator(tmp_path, emu)))
     for name in names:
         await register(store, emu, name, fleet="edge")
-    a = ApplierProcess(database_url, tmp_path / "a", **process_env())
-    b = ApplierProcess(database_url, tmp_path / "b", **process_env())
+    a = ApplierProcess(database_url, tmp_path / "a", **env)
+    b = ApplierProcess(database_url, tmp_path / "b", **env)
     try:
         await a.start()
         await b.start()
@@ -148,6 +150,7 @@ async def test_a_stopped_applier_saves_its_checkpoint_and_the_next_one_resumes_f
         aiohttp_client, settings, store, db, tmp_path):
     emu = Emulator(["eu-1", "eu-2"])
     await emu.start()
+    credfiles.add_emulator(tmp_path, emu)
     try:
         for name in ("eu-1", "eu-2"):
             await register(store, emu, name, region="eu")

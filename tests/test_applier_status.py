@@ -40,7 +40,7 @@ async def _rollouts(client, name, **states):  # noqa: F811
 async def test_rollout_status_shows_applied_failed_retrying_and_paused_targets(client, emu: Emulator):  # noqa: F811
     for name, tier in (("eu-1", "prod"), ("eu-2", "staging"), ("us-1", "prod")):
         resp = await client.put(f"/v1/targets/{name}", json={"labels": {"region": "eu", "tier": tier},
-                                                              "server": emu.cluster_url(name)})
+                                                              "credentials": name})
         assert resp.status == 201, await resp.text()
     emu.cluster("eu-2").add_fault(Fault(status=422, method="PATCH", path="/configmaps"))
     emu.cluster("us-1").add_fault(Fault(status=503, method="PATCH", path="/configmaps"))

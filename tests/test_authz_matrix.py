@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from api import policy
+from api import keys, policy
 from ledger import events, records, secrets
+from tests import credfiles
 from tests.projected import live_client, manifests, register, submit  # noqa: F401 - fixture
 from tests.tokens_support import bearer, issue
 
@@ -32,8 +33,9 @@ def _get(path: str) -> Sample:
     return sample
 
 
-async def _put_target(_live: Any, n: str) -> tuple[str, Any]:
-    return f"/v1/targets/t{n}", {"labels": {"region": "eu"}, "server": "https://t.example:6443"}
+async def _put_target(live: Any, n: str) -> tuple[str, Any]:
+    credfiles.add_anonymous(live.app[keys.SETTINGS], "t")
+    return f"/v1/targets/t{n}", {"labels": {"region": "eu"}, "credentials": "t"}
 
 
 async def _retire_target(live: Any, n: str) -> tuple[str, Any]:
@@ -41,9 +43,10 @@ async def _retire_target(live: Any, n: str) -> tuple[str, Any]:
     return f"/v1/targets/t{n}", None
 
 
-async def _append(_live: Any, n: str) -> tuple[str, Any]:
+async def _append(live: Any, n: str) -> tuple[str, Any]:
+    credfiles.add_anonymous(live.app[keys.SETTINGS], "g")
     return f"/v1/streams/target-g{n}/events", {"events": [
-        {"type": "TargetRegistered", "data": {"target": f"g{n}", "server": "https://g.example:6443"}}]}
+        {"type": "TargetRegistered", "data": {"target": f"g{n}", "credentials": "g"}}]}
 
 
 async def _revision(_live: Any, n: str) -> tuple[str, Any]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 
+from api import keys
 from cli import main as cli_main
+from tests import credfiles
 from tests.projected import CONFIG_MAP, live_client  # noqa: F401 - fixture
 
 
@@ -19,13 +21,14 @@ async def test_a_deploy_session_reads_as_tables_and_json(live, capsys, tmp_path)
     url = str(live.make_url("")).rstrip("/")
     common = ["--url", url, "--actor", "dana"]
     for name, region in (("eu-1", "eu"), ("us-1", "us")):
-        code, out, _ = await ledger(capsys, "targets", "add", name, "--server", f"https://{name}:6443",
-                                    "-l", f"region={region}", *common)
+        credfiles.add_anonymous(live.app[keys.SETTINGS], name)
+        code, out, _ = await ledger(capsys, "targets", "add", name, "--credentials", name,
+                                    "--server", f"https://{name}:6443", "-l", f"region={region}", *common)
         assert code == 0 and f"target {name}: TargetRegistered" in out
     code, out, _ = await ledger(capsys, "targets", "list", "-l", "region=eu", *common)
     assert [line.split() for line in out.splitlines()] == [
-        ["NAME", "LABELS", "SERVER", "STATUS", "VERSION"],
-        ["eu-1", "region=eu", "https://eu-1:6443", "active", "1"],
+        ["NAME", "LABELS", "CREDENTIALS", "STATUS", "VERSION"],
+        ["eu-1", "region=eu", "eu-1", "active", "1"],
     ]
     first, second = tmp_path / "v1.yaml", tmp_path / "v2.yaml"
     first.write_text(CONFIG_MAP.format(1))
@@ -70,7 +73,8 @@ async def test_errors_print_the_problem_detail_and_exit_non_zero(live, capsys, t
 
 async def test_rebuild_refills_the_read_models_and_refuses_beside_a_live_projector(live, capsys, settings, db):
     url = str(live.make_url("")).rstrip("/")
-    await ledger(capsys, "targets", "add", "eu-1", "--server", "https://eu-1", "--url", url)
+    credfiles.add_anonymous(live.app[keys.SETTINGS], "eu-1")
+    await ledger(capsys, "targets", "add", "eu-1", "--credentials", "eu-1", "--url", url)
     db_flag = ["--database-url", settings.database_url]
     code, _, err = await ledger(capsys, "rebuild", *db_flag)
     assert code == 1 and "a projector is running" in err

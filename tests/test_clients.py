@@ -1,5 +1,6 @@
-"""Cluster access: credentials references resolved at apply time, one client per target with its
-own discovery cache, recreated when the way to reach the target changes."""
+"""Cluster access: a client made from the operator's credential alone, one per target with its own
+discovery cache, recreated when the credential changes; targets the catalogue does not allow fail
+permanently without contacting anything."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ import yaml
 
 from emulator import Emulator
 from handlers import clients, credentials, errors
-from ledger import events
+from ledger import access as access_mod
+from ledger import credentials as creds
+from ledger import credfile, events
 from ledger import settings as settings_mod
+from projections import fleet
+from tests import credfiles
 from tests.applier_support import (
     append,
     client,  # noqa: F401 - fixture
@@ -28,11 +33,14 @@ from tests.applier_support import fast as fast_settings
 pytestmark = pytest.mark.timeout(60)
 
 
+def _entry(name: str = "a", server: str = "https://k8s.example:6443", **fields) -> creds.Credential:
+    return creds.Credential(name=name, server=server, **fields)
+
+
 async def test_a_token_file_is_sent_as_bearer_token_and_reread_when_it_changes(tmp_path: Path):
     token = tmp_path / "token"
     token.write_text("first\n")
-    cfg = await credentials.configuration(credentials.Access(server="https://k8s.example:6443",
-                                                             credentials_ref=f"token-file:{token}"))
+    cfg = await credentials.configuration(_entry(token_file=token))
     assert cfg.host == "https://k8s.example:6443"
     assert await cfg.get_api_key_with_prefix("BearerToken") == "Bearer first"
     token.write_text("second\n")
@@ -43,53 +51,77 @@ async def test_a_token_file_is_sent_as_bearer_token_and_reread_when_it_changes(t
 async def test_ca_bundle_and_insecure_are_honoured(tmp_path: Path):
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    cfg = await credentials.configuration(credentials.Access(server="https://a", ca_ref=str(ca)))
+    cfg = await credentials.configuration(_entry(ca_file=ca))
     assert cfg.ssl_ca_cert == str(ca) and cfg.verify_ssl
-    cfg = await credentials.configuration(credentials.Access(server="https://a", ca_ref=str(ca), insecure=True))
+    cfg = await credentials.configuration(_entry(ca_file=ca, insecure=True))
     assert cfg.ssl_ca_cert is None and not cfg.verify_ssl
-    cfg = await credentials.configuration(credentials.Access(server="https://a"))
+    cfg = await credentials.configuration(_entry())
     assert cfg.verify_ssl and cfg.ssl_ca_cert is None
+    assert "BearerToken" not in cfg.api_key  # anonymous: nothing is sent
 
 
-@pytest.mark.parametrize(("access", "kind", "message"), [
-    (credentials.Access(server="https://a", credentials_ref="vault:secret/x"), errors.PermanentError,
-     "use token-file:<path> or kubeconfig:<path>"),
-    (credentials.Access(server="https://a", credentials_ref="token-file:"), errors.PermanentError, "names no file"),
-    (credentials.Access(), errors.PermanentError, "names no API server"),
-    (credentials.Access(server="https://a", credentials_ref="token-file:/nonexistent/token"),
-     errors.TemporaryError, "cannot read credentials"),
-    (credentials.Access(server="https://a", ca_ref="/nonexistent/ca.pem"), errors.TemporaryError,
-     "cannot read CA bundle"),
+@pytest.mark.parametrize(("entry", "message"), [
+    (_entry(token_file=Path("/nonexistent/token")), "cannot read the token file of credential a"),
+    (_entry(ca_file=Path("/nonexistent/ca.pem")), "cannot read the CA bundle of credential a"),
 ])
-async def test_bad_references_say_what_is_wrong_and_whether_to_retry(access, kind, message):
-    with pytest.raises(errors.ApplyError) as caught:
-        await credentials.configuration(access)
-    assert type(caught.value) is kind
-    assert message in caught.value.message
+async def test_unreadable_files_are_temporary_and_named_by_their_credential(entry, message):
+    with pytest.raises(errors.TemporaryError) as caught:
+        await credentials.configuration(entry)
+    assert message in caught.value.message and "/nonexistent" not in caught.value.message
+
+
+@pytest.mark.parametrize(("access", "message"), [
+    (access_mod.Access(credentials_ref="token-file:/etc/hostname"), "credentials_ref: is no longer accepted"),
+    (access_mod.Access(credentials="a", ca_ref="/etc/ssl/x.pem"), "ca_ref: is no longer accepted"),
+    (access_mod.Access(server="https://k8s.example:6443"), "a target must name a credential"),
+    (access_mod.Access(credentials="gone"), "no credential named 'gone'"),
+    (access_mod.Access(credentials="a", server="https://elsewhere:6443"), "is not the API server of credential"),
+])
+def test_a_target_the_catalogue_does_not_allow_fails_permanently_saying_what_to_do(access, message):
+    target = fleet.Target(name="t", access=access)
+    with pytest.raises(errors.PermanentError) as caught:
+        credentials.credential_for(target, {"a": _entry()})
+    assert message in caught.value.message and "credentials: NAME" in caught.value.message
 
 
 async def test_a_kubeconfig_context_reaches_its_cluster(tmp_path: Path, emu: Emulator):  # noqa: F811
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump(emu.kubeconfig()))
+    file = credfiles.write(tmp_path / "etc", {"edge": {"kubeconfig": str(path), "context": "eu-2"}})
+    catalogue, _ = credfile.load(file, required=True)
+    assert catalogue["edge"].server == emu.cluster_url("eu-2")
     pool = clients.Pool(tmp_path / "cache", timeout=3, user_agent="test")
     try:
-        client = await pool.get("edge", credentials.Access(context="eu-2", credentials_ref=f"kubeconfig:{path}"))
+        client = await pool.get("edge", catalogue["edge"])
         resource = await client.resource("v1", "ConfigMap")
         await client.apply(resource, configmap("x", namespace="default"), "default")
         assert emu.cluster("eu-2").get("v1", "ConfigMap", "default", "x") is not None
         assert emu.cluster("eu-1").get("v1", "ConfigMap", "default", "x") is None
-        assert await credentials.configuration(credentials.Access(
-            context="eu-2", credentials_ref=f"kubeconfig:{path}")) is not None
     finally:
         await pool.close()
+
+
+async def test_a_kubeconfig_that_now_reaches_another_server_waits_for_the_reload(tmp_path: Path, emu: Emulator):  # noqa: F811
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(emu.kubeconfig()))
+    file = credfiles.write(tmp_path / "etc", {"edge": {"kubeconfig": str(path), "context": "eu-2"}})
+    catalogue, _ = credfile.load(file, required=True)
+    moved = emu.kubeconfig()
+    moved["clusters"] = [{"name": c["name"], "cluster": {"server": "https://127.0.0.2:1"}} for c in moved["clusters"]]
+    path.write_text(yaml.safe_dump(moved))
+    with pytest.raises(errors.TemporaryError, match="waiting for the reload"):
+        await credentials.configuration(catalogue["edge"])
+    path.write_text("- not a mapping\n")
+    with pytest.raises(errors.TemporaryError, match="cannot be used now"):
+        await credentials.configuration(catalogue["edge"])
 
 
 async def test_each_target_has_its_own_client_and_discovery_cache_recreated_on_change(tmp_path: Path, emu: Emulator):  # noqa: F811
     pool = clients.Pool(tmp_path / "cache", timeout=3, user_agent="test")
     try:
-        first = credentials.Access(server=emu.cluster_url("eu-1"))
+        first = _entry("eu-1", emu.cluster_url("eu-1"))
         a = await pool.get("a", first)
-        b = await pool.get("b", credentials.Access(server=emu.cluster_url("eu-2")))
+        b = await pool.get("b", _entry("eu-2", emu.cluster_url("eu-2")))
         assert a is not b and a.cache_file != b.cache_file
         assert await pool.get("a", first) is a
         await a.resource("v1", "ConfigMap")
@@ -97,7 +129,7 @@ async def test_each_target_has_its_own_client_and_discovery_cache_recreated_on_c
         await a.flush()
         await b.flush()
         assert a.cache_file.exists() and b.cache_file.exists()
-        moved = await pool.get("a", credentials.Access(server=emu.cluster_url("us-1")))
+        moved = await pool.get("a", _entry("eu-1", emu.cluster_url("us-1")))
         assert moved is not a and not a.cache_file.exists()
         await moved.apply(await moved.resource("v1", "ConfigMap"), configmap("y", namespace="default"), "default")
         assert emu.cluster("us-1").get("v1", "ConfigMap", "default", "y") is not None
@@ -110,7 +142,7 @@ async def test_each_target_has_its_own_client_and_discovery_cache_recreated_on_c
 async def test_http_errors_come_back_as_translated_errors_not_status_objects(tmp_path: Path, emu: Emulator):  # noqa: F811
     pool = clients.Pool(tmp_path / "cache", timeout=3, user_agent="test")
     try:
-        client = await pool.get("a", credentials.Access(server=emu.cluster_url("eu-1")))
+        client = await pool.get("a", _entry("eu-1", emu.cluster_url("eu-1")))
         resource = await client.resource("v1", "ConfigMap")
         with pytest.raises(errors.PermanentError) as caught:
             await client.apply(resource, configmap("x", namespace="missing"), "missing")
@@ -125,24 +157,45 @@ class TestEndToEnd:
     def settings(self, settings: settings_mod.Settings) -> settings_mod.Settings:
         return fast_settings(settings)
 
-    async def test_targets_reached_through_kubeconfig_and_a_bad_reference_is_recorded(
+    async def test_targets_reached_through_a_kubeconfig_credential_and_a_legacy_reference_is_refused(
             self, store, db, emu: Emulator, tmp_path: Path):  # noqa: F811
         path = tmp_path / "kubeconfig"
         path.write_text(yaml.safe_dump(emu.kubeconfig()))
-        await append(store, events.TargetRegistered(target="edge", labels={"region": "eu"}, context="us-1",
+        credfiles.add(tmp_path, edge={"kubeconfig": str(path), "context": "us-1"})
+        await append(store, events.TargetRegistered(target="edge", labels={"region": "eu"}, credentials="edge"))
+        # As an event recorded before named credentials says it: the applier never reads the path.
+        await append(store, events.TargetRegistered(target="legacy", labels={"region": "eu"},
+                                                    server=emu.cluster_url("eu-1"),
                                                     credentials_ref=f"kubeconfig:{path}"))
-        await append(store, events.TargetRegistered(target="broken", labels={"region": "eu"},
-                                                    server=emu.cluster_url("eu-1"), credentials_ref="vault:x"))
         await submit(store, "web", [configmap("a", namespace="default")], "region=eu")
 
         async def done():
             found = await outcomes(db, "web")
-            return found if succeeded(found, 1, {"edge"}) and any(o["target"] == "broken" for o in found) else None
+            return found if succeeded(found, 1, {"edge"}) and any(o["target"] == "legacy" for o in found) else None
 
         found = await eventually(done)
         assert emu.cluster("us-1").get("v1", "ConfigMap", "default", "a") is not None
-        broken = [o for o in found if o["target"] == "broken"]
-        assert len(broken) == 1 and not broken[0]["retryable"] and "vault:x" in broken[0]["error"]
-        # The log names the reference, never a secret.
+        legacy = [o for o in found if o["target"] == "legacy"]
+        assert len(legacy) == 1 and not legacy[0]["retryable"]
+        assert "credentials_ref: is no longer accepted" in legacy[0]["error"]
+        assert "credentials: NAME" in legacy[0]["error"] and str(path) not in legacy[0]["error"]
+        assert not [r for r in emu.cluster("eu-1").requests]  # nothing was sent where the old event points
+        # The log names the credential, never a secret.
         raw = await db.fetchval("SELECT data::text FROM events WHERE type = 'TargetRegistered' AND stream = 'target-edge'")
-        assert "emulator" not in raw  # the kubeconfig's token stays in the file
+        assert "emulator" not in raw and str(path) not in raw
+
+    async def test_a_credential_added_to_the_file_later_is_used_without_a_restart(
+            self, store, db, emu: Emulator, tmp_path: Path):  # noqa: F811
+        await append(store, events.TargetRegistered(target="late", labels={"region": "eu"}, credentials="late"))
+        await submit(store, "web", [configmap("a", namespace="default")], "region=eu")
+        failed = await eventually(lambda: outcomes(db, "web"))
+        assert not failed[0]["retryable"] and "no credential named 'late'" in failed[0]["error"]
+        credfiles.add(tmp_path, late=credfiles.token_entry(tmp_path, "late", emu.cluster_url("us-1")))
+        found = await eventually(lambda: _succeeded(db, "late"), what="applied once the credential exists")
+        assert found[-1]["attempt"] == 2
+        assert emu.cluster("us-1").get("v1", "ConfigMap", "default", "a") is not None
+
+
+async def _succeeded(db, target):
+    found = await outcomes(db, "web")
+    return found if succeeded(found, 1, {target}) else None

@@ -2,36 +2,42 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from ledger import events
+from ledger import access, credentials, events
 from projections import commands, selectors
 from tests.fleetdata import Log, manifest
 
+CATALOGUE = {"a": credentials.Credential(name="a", server="https://a:6443", token_file=Path("/run/a.token"))}
+
 
 def register(name: str = "a", **labels: str) -> commands.RegisterTarget:
-    return commands.RegisterTarget(name, labels, server=f"https://{name}:6443")
+    return commands.RegisterTarget(name, labels, access.Access(credentials=name))
 
 
 def test_registering_a_new_target_then_the_same_settings_then_new_labels():
     log = Log()
-    first = commands.register_target(None, register(env="prod"))
+    first = commands.register_target(None, register(env="prod"), CATALOGUE)
     assert isinstance(first, events.TargetRegistered) and first.labels == {"env": "prod"}
     log.add(first)
-    assert commands.register_target(log.fleet.targets["a"], register(env="prod")) is None
-    changed = commands.register_target(log.fleet.targets["a"], register(env="dev"))
+    assert commands.register_target(log.fleet.targets["a"], register(env="prod"), CATALOGUE) is None
+    changed = commands.register_target(log.fleet.targets["a"], register(env="dev"), CATALOGUE)
     assert isinstance(changed, events.TargetUpdated) and changed.labels == {"env": "dev"}
 
 
 def test_target_input_is_validated_naming_the_field():
     with pytest.raises(selectors.LabelError) as info:
-        commands.register_target(None, register(**{"bad key": "x"}))
+        commands.register_target(None, register(**{"bad key": "x"}), CATALOGUE)
     assert info.value.field == 'labels["bad key"]'
     with pytest.raises(commands.Invalid) as missing:
-        commands.register_target(None, commands.RegisterTarget("a", {}))
-    assert missing.value.field == "server"
-    with pytest.raises(commands.Invalid):
-        commands.register_target(None, commands.RegisterTarget("a", {}, server="ftp://x"))
+        commands.register_target(None, commands.RegisterTarget("a", {}), CATALOGUE)
+    assert missing.value.field == "credentials"
+    with pytest.raises(commands.Invalid) as wrong:
+        commands.register_target(None, commands.RegisterTarget("a", {}, access.Access(
+            credentials="a", server="ftp://x")), CATALOGUE)
+    assert wrong.value.field == "server"
 
 
 def test_a_retired_target_refuses_every_command():
@@ -40,7 +46,7 @@ def test_a_retired_target_refuses_every_command():
     log.add(commands.retire_target("a", log.fleet.targets["a"]))
     retired = log.fleet.targets["a"]
     with pytest.raises(commands.Conflict, match="retired"):
-        commands.register_target(retired, register())
+        commands.register_target(retired, register(), CATALOGUE)
     with pytest.raises(commands.Conflict, match="retired"):
         commands.retire_target("a", retired)
     with pytest.raises(commands.NotFound):

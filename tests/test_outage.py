@@ -34,7 +34,7 @@ from api import app as app_mod
 from api import keys
 from ledger import pgembed
 from ledger import settings as settings_mod
-from tests import pgfixtures, servers
+from tests import credfiles, pgfixtures, servers
 
 DB_TIMEOUT: Final = 1.0
 RETRY_AFTER: Final = 3
@@ -62,7 +62,7 @@ PARAMS: Final = {"stream": f"deployment-{DEPLOYMENT}", "number": "1"}
 BODIES: Final[dict[tuple[str, str], Any]] = {
     ("POST", "/v1/streams/{stream}/events"): {
         "events": [{"type": "DeploymentPaused", "data": {"deployment": DEPLOYMENT, "reason": "outage"}}]},
-    ("PUT", "/v1/targets/{name}"): {"labels": {"env": "edge"}, "server": "https://127.0.0.1:1"},
+    ("PUT", "/v1/targets/{name}"): {"labels": {"env": "edge"}, "credentials": "unreachable"},
     ("POST", "/v1/deployments/{name}/revisions"): {"manifests": [CONFIG_MAP], "selector": "env=none"},
     ("POST", "/v1/deployments/{name}/rollback"): {"to_revision": 1},
     ("POST", "/v1/deployments/{name}/pause"): {"reason": "outage test"},
@@ -144,10 +144,11 @@ def frozen(server: pgembed.EmbeddedPostgres) -> Iterator[None]:
 
 @pytest.fixture
 async def client(private_pg, aiohttp_client, tmp_path) -> AsyncIterator[Any]:
+    credentials = credfiles.write(tmp_path, {"unreachable": {"server": "https://127.0.0.1:1", "anonymous": True}})
     settings = settings_mod.Settings(
         database_url=private_pg.url(), data_dir=tmp_path / "data", db_timeout=DB_TIMEOUT,
         retry_after=RETRY_AFTER, projector=True, applier=True, claim_interval=0.2,
-        admin_token=servers.ADMIN_TOKEN)
+        admin_token=servers.ADMIN_TOKEN, credentials=credentials)
     client = await aiohttp_client(app_mod.make_app(settings))
     yield client
     _signal_all(private_pg, signal.SIGCONT)  # the app's cleanup needs its database answering
@@ -155,8 +156,7 @@ async def client(private_pg, aiohttp_client, tmp_path) -> AsyncIterator[Any]:
 
 async def _seed(client) -> None:
     """Something for every route to find, so that after the outage they answer 2xx, not only 404."""
-    resp = await client.put(f"/v1/targets/{TARGET}", json={"labels": {"env": "edge"},
-                                                           "server": "https://127.0.0.1:1"})
+    resp = await client.put(f"/v1/targets/{TARGET}", json={"labels": {"env": "edge"}, "credentials": "unreachable"})
     assert resp.status == 201, await resp.text()
     resp = await client.post(f"/v1/deployments/{DEPLOYMENT}/revisions",
                              json={"manifests": [CONFIG_MAP], "selector": "env=none"})

@@ -13,7 +13,7 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import events, notifier, records, store
+from ledger import access, credentials, events, notifier, records, store
 from projections import commands, fleet, progress, replay, runner
 from tests import pgfixtures
 from tests.fleetdata import T0, manifest
@@ -22,6 +22,7 @@ from tests.test_projector import read_models, replayed
 
 TARGETS = ("t0", "t1", "t2", "t3")
 DEPLOYMENTS = ("web", "api")
+CATALOGUE = {name: credentials.Credential(name=name, server=f"https://{name}:6443") for name in TARGETS}
 SELECTORS = (None, "", "env=prod", "env!=prod", "region in (eu)", "!region,env")
 
 labels = st.fixed_dictionaries({}, optional={"env": st.sampled_from(["prod", "dev"]),
@@ -56,7 +57,7 @@ def decide(model: fleet.Fleet, op: tuple[Any, ...]) -> events.AnyEvent | None:
         match kind:
             case "register":
                 return commands.register_target(model.targets.get(name), commands.RegisterTarget(
-                    name, op[2], server=f"https://{name}"))
+                    name, op[2], access.Access(credentials=name)), CATALOGUE)
             case "retire":
                 return commands.retire_target(name, model.targets.get(name))
             case "submit":

@@ -74,7 +74,7 @@ async def _count(db) -> int:
 
 
 async def _target(client, name: str, emu: Emulator, **labels: str) -> None:  # noqa: F811
-    response = await client.put(f"/v1/targets/{name}", json={"labels": labels, "server": emu.cluster_url(name)})
+    response = await client.put(f"/v1/targets/{name}", json={"labels": labels, "credentials": name})
     assert response.status in (200, 201), await response.text()
 
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from api import keys
+from tests import credfiles
 from tests.projected import live_client, read, register  # noqa: F401 - fixture
 
 
+def allow(client, name="eu-1"):
+    """An anonymous credential named ``name`` in the operator's file; returns its server."""
+    return credfiles.add_anonymous(client.app[keys.SETTINGS], name)
+
+
 async def test_put_registers_then_updates_and_an_unchanged_put_records_nothing(client, db):
-    body = {"labels": {"region": "eu"}, "server": "https://eu-1:6443", "credentials_ref": "vault:eu-1"}
+    allow(client)
+    body = {"labels": {"region": "eu"}, "server": "https://eu-1:6443", "credentials": "eu-1"}
     first = await client.put("/v1/targets/eu-1", json=body)
     assert first.status == 201
     assert await first.json() == {"target": "eu-1", "stream": "target-eu-1", "event": "TargetRegistered",
@@ -23,11 +31,11 @@ async def test_put_registers_then_updates_and_an_unchanged_put_records_nothing(c
 
 async def test_registering_twice_with_no_stream_is_409_naming_both_versions(client, db):
     await register(client, "eu-1")
-    again = await client.put("/v1/targets/eu-1", json={"server": "https://x", "expected_version": "no_stream"})
+    again = await client.put("/v1/targets/eu-1", json={"credentials": "eu-1", "expected_version": "no_stream"})
     assert again.status == 409
     problem = await again.json()
     assert (problem["expected_version"], problem["actual_version"]) == ("no_stream", 1)
-    stale = await client.put("/v1/targets/eu-1", json={"server": "https://x"}, headers={"If-Match": '"7"'})
+    stale = await client.put("/v1/targets/eu-1", json={"credentials": "eu-1"}, headers={"If-Match": '"7"'})
     assert stale.status == 409 and (await stale.json())["actual_version"] == 1
     assert await db.fetchval("SELECT count(*) FROM events") == 1
 
@@ -37,7 +45,7 @@ async def test_a_retired_target_refuses_commands_and_writes_nothing(client, db):
     retired = await client.delete("/v1/targets/eu-1")
     assert retired.status == 200 and (await retired.json())["event"] == "TargetRetired"
     for response in (await client.delete("/v1/targets/eu-1"),
-                     await client.put("/v1/targets/eu-1", json={"server": "https://eu-1"})):
+                     await client.put("/v1/targets/eu-1", json={"credentials": "eu-1"})):
         assert response.status == 409
         assert response.content_type == "application/problem+json"
         assert "retired" in (await response.json())["detail"]
@@ -47,12 +55,13 @@ async def test_a_retired_target_refuses_commands_and_writes_nothing(client, db):
 
 
 async def test_bad_target_input_is_422_naming_the_field(client, db):
+    allow(client)
     cases = [
-        ("/v1/targets/eu-1", {"labels": {"bad key": "x"}, "server": "https://x"}, 'labels["bad key"]'),
-        ("/v1/targets/eu-1", {"labels": {"a": "-x-"}, "server": "https://x"}, "labels.a"),
-        ("/v1/targets/eu-1", {"labels": {}}, "server"),
-        ("/v1/targets/Bad_Name", {"server": "https://x"}, "name"),
-        ("/v1/targets/eu-1", {"server": "https://x", "colour": "red"}, "$"),
+        ("/v1/targets/eu-1", {"labels": {"bad key": "x"}, "credentials": "eu-1"}, 'labels["bad key"]'),
+        ("/v1/targets/eu-1", {"labels": {"a": "-x-"}, "credentials": "eu-1"}, "labels.a"),
+        ("/v1/targets/eu-1", {"labels": {}}, "credentials"),
+        ("/v1/targets/Bad_Name", {"credentials": "eu-1"}, "name"),
+        ("/v1/targets/eu-1", {"credentials": "eu-1", "colour": "red"}, "$"),
     ]
     for path, body, field in cases:
         response = await client.put(path, json=body)
@@ -62,9 +71,10 @@ async def test_bad_target_input_is_422_naming_the_field(client, db):
 
 
 async def test_an_idempotent_retry_returns_the_first_result(client, db):
+    allow(client)
     headers = {"Idempotency-Key": "reg-eu-1"}
-    first = await client.put("/v1/targets/eu-1", json={"server": "https://x"}, headers=headers)
-    retry = await client.put("/v1/targets/eu-1", json={"server": "https://x"}, headers=headers)
+    first = await client.put("/v1/targets/eu-1", json={"credentials": "eu-1"}, headers=headers)
+    retry = await client.put("/v1/targets/eu-1", json={"credentials": "eu-1"}, headers=headers)
     assert first.status == retry.status == 201
     assert retry.headers["Idempotent-Replayed"] == "true"
     assert await retry.json() == await first.json()
