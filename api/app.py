@@ -11,6 +11,7 @@ from api import state as state_api
 from api import targets as targets_api
 from api import tokens as tokens_api
 from api import verify as verify_api
+from ledger import components
 from ledger import settings as settings_mod
 
 
@@ -22,6 +23,7 @@ def make_app(settings: settings_mod.Settings, *, access_control: bool = True) ->
         middlewares.append(auth.middleware())
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[keys.SETTINGS] = settings
+    app[keys.COMPONENTS] = components.Registry()
     lifecycle.load_credentials(app)
     app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store])
     if access_control:

@@ -216,5 +216,5 @@ async def context(app: web.Application) -> AsyncIterator[None]:
     if table.operator is None:
         await bootstrap(store, table, settings.data_dir)
     app[keys.TOKENS] = table
-    async with tasks.running("tokens", lambda: follow(store, table)):
+    async with tasks.running("tokens", lambda: follow(store, table), app[keys.COMPONENTS]):
         yield

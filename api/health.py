@@ -1,16 +1,24 @@
-"""Liveness and readiness. Ready means: the database answers and the notifier is listening."""
+"""Liveness and readiness.
+
+``/healthz``: the process serves HTTP. ``/readyz``: every component in the registry
+(ledger/components.py) is up — every supervised task, the projector (not stalled), the embedded
+PostgreSQL, the applier's targets, the LISTEN connection — and the database answers its probe
+(ledger/probe.py: ``SELECT 1`` on a connection of its own, never the pool) within
+``PROBE_BUDGET``; else 503 with Retry-After and, per component that is not up, what it is doing
+and why. Whatever the database does (stopped, frozen), the answer comes within 1 s, a Kubernetes
+probe's default timeout.
+"""
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
 from api import bodies, keys
-from ledger import errors
+from ledger import probe
 
-# Within a probe's default 1 s timeout, whatever the database does (one timeout, no retry).
-PROBE_TIMEOUT: Final = 0.5
+PROBE_BUDGET: Final = 0.5
 
 routes = web.RouteTableDef()
 
@@ -20,17 +28,28 @@ async def healthz(_request: web.Request) -> web.Response:
     return bodies.json_response({"status": "ok"})
 
 
+async def not_ready(app: web.Application) -> dict[str, dict[str, Any]]:
+    """Every component that is not up, by name, with what it is doing and why."""
+    found = app[keys.COMPONENTS].not_ready()
+    database = app.get(keys.PROBE)
+    if database is not None:
+        why = await database.answer(PROBE_BUDGET)
+        if why is None:
+            found.pop(probe.NAME, None)
+        else:
+            found[probe.NAME] = {"status": "down", "reason": why}
+    store = app.get(keys.STORE)
+    if store is not None and not store.notifier.connected.is_set():
+        found["notifier"] = {"status": "restarting", "reason": "the LISTEN connection is reconnecting"}
+    return found
+
+
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    store = request.app[keys.STORE]
-    checks: dict[str, str] = {}
-    try:
-        await store.ping(PROBE_TIMEOUT)
-        checks["database"] = "ok"
-    except errors.StoreUnavailable as exc:
-        checks["database"] = f"unavailable: {type(exc.__cause__ or exc).__name__}"
-    checks["notifier"] = "ok" if store.notifier.connected.is_set() else "reconnecting"
-    ready = all(v == "ok" for v in checks.values())
-    return bodies.json_response({"status": "ready" if ready else "not ready", "checks": checks},
-                                status=200 if ready else 503,
-                                headers=None if ready else {"Retry-After": "2"})
+    down = await not_ready(request.app)
+    checks = {name: "ok" if name not in down else str(down[name].get("reason", down[name]["status"]))
+              for name in (probe.NAME, "notifier")}
+    body = {"status": "not ready" if down else "ready", "checks": checks, "not_ready": down}
+    return bodies.json_response(body, status=503 if down else 200,
+                                headers={"Retry-After": str(request.app[keys.SETTINGS].retry_after)}
+                                if down else None)

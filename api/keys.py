@@ -6,7 +6,9 @@ from aiohttp import web
 
 from api import locks as locks_mod
 from handlers import applier as applier_mod
+from ledger import components as components_mod
 from ledger import credfile
+from ledger import probe as probe_mod
 from ledger import settings as settings_mod
 from ledger import store as store_mod
 from projections import progress as progress_mod
@@ -18,5 +20,8 @@ STORE = web.AppKey("store", store_mod.EventStore)
 PROGRESS = web.AppKey("progress", progress_mod.Progress)
 STREAM_LOCKS = web.AppKey("stream_locks", locks_mod.StreamLocks)
 APPLIER = web.AppKey("applier", applier_mod.Applier)
+COMPONENTS = web.AppKey("components", components_mod.Registry)
+PROBE = web.AppKey("probe", probe_mod.Probe)
+FATAL = web.AppKey("fatal", list[str])
 TOKENS = web.AppKey("tokens", tokens_mod.Table)
 CREDENTIALS = web.AppKey("credentials", credfile.Watched)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Final
 
@@ -18,7 +19,7 @@ from aiohttp import web
 from api import keys
 from api import locks as stream_locks
 from handlers import applier as applier_mod
-from ledger import credfile, db, migrate, notifier, pgembed, store, tasks
+from ledger import credfile, db, migrate, notifier, pgembed, pgwatch, probe, store, tasks
 from projections import progress, runner
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ def database_context(*, stop_adopted: bool) -> Callable[[web.Application], Async
     directory is adopted; ``stop_adopted`` says whether it is stopped too: yes for ``ledger serve``
     (its previous owner died, as after a SIGKILL), no for a guest such as ``ledger applier`` next
     to a running service.
+
+    A server this process owns is watched (ledger/pgwatch.py): restarted if it dies; if it cannot
+    be, the process stops itself (SIGTERM, as an operator would) and ``keys.FATAL`` says why, for
+    the command to exit non-zero with that message.
     """
 
     async def database(app: web.Application) -> AsyncIterator[None]:
@@ -57,9 +62,19 @@ def database_context(*, stop_adopted: bool) -> Callable[[web.Application], Async
                 log.info("applied migrations: %s", ", ".join(applied))
         finally:
             await conn.close()
-        yield
-        if owned is not None:
-            await asyncio.to_thread(owned.stop)
+        if owned is None:
+            yield
+            return
+        app[keys.FATAL] = []
+
+        def give_up(message: str) -> None:
+            app[keys.FATAL].append(message)
+            signal.raise_signal(signal.SIGTERM)
+
+        watch = pgwatch.Watch(owned, app[keys.COMPONENTS], give_up)
+        async with tasks.running(f"{pgwatch.NAME}-watch", watch.run, app[keys.COMPONENTS]):
+            yield
+        await asyncio.to_thread(owned.stop)
 
     return database
 
@@ -74,7 +89,13 @@ async def event_store(app: web.Application) -> AsyncIterator[None]:
     es = store.EventStore(pool, notify, timeout=settings.db_timeout,
                           max_batch_events=settings.max_batch_events)
     app[keys.STORE] = es
-    async with tasks.running("notifier", notify.run), tasks.running("writer", es.writer.run):
+    registry = app[keys.COMPONENTS]
+    # The probe's first round before serving, so readiness is known from the first request on.
+    db_probe = app[keys.PROBE] = probe.Probe(app[keys.DSN], registry, timeout=settings.db_timeout)
+    await db_probe.check()
+    async with (tasks.running("notifier", notify.run, registry),
+                tasks.running("writer", es.writer.run, registry),
+                tasks.running("database-probe", db_probe.run, registry)):
         yield
     try:
         await asyncio.wait_for(pool.close(), 5)
@@ -94,11 +115,12 @@ async def projection(app: web.Application) -> AsyncIterator[None]:
     app[keys.STREAM_LOCKS] = stream_locks.StreamLocks()
     follower = functools.partial(tracker.follow, app[keys.DSN], connect_timeout=settings.db_timeout)
     async with contextlib.AsyncExitStack() as stack:
-        await stack.enter_async_context(tasks.running("projection-progress", follower))
+        registry = app[keys.COMPONENTS]
+        await stack.enter_async_context(tasks.running("projection-progress", follower, registry))
         if settings.projector:
             projector = runner.Projector(app[keys.DSN], store=app[keys.STORE], progress_=tracker,
-                                         connect_timeout=settings.db_timeout)
-            await stack.enter_async_context(tasks.running("projector", projector.run))
+                                         connect_timeout=settings.db_timeout, registry=registry)
+            await stack.enter_async_context(tasks.running(runner.NAME, projector.run, registry))
         yield
 
 
@@ -112,7 +134,7 @@ async def credentials(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(CREDENTIALS_POLL_SECONDS)
             watched.refresh()
 
-    async with tasks.running("credentials-file", poll):
+    async with tasks.running("credentials-file", poll, app[keys.COMPONENTS]):
         yield
 
 
@@ -122,7 +144,8 @@ async def applier(app: web.Application) -> AsyncIterator[None]:
     if not settings.applier:
         yield
         return
-    runner_ = applier_mod.Applier(app[keys.STORE], app[keys.DSN], settings, app[keys.CREDENTIALS])
+    runner_ = applier_mod.Applier(app[keys.STORE], app[keys.DSN], settings, app[keys.CREDENTIALS],
+                                  registry=app[keys.COMPONENTS])
     app[keys.APPLIER] = runner_
-    async with tasks.running("applier", runner_.run):
+    async with tasks.running("applier", runner_.run, app[keys.COMPONENTS]):
         yield

@@ -74,7 +74,7 @@ async def tail_context(app: web.Application) -> AsyncIterator[None]:
     tail = fanout.Tail(app[keys.STORE], capacity=config.capacity)
     app[TAIL] = tail
     app[CATCH_UP] = asyncio.Semaphore(config.catching_up)
-    async with tasks.running("live-tail", tail.run):
+    async with tasks.running("live-tail", tail.run, app[keys.COMPONENTS]):
         yield
 
 

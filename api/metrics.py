@@ -1,4 +1,5 @@
-"""``GET /metrics``: Prometheus text exposition of the append path and the log's head.
+"""``GET /metrics``: Prometheus text exposition of the append path, the log's head, and the health
+of every supervised component (restarts per task, up or not, the projector's position and stall).
 
 Values are read at scrape time from the store's plain counters by a custom collector, so the hot
 path does no metric bookkeeping beyond incrementing integers, and each app has its own registry
@@ -15,7 +16,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from api import keys
+from ledger import components
 from ledger import store as store_mod
+from projections import runner
 
 routes = web.RouteTableDef()
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
@@ -60,6 +63,48 @@ class StoreCollector(Collector):
         yield listening
 
 
+class ComponentsCollector(Collector):
+    """Supervision: restarts per task, which components are up, the projector's position and stall."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        registry = self._app.get(keys.COMPONENTS)
+        if registry is None:
+            return
+        restarts = CounterMetricFamily("ledger_task_restarts",
+                                       "Unexpected crashes of a supervised task, each followed by a restart",
+                                       labels=["task"])
+        for name, count in sorted(registry.restarts.items()):
+            restarts.add_metric([name], count)
+        yield restarts
+        up = GaugeMetricFamily("ledger_component_up", "1 while a component is up, 0 while it is restarting, "
+                               "stalled or down", labels=["component", "status"])
+        for component in registry.all():
+            up.add_metric([component.name, component.status.value],
+                          1.0 if component.status is components.Status.UP else 0.0)
+        yield up
+        progress = self._app.get(keys.PROGRESS)
+        if progress is not None:
+            position = GaugeMetricFamily("ledger_projector_position", "Last position folded into the read models")
+            position.add_metric([], progress.position)
+            yield position
+        projector = registry.get(runner.NAME)
+        if projector is not None:
+            stalled = projector.status is components.Status.STALLED
+            gauge = GaugeMetricFamily("ledger_projector_stalled",
+                                      "1 while the projector cannot fold the event at ledger_projector_stalled_at")
+            gauge.add_metric([], 1.0 if stalled else 0.0)
+            yield gauge
+            at = GaugeMetricFamily("ledger_projector_stalled_at", "Position of the event the projector cannot fold "
+                                   "(0 when not stalled)")
+            where = projector.detail.get("position", projector.detail.get("from_position", 0))
+            at.add_metric([], float(where) if stalled else 0.0)
+            yield at
+
+
+
 class CredentialsCollector(Collector):
     """The operator's credentials file: what is loaded, and reloads that failed (the last good
     catalogue stays in use, so only this and the log tell an operator about a typo)."""
@@ -86,6 +131,7 @@ class CredentialsCollector(Collector):
 def install(app: web.Application) -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(app))
+    registry.register(ComponentsCollector(app))
     registry.register(CredentialsCollector(app))
     app[REGISTRY] = registry
     app.add_routes(routes)

@@ -3,8 +3,9 @@
 It runs the same cleanup contexts as ``ledger serve`` for the event store and the applier, so the
 two cannot drift apart; several such processes, and ``ledger serve`` processes with the applier
 on, share the targets through handlers.claims. With ``--http-port`` other than 0 it answers
-``GET /healthz`` (alive) and ``GET /readyz`` (caught up and claiming) for orchestrators; SIGTERM
-or SIGINT stops it cleanly (claims released, checkpoint saved).
+``GET /healthz`` (alive) and ``GET /readyz`` (caught up and claiming, and every component up, as
+api/health.py judges it) for orchestrators; SIGTERM or SIGINT stops it cleanly (claims released,
+checkpoint saved). It runs on uvloop, as ``ledger serve`` does.
 
 The database: ``LEDGER_DATABASE_URL`` in production. Without it the embedded PostgreSQL under the
 data directory is used — adopted if ``ledger serve`` already runs it, and then left running at
@@ -17,11 +18,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 
+import uvloop
 from aiohttp import web
 
-from api import keys, lifecycle
+from api import health, keys, lifecycle
 from cli import options, signals
+from ledger import components
 from ledger import settings as settings_mod
 
 
@@ -34,6 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def make_app(settings: settings_mod.Settings) -> web.Application:
     app = web.Application()
     app[keys.SETTINGS] = settings.replace(applier=True, projector=False)
+    app[keys.COMPONENTS] = components.Registry()
     lifecycle.load_credentials(app)
     app.cleanup_ctx.extend([lifecycle.database_context(stop_adopted=False), lifecycle.event_store,
                            lifecycle.credentials, lifecycle.applier])
@@ -43,15 +48,19 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
 
     async def readyz(request: web.Request) -> web.Response:
         status = request.app[keys.APPLIER].status()
-        return web.json_response(status, status=200 if status["ready"] else 503)
+        down = await health.not_ready(request.app)
+        ready = status["ready"] and not down
+        return web.json_response({**status, "ready": ready, "not_ready": down}, status=200 if ready else 503)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
 
 
-async def serve(settings: settings_mod.Settings) -> None:
-    runner = web.AppRunner(make_app(settings), handle_signals=False, access_log=None)
+async def serve(settings: settings_mod.Settings) -> list[str]:
+    """Run until SIGINT or SIGTERM; what made the process stop itself, if anything (keys.FATAL)."""
+    app = make_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:
         if settings.http_port:
@@ -61,11 +70,16 @@ async def serve(settings: settings_mod.Settings) -> None:
         await signals.until_stopped()
     finally:
         await runner.cleanup()
+    return app.get(keys.FATAL, [])
 
 
 def run_applier(args: argparse.Namespace) -> int:
     settings = options.settings_from(args)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(settings))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        fatal = runner.run(serve(settings))
+    for message in fatal:
+        print(f"ledger applier: {message}", file=sys.stderr, flush=True)
+        return 1
     return 0

@@ -7,11 +7,13 @@ import asyncio
 import gc
 import logging
 import ssl
+import sys
 
 import uvloop
 from aiohttp import web
 
 from api import app as app_mod
+from api import keys
 from cli import options
 from ledger import db, migrate, pgembed
 from ledger import settings as settings_mod
@@ -51,13 +53,12 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tls = tls_context(settings)
-    run(app_mod.make_app(settings), settings, tls)
-    return 0
+    return run(app_mod.make_app(settings), settings, tls)
 
 
-def run(app: web.Application, settings: settings_mod.Settings, tls: ssl.SSLContext | None = None) -> None:
+def run(app: web.Application, settings: settings_mod.Settings, tls: ssl.SSLContext | None = None) -> int:
     """Serve ``app`` until SIGINT or SIGTERM, on the runtime every ``ledger serve`` uses (HTTPS when
-    ``tls`` is given)."""
+    ``tls`` is given); the exit code: 1 when the service stopped itself (``keys.FATAL`` says why)."""
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # Fewer, cheaper collections: start-up objects (modules, routes, settings) move out of the
     # collector's view, and young generations fill up more before being scanned. Under load the
@@ -67,6 +68,10 @@ def run(app: web.Application, settings: settings_mod.Settings, tls: ssl.SSLConte
     web.run_app(app, host=settings.http_host, port=settings.http_port, ssl_context=tls,
                 print=lambda msg: print(msg.replace("Running on", "Deployment Ledger on"), flush=True),
                 access_log=None)
+    for message in app.get(keys.FATAL, []):
+        print(f"ledger serve: {message}", file=sys.stderr, flush=True)
+        return 1
+    return 0
 
 
 def run_migrate(args: argparse.Namespace) -> int:

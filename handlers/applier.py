@@ -19,6 +19,15 @@ Shape of one run (``Applier.run``, restarted from scratch by ledger.tasks.superv
 Level-triggered: decisions compare desired state with recorded outcomes, never "events not yet
 handled", so a restart, a takeover or a lost notification can only cause a redundant apply, not
 a missed one. Every background task lives in one TaskGroup: cancelling ``run`` stops them all.
+
+Nothing in it dies silently, and one target's trouble never stops the others: a pass or a retry
+timer that raises unexpectedly is logged with its traceback, counted (``applier-worker`` in the
+component registry's restarts), shown as ``applier-target:<name>`` restarting in /readyz, and
+retried with backoff, while every other target carries on; the periodic loops (resync,
+checkpoint) are supervised on their own. Only the log follower and the claims loop, whose failure
+leaves the in-memory state in doubt, take the whole run down, and ``ledger.tasks`` restarts it
+from the checkpoint. Retry timers keep their own due time: uvloop's ``call_at`` with a time
+already past returns a plain Handle, which has no ``when()``.
 """
 
 from __future__ import annotations
@@ -42,8 +51,8 @@ from handlers import (
     outcomes,
     tracking,
 )
+from ledger import components, credfile, events, records, store, tasks
 from ledger import credentials as credentials_mod
-from ledger import credfile, events, records, store
 from ledger import settings as settings_mod
 from projections import fleet
 
@@ -53,12 +62,20 @@ CATCH_UP_PAGE: Final = 5000
 CHECKPOINT_SECONDS: Final = 30.0
 CHECKPOINT_MIN_EVENTS: Final = 1000
 _TARGET_TYPES: Final = frozenset({"TargetRegistered", "TargetUpdated", "TargetRetired"})
+WORKER: Final = "applier-worker"
+
+
+def worker_component(target: str) -> str:
+    """The registry name under which a target whose pass crashed is shown until it recovers."""
+    return f"applier-target:{target}"
 
 
 class Applier:
     def __init__(self, event_store: store.EventStore, dsn: str, settings: settings_mod.Settings,
-                 catalogue: credfile.Watched, *, cache_dir: Path | None = None) -> None:
+                 catalogue: credfile.Watched, *, registry: components.Registry | None = None,
+                 cache_dir: Path | None = None) -> None:
         self._store = event_store
+        self.registry = registry or components.Registry()
         self._dsn = dsn
         self._settings = settings
         self._catalogue = catalogue
@@ -84,7 +101,8 @@ class Applier:
         self._again: set[str] = set()
         self._resync: set[str] = set()
         self._gates: dict[str, int] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._timers: dict[str, tuple[float, asyncio.Handle]] = {}
+        self._crashes: dict[str, int] = {}
         self._not_before: dict[tuple[str, str], float] = {}
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._saved = 0
@@ -100,8 +118,11 @@ class Applier:
                 await self._start()
                 tg.create_task(self._follow(), name="applier-follow")
                 tg.create_task(self.claims.run(), name="applier-claims")
-                tg.create_task(self._resync_loop(), name="applier-resync")
-                tg.create_task(self._checkpoint_loop(), name="applier-checkpoint")
+                if self._settings.resync_interval > 0:
+                    tg.create_task(tasks.supervise("applier-resync", self._resync_loop, self.registry),
+                                   name="applier-resync")
+                tg.create_task(tasks.supervise("applier-checkpoint", self._checkpoint_loop, self.registry),
+                               name="applier-checkpoint")
                 self.ready.set()
         except Exception:
             # Python 3.11's TaskGroup raises a child's error instead of the CancelledError when both
@@ -113,9 +134,11 @@ class Applier:
         finally:
             self._catalogue.unlisten(self._credentials_changed)
             self.ready.clear()
-            for timer in self._timers.values():
+            for _due, timer in self._timers.values():
                 timer.cancel()
             self._timers.clear()
+            for target in self._crashes:
+                self.registry.forget(worker_component(target))
             await self._pool.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._save(force=True), 3)
@@ -180,7 +203,9 @@ class Applier:
             self._resync.discard(target)
             timer = self._timers.pop(target, None)
             if timer is not None:
-                timer.cancel()
+                timer[1].cancel()
+            if self._crashes.pop(target, None) is not None:
+                self.registry.forget(worker_component(target))
             for key in [k for k in self._not_before if k[1] == target]:
                 del self._not_before[key]
             task = self._workers.get(target)
@@ -198,16 +223,21 @@ class Applier:
         self._workers[target] = self._tg.create_task(self._work(target), name=f"applier-{target}")
 
     def _timer(self, target: str, when: float) -> None:
+        """Pass ``target`` again at loop time ``when`` (the earliest of the times asked for wins)."""
         current = self._timers.get(target)
         if current is not None:
-            if current.when() <= when:
+            due, handle = current
+            if due <= when:
                 return
-            current.cancel()
-        self._timers[target] = asyncio.get_running_loop().call_at(when, self._fire, target)
+            handle.cancel()
+        self._timers[target] = (when, asyncio.get_running_loop().call_at(when, self._fire, target))
 
     def _fire(self, target: str) -> None:
         self._timers.pop(target, None)
-        self._changed(target)
+        try:
+            self._changed(target)
+        except Exception as exc:
+            self._crashed(target, exc)
 
     async def _work(self, target: str) -> None:
         try:
@@ -215,13 +245,33 @@ class Applier:
                 self._again.discard(target)
                 try:
                     await self._pass(target)
-                except Exception:
-                    log.exception("applier pass for target %s failed", target)
-                    self._timer(target, asyncio.get_running_loop().time() + self._settings.backoff_cap)
+                except Exception as exc:
+                    self._crashed(target, exc)
+                    return
+                if target in self._crashes:
+                    del self._crashes[target]
+                    self.registry.forget(worker_component(target))
                 if target not in self._again:
                     return
         finally:
             self._workers.pop(target, None)
+
+    def _crashed(self, target: str, exc: Exception) -> None:
+        """A pass (or its timer) raised what nobody expected: keep the others going, retry this one.
+        (A database outage is expected: one warning line, and /readyz already names the database.)"""
+        crashes = self._crashes.get(target, 0) + 1
+        wait = backoff.delay(crashes, base=self._settings.backoff_base, cap=self._settings.backoff_cap)
+        if tasks.lost_database(exc):
+            log.warning("applier pass for target %s lost the database (%s); retrying in %.1fs", target,
+                        components.error_text(exc), wait)
+            self._timer(target, asyncio.get_running_loop().time() + wait)
+            return
+        self._crashes[target] = crashes
+        log.error("applier pass for target %s crashed (%d in a row); retrying in %.1fs", target, crashes,
+                  wait, exc_info=exc)
+        self.registry.count_restart(WORKER)
+        self.registry.restarting(worker_component(target), exc, target=target, crashes=crashes)
+        self._timer(target, asyncio.get_running_loop().time() + wait)
 
     async def _pass(self, target: str) -> None:
         found = self.state.fleet.targets.get(target)
@@ -328,8 +378,6 @@ class Applier:
 
     async def _resync_loop(self) -> None:
         interval = self._settings.resync_interval
-        if interval <= 0:
-            return
         while True:
             await asyncio.sleep(interval * (0.9 + 0.2 * random.random()))
             for target in list(self.claims.owned):

@@ -180,6 +180,13 @@ class EmbeddedPostgres:
         )
         return self.url()
 
+    def restart(self) -> str:
+        """Start this cluster again after its server died, on the same port (connection URLs stay
+        valid). Never initdb: a data directory that is gone is an error, not a fresh start."""
+        if not (self.pgdata / "PG_VERSION").exists():
+            raise EmbeddedPostgresError(f"{self.pgdata} holds no PostgreSQL cluster any more")
+        return self.start()
+
     def stop(self, mode: str = "fast") -> None:
         if self.running_port() is None:
             return

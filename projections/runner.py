@@ -19,6 +19,14 @@ Decisions:
 - **Snapshots** every ``snapshots.EVERY`` events, in the checkpoint transaction, compressed in a
   thread so the event loop keeps serving.
 - **A fold that changed** (``tables.FORMAT`` differs from the checkpoint's) rebuilds from zero.
+- **An event it cannot fold or store stalls it, visibly; it is never skipped.** The log's integrity
+  comes first: the read models stop at the position before it. The projector reports itself
+  ``stalled`` in the component registry with that position and the reason (so /readyz answers 503
+  naming it, and /metrics shows ``ledger_projector_stalled``), throws its in-memory state away and
+  tries again from its checkpoint with backoff, for ever, so a fix (a code upgrade, a repaired
+  table) lets it continue by itself. When a whole batch failed to commit, the next attempt commits
+  one event per transaction up to the end of that batch, which pins the stall to one position. A
+  database that is unavailable is not a stall: that error goes to the supervisor (ledger.tasks).
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from ledger import db
+from ledger import components, db, dbfaults, errors
 from ledger import store as store_mod
 from projections import fleet, progress, replay, snapshots, tables
 
@@ -40,10 +48,23 @@ log = logging.getLogger(__name__)
 # Session advisory lock: at most one projector (or rebuild) per database.
 LOCK: Final = 0x4C45444750524F4A  # "LEDGPROJ"
 CHUNK: Final = 5000
+NAME: Final = "projector"
+STALL_FIRST_DELAY: Final = 0.5
+STALL_MAX_DELAY: Final = 10.0
 
 
 class ProjectorBusy(RuntimeError):
     """Another projector or rebuild holds the projection lock."""
+
+
+class Stalled(Exception):
+    """Positions ``first``..``last`` could not be folded or stored (one event when they are equal)."""
+
+    def __init__(self, first: int, last: int, cause: BaseException) -> None:
+        self.first, self.last, self.cause = first, last, cause
+        where = f"position {first}" if first == last else f"positions {first}..{last}"
+        self.reason = f"cannot fold and store {where}: {components.error_text(cause)}"
+        super().__init__(self.reason)
 
 
 class Projector:
@@ -57,6 +78,7 @@ class Projector:
         snapshot_every: int = snapshots.EVERY,
         connect_timeout: float = 5.0,
         on_flush: Callable[[int], None] | None = None,
+        registry: components.Registry | None = None,
     ) -> None:
         self.dsn = dsn
         self.store = store
@@ -65,17 +87,46 @@ class Projector:
         self.snapshot_every = snapshot_every
         self.connect_timeout = connect_timeout
         self.on_flush = on_flush
+        self.registry = registry or components.Registry()
         self.state = fleet.empty()
         self.flushes = 0
         self._snapshot_at = 0
+        self._planned = 0
+        self._careful_until = 0
+        self.stalled_at: int | None = None
 
     async def _connect(self) -> asyncpg.Connection:
         return await db.connect(self.dsn, timeout=self.connect_timeout)
 
     async def run(self) -> None:
-        """Forever (for the service): take the lock, resume, catch up, follow live appends."""
+        """Forever (for the service): take the lock, resume, catch up, follow live appends; when an
+        event cannot be folded or stored, report the stall and start over with backoff."""
         if self.store is None:
             raise RuntimeError("following live appends needs an event store")
+        delay = STALL_FIRST_DELAY
+        while True:
+            try:
+                await self._run_once(self.store)
+            except Stalled as stall:
+                if stall.first != self.stalled_at:
+                    delay = STALL_FIRST_DELAY
+                self.stalled_at = stall.first
+                pinned = stall.first == stall.last or self._careful_until >= stall.last
+                where = ({"position": stall.first} if pinned
+                         else {"from_position": stall.first, "to_position": stall.last})
+                self.registry.stalled(NAME, stall.reason, **where, checkpoint=stall.first - 1,
+                                      cause=components.error_text(stall.cause))
+                self._careful_until = max(self._careful_until, stall.last)
+                if not pinned:
+                    log.error("projector stalled: %s; retrying one event per transaction to find which",
+                              stall.reason, exc_info=stall.cause)
+                    continue
+                log.error("projector stalled: %s; the event is not skipped, retrying in %.1fs",
+                          stall.reason, delay, exc_info=stall.cause)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, STALL_MAX_DELAY)
+
+    async def _run_once(self, store: store_mod.EventStore) -> None:
         conn = await self._connect()
         try:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK):
@@ -84,7 +135,7 @@ class Projector:
             await self._resume(conn)
             await self._catch_up(conn)
             log.info("projector caught up at position %d; following", self.state.position)
-            await self._follow(conn, self.store)
+            await self._follow(conn, store)
         finally:
             conn.terminate()
 
@@ -98,7 +149,7 @@ class Projector:
             async with conn.transaction():
                 await tables.reset(conn)
             self.state = fleet.empty()
-            self._snapshot_at = 0
+            self._snapshot_at = self._planned = 0
             self.progress.reset(0)
             await self._catch_up(conn, until=until)
             return self.state.position
@@ -116,13 +167,16 @@ class Projector:
             self.state = fleet.empty()
         else:
             self.state = await replay.fleet_at(conn, row[0])
-        self._snapshot_at = self.state.position
+        self._snapshot_at = self._planned = self.state.position
         self.progress.reset(self.state.position)
 
     def _fold(self, changes: tables.Changes, row: Any) -> bool:
         if row[0] <= self.state.position:
             return False
-        changes.note(fleet.fold_row(self.state, *row))
+        try:
+            changes.note(fleet.fold_row(self.state, *row))
+        except Exception as exc:
+            raise Stalled(row[0], row[0], exc) from exc
         return True
 
     async def _catch_up(self, conn: asyncpg.Connection, *, until: int | None = None) -> None:
@@ -135,6 +189,7 @@ class Projector:
                 changes = tables.Changes()
                 state, note, fold_row = self.state, changes.note, fleet.fold_row
                 flush_every, snapshot_every = self.flush_every, self.snapshot_every
+                careful = self._careful_until
                 async with contextlib.aclosing(replay.chunks(cursor, CHUNK)) as chunked:
                     async for rows in chunked:
                         for row in rows:
@@ -142,8 +197,12 @@ class Projector:
                             position = row[0]
                             if position <= state.position:
                                 continue
-                            note(fold_row(state, *row))
-                            if changes.count >= flush_every or position % snapshot_every == 0:
+                            try:
+                                note(fold_row(state, *row))
+                            except Exception as exc:
+                                raise Stalled(position, position, exc) from exc
+                            if (changes.count >= flush_every or position % snapshot_every == 0
+                                    or position <= careful):
                                 if pending is not None:
                                     await pending
                                 pending = asyncio.ensure_future(self._flush(conn, changes))
@@ -190,8 +249,12 @@ class Projector:
 
     def _flush(self, conn: asyncpg.Connection, changes: tables.Changes) -> asyncio.Future[None]:
         """Extract the rows now (synchronously), then write them and the checkpoint in one transaction."""
-        rows = tables.rows(self.state, changes)
         position, recorded_at = self.state.position, self.state.recorded_at
+        first, self._planned = self._planned + 1, position
+        try:
+            rows = tables.rows(self.state, changes)
+        except Exception as exc:
+            raise Stalled(first, position, exc) from exc
         packed = None
         if snapshots.due(self._snapshot_at, position, self.snapshot_every):
             packed = snapshots.pack(self.state)
@@ -199,14 +262,24 @@ class Projector:
 
         async def commit() -> None:
             snapshot = await asyncio.to_thread(snapshots.compress, packed) if packed is not None else None
-            async with conn.transaction():
-                await rows.write(conn)
-                await tables.save_checkpoint(conn, position)
-                if snapshot is not None:
-                    await snapshots.save(conn, position, recorded_at, snapshot)
-                await conn.execute("SELECT pg_notify($1, $2)", progress.CHANNEL, str(position))
+            try:
+                async with conn.transaction():
+                    await rows.write(conn)
+                    await tables.save_checkpoint(conn, position)
+                    if snapshot is not None:
+                        await snapshots.save(conn, position, recorded_at, snapshot)
+                    await conn.execute("SELECT pg_notify($1, $2)", progress.CHANNEL, str(position))
+            except Exception as exc:
+                if isinstance(exc, errors.StoreUnavailable) or dbfaults.is_unavailable(exc):
+                    raise
+                raise Stalled(first, position, exc) from exc
             self.flushes += 1
             self.progress.advance(position)
+            if self.stalled_at is not None and position >= max(self.stalled_at, self._careful_until):
+                log.info("projector moved past position %d, where it had stalled", self.stalled_at)
+                self.stalled_at = None
+                self._careful_until = 0
+                self.registry.up(NAME)
             if self.on_flush is not None:
                 self.on_flush(position)
 

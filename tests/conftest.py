@@ -1,10 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
 import asyncpg
 import pytest
+import uvloop
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -14,6 +18,13 @@ from ledger import settings as settings_mod
 from ledger import store as store_mod
 from tests import credfiles, servers
 from tests.pgfixtures import database_url, pg_admin_url  # noqa: F401 - fixtures
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item
+                                  ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test and fixture runs on uvloop, the loop ``ledger serve`` runs on (cli/serve.py),
+    so the suite meets the same loop as production (its timers and handles differ from asyncio's)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture
@@ -68,3 +79,13 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:  # noqa: F
     conn = await asyncpg.connect(database_url)
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+def private_dir() -> Iterator[Path]:
+    """A directory for a ``ledger serve`` data directory, outside pytest's basetemp: a concurrent
+    pytest run makes /tmp/pytest-of-<user> private to its user, and the embedded PostgreSQL runs as
+    another user when the tests run as root."""
+    path = Path(tempfile.mkdtemp(prefix="ledger-test-serve-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

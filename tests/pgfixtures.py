@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -89,3 +90,24 @@ async def database_url(pg_admin_url: str) -> AsyncIterator[str]:
 def private_server(path: Path) -> pgembed.EmbeddedPostgres:
     """A server of a test's own, for tests that stop or kill PostgreSQL."""
     return pgembed.EmbeddedPostgres(path, options=FAST)
+
+
+def processes(server: pgembed.EmbeddedPostgres) -> list[int]:
+    """The postmaster of ``server`` and every process it started (backends, checkpointer, ...)."""
+    postmaster = int((server.pgdata / "postmaster.pid").read_text().splitlines()[0])
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    return [postmaster, *map(int, children)]
+
+
+@contextlib.contextmanager
+def frozen(server: pgembed.EmbeddedPostgres) -> Iterator[None]:
+    """``server`` frozen (SIGSTOP to all its processes): connections are accepted, nothing answers."""
+    pids = processes(server)
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)

@@ -146,8 +146,9 @@ async def test_fifty_subscribers_share_one_tail_and_hold_no_connection_each(clie
     await until(lambda: client.app[live.TAIL].position == 20)
     backends = await db.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
-    # The pool, the log's LISTEN connection, the projection-progress LISTEN connection, this test's own.
-    assert backends <= settings.db_pool_size + 3
+    # The pool, the log's LISTEN connection, the projection-progress LISTEN connection, the readiness
+    # probe's connection, this test's own.
+    assert backends <= settings.db_pool_size + 4
     await store.append("target-b", "any", [registered("b") for _ in range(5)])
     rest = await asyncio.gather(*(events(s.content, 5) for s in streams))
     for head, tail in zip(first, rest, strict=True):
