@@ -93,10 +93,10 @@ async def _write(request: web.Request, name: str,
                 streams.metadata_for(request, {}, 0))])
         except errors.WrongExpectedVersion:
             continue
-        table = request.app[keys.TOKENS]
-        tokens.apply(table, event, result.positions[0], result.last_version, dt.datetime.now(dt.UTC),
-                     auth.actor(request))
-        return table.by_name[name]
+        now = dt.datetime.now(dt.UTC)
+        for table in (request.app[keys.TOKENS], local):
+            tokens.apply(table, event, result.positions[0], result.last_version, now, auth.actor(request))
+        return local.by_name[name]
     raise problems.Problem(503, "Too much contention", f"{stream} changed under this request; retry",
                            headers={"Retry-After": "1"})
 

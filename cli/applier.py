@@ -18,19 +18,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import sys
 
 import uvloop
 from aiohttp import web
 
 from api import health, keys, lifecycle
-from cli import options, signals
+from cli import listen, options, parsers, signals
 from ledger import components
 from ledger import settings as settings_mod
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cmd = sub.add_parser("applier", help="run only the applier (scale-out; shares targets with others)")
+def register(sub: parsers.Subparsers) -> None:
+    cmd = parsers.command(
+        sub, "applier", summary="run only the applier (scale-out; shares targets with others)",
+        description="Run only the applier, without the HTTP API: several processes share the targets.\n"
+                    "With --http-port other than 0 it answers /healthz and /readyz. Every flag is also a\n"
+                    "LEDGER_<NAME> environment variable.",
+        example_lines=["LEDGER_DATABASE_URL=postgresql://ledger@db/ledger ledger applier --http-port 9090"])
     options.add_settings_flags(cmd)
     cmd.set_defaults(func=run_applier)
 
@@ -57,16 +63,16 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
     return app
 
 
-async def serve(settings: settings_mod.Settings) -> list[str]:
+async def serve(settings: settings_mod.Settings, sock: socket.socket | None) -> list[str]:
     """Run until SIGINT or SIGTERM; what made the process stop itself, if anything (keys.FATAL)."""
     app = make_app(settings)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:
-        if settings.http_port:
-            site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        if sock is not None:
+            site = web.SockSite(runner, sock)
             await site.start()
-            print(f"Deployment Ledger applier on http://{settings.http_host}:{settings.http_port}", flush=True)
+            print(f"Deployment Ledger applier on {listen.url(sock)}", flush=True)
         await signals.until_stopped()
     finally:
         await runner.cleanup()
@@ -77,8 +83,9 @@ def run_applier(args: argparse.Namespace) -> int:
     settings = options.settings_from(args)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sock = listen.bind(settings.http_host, settings.http_port) if settings.http_port else None
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        fatal = runner.run(serve(settings))
+        fatal = runner.run(serve(settings, sock))
     for message in fatal:
         print(f"ledger applier: {message}", file=sys.stderr, flush=True)
         return 1

@@ -1,102 +1,25 @@
-"""Client commands over the HTTP API: targets, deploy, history, diff, rollback, pause, resume,
-remove, status and state.
+"""Client commands over the HTTP API for deployments: deploy, history, diff, rollback, pause,
+resume, remove, status and state (targets: cli/targets.py).
 
-Readable tables by default, ``--json`` for scripts (the API's own JSON, unchanged). The server is
-``--url``, else ``LEDGER_URL``, else http://127.0.0.1:8080; the token comes from cli/credentials.py.
-The actor recorded with every write is the token's name; ``--actor`` (default: the login name) is
+Readable tables by default, ``--json`` for scripts (the API's own JSON, unchanged). The service is
+reached, with a token, as every client command reaches it (cli/options.py, cli/credentials.py). The
+actor recorded with every write is the token's name; ``--actor`` (default: the login name) is
 recorded beside it as ``on_behalf_of``. Reads of the read models reflect every write acknowledged
 before them (the server's default), so ``ledger deploy`` followed by ``ledger status`` shows the
 deployment.
-An error prints the server's problem detail and exits 1.
+An error prints the server's problem detail on one line and exits with the code its status means
+(cli/exits.py); ``ledger status`` exits 1 when a target has failed, so a script can wait on it.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import os
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from cli import credentials, http
+from cli import exits, files, http, options, output, parsers
 
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=None, help="ledger API base URL (env LEDGER_URL; default "
-                        f"{http.DEFAULT_URL})")
-    parser.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
-    parser.add_argument("--actor", default=None, help="who you act for, recorded as on_behalf_of beside the "
-                        "token's name (default: login name)")
-    parser.add_argument("--token", default=None, help="access token (env LEDGER_TOKEN, preferable; default for a "
-                        "local service: <data dir>/admin.token)")
-
-
-def _client(args: argparse.Namespace) -> http.Client:
-    try:
-        actor = args.actor or getpass.getuser()
-    except (KeyError, OSError):
-        actor = None
-    url = args.url or os.environ.get("LEDGER_URL") or http.DEFAULT_URL
-    return http.Client(url, actor=actor, default_headers=credentials.headers(args.token, url))
-
-
-def _label(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
-def _print(args: argparse.Namespace, body: Any, render: Callable[[Any], str]) -> None:
-    print(json.dumps(body, indent=2) if args.json else render(body))
-
-
-def _command(func: Callable[[argparse.Namespace, http.Client], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args, _client(args))
-        except http.ApiError as exc:
-            print(f"ledger: {exc.message}", file=sys.stderr)
-            return 1
-        except OSError as exc:
-            print(f"ledger: {exc}", file=sys.stderr)
-            return 1
-
-    return run
-
-
-# --- targets -------------------------------------------------------------------------------------
-
-def _targets_table(body: Any) -> str:
-    return http.table([(t["name"], http.labels_text(t["labels"]), t.get("credentials") or "-",
-                        "retired" if t["retired"] else "active", t["version"]) for t in body["targets"]],
-                      ["name", "labels", "credentials", "status", "version"])
-
-
-def targets_add(args: argparse.Namespace, client: http.Client) -> int:
-    body = {"labels": dict(args.label), "credentials": args.credentials, "server": args.server}
-    answer = client.request("PUT", f"/v1/targets/{args.name}", json_body=body).json()
-    _print(args, answer, lambda a: f"target {a['target']}: {a['event'] or 'unchanged'} "
-                                   f"(version {a['version']}, position {a['position']})")
-    return 0
-
-
-def targets_list(args: argparse.Namespace, client: http.Client) -> int:
-    body = client.read("/v1/targets", selector=args.selector, include_retired="true" if args.all else None)
-    _print(args, body, _targets_table)
-    return 0
-
-
-def targets_retire(args: argparse.Namespace, client: http.Client) -> int:
-    answer = client.request("DELETE", f"/v1/targets/{args.name}").json()
-    _print(args, answer, lambda a: f"target {a['target']} retired (position {a['position']})")
-    return 0
-
-
-# --- deployments ---------------------------------------------------------------------------------
 
 def _written(a: dict[str, Any]) -> str:
     what = {"RevisionSubmitted": "revision {revision} submitted",
@@ -110,37 +33,40 @@ def _written(a: dict[str, Any]) -> str:
     return line
 
 
-def deploy(args: argparse.Namespace, client: http.Client) -> int:
-    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
-    answer = client.request(
+def deploy(args: argparse.Namespace) -> int:
+    text = files.read_text(args.file)
+    files.check_yaml(args.file, text)
+    answer = options.client_from(args).request(
         "POST", f"/v1/deployments/{args.name}/revisions", data=text.encode(), content_type="application/yaml",
         params={"selector": args.selector, "message": args.message, "expected_version": args.expected_version},
     ).json()
-    _print(args, answer, _written)
+    output.show(args, answer, _written)
     return 0
 
 
-def rollback(args: argparse.Namespace, client: http.Client) -> int:
-    answer = client.request("POST", f"/v1/deployments/{args.name}/rollback",
-                            json_body={"to_revision": args.to, "message": args.message}).json()
-    _print(args, answer, _written)
+def rollback(args: argparse.Namespace) -> int:
+    answer = options.client_from(args).request(
+        "POST", f"/v1/deployments/{args.name}/rollback",
+        json_body={"to_revision": args.to, "message": args.message}).json()
+    output.show(args, answer, _written)
     return 0
 
 
-def _reason(verb: str) -> Callable[[argparse.Namespace, http.Client], int]:
-    def run(args: argparse.Namespace, client: http.Client) -> int:
+def _reason(verb: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
         method, path = ("DELETE", "") if verb == "remove" else ("POST", f"/{verb}")
-        answer = client.request(method, f"/v1/deployments/{args.name}{path}",
-                                json_body={"reason": args.reason}).json()
-        _print(args, answer, _written)
+        answer = options.client_from(args).request(method, f"/v1/deployments/{args.name}{path}",
+                                                   json_body={"reason": args.reason}).json()
+        output.show(args, answer, _written)
         return 0
 
     return run
 
 
-def history(args: argparse.Namespace, client: http.Client) -> int:
-    body = client.read(f"/v1/deployments/{args.name}/revisions", limit=args.limit, from_revision=args.from_revision)
-    _print(args, body, lambda b: http.table(
+def history(args: argparse.Namespace) -> int:
+    body = options.client_from(args).read(f"/v1/deployments/{args.name}/revisions", limit=args.limit,
+                                          from_revision=args.from_revision)
+    output.show(args, body, lambda b: http.table(
         [(("* " if r["revision"] == b["current_revision"] else "  ") + str(r["revision"]), r["recorded_at"],
           r["actor"], r["selector"] or '""', len(r["matched_targets"]),
           r["rolled_back_to"], r["message"])
@@ -149,7 +75,8 @@ def history(args: argparse.Namespace, client: http.Client) -> int:
     return 0
 
 
-def diff(args: argparse.Namespace, client: http.Client) -> int:
+def diff(args: argparse.Namespace) -> int:
+    client = options.client_from(args)
     params = {"from": args.a, "to": args.b}
     if args.json:
         print(json.dumps(client.read(f"/v1/deployments/{args.name}/diff", **params), indent=2))
@@ -174,20 +101,24 @@ def _deployment_text(d: dict[str, Any]) -> str:
                    if rows else "")
 
 
-def status(args: argparse.Namespace, client: http.Client) -> int:
+def status(args: argparse.Namespace) -> int:
+    client = options.client_from(args)
     if args.name:
-        _print(args, client.read(f"/v1/deployments/{args.name}"), _deployment_text)
-        return 0
-    body = client.read("/v1/deployments", include_removed="true" if args.all else None)
-    _print(args, body, lambda b: http.table(
-        [(d["name"], d["current_revision"], d["selector"] or '""',
-          "removed" if d["removed"] else "paused" if d["paused"] else "active", _summary(d["summary"]))
-         for d in b["deployments"]], ["name", "revision", "selector", "status", "rollout"]))
-    return 0
+        body = client.read(f"/v1/deployments/{args.name}")
+        output.show(args, body, _deployment_text)
+        failed = body["summary"]["failed"]
+    else:
+        body = client.read("/v1/deployments", include_removed="true" if args.all else None)
+        output.show(args, body, lambda b: http.table(
+            [(d["name"], d["current_revision"], d["selector"] or '""',
+              "removed" if d["removed"] else "paused" if d["paused"] else "active", _summary(d["summary"]))
+             for d in b["deployments"]], ["name", "revision", "selector", "status", "rollout"]))
+        failed = sum(d["summary"]["failed"] for d in body["deployments"])
+    return exits.Code.FAILED if failed else exits.Code.OK
 
 
-def state(args: argparse.Namespace, client: http.Client) -> int:
-    body = client.get("/v1/state", at=args.at)
+def state(args: argparse.Namespace) -> int:
+    body = options.client_from(args).get("/v1/state", at=args.at)
 
     def render(b: Any) -> str:
         lines = [f"fleet at position {b['position']} (recorded {b['recorded_at'] or 'never'}; head {b['head']})", ""]
@@ -202,73 +133,83 @@ def state(args: argparse.Namespace, client: http.Client) -> int:
              for t in b["targets"]], ["target", "labels", "status", "applied"]))
         return "\n".join(lines)
 
-    _print(args, body, render)
+    output.show(args, body, render)
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    targets = sub.add_parser("targets", help="register, list and retire target clusters")
-    tsub = targets.add_subparsers(dest="targets_command", required=True)
-    add = tsub.add_parser("add", help="register a target, or update it (PUT)")
-    add.add_argument("name")
-    add.add_argument("--credentials", "-c", required=True, metavar="NAME",
-                     help="a credential of the operator's credentials file (it brings the API server)")
-    add.add_argument("--server", help="the API server URL, to check it is the credential's (optional)")
-    add.add_argument("--label", "-l", action="append", type=_label, default=[], metavar="KEY=VALUE")
-    add.set_defaults(func=_command(targets_add))
-    listing = tsub.add_parser("list", help="list targets, optionally by label selector")
-    listing.add_argument("--selector", "-l", help="Kubernetes label selector, e.g. region=eu,tier!=canary")
-    listing.add_argument("--all", action="store_true", help="include retired targets")
-    listing.set_defaults(func=_command(targets_list))
-    retire = tsub.add_parser("retire", help="retire a target (its name is not reused)")
-    retire.add_argument("name")
-    retire.set_defaults(func=_command(targets_retire))
-    for parser in (add, listing, retire):
-        _common(parser)
+def _name(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", type=options.name, help="deployment name (a DNS-1123 label)")
 
-    dep = sub.add_parser("deploy", help="submit a new revision of a deployment")
-    dep.add_argument("name")
+
+def register(sub: parsers.Subparsers) -> None:
+    dep = parsers.command(
+        sub, "deploy", summary="submit a new revision of a deployment",
+        description="Submit the manifests in a multi-document YAML file as the deployment's next revision.\n"
+                    "The YAML is checked here first; the service validates each manifest.",
+        example_lines=["ledger deploy web -f web.yaml --selector region=eu -m 'nginx 1.27'",
+                       "kustomize build . | ledger deploy web -f - -m 'from CI'"])
+    _name(dep)
     dep.add_argument("-f", "--file", required=True, help="multi-document YAML manifests ('-' reads stdin)")
     dep.add_argument("--selector", "-l", help="label selector of the targets (default: keep the current one)")
     dep.add_argument("-m", "--message", default="", help="why: recorded with the revision")
-    dep.add_argument("--expected-version", help="fail with 409 unless the deployment is at this version")
-    dep.set_defaults(func=_command(deploy))
+    dep.add_argument("--expected-version", help="refuse (exit 5) unless the deployment is at this version "
+                     "(default: any)")
+    dep.set_defaults(func=deploy)
 
-    hist = sub.add_parser("history", help="the revisions of a deployment: who, when, why, where")
-    hist.add_argument("name")
-    hist.add_argument("--limit", type=int, default=100)
-    hist.add_argument("--from-revision", type=int, default=1)
-    hist.set_defaults(func=_command(history))
+    hist = parsers.command(
+        sub, "history", summary="the revisions of a deployment: who, when, why, where",
+        description="List a deployment's revisions, the current one marked with '*'.",
+        example_lines=["ledger history web", "ledger history web --from-revision 10 --limit 5"])
+    _name(hist)
+    hist.add_argument("--limit", type=int, default=100, help="at most this many revisions")
+    hist.add_argument("--from-revision", type=int, default=1, help="the first revision listed")
+    hist.set_defaults(func=history)
 
-    dif = sub.add_parser("diff", help="unified diff of two revisions' manifests")
-    dif.add_argument("name")
+    dif = parsers.command(
+        sub, "diff", summary="unified diff of two revisions' manifests",
+        description="A unified diff of two revisions' manifests, as YAML.",
+        example_lines=["ledger diff web 1 2"])
+    _name(dif)
     dif.add_argument("a", type=int, help="from revision")
     dif.add_argument("b", type=int, help="to revision")
-    dif.set_defaults(func=_command(diff))
+    dif.set_defaults(func=diff)
 
-    back = sub.add_parser("rollback", help="record a new revision restoring an earlier one")
-    back.add_argument("name")
+    back = parsers.command(
+        sub, "rollback", summary="record a new revision restoring an earlier one",
+        description="Record a new revision whose manifests and selector are those of an earlier one.",
+        example_lines=["ledger rollback web --to 1 -m 'the new config breaks logins'"])
+    _name(back)
     back.add_argument("--to", type=int, required=True, help="revision to restore")
-    back.add_argument("-m", "--message", default="")
-    back.set_defaults(func=_command(rollback))
+    back.add_argument("-m", "--message", default="", help="why: recorded with the revision")
+    back.set_defaults(func=rollback)
 
     verbs = []
     for verb, text in (("pause", "stop applying a deployment"), ("resume", "apply a paused deployment again"),
                        ("remove", "remove a deployment (pruned from every target)")):
-        parser = sub.add_parser(verb, help=text)
-        parser.add_argument("name")
-        parser.add_argument("--reason", default="")
-        parser.set_defaults(func=_command(_reason(verb)))
+        parser = parsers.command(sub, verb, summary=text, description=text[0].upper() + text[1:] + ".",
+                                 example_lines=[f"ledger {verb} web --reason 'change freeze'"])
+        _name(parser)
+        parser.add_argument("--reason", default="", help="why: recorded with the event")
+        parser.set_defaults(func=_reason(verb))
         verbs.append(parser)
 
-    stat = sub.add_parser("status", help="deployments and their rollouts per target")
-    stat.add_argument("name", nargs="?")
+    stat = parsers.command(
+        sub, "status", summary="deployments and their rollouts per target",
+        description="Deployments and their rollouts per target. Exits 1 when a target has failed, so a\n"
+                    "script can tell; 0 otherwise.",
+        example_lines=["ledger status", "ledger status web", "ledger status web --json | jq .summary"])
+    stat.add_argument("name", nargs="?", type=options.name,
+                      help="one deployment, with a row per target (default: all deployments)")
     stat.add_argument("--all", action="store_true", help="include removed deployments")
-    stat.set_defaults(func=_command(status))
+    stat.set_defaults(func=status)
 
-    at = sub.add_parser("state", help="the whole fleet at a log position or moment (audit replay)")
+    at = parsers.command(
+        sub, "state", summary="the whole fleet at a log position or moment (audit replay)",
+        description="The whole fleet as it was at a log position or a moment, replayed from the log.",
+        example_lines=["ledger state --at 2026-11-27T09:00:00Z", "ledger state --at 1200 --json"])
     at.add_argument("--at", default="head", help="a log position, an RFC 3339 time, or head")
-    at.set_defaults(func=_command(state))
+    at.set_defaults(func=state)
 
     for parser in (dep, hist, dif, back, *verbs, stat, at):
-        _common(parser)
+        options.add_client_flags(parser)
+        output.add_flags(parser)

@@ -1,14 +1,16 @@
 """``ledger demo``: the whole loop on one machine in a few seconds, nothing to install.
 
 It starts the service in-process exactly as ``ledger serve`` does (API, projector, applier; the
-embedded PostgreSQL in a fresh temporary data directory unless LEDGER_DATABASE_URL is set) and the
+embedded PostgreSQL in a fresh temporary directory unless LEDGER_DATABASE_URL is set) and the
 Kubernetes API emulator with three clusters, writes a credentials file for them (one token file
 per cluster, as an operator would; the service reads it like any other), registers them as targets
-naming those credentials, labelled by region and tier, submits a sample deployment (a Namespace, a ConfigMap and a Deployment) to ``region=eu``
+naming those credentials, labelled by region and tier, submits a sample deployment (a Namespace, a
+ConfigMap and a Deployment) to ``region=eu``
 over the HTTP API, waits until both EU clusters report it applied, and prints where to look.
-The sample manifests are written as YAML into the data directory for ``ledger deploy -f``. Then it
-keeps running until Ctrl-C (``--once`` exits instead, for scripts and tests); the temporary data
-directory is deleted at exit.
+The sample manifests are written as YAML into the temporary directory for ``ledger deploy -f``.
+Then it keeps running until Ctrl-C; the temporary directory is deleted at exit. ``--once`` (for
+scripts and tests) stops at once and says only what happened: nothing it prints points at what
+is gone when it returns, and nothing is written outside the temporary directory.
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ import logging
 import os
 import secrets
 import shutil
-import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,7 +32,7 @@ from aiohttp import web
 
 from api import app as app_mod
 from api import auth
-from cli import options, signals
+from cli import exits, listen, options, parsers, signals
 from emulator import Emulator
 from ledger import settings as settings_mod
 
@@ -52,11 +53,17 @@ MANIFESTS: Final[list[dict[str, Any]]] = [
 ]
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cmd = sub.add_parser("demo", help="service + emulated clusters + a sample deployment, on this machine")
-    options.add_settings_flags(cmd)
+def register(sub: parsers.Subparsers) -> None:
+    cmd = parsers.command(
+        sub, "demo", summary="service + emulated clusters + a sample deployment, on this machine",
+        description="Start the service and three emulated clusters on this machine, register them as targets,\n"
+                    "deploy a sample to region=eu, wait until it is applied and say where to look. Everything\n"
+                    "lives in a temporary directory, deleted when the demo stops (Ctrl-C; --once: at once).",
+        example_lines=["ledger demo", "ledger demo --http-port 9000", "ledger demo --once"])
+    options.add_settings_flags(cmd, ("http_host", "http_port", "database_url", "log_level"))
     cmd.add_argument("--emulator-port", type=int, default=0, help="port of the emulated clusters (0: any free)")
-    cmd.add_argument("--once", action="store_true", help="exit once the sample deployment is applied")
+    cmd.add_argument("--once", action="store_true",
+                     help="stop (and delete the demo's data) once the sample deployment is applied")
     cmd.set_defaults(func=run_demo)
 
 
@@ -82,12 +89,15 @@ async def _applied(session: aiohttp.ClientSession, url: str, expected: int, time
     raise RuntimeError(f"the sample deployment was not applied within {timeout:.0f}s: {body}")
 
 
-def guide(url: str, emulator: str, status: dict[str, Any], sample: Path, token_file: Path | None,
-          credentials: Path) -> str:
-    rollouts = "\n".join(
+def _rollouts(status: dict[str, Any]) -> str:
+    return "\n".join(
         f"    {r['target']:6} {r['state']:8} revision {r['applied_revision']}  "
         f"({','.join(f'{k}={v}' for k, v in CLUSTERS[r['target']].items())})"
         for r in sorted(status.get("rollouts", []), key=lambda r: r["target"]))
+
+
+def guide(url: str, emulator: str, status: dict[str, Any], sample: Path, token_file: Path | None,
+          credentials: Path) -> str:
     where = (f"{token_file}   (the admin token; export LEDGER_TOKEN=$(cat {token_file}))" if token_file
              else "LEDGER_ADMIN_TOKEN, as configured (export LEDGER_TOKEN=\"$LEDGER_ADMIN_TOKEN\")")
     return f"""
@@ -99,7 +109,7 @@ Deployment Ledger demo is running.
   clusters     {emulator}/clusters/<name>   eu-1 (region=eu,tier=prod)  eu-2 (region=eu,tier=staging)  us-1 (region=us,tier=prod)
 
 Deployment "web" (Namespace, ConfigMap, Deployment) went to region=eu:
-{rollouts}
+{_rollouts(status)}
 
 Look around (every request but /healthz and /readyz sends the token):
   export LEDGER_URL={url}
@@ -121,6 +131,17 @@ Press Ctrl-C to stop (the demo's data directory is deleted).
 """
 
 
+def report(status: dict[str, Any]) -> str:
+    """What ``--once`` says: what happened; nothing that points at what is gone when it returns."""
+    return f"""
+Deployment Ledger demo: deployment "web" (Namespace, ConfigMap, Deployment) went to region=eu:
+{_rollouts(status)}
+
+The demo has stopped and its temporary data is deleted (--once).
+Run 'ledger demo' without --once to keep it running and look around.
+"""
+
+
 def write_credentials(directory: Path, emu: Emulator) -> Path:
     """The operator's credentials file for the emulated clusters, each with a token file of its own."""
     tokens = directory / "tokens"
@@ -136,23 +157,25 @@ def write_credentials(directory: Path, emu: Emulator) -> Path:
     return path
 
 
-async def demo(settings: settings_mod.Settings, *, emulator_port: int = 0, once: bool = False,
-               out: Callable[[str], None] = print) -> int:
-    sample = settings.data_dir.resolve() / "web.yaml"
-    sample.parent.mkdir(parents=True, exist_ok=True)
+async def demo(settings: settings_mod.Settings, *, workdir: Path, emulator_port: int = 0, once: bool = False,
+               out: Callable[[str], None] = print,
+               until: Callable[[], Awaitable[None]] = signals.until_stopped) -> int:
+    """Run the demo with its sample manifests and credentials in ``workdir`` until ``until`` returns
+    (``once``: at once). The listening socket is bound first, so a port in use fails before anything
+    starts."""
+    sock = listen.bind(settings.http_host, settings.http_port)
+    sample = workdir / "web.yaml"
     sample.write_text(yaml.safe_dump_all(MANIFESTS, sort_keys=False))
     emu = Emulator(CLUSTERS)
     runner: web.AppRunner | None = None
     try:
         emulator = await emu.start(port=emulator_port)
-        credentials = write_credentials(settings.data_dir.resolve() / "demo-credentials", emu)
+        credentials = write_credentials(workdir / "demo-credentials", emu)
         settings = settings.replace(credentials=credentials)
         runner = web.AppRunner(app_mod.make_app(settings), handle_signals=False, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        url = f"http://{host}:{port}"
+        await web.SockSite(runner, sock).start()
+        url = listen.url(sock)
         token_file = None if settings.admin_token else auth.admin_file(settings.data_dir.resolve())
         try:
             secret = settings.admin_token or (token_file.read_text().strip() if token_file else "")
@@ -167,31 +190,30 @@ async def demo(settings: settings_mod.Settings, *, emulator_port: int = 0, once:
             await _call(session, "POST", f"{url}/v1/deployments/web/revisions",
                         {"manifests": MANIFESTS, "selector": "region=eu", "message": "ledger demo"})
             status = await _applied(session, url, expected=2, timeout=60)
+        if once:
+            out(report(status))
+            return 0
         out(guide(url, emulator, status, sample, token_file, credentials))
-        if not once:
-            await signals.until_stopped()
+        await until()
         return 0
     finally:
         if runner is not None:
             await runner.cleanup()
+        else:
+            sock.close()
         await emu.stop()
 
 
 def run_demo(args: argparse.Namespace) -> int:
     settings = options.settings_from(args)
-    temporary: Path | None = None
-    if not settings.database_url:
-        temporary = Path(tempfile.mkdtemp(prefix="ledger-demo-"))
-        settings = settings.replace(data_dir=temporary)
-    settings = settings.replace(applier=True, projector=True)
+    workdir = Path(tempfile.mkdtemp(prefix="ledger-demo-"))
+    settings = settings.replace(data_dir=workdir, applier=True, projector=True)
     if args.setting_log_level is None and "LEDGER_LOG_LEVEL" not in os.environ:
         settings = settings.replace(log_level="WARNING")  # the guide is the output; logs on request
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(demo(settings, emulator_port=args.emulator_port, once=args.once))
+        return asyncio.run(demo(settings, workdir=workdir, emulator_port=args.emulator_port, once=args.once))
     except RuntimeError as exc:
-        print(f"ledger demo: {exc}", file=sys.stderr)
-        return 1
+        raise exits.Failure(exits.Code.FAILED, f"demo: {exc}") from exc
     finally:
-        if temporary is not None:
-            shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)

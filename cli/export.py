@@ -2,8 +2,8 @@
 
 Export talks to a running service through the HTTP feed by default (``--url``, or LEDGER_URL,
 default http://127.0.0.1:8080), so exporting needs no database access and goes through the same
-interface other tools use. With ``--database-url`` it reads the database directly through a
-server-side cursor instead. Both write the same bytes. Formats, one event per line:
+interface other tools use. With ``--database-url`` (or ``--data-dir`` of an existing ledger) it
+reads the database directly through a server-side cursor instead (cli/database.py). Both write the same bytes. Formats, one event per line:
 
 - ``ndjson`` (default): the ledger's own format, every column including metadata, position and
   hashes; it is what ``ledger import`` restores and what an independent verifier reads
@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 import aiohttp
+import asyncpg
 import msgspec
 
 from api import cloudevents, feed
-from cli import credentials, options
+from cli import database, exits, http, options, parsers
 from cli import verify as verify_cli
-from ledger import db, errors, importer, records, scan
+from ledger import errors, importer, records, scan
 from ledger import settings as settings_mod
 from ledger import verify as verify_mod
 
@@ -40,24 +41,36 @@ PAGE = feed.MAX_LIMIT
 _batch: msgspec.json.Decoder[list[msgspec.Raw]] = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    out = sub.add_parser("export", help="write the log as one event per line (ndjson or CloudEvents)")
-    out.add_argument("--after", type=int, default=0, help="start after this position (default 0)")
-    out.add_argument("--until", type=int, default=None, help="stop at this position (default head)")
-    out.add_argument("--format", choices=("ndjson", "cloudevents"), default="ndjson")
-    out.add_argument("-o", "--output", type=Path, default=None, help="write to FILE (default stdout)")
-    source = out.add_mutually_exclusive_group()
-    source.add_argument("--url", default=None,
-                        help="the service to read from (default LEDGER_URL or http://127.0.0.1:8080)")
-    out.add_argument("--token", default=None, help="access token (env LEDGER_TOKEN; default for a local "
-                     "service: <data dir>/admin.token)")
-    source.add_argument("--database-url", default=None,
-                        help="read this PostgreSQL database directly instead of the HTTP feed")
+def register(sub: parsers.Subparsers) -> None:
+    out = parsers.command(
+        sub, "export", summary="write the log as one event per line (ndjson or CloudEvents)",
+        description="Write the log, one event per line: ndjson (every column, with hashes; what 'ledger\n"
+                    "import' restores) or CloudEvents. Reads the service's feed, or a database directly.",
+        example_lines=["ledger export -o ledger.ndjson",
+                       "ledger export --after 5000 --until 9000 -o part.ndjson",
+                       "ledger export --format cloudevents | gzip > events.jsonl.gz",
+                       "ledger export --database-url postgresql://ledger@db/ledger -o ledger.ndjson"])
+    out.add_argument("--after", type=int, default=0, help="start after this position")
+    out.add_argument("--until", type=int, default=None, help="stop at this position (default: the head)")
+    out.add_argument("--format", choices=("ndjson", "cloudevents"), default="ndjson", help="one event per line as")
+    out.add_argument("-o", "--output", type=Path, default=None, help="write to FILE (default: stdout)")
+    source = out.add_argument_group("where the log is (one of; default: the service)")
+    exclusive = source.add_mutually_exclusive_group()
+    options.add_url_flag(exclusive)
+    options.add_database_flags(exclusive)
+    options.add_token_flag(source)
     out.set_defaults(func=run_export)
 
-    into = sub.add_parser("import", help="restore an ndjson export into an empty ledger database")
-    into.add_argument("input", nargs="?", type=Path, default=None, help="the export (default stdin)")
-    options.add_settings_flags(into)
+    into = parsers.command(
+        sub, "import", summary="restore an ndjson export into an empty ledger database",
+        description="Restore an ndjson export into an EMPTY ledger database, checking every line's\n"
+                    "position and hash first; the first bad line is named and nothing is written.\n"
+                    "The database: --database-url, else LEDGER_DATABASE_URL, else the embedded one\n"
+                    "under --data-dir (created if need be).",
+        example_lines=["ledger import ledger.ndjson --database-url postgresql://ledger@db/empty",
+                       "zcat ledger.ndjson.gz | ledger import --data-dir /var/lib/ledger"])
+    into.add_argument("input", nargs="?", type=Path, default=None, help="the export (default: stdin)")
+    options.add_settings_flags(into, options.DATABASE)
     into.set_defaults(func=run_import)
 
 
@@ -67,21 +80,38 @@ def _output(path: Path | None) -> Iterator[BinaryIO]:
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
-    with path.open("wb") as handle:
+    try:
+        handle = path.open("wb")
+    except OSError as exc:
+        raise exits.Failure(exits.Code.USAGE, f"cannot write {path}: {exc.strerror or exc}") from exc
+    with handle:
         yield handle
 
 
-async def _open(session: aiohttp.ClientSession, url: str, accept: str) -> aiohttp.ClientResponse:
-    resp = await session.get(url, headers={"Accept": accept})
-    if resp.status != 200:
-        body = (await resp.read()).decode(errors="replace")
+async def _open(session: aiohttp.ClientSession, url: str, accept: str, client: http.Client) -> aiohttp.ClientResponse:
+    """The page's response once its headers say 200; a busy service is waited for as the
+    client's other requests wait (its Retry-After, within the retry budget)."""
+    patience = http.Patience(client.budget, client.backoff)
+    while True:
+        try:
+            resp = await session.get(url, headers={"Accept": accept})
+        except aiohttp.ClientConnectionError as exc:
+            raise http.ApiError(0, f"cannot reach the ledger at {client.base_url}: {exc}") from exc
+        if resp.status == 200:
+            return resp
+        body = await resp.read()
         resp.release()
-        raise SystemExit(f"ledger: {resp.url} answered {resp.status}: {body}")
-    return resp
+        message, problem = http.problem_message(resp.status, body)
+        header = resp.headers.get("Retry-After")
+        delay = patience.delay(header) if resp.status in http.RETRY_STATUSES else None
+        if delay is None:
+            if resp.status in http.RETRY_STATUSES:
+                message += patience.gave_up(header)
+            raise http.ApiError(resp.status, message, problem)
+        await asyncio.sleep(delay)
 
 
-async def export_http(base: str, out: BinaryIO, *, after: int, until: int | None, fmt: str,
-                      token: str | None = None) -> int:
+async def export_http(client: http.Client, out: BinaryIO, *, after: int, until: int | None, fmt: str) -> int:
     """Follow the feed's next links; ndjson pages are copied through, CloudEvents batches split.
 
     The next page is requested as soon as a page's headers name it, so the service prepares it
@@ -91,11 +121,12 @@ async def export_http(base: str, out: BinaryIO, *, after: int, until: int | None
     query = f"after={after}&limit={PAGE}" + (f"&until={until}" if until is not None else "")
     count = 0
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
-    async with aiohttp.ClientSession(timeout=timeout, headers=credentials.headers(token, base)) as session:
-        head = (await verify_cli.http_json(f"{base}/v1/digest"))["position"]
+    async with aiohttp.ClientSession(timeout=timeout, headers=client.default_headers) as session:
+        base = client.base_url
+        head = (await asyncio.to_thread(client.get, "/v1/digest"))["position"]
         total = max(0, min(head, until if until is not None else head) - after)
         upcoming: asyncio.Task[aiohttp.ClientResponse] | None = asyncio.create_task(
-            _open(session, f"{base}/v1/feed?{query}", accept))
+            _open(session, f"{base}/v1/feed?{query}", accept, client))
         try:
             with verify_cli.progress_bar(total, "export") as bar:
                 while upcoming is not None:
@@ -104,7 +135,8 @@ async def export_http(base: str, out: BinaryIO, *, after: int, until: int | None
                     upcoming = None
                     if following is not None:
                         upcoming = asyncio.create_task(
-                            _open(session, str(resp.url.join(following["url"])), accept))  # type: ignore[arg-type]
+                            _open(session, str(resp.url.join(following["url"])), accept,  # type: ignore[arg-type]
+                                  client))
                     async with resp:
                         body = await resp.read()
                     if fmt == "ndjson":
@@ -121,7 +153,7 @@ async def export_http(base: str, out: BinaryIO, *, after: int, until: int | None
         finally:
             if upcoming is not None:
                 upcoming.cancel()
-                with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError, SystemExit):
+                with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError, exits.Failure):
                     (await upcoming).release()
     return count
 
@@ -132,75 +164,82 @@ def _encode(page: list[records.RecordedEvent], fmt: str, source: str) -> bytes:
     return b"".join(cloudevents.encode(e, source) + b"\n" for e in page)
 
 
-async def export_db(database_url: str, out: BinaryIO, *, after: int, until: int | None, fmt: str,
+async def export_db(conn: asyncpg.Connection, out: BinaryIO, *, after: int, until: int | None, fmt: str,
                     source: str) -> int:
-    conn = await db.connect(database_url)
     count = 0
-    try:
-        head, _, _ = await verify_mod.head(conn)
-        total = max(0, min(head, until if until is not None else head) - after)
-        with verify_cli.progress_bar(total, "export") as bar:
-            page: list[records.RecordedEvent] = []
-            async with contextlib.aclosing(scan.rows(conn, after, until)) as rows:
-                async for event in rows:
-                    page.append(event)
-                    if len(page) == PAGE:
-                        out.write(_encode(page, fmt, source))
-                        count += len(page)
-                        bar.update(len(page))
-                        page.clear()
-            out.write(_encode(page, fmt, source))
-            count += len(page)
-            bar.update(len(page))
-    finally:
-        await conn.close()
+    head, _, _ = await verify_mod.head(conn)
+    total = max(0, min(head, until if until is not None else head) - after)
+    with verify_cli.progress_bar(total, "export") as bar:
+        page: list[records.RecordedEvent] = []
+        async with contextlib.aclosing(scan.rows(conn, after, until)) as rows:
+            async for event in rows:
+                page.append(event)
+                if len(page) == PAGE:
+                    out.write(_encode(page, fmt, source))
+                    count += len(page)
+                    bar.update(len(page))
+                    page.clear()
+        out.write(_encode(page, fmt, source))
+        count += len(page)
+        bar.update(len(page))
     return count
+
+
+async def _export_database(args: argparse.Namespace, out: BinaryIO, source: str) -> int:
+    async with database.read_only(args.database_url, args.data_dir) as conn:
+        return await export_db(conn, out, after=args.after, until=args.until, fmt=args.format, source=source)
 
 
 def run_export(args: argparse.Namespace) -> int:
     if args.after < 0 or (args.until is not None and args.until < args.after):
-        print("ledger: --after must be 0 or more and --until at least --after", file=sys.stderr)
-        return 2
+        raise exits.Failure(exits.Code.USAGE, "--after must be 0 or more and --until at least --after")
     source = settings_mod.load(os.environ).source_uri
-    try:
-        with _output(args.output) as out:
-            if args.database_url:
-                count = asyncio.run(export_db(args.database_url, out, after=args.after,
-                                              until=args.until, fmt=args.format, source=source))
-            else:
-                base = (args.url or os.environ.get("LEDGER_URL") or "http://127.0.0.1:8080").rstrip("/")
-                count = asyncio.run(export_http(base, out, after=args.after, until=args.until,
-                                                fmt=args.format, token=args.token))
-    except (aiohttp.ClientError, OSError) as exc:
-        print(f"ledger: export failed: {exc}", file=sys.stderr)
-        return 2
+    direct = bool(args.database_url or args.data_dir)
+    client = None if direct else options.client_from(args)
+    with _output(args.output) as out:
+        if client is None:
+            count = asyncio.run(_export_database(args, out, source))
+        else:
+            try:
+                count = asyncio.run(export_http(client, out, after=args.after, until=args.until,
+                                                fmt=args.format))
+            except aiohttp.ClientError as exc:
+                raise exits.Failure(exits.Code.UNREACHABLE, f"export failed: {type(exc).__name__}: "
+                                    f"{exc}") from exc
     print(f"exported {count} events", file=sys.stderr)
-    return 0
+    return exits.Code.OK
 
 
-def _lines(path: Path | None) -> Iterator[bytes]:
+def _lines(handle: BinaryIO) -> Iterator[bytes]:
+    yield from handle
+
+
+def _input(path: Path | None) -> BinaryIO:
     if path is None:
-        yield from sys.stdin.buffer
-        return
-    with path.open("rb") as handle:
-        yield from handle
+        return sys.stdin.buffer
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise exits.Failure(exits.Code.USAGE, f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-async def _import(settings: settings_mod.Settings, path: Path | None) -> importer.Result:
-    async with verify_cli.connect(settings) as conn:
+async def _import(settings: settings_mod.Settings, handle: BinaryIO) -> importer.Result:
+    async with database.migrated(settings) as conn:
         with verify_cli.progress_bar(None, "import") as bar:
-            return await importer.restore(conn, _lines(path), progress=bar.update)
+            return await importer.restore(conn, _lines(handle), progress=bar.update)
 
 
 def run_import(args: argparse.Namespace) -> int:
     settings = options.settings_from(args)
+    handle = _input(args.input)
     try:
-        result = asyncio.run(_import(settings, args.input))
+        result = asyncio.run(_import(settings, handle))
     except importer.Refused as exc:
-        print(f"ledger: import refused, nothing written: {exc}", file=sys.stderr)
-        return 1
+        raise exits.Failure(exits.Code.FAILED, f"import refused, nothing written: {exc}") from exc
     except (errors.LedgerError, OSError) as exc:
-        print(f"ledger: import failed, nothing written: {exc}", file=sys.stderr)
-        return 1
+        raise exits.Failure(exits.Code.FAILED, f"import failed, nothing written: {exc}") from exc
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
     print(f"imported {result.count} events; head {result.position} {result.hash}", file=sys.stderr)
     return 0

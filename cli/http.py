@@ -5,36 +5,45 @@ Decisions:
 - urllib, not aiohttp: a command makes a handful of sequential requests, and blocking code keeps
   the commands plain functions.
 - Every write carries an ``Idempotency-Key`` made once per invocation, so a write whose answer was
-  lost (connection reset, 502/503/504) is safely sent again, up to ``RETRIES`` times, and never
-  recorded twice.
-- A problem+json answer becomes :class:`ApiError` carrying the server's title, detail and field;
-  the command prints it and exits non-zero.
+  lost (connection reset, 502/503/504, 429) is safely sent again and never recorded twice.
+- Waiting is bounded: a 429/502/503/504 is retried after the server's ``Retry-After`` (seconds or
+  an HTTP date; without it, a doubling backoff), as long as the total wait stays within
+  ``budget`` seconds. A ``Retry-After`` longer than what is left is not waited for: the command
+  fails at once, saying how long the service asked for. A service that does not answer at all is
+  tried ``CONNECT_RETRIES`` more times, briefly, so "not running" is reported within seconds.
+- A problem+json answer becomes :class:`ApiError` carrying the server's title, detail and field,
+  and the exit code its status means (cli/exits.py); the message is always one line.
 """
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from cli import exits
+
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
-RETRIES: Final = 3
-_RETRY_STATUSES: Final = frozenset({502, 503, 504})
+RETRY_BUDGET: Final = 30.0
+CONNECT_RETRIES: Final = 3
+MAX_RETRIES: Final = 10
+RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
 
 
-class ApiError(Exception):
+class ApiError(exits.Failure):
     """The API refused a request (``status`` > 0) or could not be reached (``status`` 0)."""
 
     def __init__(self, status: int, message: str, problem: Mapping[str, Any] | None = None) -> None:
-        super().__init__(message)
+        super().__init__(exits.for_status(status), one_line(message))
         self.status = status
-        self.message = message
         self.problem = dict(problem or {})
 
 
@@ -52,7 +61,11 @@ class Response:
         return self.body.decode("utf-8", "replace")
 
 
-def _problem_message(status: int, body: bytes) -> tuple[str, dict[str, Any]]:
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def problem_message(status: int, body: bytes) -> tuple[str, dict[str, Any]]:
     try:
         problem = json.loads(body)
     except ValueError:
@@ -64,12 +77,68 @@ def _problem_message(status: int, body: bytes) -> tuple[str, dict[str, Any]]:
     return f"{status} {title}: {detail}" if detail else f"{status} {title}", problem
 
 
+def retry_after(value: str | None, now: datetime.datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date); None if absent
+    or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    now = now or datetime.datetime.now(datetime.UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+class Patience:
+    """How long to keep retrying a busy service: what its ``Retry-After`` asks (else a doubling
+    ``backoff``), as long as the total stays within ``budget`` seconds and ``MAX_RETRIES``."""
+
+    def __init__(self, budget: float, backoff: float) -> None:
+        self.budget = budget
+        self.backoff = backoff
+        self.waited = 0.0
+        self.attempts = 0
+
+    def delay(self, header: str | None) -> float | None:
+        """Seconds to wait before the next attempt, or None: give up now."""
+        asked = retry_after(header)
+        delay = asked if asked is not None else self.backoff * 2 ** self.attempts
+        if self.waited + delay > self.budget or self.attempts >= MAX_RETRIES:
+            return None
+        self.waited += delay
+        self.attempts += 1
+        return delay
+
+    def gave_up(self, header: str | None) -> str:
+        """Why there is no next attempt, to append to the service's message."""
+        asked = retry_after(header)
+        waited = f"gave up after {self.attempts} retries in {self.waited:g} s"
+        if asked is not None and asked > self.budget - self.waited:
+            return f" (it asks to retry after {asked:g} s; {waited}, at most {self.budget:g} s)"
+        return f" ({waited})"
+
+
+def check_url(base_url: str) -> str:
+    parsed = urllib.parse.urlsplit(base_url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise exits.Failure(exits.Code.USAGE, f"--url {base_url!r} is not an http:// or https:// URL")
+    return base_url.rstrip("/")
+
+
 @dataclass
 class Client:
     base_url: str = DEFAULT_URL
     timeout: float = 30.0
     actor: str | None = None
-    sleep: float = 0.5
+    backoff: float = 0.5
+    budget: float = RETRY_BUDGET
+    pause: Callable[[float], None] = time.sleep
     default_headers: dict[str, str] = field(default_factory=dict)
 
     def url(self, path: str, params: Mapping[str, Any] | None = None) -> str:
@@ -88,29 +157,32 @@ class Client:
             content_type = "application/json"
         if content_type:
             all_headers["Content-Type"] = content_type
-        write = method not in ("GET", "HEAD")
-        if write:
+        if method not in ("GET", "HEAD"):
             all_headers.setdefault("Idempotency-Key", str(uuid.uuid4()))
         target = self.url(path, params)
-        for attempt in range(RETRIES + 1):
+        patience = Patience(self.budget, self.backoff)
+        refused = 0
+        while True:
             request = urllib.request.Request(target, data=data, method=method, headers=all_headers)
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as answer:
                     return Response(answer.status, dict(answer.headers.items()), answer.read())
             except urllib.error.HTTPError as exc:
                 body = exc.read()
-                if exc.code in _RETRY_STATUSES and attempt < RETRIES:
-                    time.sleep(self.sleep * (attempt + 1))
-                    continue
-                message, problem = _problem_message(exc.code, body)
-                raise ApiError(exc.code, message, problem) from exc
+                message, problem = problem_message(exc.code, body)
+                if exc.code not in RETRY_STATUSES:
+                    raise ApiError(exc.code, message, problem) from exc
+                header = exc.headers.get("Retry-After")
+                delay = patience.delay(header)
+                if delay is None:
+                    raise ApiError(exc.code, message + patience.gave_up(header), problem) from exc
             except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-                if attempt < RETRIES:
-                    time.sleep(self.sleep * (attempt + 1))
-                    continue
-                reason = getattr(exc, "reason", exc)
-                raise ApiError(0, f"cannot reach the ledger at {self.base_url}: {reason}") from exc
-        raise AssertionError("unreachable")
+                if refused >= CONNECT_RETRIES:
+                    reason = getattr(exc, "reason", exc)
+                    raise ApiError(0, f"cannot reach the ledger at {self.base_url}: {reason}") from exc
+                refused += 1
+                delay = self.backoff * refused
+            self.pause(delay)
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params).json()

@@ -14,17 +14,24 @@ import asyncio
 import sys
 import time
 
+import asyncpg
 import tqdm
 
-from cli import options
-from ledger import db, migrate, pgembed
+from cli import exits, options, parsers
+from ledger import db, errors, migrate, pgembed
 from projections import replay, runner
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("rebuild", help="drop the read models and rebuild them from the whole log")
+def register(sub: parsers.Subparsers) -> None:
+    parser = parsers.command(
+        sub, "rebuild", summary="drop the read models and rebuild them from the whole log",
+        description="Drop the read models and fold the whole log into them again. Refuses to run beside\n"
+                    "a live projector. The database: --database-url, else LEDGER_DATABASE_URL, else the\n"
+                    "embedded one under an existing --data-dir.",
+        example_lines=["ledger rebuild", "ledger rebuild --database-url postgresql://ledger@db/ledger",
+                       "ledger rebuild --until 120000"])
     parser.add_argument("--until", type=int, default=None, help="stop at this log position (default: the head)")
-    options.add_settings_flags(parser)
+    options.add_settings_flags(parser, options.DATABASE)
     parser.set_defaults(func=run)
 
 
@@ -51,12 +58,15 @@ def run(args: argparse.Namespace) -> int:
     dsn = settings.database_url
     if not dsn:
         # A server another process runs (the service) is used, and left running afterwards.
+        options.require_dir(settings.data_dir)
         dsn, embedded = pgembed.start_or_join(settings.data_dir)
     try:
         position, seconds = asyncio.run(_rebuild(dsn, args.until, sys.stderr.isatty()))
     except runner.ProjectorBusy as exc:
-        print(f"ledger rebuild: {exc}", file=sys.stderr)
-        return 1
+        raise exits.Failure(exits.Code.FAILED, f"rebuild: {exc}") from exc
+    except (errors.StoreUnavailable, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise exits.Failure(exits.Code.UNREACHABLE, f"rebuild: cannot use the database: "
+                            f"{type(exc).__name__}: {exc}") from exc
     finally:
         if embedded is not None:
             embedded.stop()

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import socket
 import ssl
 import sys
 
@@ -14,20 +15,32 @@ from aiohttp import web
 
 from api import app as app_mod
 from api import keys
-from cli import options
-from ledger import db, migrate, pgembed
+from cli import database, listen, options, parsers
 from ledger import settings as settings_mod
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = sub.add_parser("serve", help="run the service (embedded PostgreSQL unless LEDGER_DATABASE_URL)")
+def register(sub: parsers.Subparsers) -> None:
+    serve = parsers.command(
+        sub, "serve", summary="run the service (embedded PostgreSQL unless LEDGER_DATABASE_URL)",
+        description="Run the service: the HTTP API, the projector and the applier in one process. Without\n"
+                    "LEDGER_DATABASE_URL it keeps a private PostgreSQL under the data directory.\n"
+                    "Every flag is also a LEDGER_<NAME> environment variable; a flag wins.",
+        example_lines=["ledger serve", "ledger serve --http-port 9000 --data-dir /var/lib/ledger",
+                       "ledger serve --http-host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem "
+                       "--credentials /etc/ledger/credentials.yaml",
+                       "LEDGER_DATABASE_URL=postgresql://ledger@db/ledger ledger serve --applier false"])
     options.add_settings_flags(serve)
     serve.set_defaults(func=run_serve)
 
-    db = sub.add_parser("db", help="database administration")
-    dbsub = db.add_subparsers(dest="db_command", required=True)
-    mig = dbsub.add_parser("migrate", help="apply pending migrations and exit")
-    options.add_settings_flags(mig)
+    db = parsers.command(
+        sub, "db", summary="database administration",
+        description="Administer the ledger's database.", example_lines=["ledger db migrate"])
+    dbsub = parsers.subcommands(db, "db_command")
+    mig = parsers.command(
+        dbsub, "migrate", summary="apply pending migrations and exit",
+        description="Apply the pending migrations (sql/) and exit; 'ledger serve' also does at start.",
+        example_lines=["ledger db migrate", "ledger db migrate --database-url postgresql://ledger@db/ledger"])
+    options.add_settings_flags(mig, options.DATABASE)
     mig.set_defaults(func=run_migrate)
 
 
@@ -53,19 +66,25 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tls = tls_context(settings)
-    return run(app_mod.make_app(settings), settings, tls)
+    sock = listen.bind(settings.http_host, settings.http_port)
+    return run(app_mod.make_app(settings), settings, tls, sock=sock)
 
 
-def run(app: web.Application, settings: settings_mod.Settings, tls: ssl.SSLContext | None = None) -> int:
+def run(app: web.Application, settings: settings_mod.Settings, tls: ssl.SSLContext | None = None, *,
+        sock: socket.socket | None = None) -> int:
     """Serve ``app`` until SIGINT or SIGTERM, on the runtime every ``ledger serve`` uses (HTTPS when
-    ``tls`` is given); the exit code: 1 when the service stopped itself (``keys.FATAL`` says why)."""
+    ``tls`` is given); the exit code: 1 when the service stopped itself (``keys.FATAL`` says why).
+    The port is bound before anything starts (cli/listen.py; ``sock``: already bound), so a port in
+    use stops it at once."""
+    if sock is None:
+        sock = listen.bind(settings.http_host, settings.http_port)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # Fewer, cheaper collections: start-up objects (modules, routes, settings) move out of the
     # collector's view, and young generations fill up more before being scanned. Under load the
     # default thresholds put full collections in the request path (a p99 of ~50 ms against ~10 ms).
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)
-    web.run_app(app, host=settings.http_host, port=settings.http_port, ssl_context=tls,
+    web.run_app(app, sock=sock, ssl_context=tls,
                 print=lambda msg: print(msg.replace("Running on", "Deployment Ledger on"), flush=True),
                 access_log=None)
     for message in app.get(keys.FATAL, []):
@@ -76,23 +95,12 @@ def run(app: web.Application, settings: settings_mod.Settings, tls: ssl.SSLConte
 
 def run_migrate(args: argparse.Namespace) -> int:
     settings = options.settings_from(args)
-    embedded = None
-    url = settings.database_url
-    if not url:
-        # Beside a running service, its server is used and left running.
-        url, embedded = pgembed.start_or_join(settings.data_dir)
 
     async def go() -> list[str]:
-        conn = await db.connect(url)
-        try:
-            return await migrate.migrate(conn)
-        finally:
-            await conn.close()
+        # Beside a running service, its embedded server is used and left running.
+        async with database.service_database(settings) as conn:
+            return await database.migrate_to_head(conn)
 
-    try:
-        applied = asyncio.run(go())
-    finally:
-        if embedded is not None:
-            embedded.stop()
+    applied = asyncio.run(go())
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     return 0

@@ -11,11 +11,10 @@ import argparse
 import sys
 from typing import Any
 
-from cli import client as client_cli
-from cli import http
+from cli import http, options, output, parsers
 
 
-def create(args: argparse.Namespace, client: http.Client) -> int:
+def create(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"name": args.name, "role": args.role}
     if args.targets:
         body["targets"] = args.targets
@@ -23,9 +22,9 @@ def create(args: argparse.Namespace, client: http.Client) -> int:
         body["deployments"] = [g.strip() for g in args.deployments.split(",") if g.strip()]
     if args.expires:
         body["expires"] = args.expires
-    answer = client.request("POST", "/v1/tokens", json_body=body).json()
+    answer = options.client_from(args).request("POST", "/v1/tokens", json_body=body).json()
     if args.json:
-        client_cli._print(args, answer, str)
+        output.show(args, answer, str)
         return 0
     scope = _scope(answer)
     expires = answer["expires_at"] or "never"
@@ -44,9 +43,9 @@ def _scope(token: dict[str, Any]) -> str:
     return "; " + "; ".join(parts) if parts else ""
 
 
-def listing(args: argparse.Namespace, client: http.Client) -> int:
-    body = client.get("/v1/tokens")
-    client_cli._print(args, body, lambda b: http.table(
+def listing(args: argparse.Namespace) -> int:
+    body = options.client_from(args).get("/v1/tokens")
+    output.show(args, body, lambda b: http.table(
         [(t["name"], t["role"], t["state"], t["scope"]["targets"] or "-",
           ",".join(t["scope"]["deployments"]) or "-", t["expires_at"], t["fingerprint"], t["issued_by"])
          for t in b["tokens"]],
@@ -54,39 +53,59 @@ def listing(args: argparse.Namespace, client: http.Client) -> int:
     return 0
 
 
-def show(args: argparse.Namespace, client: http.Client) -> int:
-    body = client.get(f"/v1/tokens/{args.name}")
-    client_cli._print(args, body, lambda t: "\n".join(f"{k}: {v}" for k, v in t.items()))
+def show(args: argparse.Namespace) -> int:
+    body = options.client_from(args).get(f"/v1/tokens/{args.name}")
+    output.show(args, body, lambda t: "\n".join(f"{k}: {v}" for k, v in t.items()))
     return 0
 
 
-def revoke(args: argparse.Namespace, client: http.Client) -> int:
+def revoke(args: argparse.Namespace) -> int:
     params = {"reason": args.reason} if args.reason else None
-    body = client.request("DELETE", f"/v1/tokens/{args.name}", json_body=params).json()
-    client_cli._print(args, body, lambda t: f"token {t['name']}: {t['state']}")
+    body = options.client_from(args).request("DELETE", f"/v1/tokens/{args.name}", json_body=params).json()
+    output.show(args, body, lambda t: f"token {t['name']}: {t['state']}")
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    tokens = sub.add_parser("tokens", help="issue, list and revoke access tokens (admin)")
-    tsub = tokens.add_subparsers(dest="tokens_command", required=True)
-    new = tsub.add_parser("create", help="issue a token and print its secret once",
-                          description="Issue a token. Example: ledger tokens create ci-eu --role deployer "
-                                      "--targets region=eu --deployments 'web-*' --expires 90d")
-    new.add_argument("name", help="lower-case DNS label; recorded as the actor of everything it does")
-    new.add_argument("--role", required=True, choices=("viewer", "deployer", "approver", "admin"))
-    new.add_argument("--targets", default="", help="label selector the token may deploy to (deployer, approver)")
-    new.add_argument("--deployments", default="", help="comma-separated deployment-name globs, e.g. 'web-*,api'")
+def register(sub: parsers.Subparsers) -> None:
+    tokens = parsers.command(
+        sub, "tokens", summary="issue, list and revoke access tokens (admin)",
+        description="Access tokens: issue one per person or tool, list them, revoke them (an admin token\n"
+                    "is needed). Roles, scopes and rotation: docs/security.md.",
+        example_lines=["ledger tokens create ci-eu --role deployer --targets region=eu --deployments 'web-*'",
+                       "ledger tokens list", "ledger tokens revoke ci-eu --reason 'rotated'"])
+    tsub = parsers.subcommands(tokens, "tokens_command")
+    new = parsers.command(
+        tsub, "create", summary="issue a token and print its secret once",
+        description="Issue a token and print its secret once, alone on stdout (it is stored nowhere).",
+        example_lines=["ledger tokens create ci-eu --role deployer --targets region=eu --deployments 'web-*,api' "
+                       "--expires 90d",
+                       "export LEDGER_TOKEN=$(ledger tokens create alice --role viewer)"])
+    new.add_argument("name", type=options.name,
+                     help="lower-case DNS label; recorded as the actor of everything it does")
+    new.add_argument("--role", required=True, choices=("viewer", "deployer", "approver", "admin"),
+                     help="what the token may do")
+    new.add_argument("--targets", default="", help="label selector the token may deploy to (deployer, approver; "
+                     "default: every target)")
+    new.add_argument("--deployments", default="", help="comma-separated deployment-name globs, e.g. 'web-*,api' "
+                     "(default: every deployment)")
     new.add_argument("--expires", default=None, help="lifetime such as 30d, 12h or 2w (default: never)")
-    new.set_defaults(func=client_cli._command(create))
-    ls = tsub.add_parser("list", help="every token: role, scope, state, fingerprint (never a secret)")
-    ls.set_defaults(func=client_cli._command(listing))
-    one = tsub.add_parser("show", help="one token")
-    one.add_argument("name")
-    one.set_defaults(func=client_cli._command(show))
-    rev = tsub.add_parser("revoke", help="revoke a token (every process refuses it within a second)")
-    rev.add_argument("name")
-    rev.add_argument("--reason", default="")
-    rev.set_defaults(func=client_cli._command(revoke))
+    new.set_defaults(func=create)
+    ls = parsers.command(
+        tsub, "list", summary="every token: role, scope, state, fingerprint (never a secret)",
+        description="List every token: role, scope, state and fingerprint (never a secret).",
+        example_lines=["ledger tokens list", "ledger tokens list --json"])
+    ls.set_defaults(func=listing)
+    one = parsers.command(tsub, "show", summary="one token", description="Show one token (never its secret).",
+                          example_lines=["ledger tokens show ci-eu"])
+    one.add_argument("name", type=options.name, help="token name")
+    one.set_defaults(func=show)
+    rev = parsers.command(
+        tsub, "revoke", summary="revoke a token (every process refuses it within a second)",
+        description="Revoke a token: every process refuses it within a second.",
+        example_lines=["ledger tokens revoke ci-eu --reason 'left the team'"])
+    rev.add_argument("name", type=options.name, help="token name")
+    rev.add_argument("--reason", default="", help="why: recorded with the event")
+    rev.set_defaults(func=revoke)
     for parser in (new, ls, one, rev):
-        client_cli._common(parser)
+        options.add_client_flags(parser)
+        output.add_flags(parser)

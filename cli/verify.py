@@ -1,34 +1,30 @@
 """``ledger verify`` and ``ledger digest``: the audit trail from the command line.
 
-Both read the database the service uses (LEDGER_DATABASE_URL, or the embedded server under
---data-dir, started for the command and stopped again only if this command started it), or,
-with ``--url``, ask a running service over HTTP (``/v1/verify``, ``/v1/digest``), so an auditor
-needs no database access.
+Both ask the service (``--url``, else ``LEDGER_URL``, else http://127.0.0.1:8080: ``/v1/verify``,
+``/v1/digest``), so an auditor needs no database access. With ``--database-url``, or
+``--data-dir`` of an existing ledger, they read that database directly instead (cli/database.py:
+nothing is created or migrated).
 
 ``ledger digest -o FILE`` saves the head ``{position, hash, recorded_at}``; kept where the
 database's owner cannot change it, it lets ``ledger verify --digest FILE`` prove later that the
-history up to it is unchanged. Exit status: 0 intact, 1 broken, 2 bad usage or unreachable.
+history up to it is unchanged. Exit status: 0 intact, 1 broken, 2 bad usage, 3 unreachable,
+4 no ledger there (cli/exits.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import asyncpg
 import msgspec
 import tqdm
 
-from cli import credentials, options
-from ledger import db, hashing, migrate, pgembed
-from ledger import settings as settings_mod
+from cli import database, exits, files, options, parsers
+from ledger import hashing
 from ledger import verify as verify_mod
 
 
@@ -38,42 +34,37 @@ class Digest(msgspec.Struct):
     recorded_at: str | None = None
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    check = sub.add_parser("verify", help="recompute the hash chain and report the first break")
-    check.add_argument("--from", dest="first", type=int, default=1, help="first position (default 1)")
-    check.add_argument("--to", dest="last", type=int, default=None, help="last position (default head)")
+def _source_flags(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group("where the log is (one of; default: the service)")
+    exclusive = source.add_mutually_exclusive_group()
+    options.add_url_flag(exclusive)
+    options.add_database_flags(exclusive)
+    options.add_token_flag(source)
+
+
+def register(sub: parsers.Subparsers) -> None:
+    check = parsers.command(
+        sub, "verify", summary="recompute the hash chain and report the first break",
+        description="Recompute the log's hash chain over a range and report the first break.\n"
+                    "Exit 0: intact; 1: broken (the first break is printed).",
+        example_lines=["ledger verify", "ledger verify --from 5000 --to 9000",
+                       "ledger verify --digest digest-2026-11-27.json",
+                       "ledger verify --database-url postgresql://ledger@db/ledger"])
+    check.add_argument("--from", dest="first", type=int, default=1, help="first position")
+    check.add_argument("--to", dest="last", type=int, default=None, help="last position (default: the head)")
     check.add_argument("--digest", type=Path, default=None,
                        help="a saved digest file: prove the history up to it unchanged")
-    check.add_argument("--url", default=None, help="ask this running service instead of the database")
-    check.add_argument("--token", default=None, help="access token for --url (env LEDGER_TOKEN)")
-    options.add_settings_flags(check)
+    _source_flags(check)
     check.set_defaults(func=run_verify)
 
-    digest = sub.add_parser("digest", help="print or save the head's position, hash and time")
-    digest.add_argument("-o", "--output", type=Path, default=None, help="write to FILE")
-    digest.add_argument("--url", default=None, help="ask this running service instead of the database")
-    digest.add_argument("--token", default=None, help="access token for --url (env LEDGER_TOKEN)")
-    options.add_settings_flags(digest)
+    digest = parsers.command(
+        sub, "digest", summary="print or save the head's position, hash and time",
+        description="Print or save the head of the log: its position, hash and time, as JSON. Keep it\n"
+                    "where the database's owner cannot write; 'ledger verify --digest' checks it later.",
+        example_lines=["ledger digest -o digest-2026-11-27.json", "ledger digest --url http://ledger:8080"])
+    digest.add_argument("-o", "--output", type=Path, default=None, help="write to FILE (default: stdout)")
+    _source_flags(digest)
     digest.set_defaults(func=run_digest)
-
-
-@contextlib.asynccontextmanager
-async def connect(settings: settings_mod.Settings) -> AsyncIterator[asyncpg.Connection]:
-    """A migrated connection to the configured database, embedded or external."""
-    embedded: pgembed.EmbeddedPostgres | None = None
-    url = settings.database_url or ""
-    if not url:
-        url, embedded = await asyncio.to_thread(pgembed.start_or_join, settings.data_dir)
-    try:
-        conn = await db.connect(url, timeout=settings.db_timeout)
-        try:
-            await migrate.migrate(conn)
-            yield conn
-        finally:
-            await conn.close()
-    finally:
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
 
 
 def progress_bar(total: int | None, what: str) -> tqdm.tqdm[Any]:
@@ -81,26 +72,21 @@ def progress_bar(total: int | None, what: str) -> tqdm.tqdm[Any]:
                      disable=not sys.stderr.isatty(), leave=False)
 
 
-async def http_json(url: str, token: str | None = None) -> Any:
-    async with aiohttp.ClientSession(headers=credentials.headers(token, url)) as session, session.get(url) as resp:
-        body = await resp.read()
-        if resp.status != 200:
-            raise SystemExit(f"ledger: {url} answered {resp.status}: {body.decode(errors='replace')}")
-        return json.loads(body)
+def _direct(args: argparse.Namespace) -> bool:
+    return bool(args.database_url or args.data_dir)
 
 
 def _print_report(body: dict[str, Any]) -> int:
     if body["ok"]:
         print(f"OK: positions {body['from']}..{body['to']} intact ({body['checked']} checked); "
               f"head {body['position']} {body['hash']}")
-        return 0
+        return exits.Code.OK
     print(f"BROKEN at position {body['position']}: {body['problem']}: {body['detail']}")
-    return 1
+    return exits.Code.FAILED
 
 
-async def _verify_db(args: argparse.Namespace, settings: settings_mod.Settings,
-                     digest: Digest | None) -> dict[str, Any]:
-    async with connect(settings) as conn:
+async def _verify_db(args: argparse.Namespace, digest: Digest | None) -> dict[str, Any]:
+    async with database.read_only(args.database_url, args.data_dir) as conn:
         head, _, _ = await verify_mod.head(conn)
         last = digest.position if digest else args.last
         first = 1 if digest else args.first
@@ -113,11 +99,9 @@ async def _verify_db(args: argparse.Namespace, settings: settings_mod.Settings,
     return report.as_dict()
 
 
-async def _verify_http(args: argparse.Namespace, digest: Digest | None) -> dict[str, Any]:
-    base = args.url.rstrip("/")
+def _verify_http(args: argparse.Namespace, digest: Digest | None) -> dict[str, Any]:
     first, last = (1, digest.position) if digest else (args.first, args.last)
-    query = f"from={first}" + (f"&to={last}" if last else "")
-    body: dict[str, Any] = await http_json(f"{base}/v1/verify?{query}", args.token)
+    body: dict[str, Any] = options.client_from(args).get("/v1/verify", **{"from": first, "to": last})
     if digest is None or not body["ok"] or digest.position == 0:
         return body
     if body["position"] < digest.position:
@@ -131,42 +115,37 @@ async def _verify_http(args: argparse.Namespace, digest: Digest | None) -> dict[
     return body
 
 
+def _read_digest(path: Path) -> Digest:
+    try:
+        return msgspec.json.decode(files.read_bytes(path), type=Digest)
+    except msgspec.DecodeError as exc:
+        raise exits.Failure(exits.Code.USAGE, f"cannot read digest {path}: {exc}") from exc
+
+
 def run_verify(args: argparse.Namespace) -> int:
-    settings = options.settings_from(args)
-    digest = None
-    if args.digest is not None:
-        try:
-            digest = msgspec.json.decode(args.digest.read_bytes(), type=Digest)
-        except (OSError, msgspec.DecodeError) as exc:
-            print(f"ledger: cannot read digest {args.digest}: {exc}", file=sys.stderr)
-            return 2
     if args.first < 1 or (args.last is not None and args.last < args.first):
-        print("ledger: --from must be at least 1 and --to at least --from", file=sys.stderr)
-        return 2
+        raise exits.Failure(exits.Code.USAGE, "--from must be at least 1 and --to at least --from")
+    digest = _read_digest(args.digest) if args.digest is not None else None
     if digest is not None and digest.position == 0:
         print(f"OK: the digest is of an empty log ({hashing.GENESIS})")
-        return 0
-    run: Callable[[], Any] = (
-        (lambda: _verify_http(args, digest)) if args.url else (lambda: _verify_db(args, settings, digest)))
-    return _print_report(asyncio.run(run()))
+        return exits.Code.OK
+    if _direct(args):
+        return _print_report(asyncio.run(_verify_db(args, digest)))
+    return _print_report(_verify_http(args, digest))
 
 
-async def _digest_db(settings: settings_mod.Settings) -> dict[str, Any]:
-    async with connect(settings) as conn:
+async def _digest_db(args: argparse.Namespace) -> dict[str, Any]:
+    async with database.read_only(args.database_url, args.data_dir) as conn:
         position, head_hash, recorded_at = await verify_mod.head(conn)
     return {"position": position, "hash": head_hash,
             "recorded_at": hashing.format_time(recorded_at) if recorded_at is not None else None}
 
 
 def run_digest(args: argparse.Namespace) -> int:
-    settings = options.settings_from(args)
-    if args.url:
-        body = asyncio.run(http_json(args.url.rstrip("/") + "/v1/digest", args.token))
-    else:
-        body = asyncio.run(_digest_db(settings))
+    body = asyncio.run(_digest_db(args)) if _direct(args) else options.client_from(args).get("/v1/digest")
     text = json.dumps(body) + "\n"
     if args.output is None:
         sys.stdout.write(text)
     else:
-        args.output.write_text(text)
-    return 0
+        files.write_text(args.output, text)
+    return exits.Code.OK

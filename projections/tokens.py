@@ -85,6 +85,8 @@ class Table:
     by_name: dict[str, Token] = field(default_factory=dict)
     by_digest: dict[bytes, Token] = field(default_factory=dict)
     operator: Token | None = None
+    # How far the log has been read (apply_recorded). Applying an event this process just appended
+    # does not move it: the log may hold token events of other processes before that one.
     position: int = 0
 
     def active_admin(self, now: float) -> bool:
@@ -121,7 +123,6 @@ def apply(table: Table, event: events.AnyEvent, position: int, version: int, rec
                 found.revoked_by = actor
                 found.version = version
                 found.position = position
-    table.position = max(table.position, position)
 
 
 def apply_recorded(table: Table, rec: records.RecordedEvent) -> None:

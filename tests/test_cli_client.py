@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 from api import keys
+from cli import exits
 from cli import main as cli_main
-from tests import credfiles
-from tests.projected import CONFIG_MAP, live_client  # noqa: F401 - fixture
+from ledger import records
+from tests import cli_support, credfiles
+from tests.projected import CONFIG_MAP, live_client, manifests  # noqa: F401 - fixture
 
 
 async def ledger(capsys, *argv: str) -> tuple[int, str, str]:
@@ -62,13 +65,13 @@ async def test_a_deploy_session_reads_as_tables_and_json(live, capsys, tmp_path)
 async def test_errors_print_the_problem_detail_and_exit_non_zero(live, capsys, tmp_path):
     url = str(live.make_url("")).rstrip("/")
     code, _, err = await ledger(capsys, "pause", "web", "--url", url)
-    assert code == 1 and err.strip() == "ledger: 404 Not found: deployment web has no revisions"
+    assert code == exits.Code.NOT_FOUND and err.strip() == "ledger: 404 Not found: deployment web has no revisions"
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad\n")
     code, _, err = await ledger(capsys, "deploy", "web", "-f", str(bad), "--selector", "", "--url", url)
-    assert code == 1 and "manifests[0].metadata.name" in err
+    assert code == exits.Code.USAGE and "manifests[0].metadata.name" in err
     code, _, err = await ledger(capsys, "targets", "list", "--url", "http://127.0.0.1:9")
-    assert code == 1 and "cannot reach the ledger at http://127.0.0.1:9" in err
+    assert code == exits.Code.UNREACHABLE and "cannot reach the ledger at http://127.0.0.1:9" in err
 
 
 async def test_rebuild_refills_the_read_models_and_refuses_beside_a_live_projector(live, capsys, settings, db):
@@ -82,3 +85,99 @@ async def test_rebuild_refills_the_read_models_and_refuses_beside_a_live_project
     code, out, _ = await ledger(capsys, "rebuild", *db_flag)
     assert code == 0 and out.startswith("rebuilt the read models from 1 events")
     assert await db.fetchval("SELECT name FROM read_targets") == "eu-1"
+
+
+async def add_target(live, capsys, name: str, *extra: str) -> int:
+    credfiles.add_anonymous(live.app[keys.SETTINGS], name)
+    url = str(live.make_url("")).rstrip("/")
+    code, _, err = await ledger(capsys, "targets", "add", name, "--credentials", name, *extra, "--url", url)
+    assert code == 0, err
+    return code
+
+
+async def test_adding_an_existing_target_is_a_conflict_naming_it_and_changes_nothing(live, capsys):
+    url = str(live.make_url("")).rstrip("/")
+    await add_target(live, capsys, "eu-1", "-l", "region=eu", "-l", "tier=prod")
+    code, out, err = await ledger(capsys, "targets", "add", "eu-1", "--credentials", "eu-1",
+                                  "-l", "region=us", "--url", url)
+    assert code == exits.Code.CONFLICT and out == ""
+    assert err.strip() == ("ledger: target eu-1 already exists (version 1); "
+                           "change it with 'ledger targets update eu-1'")
+    code, out, _ = await ledger(capsys, "targets", "list", "--json", "--url", url)
+    assert [(t["labels"], t["version"]) for t in json.loads(out)["targets"]] == [
+        ({"region": "eu", "tier": "prod"}, 1)]
+
+
+async def test_update_changes_only_what_it_names(live, capsys):
+    url = str(live.make_url("")).rstrip("/")
+    await add_target(live, capsys, "eu-1", "--server", "https://eu-1:6443",
+                     "-l", "region=eu", "-l", "tier=prod", "-l", "canary=yes")
+    code, out, _ = await ledger(capsys, "targets", "update", "eu-1", "--label", "tier=staging",
+                                "--label", "zone=a", "--remove-label", "canary", "--url", url)
+    assert code == 0 and out.strip() == "target eu-1: TargetUpdated (version 2, position 2)"
+    target = await (await live.get("/v1/targets/eu-1?min_position=head")).json()
+    assert target["labels"] == {"region": "eu", "tier": "staging", "zone": "a"}
+    assert (target["credentials"], target["server"]) == ("eu-1", "https://eu-1:6443")
+    credfiles.add_anonymous(live.app[keys.SETTINGS], "eu-1b")
+    code, out, _ = await ledger(capsys, "targets", "update", "eu-1", "--credentials", "eu-1b", "--url", url)
+    assert code == 0
+    target = await (await live.get("/v1/targets/eu-1?min_position=head")).json()
+    assert target["labels"] == {"region": "eu", "tier": "staging", "zone": "a"}
+    assert (target["credentials"], target["server"], target["version"]) == ("eu-1b", None, 3)
+    code, out, _ = await ledger(capsys, "targets", "update", "eu-1", "--label", "zone=a", "--url", url)
+    assert code == 0 and out.strip() == "target eu-1: unchanged (version 3, position 3)"
+
+
+async def test_update_refuses_what_it_cannot_do(live, capsys):
+    url = str(live.make_url("")).rstrip("/")
+    code, _, err = await ledger(capsys, "targets", "update", "eu-1", "--label", "a=b", "--url", url)
+    assert code == exits.Code.NOT_FOUND and "eu-1" in err
+    await add_target(live, capsys, "eu-1")
+    code, _, err = await ledger(capsys, "targets", "update", "eu-1", "--remove-label", "zone", "--url", url)
+    assert code == exits.Code.NOT_FOUND and err.strip() == "ledger: target eu-1 has no label zone"
+    code, _, err = await ledger(capsys, "targets", "update", "eu-1", "--url", url)
+    assert code == exits.Code.USAGE and "nothing to update" in err
+
+
+async def test_concurrent_updates_never_undo_each_other(live, capsys):
+    url = str(live.make_url("")).rstrip("/")
+    await add_target(live, capsys, "eu-1")
+    writers = 4  # each round of a race lets at least one through, so 4 need at most 4 of the 5 attempts
+    codes = await asyncio.gather(*(
+        asyncio.to_thread(cli_main.main, ["targets", "update", "eu-1", "--label", f"k{i}=v", "--url", url])
+        for i in range(writers)))
+    capsys.readouterr()
+    assert codes == [0] * writers
+    target = await (await live.get("/v1/targets/eu-1?min_position=head")).json()
+    assert target["labels"] == {f"k{i}": "v" for i in range(writers)}
+
+
+async def test_status_exits_1_while_a_target_has_failed(live, capsys):
+    url = str(live.make_url("")).rstrip("/")
+    for name in ("eu-1", "eu-2"):
+        await add_target(live, capsys, name, "-l", "region=eu")
+    await live.post("/v1/deployments/web/revisions", json={"manifests": manifests(), "selector": "region=eu"})
+    assert (await ledger(capsys, "status", "web", "--url", url))[0] == exits.Code.OK
+    await live.app[keys.STORE].append("rollout-web", "any", [
+        records.NewEvent(uuid.uuid4(), "ApplySucceeded", {"deployment": "web", "revision": 1, "target": "eu-1"}),
+        records.NewEvent(uuid.uuid4(), "ApplyFailed", {"deployment": "web", "revision": 1, "target": "eu-2",
+                                                       "error": "HTTP 422: bad field"})])
+    code, out, _ = await ledger(capsys, "status", "web", "--url", url)
+    assert code == exits.Code.FAILED and "1/2 applied, 1 failed" in out
+    code, out, _ = await ledger(capsys, "status", "--json", "--url", url)
+    assert code == exits.Code.FAILED and json.loads(out)["deployments"][0]["summary"]["failed"] == 1
+
+
+async def test_verify_and_digest_ask_the_service_at_ledger_url_and_create_nothing(live, capsys, tmp_path):
+    url = str(live.make_url("")).rstrip("/")
+    for name in ("eu-1", "eu-2"):
+        await add_target(live, capsys, name)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    verified = await cli_support.run_async("verify", cwd=cwd, url=url)
+    assert verified.returncode == 0, verified.stderr
+    head = (await (await live.get("/v1/digest")).json())["position"]
+    assert verified.stdout.startswith(f"OK: positions 1..{head} intact ({head} checked)")
+    digest = await cli_support.run_async("digest", cwd=cwd, url=url)
+    assert digest.returncode == 0 and json.loads(digest.stdout)["position"] == head
+    assert list(cwd.iterdir()) == []

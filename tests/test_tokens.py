@@ -7,12 +7,14 @@ import asyncio
 import datetime as dt
 import inspect
 import json
+import uuid
 
 import pytest
 
 from api import app as app_mod
+from cli import exits
 from cli import main as cli_main
-from ledger import events, secrets
+from ledger import events, records, secrets
 from projections import tokens
 from tests import servers
 from tests.tokens_support import bearer, issue
@@ -174,7 +176,7 @@ async def test_the_cli_creates_lists_and_revokes_tokens(client, capsys):
     assert code == 0 and out.strip() == "token ci-eu: revoked"
     assert await _status(client, bearer(secret)) == 401
     code, _, err = await ledger(capsys, "tokens", "list", "--url", url, "--token", secrets.new())
-    assert code == 1 and "401" in err
+    assert code == exits.Code.DENIED and "401" in err
 
 
 def test_the_cli_falls_back_to_the_local_admin_token_file_only_for_a_local_service(tmp_path):
@@ -188,3 +190,33 @@ def test_the_cli_falls_back_to_the_local_admin_token_file_only_for_a_local_servi
     assert credentials.token(None, "https://ledger.example", {**env, "LEDGER_TOKEN": "t"}) == "t"
     assert credentials.token("flag", "http://127.0.0.1:8080", {**env, "LEDGER_TOKEN": "t"}) == "flag"
     assert servers.ADMIN_TOKEN  # the suite's own token is not what these fall back to
+
+
+def test_a_token_event_applied_by_its_writer_never_hides_an_earlier_one_from_the_follower():
+    table = tokens.Table()
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    first, second = secrets.new(), secrets.new()
+    for position, name, secret in ((5, "a", first), (9, "b", second)):
+        issued = tokens.issue(table, name, "viewer", events.Scope(), None, secrets.digest(secret))
+        tokens.apply(table, issued, position, 1, at, "admin")
+    # Another process revoked "a" at 7; this process issued "c" at 12 and applied it at once.
+    tokens.apply(table, events.TokenIssued(name="c", role="viewer", secret_sha256="00" * 32,
+                                           fingerprint="000000000000"), 12, 1, at, "admin")
+    assert table.position == 0  # the follower's cursor: it still reads from the start, 7 included
+    revoked = records.RecordedEvent(position=7, stream="token-a", version=2, id=uuid.uuid4(), type="TokenRevoked",
+                                    data='{"name": "a"}', metadata='{"actor": "other"}', recorded_at=at,
+                                    prev_hash="", hash="")
+    tokens.apply_recorded(table, revoked)
+    with pytest.raises(tokens.Refused, match="revoked"):
+        tokens.check(table, f"Bearer {first}", at.timestamp())
+    assert tokens.check(table, f"Bearer {second}", at.timestamp()).name == "b"
+
+
+async def test_a_token_issued_by_another_process_can_be_revoked_at_once(aiohttp_client, settings):
+    first = await aiohttp_client(app_mod.make_app(settings))
+    second = await aiohttp_client(app_mod.make_app(settings))
+    ci = await issue(first, "ci", "viewer")
+    response = await second.delete("/v1/tokens/ci")  # before or after the second process has followed
+    assert response.status == 200, await response.text()
+    assert (await response.json())["state"] == "revoked"
+    await asyncio.wait_for(_until(second, ci, 401), 1.0)
