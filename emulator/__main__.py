@@ -19,12 +19,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--clusters", default="", help="comma-separated cluster names to create, e.g. a,b,c")
     parser.add_argument("--auto-create", action="store_true", help="create clusters on their first request")
+    parser.add_argument(
+        "--rollout-delay",
+        type=float,
+        default=0.0,
+        help="seconds until a Deployment, StatefulSet, DaemonSet or Job becomes ready (default 0)",
+    )
+    parser.add_argument(
+        "--bookmark-interval", type=float, default=60.0, help="seconds between watch bookmarks (default 60)"
+    )
     return parser.parse_args(argv)
 
 
 async def run(args: argparse.Namespace) -> None:
     names = [n.strip() for n in args.clusters.split(",") if n.strip()]
-    emulator = Emulator(names, auto_create=args.auto_create)
+    settings = {"rollout_delay": args.rollout_delay, "bookmark_interval": args.bookmark_interval}
+    emulator = Emulator(names, auto_create=args.auto_create, cluster_settings=settings)
     base = await emulator.start(args.host, args.port)
     print(f"emulator listening on {base} (admin: {base}/_emulator/clusters)", flush=True)
     for name in names:

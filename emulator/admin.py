@@ -23,7 +23,16 @@ GET|POST   /_emulator/clusters/{name}/faults                  list / add (JSON F
 DELETE     /_emulator/clusters/{name}/faults[/{id}]           clear all / one
 POST       /_emulator/clusters/{name}/down                    cluster drops every connection
 DELETE     /_emulator/clusters/{name}/down                    cluster is back
+GET        /_emulator/clusters/{name}/settings                rollout_delay, controllers, ...
+PATCH      /_emulator/clusters/{name}/settings                change some (JSON object)
+POST       /_emulator/clusters/{name}/watches/drop            cut every open watch stream
+POST       /_emulator/clusters/{name}/compact                 forget history: old watches 410
 =========  =================================================  ==============================
+
+Settings (see :meth:`Cluster.settings`): ``rollout_delay`` (seconds until workloads become ready,
+see :mod:`emulator.controllers`), ``controllers`` (false freezes every status), ``nodes`` (pods
+per DaemonSet), ``bookmark_interval`` (seconds between watch bookmarks), ``watch_history``
+(changes kept for resuming watches).
 """
 
 from __future__ import annotations
@@ -79,6 +88,8 @@ def _summary(target: AdminTarget, cluster: Cluster) -> dict[str, Any]:
         "resourceVersion": cluster.resource_version,
         "faults": [f.to_dict() for f in cluster.faults],
         "requests": len(cluster.requests),
+        "watches": len(cluster.hub),
+        "settings": cluster.settings(),
     }
 
 
@@ -190,6 +201,19 @@ def admin_routes(target: AdminTarget) -> list[web.RouteDef]:
         cluster.down = False
         return _json(_summary(target, cluster))
 
+    async def get_settings(request: web.Request) -> web.Response:
+        return _json(find(request).settings())
+
+    async def patch_settings(request: web.Request) -> web.Response:
+        cluster = find(request)
+        return _json(cluster.configure(await _body(request)))
+
+    async def drop_watches(request: web.Request) -> web.Response:
+        return _json({"dropped": find(request).drop_watches()})
+
+    async def compact(request: web.Request) -> web.Response:
+        return _json({"resourceVersion": find(request).compact()})
+
     base = "/_emulator/clusters"
     one = base + "/{name}"
     table = [
@@ -210,5 +234,9 @@ def admin_routes(target: AdminTarget) -> list[web.RouteDef]:
         ("DELETE", one + "/faults/{fault_id:\\d+}", delete_fault),
         ("POST", one + "/down", set_down),
         ("DELETE", one + "/down", set_up),
+        ("GET", one + "/settings", get_settings),
+        ("PATCH", one + "/settings", patch_settings),
+        ("POST", one + "/watches/drop", drop_watches),
+        ("POST", one + "/compact", compact),
     ]
     return [web.route(method, path, guarded(handler)) for method, path, handler in table]

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from multidict import MultiMapping
 
-from emulator import codec, routing
+from emulator import codec, routing, watchstream
 from emulator.cluster import Cluster
 from emulator.discovery import Discovery
 from emulator.faults import Fault
@@ -97,8 +97,6 @@ def _parse_continue(token: str) -> tuple[str, str]:
 def _list(cluster: Cluster, target: routing.Target, query: MultiMapping[str]) -> bytes:
     rt = target.rt
     assert rt is not None
-    if _is_true(query.get("watch")):
-        raise method_not_allowed_watch()
     predicate = make_filter(query.get("labelSelector"), query.get("fieldSelector"), rt)
     items = cluster.select(rt, target.namespace, predicate)
     rv = cluster.resource_version
@@ -121,10 +119,6 @@ def _list(cluster: Cluster, target: routing.Target, query: MultiMapping[str]) ->
     return codec.encode(
         {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": metadata, "items": items}
     )
-
-
-def method_not_allowed_watch() -> ApiError:
-    return ApiError(405, "MethodNotAllowed", "watch is not supported by the Kubernetes emulator")
 
 
 def _delete_options(body: bytes) -> dict[str, Any]:
@@ -182,8 +176,6 @@ def _item(
     assert rt is not None and name is not None
     status_only = target.subresource == "status"
     if method == "GET":
-        if _is_true(query.get("watch")):
-            raise method_not_allowed_watch()
         return 200, codec.encode(cluster.read(rt, namespace, name))
     if method == "PUT":
         obj = codec.decode_object(body, yaml_allowed=False)
@@ -288,6 +280,30 @@ def _fault_target(cluster: Cluster, path: str) -> routing.Target | None:
         return None
 
 
+async def _watch(
+    request: web.Request,
+    cluster: Cluster,
+    path: str,
+    fault: Fault | None,
+    record: Callable[[int | None, str | None], None],
+) -> web.StreamResponse:
+    """A watch request: answered as a stream (emulator.watchstream) unless it fails up front."""
+    try:
+        target = routing.resolve(cluster.catalog, path)
+        if target.what not in (routing.COLLECTION, routing.ITEM) or target.subresource is not None:
+            raise method_not_allowed()
+    except ApiError as error:
+        record(error.code, None)
+        return _error_response(error)
+    record(200, "drop_after" if fault is not None and fault.drop_after is not None else None)
+    try:
+        return await watchstream.serve(
+            request, cluster, target, request.query, fault.drop_after if fault is not None else None
+        )
+    except ApiError as error:  # raised before the stream started (bad resourceVersion, selector)
+        return _error_response(error)
+
+
 def make_handler(directory: ClusterDirectory) -> Handler:
     """The aiohttp handler for ``/clusters/{cluster}{tail}``."""
 
@@ -312,7 +328,8 @@ def make_handler(directory: ClusterDirectory) -> Handler:
         if cluster.down:
             record(None, "down")
             return _drop(request)
-        fault: Fault | None = cluster.faults.take(method, path) if cluster.faults else None
+        watch = method == "GET" and _is_true(query.get("watch"))
+        fault: Fault | None = cluster.faults.take(method, path, watch=watch) if cluster.faults else None
         if fault is not None:
             if fault.delay and not await directory.pause(fault.delay):
                 record(None, "drop")
@@ -324,6 +341,8 @@ def make_handler(directory: ClusterDirectory) -> Handler:
                 injected = fault.error(method, _fault_target(cluster, path))
                 record(injected.code, "status")
                 return _error_response(injected)
+        if watch:
+            return await _watch(request, cluster, path, fault, record)
         try:
             status, payload, media = dispatch(
                 directory.discovery,

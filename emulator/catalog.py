@@ -109,6 +109,14 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _rt(
         "",
         "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        short_names=("pvc",),
+        default_status={"phase": "Pending"},
+    ),
+    _rt(
+        "",
+        "v1",
         "Pod",
         "pods",
         short_names=("po",),

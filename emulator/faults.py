@@ -8,7 +8,10 @@ cluster-relative path (e.g. ``/api/v1/namespaces/ns/configmaps``) and, for
   ``Retry-After`` header and ``details.retryAfterSeconds``);
 * wait ``delay`` seconds first (with no ``status``/``drop`` the request is then
   served normally, so the write still lands, as on a slow real API server);
-* ``drop`` the connection without answering.
+* ``drop`` the connection without answering;
+* for a watch (``watch=True`` matches only ``?watch=true`` requests, ``watch=False`` only the
+  others), ``drop_after`` seconds: the stream starts, delivers events, and then its connection is
+  cut mid-stream, as a restarting apiserver or an idle-timeout load balancer would.
 
 Faults are checked in the order they were added; the first match wins.
 """
@@ -37,6 +40,8 @@ class Fault:
     retry_after: int | None = None
     reason: str | None = None
     message: str | None = None
+    watch: bool | None = None
+    drop_after: float | None = None
     id: int = field(default_factory=lambda: next(_ids))
     hits: int = 0
 
@@ -47,8 +52,10 @@ class Fault:
             raise ValueError("fault delay must be >= 0")
         if self.count is not None and self.count < 1:
             raise ValueError("fault count must be >= 1 (or None for 'until cleared')")
-        if self.status is None and not self.drop and not self.delay:
-            raise ValueError("a fault needs a status, a delay or drop=True")
+        if self.drop_after is not None and (self.watch is not True or self.drop_after < 0):
+            raise ValueError("drop_after (seconds >= 0) cuts a watch stream: it needs watch=True")
+        if self.status is None and not self.drop and not self.delay and self.drop_after is None:
+            raise ValueError("a fault needs a status, a delay, drop=True or drop_after")
         if self.status is not None and self.drop:
             raise ValueError("a fault cannot both answer with a status and drop the connection")
         if self.method:
@@ -56,8 +63,10 @@ class Fault:
         if self.status == 429 and self.retry_after is None:
             self.retry_after = 1
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, watch: bool = False) -> bool:
         if self.method is not None and self.method != method:
+            return False
+        if self.watch is not None and self.watch != watch:
             return False
         return self.path is None or self.path in path
 
@@ -102,6 +111,8 @@ class Fault:
             "retryAfter",
             "reason",
             "message",
+            "watch",
+            "drop_after",
         }
         unknown = set(data) - allowed
         if unknown:
@@ -117,6 +128,8 @@ class Fault:
             retry_after=_opt_int(retry),
             reason=_opt_str(data.get("reason")),
             message=_opt_str(data.get("message")),
+            watch=None if data.get("watch") is None else bool(data["watch"]),
+            drop_after=None if data.get("drop_after") is None else float(data["drop_after"]),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,6 +144,8 @@ class Fault:
             "retry_after": self.retry_after,
             "reason": self.reason,
             "message": self.message,
+            "watch": self.watch,
+            "drop_after": self.drop_after,
             "hits": self.hits,
         }
 
@@ -185,12 +200,12 @@ class FaultSet:
     def clear(self) -> None:
         self._faults.clear()
 
-    def take(self, method: str, path: str) -> Fault | None:
+    def take(self, method: str, path: str, *, watch: bool = False) -> Fault | None:
         """The first fault matching this request, counting the hit against it."""
         if not self._faults:
             return None
         for fault in self._faults:
-            if fault.matches(method, path):
+            if fault.matches(method, path, watch):
                 fault.hits += 1
                 if fault.count is not None and fault.hits >= fault.count:
                     self._faults.remove(fault)

@@ -197,3 +197,44 @@ def _drop_vanished(managers: Managers, obj: dict[str, Any]) -> None:
         entry.fields = {path for path in entry.fields if has_path(obj, path)}
         if not entry.fields:
             del managers[key]
+
+
+def record_status_update(
+    managers: Managers,
+    old_status: dict[str, Any],
+    new_status: dict[str, Any],
+    manager: str,
+    *,
+    api_version: str,
+    now: str,
+) -> tuple[Managers, set[ManagerKey]]:
+    """:func:`record_update` for a write that replaced only ``status`` (the controllers' writes).
+
+    Only the status subtree is walked, so a status write costs the size of the status, not of the
+    object. Returns the new managers and the keys of the entries that changed.
+    """
+    key: ManagerKey = (manager, "Update", "status")
+    before = owned_leaves({"status": old_status})
+    after = owned_leaves({"status": new_status})
+    changed = {path for path, value in after.items() if before.get(path, MISSING) != value}
+    gone = {path for path in before if path not in after}
+    touched: set[ManagerKey] = set()
+    new_managers: Managers = {}
+    for other_key, other in managers.items():
+        lost = other.fields & (gone | changed) if other_key != key else other.fields & gone
+        if lost:
+            other = other.clone()
+            other.fields -= lost
+            touched.add(other_key)
+        if other.fields:
+            new_managers[other_key] = other
+        else:
+            touched.add(other_key)
+    if changed:
+        entry = new_managers.get(key)
+        entry = entry.clone() if entry is not None else ManagerEntry(manager, "Update", api_version, now, set(), "status")
+        entry.fields |= changed
+        entry.time = now
+        new_managers[key] = entry
+        touched.add(key)
+    return new_managers, touched

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
@@ -46,8 +46,10 @@ class Emulator:
         auto_create: bool = False,
         catalog: Catalog = DEFAULT_CATALOG,
         request_log_limit: int = 10_000,
+        cluster_settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.auto_create = auto_create
+        self.cluster_settings = dict(cluster_settings or {})
         self.catalog = catalog
         self.discovery = Discovery(catalog)
         self.request_log_limit = request_log_limit
@@ -68,11 +70,18 @@ class Emulator:
         if not _CLUSTER_NAME.match(name):
             raise ValueError(f"invalid cluster name {name!r}: use letters, digits, '-', '_' and '.'")
         cluster = Cluster(name, self.catalog, request_log_limit=self.request_log_limit)
+        if self.cluster_settings:
+            cluster.configure(self.cluster_settings)
         self._clusters[name] = cluster
         return cluster
 
     def remove_cluster(self, name: str) -> bool:
-        return self._clusters.pop(name, None) is not None
+        cluster = self._clusters.pop(name, None)
+        if cluster is None:
+            return False
+        cluster.controllers.cancel_all()
+        cluster.drop_watches()
+        return True
 
     def cluster(self, name: str) -> Cluster:
         """The cluster called ``name``; KeyError if there is none."""
@@ -157,9 +166,11 @@ class Emulator:
         return self._base_url
 
     async def stop(self) -> None:
-        """Stop serving; delayed requests in flight are dropped. State is kept."""
+        """Stop serving; delayed requests in flight and open watches are dropped. State is kept."""
         if self._stopping is not None:
             self._stopping.set()
+        for cluster in self._clusters.values():
+            cluster.drop_watches()  # open watch streams end at once instead of holding up shutdown
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -182,9 +193,14 @@ async def serve(
     *,
     clusters: Iterable[str] = (),
     auto_create: bool = False,
+    cluster_settings: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Emulator]:
-    """Run an :class:`Emulator` for the duration of an ``async with`` block."""
-    emulator = Emulator(clusters, auto_create=auto_create)
+    """Run an :class:`Emulator` for the duration of an ``async with`` block.
+
+    ``cluster_settings`` are every new cluster's defaults (see :meth:`Cluster.settings`), e.g.
+    ``{"rollout_delay": 1.0}``.
+    """
+    emulator = Emulator(clusters, auto_create=auto_create, cluster_settings=cluster_settings)
     await emulator.start(host, port)
     try:
         yield emulator
