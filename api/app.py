@@ -18,10 +18,10 @@ from ledger import settings as settings_mod
 def make_app(settings: settings_mod.Settings, *, access_control: bool = True) -> web.Application:
     """The service. ``access_control=False`` exists for bench/append.py alone, to measure what
     authentication costs; no setting, flag or variable reaches it."""
-    middlewares = [problems.middleware(settings.retry_after)]
-    if access_control:
-        middlewares.append(auth.middleware())
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[problems.middleware(settings.retry_after, auth.authorize if access_control else None)],
+    )
     app[keys.SETTINGS] = settings
     app[keys.COMPONENTS] = components.Registry()
     lifecycle.load_credentials(app)

@@ -5,8 +5,9 @@ Decisions:
 
 - **No database round trip per request.** The token table (projections/tokens.py) is folded from
   the ``token-*`` streams at start-up and then followed: woken by the store's notifier on every
-  committed batch (at most every ``_SETTLE`` seconds under load) and, should notifications be lost,
-  every ``_POLL`` seconds anyway. A revocation thus reaches every process well within 1 s.
+  committed batch (at most every ``_SETTLE`` seconds under load, so a busy log costs a few cheap
+  reads a second) and, should notifications be lost, every ``_POLL`` seconds anyway. A revocation
+  thus reaches every process well within 1 s.
 - **Deny by default.** A route of the application without a policy row is refused (403) to every
   token; a request for no route at all (404/405) needs a valid token first, so the API's shape is
   not shown to strangers.
@@ -30,7 +31,7 @@ import fnmatch
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -50,7 +51,7 @@ ADMIN_FILE: Final = "admin.token"
 BOOTSTRAP_NAME: Final = "admin"
 SYSTEM_ACTOR: Final = "ledger"
 _POLL: Final = 0.5
-_SETTLE: Final = 0.05
+_SETTLE: Final = 0.2
 _PAGE: Final = 500
 
 
@@ -97,48 +98,50 @@ def _in_globs(name: str, globs: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, glob) for glob in globs)
 
 
-def middleware() -> Callable[..., Awaitable[web.StreamResponse]]:
-    @web.middleware
-    async def authorize(request: web.Request,
-                        handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        match = request.match_info
-        rule = request.app[RULES].get(match.route)
-        if rule is not None and rule.permission == "public":
-            return await handler(request)
-        try:
-            token = tokens.check(request.app[keys.TOKENS], request.headers.get("Authorization"), time.time())
-        except tokens.Refused as exc:
-            raise unauthenticated(str(exc)) from None
-        request[PRINCIPAL] = token
-        if rule is None:
-            if match.http_exception is not None:
-                return await handler(request)  # 404 or 405, for a caller with a valid token
-            raise forbidden(f"{request.method} {match.route.resource.canonical if match.route.resource else ''} "
-                            "has no access rule; denied by default", missing="rule")
-        if not policy.allows(token.role, rule.permission):
-            roles = ", ".join(policy.roles_with(rule.permission))
-            raise forbidden(f"{request.method} {request.path} needs the {rule.permission!r} permission "
-                            f"(roles: {roles}); token {token.name!r} has role {token.role!r}",
-                            missing="permission", permission=rule.permission, role=token.role)
-        if rule.scoped and token.scope.deployments:
-            name = match.get("name", "")
-            if not _in_globs(name, token.scope.deployments):
-                raise forbidden(f"deployment {name!r} is outside the scope of token {token.name!r} "
-                                f"(deployments {', '.join(token.scope.deployments)})",
-                                missing="scope", field="name", scope="deployments")
-        return await handler(request)
-
-    return authorize
+def authorize(request: web.Request) -> None:
+    """Admit ``request`` or raise 401/403 (see the module docstring). Synchronous and called from
+    the one middleware (api/problems.py): on the hottest path a middleware of its own would cost a
+    coroutine per request."""
+    match = request.match_info
+    rule = request.app[RULES].get(match.route)
+    if rule is not None and rule.permission == "public":
+        return
+    try:
+        token = tokens.check(request.app[keys.TOKENS], request.headers.get("Authorization"), time.time())
+    except tokens.Refused as exc:
+        raise unauthenticated(str(exc)) from None
+    request[PRINCIPAL] = token
+    if rule is None:
+        if match.http_exception is not None:
+            return  # 404 or 405, for a caller with a valid token
+        raise forbidden(f"{request.method} {match.route.resource.canonical if match.route.resource else ''} "
+                        "has no access rule; denied by default", missing="rule")
+    if not policy.allows(token.role, rule.permission):
+        roles = ", ".join(policy.roles_with(rule.permission))
+        raise forbidden(f"{request.method} {request.path} needs the {rule.permission!r} permission "
+                        f"(roles: {roles}); token {token.name!r} has role {token.role!r}",
+                        missing="permission", permission=rule.permission, role=token.role)
+    if rule.scoped and token.scope.deployments:
+        name = match.get("name", "")
+        if not _in_globs(name, token.scope.deployments):
+            raise forbidden(f"deployment {name!r} is outside the scope of token {token.name!r} "
+                            f"(deployments {', '.join(token.scope.deployments)})",
+                            missing="scope", field="name", scope="deployments")
 
 
 # --- the token table, followed from the log ---------------------------------------------------
 
 async def catch_up(store: store_mod.EventStore, table: tokens.Table) -> None:
+    """Fold the token events after the table's cursor. The cursor then moves to the head the
+    notifier had seen before the read (every event up to it was committed, so the read saw it): the
+    next read scans only what was appended since, not the whole log after the last token event."""
     while True:
+        head = store.notifier.head
         page = await store.read_all(table.position, _PAGE, categories=["token"])
         for rec in page:
             tokens.apply_recorded(table, rec)
         if len(page) < _PAGE:
+            table.position = max(table.position, head)
             return
 
 

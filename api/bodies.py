@@ -8,6 +8,7 @@ import msgspec
 from aiohttp import web
 
 from api import problems
+from ledger import jsontext
 
 T = TypeVar("T")
 
@@ -25,33 +26,52 @@ async def read_raw(request: web.Request, *, allow: tuple[str, ...] = ()) -> byte
     return await request.read()
 
 
-async def read_json(request: web.Request, kind: type[T]) -> T:
+async def read_json(request: web.Request, kind: type[T], *, free_form: bool = False) -> T:
     body = await read_raw(request)
-    return decode(body, kind)
+    return decode(body, kind, free_form=free_form)
 
 
-def decode(body: bytes, kind: type[T]) -> T:
+def decode(body: bytes, kind: type[T], *, free_form: bool = False) -> T:
+    """``body`` as ``kind``; the problems a decoder hides are looked for in the text (ledger/jsontext.py).
+
+    ``free_form`` bodies (manifests) also refuse a key repeated in one object, which a decoder
+    would silently resolve to the last value.
+    """
     try:
-        return msgspec.json.decode(body, type=kind)
+        value = msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
         raise problems.from_validation(exc) from exc
     except msgspec.DecodeError as exc:
         raise problems.Problem(400, "Malformed JSON", f"the body is not valid JSON: {exc}",
                                field="body") from exc
+    except RecursionError as exc:
+        raise too_deep(body, "$") from exc
+    check_text(body, "$", duplicates=free_form)
+    return value
 
 
-def query_int(request: web.Request, name: str, default: int, *, low: int = 0,
-              high: int | None = None) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise problems.invalid(name, f"expected an integer, got {raw!r}") from exc
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise problems.invalid(name, f"must be {bound}, got {value}")
+def too_deep(text: bytes, root: str) -> problems.Problem:
+    """The problem for JSON a decoder could not descend into, naming where it passes the limit."""
+    found = jsontext.scan(text, root=root, nul=False)
+    if found is None:
+        return problems.invalid(root, f"is nested deeper than {jsontext.MAX_DEPTH} levels")
+    return problems.invalid(found.path, found.reason)
+
+
+def check_text(text: bytes, root: str, *, duplicates: bool = False) -> None:
+    """Refuse decoded JSON ``text`` that nests too deep, holds a NUL (jsonb cannot store one) or,
+    with ``duplicates``, repeats a key; cheap unless the text gives a reason to look."""
+    if duplicates or jsontext.NUL_ESCAPE in text:
+        found = jsontext.find(text, root=root, duplicates=duplicates)
+        if found is not None:
+            raise problems.invalid(found.path, found.reason)
+
+
+def query_text(request: web.Request, name: str, default: str | None = None) -> str | None:
+    """A text query parameter that will be stored: PostgreSQL cannot store a NUL character."""
+    value = request.query.get(name, default)
+    if value is not None and "\x00" in value:
+        raise problems.invalid(name, "text must not contain the NUL character (%00)")
     return value
 
 

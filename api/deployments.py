@@ -2,7 +2,8 @@
 
 A revision's manifests arrive as a JSON list (``manifests``), as multi-document YAML text in JSON
 (``manifests_yaml``), or as the whole body with a YAML content type (then ``selector``, ``message``
-and ``expected_version`` come from the query string). They are validated before anything is
+and ``expected_version`` come from the query string; ``?expected_version=`` is honoured with a JSON
+body too, and must agree with the body's). They are validated before anything is
 recorded; errors name the manifest index and field. The selector is validated too (422 naming
 ``selector`` and the position); it may be omitted after the first revision to keep the current one.
 """
@@ -10,12 +11,12 @@ recorded; errors name the manifest index and field. The selector is validated to
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 from aiohttp import web
 
-from api import auth, bodies, keys, problems, reads, streams, submission
+from api import auth, bodies, envelope, keys, params, problems, reads, submission
 from ledger import streams as stream_names
 from projections import commands, loading, manifests, queries, selectors
 
@@ -29,35 +30,29 @@ class RevisionBody(msgspec.Struct, forbid_unknown_fields=True):
     manifests_yaml: str | None = None
     selector: str | None = None
     message: str = ""
-    expected_version: streams.ExpectedVersion | None = None
+    expected_version: envelope.ExpectedVersion | None = None
 
 
 class RollbackBody(msgspec.Struct, forbid_unknown_fields=True):
-    to_revision: int
+    to_revision: Annotated[int, msgspec.Meta(ge=1, le=params.INT32_MAX)]
     message: str = ""
-    expected_version: streams.ExpectedVersion | None = None
+    expected_version: envelope.ExpectedVersion | None = None
 
 
 class ReasonBody(msgspec.Struct, forbid_unknown_fields=True):
     reason: str = ""
-    expected_version: streams.ExpectedVersion | None = None
+    expected_version: envelope.ExpectedVersion | None = None
 
 
 def _stream(name: str) -> str:
     return stream_names.name("deployment", name)
 
 
-def _query_expected(request: web.Request) -> streams.ExpectedVersion | None:
+def _query_expected(request: web.Request) -> envelope.ExpectedVersion | None:
     raw = request.query.get("expected_version")
-    if raw is None or raw == "":
-        return None
     if raw in ("any", "no_stream", "exists"):
         return raw  # type: ignore[return-value]
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise problems.invalid("expected_version", f"expected a version number, any, no_stream or exists, "
-                                                   f"got {raw!r}") from exc
+    return params.optional(request, "expected_version")
 
 
 async def _revision_body(request: web.Request) -> RevisionBody:
@@ -67,19 +62,28 @@ async def _revision_body(request: web.Request) -> RevisionBody:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise problems.invalid("body", f"the YAML body is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
-        return RevisionBody(manifests_yaml=text, selector=request.query.get("selector"),
-                            message=request.query.get("message", ""),
+        return RevisionBody(manifests_yaml=text, selector=bodies.query_text(request, "selector"),
+                            message=bodies.query_text(request, "message", "") or "",
                             expected_version=_query_expected(request))
-    return await bodies.read_json(request, RevisionBody)
+    body = await bodies.read_json(request, RevisionBody, free_form=True)
+    from_query = _query_expected(request)
+    if from_query is None:
+        return body
+    if body.expected_version is not None and body.expected_version != from_query:
+        raise problems.invalid("expected_version", f"the query says {from_query!r}, the body "
+                                                   f"{body.expected_version!r}")
+    return msgspec.structs.replace(body, expected_version=from_query)
 
 
-def _manifests(body: RevisionBody) -> list[dict[str, Any]]:
+def _manifests(body: RevisionBody) -> list[Any]:
+    """The manifests as sent; the decision validates them (``commands.submit_revision``)."""
     if (body.manifests is None) == (body.manifests_yaml is None):
         raise problems.invalid("manifests", "send exactly one of manifests (a JSON list) and manifests_yaml "
                                             "(multi-document YAML), or a YAML body")
+    if body.manifests is not None:
+        return body.manifests
     try:
-        found = manifests.parse_yaml(body.manifests_yaml) if body.manifests_yaml is not None else body.manifests
-        return manifests.validate(found or [])
+        return manifests.parse_yaml(body.manifests_yaml or "")
     except manifests.ManifestError as exc:
         raise submission.problem_for(exc) from exc
 
@@ -144,7 +148,7 @@ _Lifecycle = Callable[[str, Any, str], Any]
 async def _lifecycle(request: web.Request, command: _Lifecycle, *, reason_in_query: bool = False) -> web.Response:
     name = reads.name_param(request, "deployment name")
     body = await submission.optional_json(request, ReasonBody)
-    reason = (body.reason or request.query.get("reason", "")) if reason_in_query else body.reason
+    reason = (body.reason or bodies.query_text(request, "reason", "") or "") if reason_in_query else body.reason
     scope = auth.principal(request).scope
     store = request.app[keys.STORE]
 

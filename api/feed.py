@@ -24,7 +24,7 @@ from typing import Final
 
 from aiohttp import web
 
-from api import bodies, cloudevents, keys, problems
+from api import bodies, cloudevents, keys, params, problems
 from ledger import events, exporter, records, streams
 
 IMMUTABLE: Final = "public, max-age=31536000, immutable"
@@ -75,10 +75,9 @@ def _matches(header: str | None, etag: str) -> bool:
 
 @routes.get("/v1/feed")
 async def feed(request: web.Request) -> web.StreamResponse:
-    after = bodies.query_int(request, "after", 0, low=0)
-    limit = bodies.query_int(request, "limit", DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
-    until = bodies.query_int(request, "until", -1, low=0)
-    closed_at = None if until < 0 else until
+    after = params.integer(request, "after", 0)
+    limit = params.integer(request, "limit", DEFAULT_LIMIT)
+    closed_at = params.optional(request, "until")
     types, categories = filters(request)
     source = request.app[keys.SETTINGS].source_uri
     page = await request.app[keys.STORE].read_all(after, limit, types=types, categories=categories,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import bodies, problems, reads
+from api import bodies, params, problems, reads
 from projections import diffs, fleet, queries, views
 
 routes = web.RouteTableDef()
@@ -47,8 +47,8 @@ async def _revision(request: web.Request, name: str, number: int) -> fleet.Revis
 @routes.get("/v1/deployments/{name}/revisions")
 async def list_revisions(request: web.Request) -> web.Response:
     name = reads.name_param(request, "deployment name")
-    from_revision = bodies.query_int(request, "from_revision", 1, low=1)
-    limit = bodies.query_int(request, "limit", 100, low=1, high=1000)
+    from_revision = params.integer(request, "from_revision", 1)
+    limit = params.integer(request, "limit", 100)
     await reads.wait_for_position(request)
     async with reads.connection(request) as conn:
         found = await queries.revisions(conn, name, from_revision=from_revision, limit=limit)
@@ -60,10 +60,7 @@ async def list_revisions(request: web.Request) -> web.Response:
 @routes.get("/v1/deployments/{name}/revisions/{number}")
 async def get_revision(request: web.Request) -> web.Response:
     name = reads.name_param(request, "deployment name")
-    try:
-        number = int(request.match_info["number"])
-    except ValueError as exc:
-        raise problems.invalid("revision", f"expected a revision number, got {request.match_info['number']!r}") from exc
+    number = params.integer(request, "number", 0)
     await reads.wait_for_position(request)
     found = await _revision(request, name, number)
     manifests = queries.manifests(found)
@@ -75,13 +72,15 @@ async def get_revision(request: web.Request) -> web.Response:
 @routes.get("/v1/deployments/{name}/diff")
 async def diff(request: web.Request) -> web.Response:
     name = reads.name_param(request, "deployment name")
+    wanted_to = params.optional(request, "to")
+    wanted_from = params.optional(request, "from")
     await reads.wait_for_position(request)
     async with reads.connection(request) as conn:
         current = await queries.deployment(conn, name)
     if current is None:
         raise problems.Problem(404, "Not found", f"deployment {name} has no revisions (or none projected yet)")
-    to = bodies.query_int(request, "to", current["current_revision"], low=1)
-    start = bodies.query_int(request, "from", max(to - 1, 1), low=1)
+    to = current["current_revision"] if wanted_to is None else wanted_to
+    start = max(to - 1, 1) if wanted_from is None else wanted_from
     old = await _revision(request, name, start)
     new = await _revision(request, name, to)
     text = diffs.unified_diff(queries.manifests(old), queries.manifests(new),

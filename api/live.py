@@ -44,7 +44,7 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from api import bodies, cloudevents, feed, keys, problems
+from api import cloudevents, feed, keys, params
 from ledger import errors, fanout, records, streams, tasks
 
 routes = web.RouteTableDef()
@@ -99,17 +99,8 @@ class _Cut(Exception):
 
 
 def _cursor(request: web.Request) -> int | None:
-    header = request.headers.get("Last-Event-ID")
-    if header is not None and header.strip():
-        try:
-            value = int(header.strip())
-        except ValueError as exc:
-            raise problems.invalid("Last-Event-ID", f"expected a position, got {header!r}") from exc
-        if value < 0:
-            raise problems.invalid("Last-Event-ID", f"must be 0 or more, got {value}")
-        return value
-    after = bodies.query_int(request, "after", -1, low=0)
-    return None if after < 0 else after
+    header = params.optional(request, "Last-Event-ID")
+    return header if header is not None else params.optional(request, "after")
 
 
 class _Stream:

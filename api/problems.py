@@ -95,12 +95,18 @@ def translate(exc: BaseException, retry_after: int) -> Problem | None:
     return None
 
 
-def middleware(retry_after: int) -> Callable[..., Awaitable[web.StreamResponse]]:
+def middleware(retry_after: int, admit: Callable[[web.Request], None] | None = None,
+               ) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """The one middleware: ``admit`` (access control, api/auth.py) runs first, then the handler;
+    whatever either raises leaves as problem+json."""
+
     @web.middleware
     async def problem_middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         try:
+            if admit is not None:
+                admit(request)
             return await handler(request)
         except Exception as exc:
             problem = translate(exc, retry_after)

@@ -22,7 +22,7 @@ import contextlib
 import asyncpg
 from aiohttp import web
 
-from api import bodies, keys, problems
+from api import keys, params, problems
 from ledger import streams
 
 CONSISTENCY = ("strong", "eventual")
@@ -42,7 +42,7 @@ async def wait_for_position(request: web.Request) -> None:
     if consistency not in CONSISTENCY:
         raise problems.invalid("consistency", f"expected one of {', '.join(CONSISTENCY)}, got {consistency!r}")
     raw = request.query.get("min_position")
-    explicit = 0 if raw == "head" else bodies.query_int(request, "min_position", 0, low=0)
+    explicit = 0 if raw == "head" else params.integer(request, "min_position", 0)
     follows_head = consistency == "strong" or raw == "head"
     head = await _head(request) if follows_head or explicit else 0
     if explicit > head:

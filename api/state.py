@@ -8,13 +8,15 @@ A time selects the last event recorded at or before it; ``position`` in the answ
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from aiohttp import web
 
-from api import bodies, problems, reads
+from api import bodies, params, problems, reads
 from projections import replay, views
 
 routes = web.RouteTableDef()
+_NUMBER = re.compile(r"-?[0-9]+")
 
 
 def _moment(raw: str) -> dt.datetime:
@@ -22,24 +24,27 @@ def _moment(raw: str) -> dt.datetime:
         moment = dt.datetime.fromisoformat(raw.replace("z", "Z"))
     except ValueError as exc:
         raise problems.invalid("at", f"expected a log position, head, or an RFC 3339 time such as "
-                                     f"2026-01-31T12:00:00Z, got {raw!r}") from exc
+                                     f"2026-01-31T12:00:00Z, got {params.echo(raw)}") from exc
     if moment.tzinfo is None:
-        raise problems.invalid("at", f"the time {raw!r} needs a UTC offset (e.g. Z or +02:00)")
+        raise problems.invalid("at", f"the time {params.echo(raw)} needs a UTC offset (e.g. Z or +02:00)")
     return moment
 
 
 @routes.get("/v1/state")
 async def state(request: web.Request) -> web.Response:
     raw = request.query.get("at", "head").strip() or "head"
+    numeric = _NUMBER.fullmatch(raw) is not None
+    wanted = params.integer(request, "at", 0) if numeric else None
+    moment = _moment(raw) if not numeric and raw != "head" else None
     async with reads.connection(request) as conn:
         head = await replay.head(conn)
-        if raw == "head":
-            position = head
-        elif raw.isdigit():
-            position = int(raw)
-            if position > head:
-                raise problems.invalid("at", f"position {position} is beyond the head of the log ({head})")
+        if wanted is not None:
+            if wanted > head:
+                raise problems.invalid("at", f"position {wanted} is beyond the head of the log ({head})")
+            position = wanted
+        elif moment is not None:
+            position = await replay.position_at(conn, moment)
         else:
-            position = await replay.position_at(conn, _moment(raw))
+            position = head
         fleet = await replay.fleet_at(conn, position)
     return bodies.json_response({"at": raw, "head": head, **views.state(fleet)})

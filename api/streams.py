@@ -1,27 +1,27 @@
-"""Generic submission and reading of the log: ``/v1/streams/{stream}`` and ``/v1/events``."""
+"""Generic submission and reading of the log: ``/v1/streams/{stream}`` and ``/v1/events``.
+
+A generic append is a client write like any command: its events are decided one after another by
+the rules of their stream's category (``projections.rules``, the functions the commands use) and
+stored as decided, through the one write path (``api.submission``). Streams the ledger writes
+itself (``ledger.streams.WRITERS``) refuse client appends with 403.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import re
+import datetime as dt
 import uuid
-from typing import Any, Final, Literal
+from collections.abc import Sequence
+from typing import Any, Final
 
 import msgspec
 from aiohttp import web
 
-from api import auth, bodies, keys, problems, wire
-from ledger import events, ids, records, streams
-
-# Event ids derived from an Idempotency-Key: the same key and stream always give the same ids, so
-# a retried request is recognised by the store as a duplicate and answered with the first result.
-IDEMPOTENCY_NAMESPACE: Final = uuid.UUID("6f1c1d2e-3b7a-5c55-9a51-6c6564676572")
+from api import auth, bodies, envelope, keys, params, problems, submission, wire
+from ledger import events, streams
+from projections import commands, fleet, loading, rules, selectors
 
 routes = web.RouteTableDef()
-# An escaped NUL (not an escaped backslash followed by "u0000"): jsonb cannot store it.
-_NUL: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
-
-ExpectedVersion = int | Literal["any", "no_stream", "exists"]
 _YIELD_EVERY: Final = 64
 
 
@@ -34,7 +34,7 @@ class SubmittedEvent(msgspec.Struct, forbid_unknown_fields=True):
 
 class AppendBody(msgspec.Struct, forbid_unknown_fields=True):
     events: list[SubmittedEvent]
-    expected_version: ExpectedVersion | None = None
+    expected_version: envelope.ExpectedVersion | None = None
 
 
 def stream_param(request: web.Request) -> str:
@@ -45,130 +45,85 @@ def stream_param(request: web.Request) -> str:
         raise problems.invalid("stream", str(exc)) from exc
 
 
-def expected_version(request: web.Request, body_value: ExpectedVersion | None,
-                     default: records.ExpectedVersion = "any") -> records.ExpectedVersion:
-    """From the body's ``expected_version`` or an ``If-Match: "N"`` header (both: they must agree)."""
-    header = request.headers.get("If-Match")
-    from_header: records.ExpectedVersion | None = None
-    if header is not None:
-        raw = header.strip().removeprefix("W/").strip('"')
-        if raw == "*":
-            from_header = "exists"
-        else:
-            try:
-                from_header = int(raw)
-            except ValueError as exc:
-                raise problems.invalid("If-Match", f"expected a stream version like \"3\", got {header!r}") from exc
-    if isinstance(body_value, int) and body_value < 0:
-        raise problems.invalid("expected_version", "must be 0 or more, or any, no_stream, exists")
-    if from_header is not None and body_value is not None and from_header != body_value:
-        raise problems.invalid("If-Match", f"disagrees with expected_version {body_value!r}")
-    chosen = from_header if from_header is not None else body_value
-    if chosen == 0:
-        return "no_stream"
-    return default if chosen is None else chosen
-
-
-def idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not (0 < len(key) <= 255):
-        raise problems.invalid("Idempotency-Key", "must be 1 to 255 characters")
-    return key
-
-
-def derived_id(stream: str, key: str, index: int) -> uuid.UUID:
-    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{stream}\n{key}\n{index}")
-
-
-def metadata_for(request: web.Request, submitted: dict[str, Any], index: int,
-                 cache: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Submitted metadata with actor (the token's name, api/auth.py), on_behalf_of (``X-Actor``),
-    request id and client filled in from the request. A submitted actor other than the token's is
-    refused: the audit trail's actor is never a client's claim."""
-    if not submitted:
-        # The usual case, without a Struct round trip: what the request says, None left out.
-        if cache is not None and "default" in cache:
-            return cache["default"]
-        filled_in = {
-            "actor": auth.actor(request),
-            "on_behalf_of": auth.on_behalf_of(request),
-            "request_id": request.headers.get("X-Request-Id"),
-            "client": request.headers.get("User-Agent"),
-        }
-        plain = {k: v for k, v in filled_in.items() if v is not None}
-        if cache is not None:
-            cache["default"] = plain
-        return plain
-    try:
-        meta = events.metadata_from(submitted)
-    except msgspec.ValidationError as exc:
-        raise problems.from_validation(exc, f"$.events[{index}].metadata") from exc
-    actor = auth.actor(request)
-    if meta.actor is not None and meta.actor != actor:
-        raise problems.invalid(f"$.events[{index}].metadata.actor",
-                               f"the actor is the token's name ({actor!r}); say who you act for with "
-                               "on_behalf_of or X-Actor")
-    filled = msgspec.structs.replace(
-        meta,
-        actor=actor,
-        on_behalf_of=meta.on_behalf_of or auth.on_behalf_of(request),
-        request_id=meta.request_id or request.headers.get("X-Request-Id"),
-        client=meta.client or request.headers.get("User-Agent"),
-    )
-    result: dict[str, Any] = msgspec.to_builtins(filled)
-    return result
-
-
-def validate_event(stream: str, index: int, submitted: SubmittedEvent) -> dict[str, Any]:
-    """Check ``data`` against the catalogue and the stream; returns the data to store."""
+def validate_event(stream: str, index: int, submitted: SubmittedEvent) -> tuple[events.AnyEvent, frozenset[str]]:
+    """Check ``data`` against the catalogue and the stream; returns the event and the fields sent."""
     raw = bytes(submitted.data)
-    if b"\\u0000" in raw and _NUL.search(raw):
-        raise problems.invalid(f"$.events[{index}].data", "text must not contain the NUL character (\\u0000)")
+    at = f"$.events[{index}]"
+    if submitted.type in events.FREE_FORM:
+        bodies.check_text(raw, f"{at}.data", duplicates=True)
     try:
-        event, data = events.from_json_data(submitted.type, raw)
-    except msgspec.ValidationError as exc:
-        problem = problems.from_validation(exc, f"$.events[{index}].data")
-        if problem.field == f"$.events[{index}].data.type":
-            raise problems.invalid(f"$.events[{index}].type",
-                                   f"unknown event type {submitted.type!r}; known: "
-                                   + ", ".join(sorted(events.TYPES))) from exc
-        raise problem from exc
+        sent = msgspec.json.decode(raw)
+    except RecursionError as exc:
+        raise bodies.too_deep(raw, f"{at}.data") from exc
+    except msgspec.DecodeError as exc:
+        raise problems.invalid(f"{at}.data", f"not JSON: {exc}") from exc
+    if not isinstance(sent, dict):
+        raise problems.invalid(f"{at}.data", f"must be an object, got {type(sent).__name__}")
+    if "type" in sent:
+        raise problems.invalid(f"{at}.data.type", "the type goes beside data, not inside it")
+    try:
+        event = events.decode(submitted.type, raw)
+    except events.UnknownType as exc:
+        raise problems.invalid(f"{at}.type", str(exc)) from exc
+    except events.InvalidData as exc:
+        raise problems.invalid(f"{at}.data{exc.path[1:]}", exc.reason) from exc
     category, id_field = events.CATEGORY[submitted.type]
     stream_category, stream_id = stream.split("-", 1)
     if stream_category != category:
-        raise problems.invalid(f"$.events[{index}].type",
-                               f"{submitted.type} belongs in a {category}-* stream, not {stream}")
+        raise problems.invalid(f"{at}.type", f"{submitted.type} belongs in a {category}-* stream, not {stream}")
     if getattr(event, id_field) != stream_id:
-        raise problems.invalid(f"$.events[{index}].data.{id_field}",
-                               f"must equal the stream id {stream_id!r}")
-    return data
+        raise problems.invalid(f"{at}.data.{id_field}", f"must equal the stream id {stream_id!r}")
+    return event, frozenset(sent)
+
+
+def _decider(request: web.Request, stream: str,
+             submitted: list[tuple[events.AnyEvent, frozenset[str]]]) -> submission.DecideAll:
+    """Decides each event on the state the ones before it leave (folded into the loaded state)."""
+    store = request.app[keys.STORE]
+    timeout = request.app[keys.SETTINGS].db_timeout
+    principal = request.get(auth.PRINCIPAL)  # none without access control (bench/open_service.py)
+    scope = principal.scope if principal is not None else events.Scope()
+    needs = rules.NEEDS_TARGETS | (rules.NEEDS_TARGETS_WHEN_SCOPED if scope.targets else frozenset())
+
+    catalogue = request.app[keys.CREDENTIALS].current()
+
+    async def decide(state: loading.StreamState) -> Sequence[events.Event]:
+        targets: dict[str, fleet.Target] = {}
+        if any(type(event) in needs for event, _ in submitted):
+            targets = await loading.targets(store, timeout=timeout)
+        ctx = rules.Context(targets, scope, catalogue)
+        now = dt.datetime.now(dt.UTC)
+        decided: list[events.Event] = []
+        for i, (event, present) in enumerate(submitted):
+            if i and i % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a long request lets the rest of the process run
+            try:
+                one = rules.decide(state.state, event, present, ctx)
+            except (commands.DomainError, selectors.InvalidInput) as exc:
+                raise submission.problem_for(exc, f"$.events[{i}].") from exc
+            fleet.apply(state.state, one, fleet.Meta(state.position + i + 1, stream, state.version + i + 1, now))
+            decided.append(one)
+        return decided
+
+    return decide
 
 
 @routes.post("/v1/streams/{stream}/events")
 async def append(request: web.Request) -> web.Response:
     stream = stream_param(request)
-    if streams.category_of(stream) in streams.LEDGER_WRITTEN:
+    if streams.written_by_ledger(stream):
         raise problems.Problem(403, "Forbidden", f"{stream} is written by the ledger itself; clients may "
                                                  "not append to it", field="stream")
     body = await bodies.read_json(request, AppendBody)
     if not body.events:
         raise problems.invalid("$.events", "at least one event is required")
-    expected = expected_version(request, body.expected_version)
-    key = idempotency_key(request)
-    cache: dict[str, dict[str, Any]] = {}
-    fresh = ids.generate(len(body.events))  # time-ordered ids, one system call for all
-    new: list[records.NewEvent] = []
+    submitted = []
     for i, e in enumerate(body.events):
         if i and i % _YIELD_EVERY == 0:
-            # A long request lets the rest of the process run (the writer answering, other requests).
             await asyncio.sleep(0)
-        new.append(records.NewEvent(
-            id=e.id or (derived_id(stream, key, i) if key else fresh[i]),
-            type=e.type,
-            data=validate_event(stream, i, e),
-            metadata=metadata_for(request, e.metadata, i, cache),
-        ))
-    result = await request.app[keys.STORE].append(stream, expected, new)
+        submitted.append(validate_event(stream, i, e))
+    plan = await submission.plan(request, stream, body.expected_version, [(e.id, e.metadata) for e in body.events])
+    result = await submission.write(request, plan, _decider(request, stream, submitted))
     return bodies.json_response(
         {
             "stream": result.stream,
@@ -177,15 +132,15 @@ async def append(request: web.Request) -> web.Response:
             "last_version": result.last_version,
         },
         status=201,
-        headers={"Idempotent-Replayed": "true"} if result.duplicate else None,
+        headers={"Idempotent-Replayed": "true"} if result.replayed else None,
     )
 
 
 @routes.get("/v1/streams/{stream}")
 async def read_stream(request: web.Request) -> web.Response:
     stream = stream_param(request)
-    from_version = bodies.query_int(request, "from_version", 1, low=1)
-    limit = bodies.query_int(request, "limit", 100, low=1, high=1000)
+    from_version = params.integer(request, "from_version", 1)
+    limit = params.integer(request, "limit", 100)
     page = await request.app[keys.STORE].read_stream(stream, from_version, limit)
     following = page[-1].version + 1 if len(page) == limit else None
     return bodies.json_response(
@@ -195,8 +150,8 @@ async def read_stream(request: web.Request) -> web.Response:
 
 @routes.get("/v1/events")
 async def read_all(request: web.Request) -> web.Response:
-    after = bodies.query_int(request, "after", 0, low=0)
-    limit = bodies.query_int(request, "limit", 100, low=1, high=1000)
+    after = params.integer(request, "after", 0)
+    limit = params.integer(request, "limit", 100)
     types = bodies.query_list(request, "types")
     if types:
         unknown = [t for t in types if t not in events.TYPES]

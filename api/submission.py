@@ -1,25 +1,31 @@
-"""Running a domain command over HTTP: load the stream, decide, append; errors as problem+json.
+"""The one way in: load the stream, decide, append; errors as problem+json.
 
-The decision itself is pure (``projections.commands``); this module is the I/O around it.
+Every client write (a command under ``/v1/targets`` or ``/v1/deployments``, or a generic append to
+``/v1/streams/{stream}/events``) passes through :func:`write`. The decision itself is pure
+(``projections.commands``, reached from a generic append through ``projections.rules``); this
+module is the I/O around it.
 
 Decisions:
 
-- **Idempotency-Key**: the event id is derived from (stream, key) (``api.streams.derived_id``). A
-  retry is recognised by looking that id up *before* any state is loaded or a revision numbered, and
-  is answered with the first result (``Idempotent-Replayed: true``); nothing is written. Two first
-  attempts racing each other: the loser's append finds the id taken and is answered with the
-  winner's result.
+- **Idempotency** (``api.idempotency`` says the rules): the ids a request will use (derived from its
+  ``Idempotency-Key``, or chosen by the client) are looked up before any state is loaded or a
+  revision numbered. Stored with the request's fingerprint: a retry, answered with the first result
+  (``Idempotent-Replayed: true``) and nothing written. Stored for another request: 422 for a key,
+  409 for a client id. Two first attempts racing each other: the loser's append finds the ids taken
+  and is answered the same way.
 - **Expected version** (``expected_version`` or ``If-Match``): checked against the stream as loaded,
   before deciding, so a stale client gets 409 naming both versions rather than a domain error about
   a state it has not seen; the append then carries it too, so a race still fails with 409. Without
-  one the append expects exactly the version that was read, and on a conflict the command is decided
+  one the append expects exactly the version that was read, and on a conflict the write is decided
   again on fresh state (a few times), so the server can number revisions without gaps or repeats.
-  Commands on one stream in one process queue on a per-stream lock first, so they do not race each
+  Writes to one stream in one process queue on a per-stream lock first, so they do not race each
   other at all; the retries are for processes racing.
+- **Several events in one append** are decided one after another, each on the state the previous
+  ones leave, and stored together or not at all.
 - **Domain errors**: not found 404, conflict 409, invalid input 422 naming the field (and the
   selector position or manifest index).
 - **A deadline of ``db_timeout``** covers what comes before the append: the idempotency lookup,
-  the turn at the stream's lock and loading the state, so commands queued on one stream behind a
+  the turn at the stream's lock and loading the state, so writes queued on one stream behind a
   frozen database answer 503 together instead of one timeout after another. The append itself is
   never cancelled halfway; it has the writer's own timeouts.
 """
@@ -30,13 +36,13 @@ import asyncio
 import json
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
-from api import bodies, keys, problems, streams
+from api import bodies, envelope, idempotency, keys, problems
 from ledger import db, errors, events, ids, records
 from projections import commands, loading, manifests, selectors
 
@@ -44,6 +50,21 @@ ATTEMPTS: Final = 20
 T = TypeVar("T")
 
 Decide = Callable[[loading.StreamState], Awaitable[events.Event | None]]
+# Decides every event of a request on the state it is given (and may fold them into it).
+DecideAll = Callable[[loading.StreamState], Awaitable[Sequence[events.Event]]]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a write recorded (or found recorded, or decided not to record)."""
+
+    stream: str
+    types: tuple[str, ...]
+    data: tuple[dict[str, Any], ...]
+    positions: tuple[int, ...]
+    first_version: int
+    last_version: int
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,27 +90,42 @@ class Written:
         return found
 
 
-def problem_for(exc: Exception) -> problems.Problem:
-    """The problem+json for a refused command or invalid input."""
+@dataclass(frozen=True)
+class Plan:
+    """How a request writes: the ids it will use (None: a fresh one) and the metadata it records."""
+
+    stream: str
+    expected: records.ExpectedVersion
+    ids: tuple[uuid.UUID | None, ...]
+    metadata: tuple[dict[str, Any], ...]
+    key: str | None
+    client_ids: frozenset[uuid.UUID]
+    fingerprint: str | None
+
+
+def problem_for(exc: Exception, prefix: str = "") -> problems.Problem:
+    """The problem+json for a refused decision or invalid input; ``prefix`` goes before the field."""
+    named: str | None = getattr(exc, "field", None)
+    field = f"{prefix}{named}" if named else (prefix.rstrip(".") or None)
     match exc:
         case commands.NotFound():
-            return problems.Problem(404, "Not found", exc.message, field=exc.field)
+            return problems.Problem(404, "Not found", exc.message, field=field)
         case commands.Conflict():
-            return problems.Problem(409, "Conflict", exc.message, field=exc.field)
+            return problems.Problem(409, "Conflict", exc.message, field=field)
         case commands.Invalid():
-            return problems.invalid(exc.field or "body", exc.message)
+            return problems.invalid(field or "body", exc.message)
         case commands.OutOfScope():
-            return problems.Problem(403, "Forbidden", exc.message, field=exc.field, missing="scope")
+            return problems.Problem(403, "Forbidden", exc.message, field=field, missing="scope")
         case selectors.SelectorError():
-            detail = f"{exc.field}: {exc.message} at position {exc.position}"
-            return problems.Problem(422, "Invalid request", detail, field=exc.field, position=exc.position,
-                                    errors=[{"field": exc.field, "reason": str(exc), "position": exc.position}])
+            detail = f"{field}: {exc.message} at position {exc.position}"
+            return problems.Problem(422, "Invalid request", detail, field=field, position=exc.position,
+                                    errors=[{"field": field, "reason": exc.message, "position": exc.position}])
         case manifests.ManifestError():
-            return problems.Problem(422, "Invalid request", f"{exc.field}: {exc.message}", field=exc.field,
+            return problems.Problem(422, "Invalid request", f"{field}: {exc.message}", field=field,
                                     index=exc.index,
-                                    errors=[{"field": exc.field, "reason": exc.message, "index": exc.index}])
+                                    errors=[{"field": field, "reason": exc.message, "index": exc.index}])
         case selectors.InvalidInput():
-            return problems.invalid(exc.field, exc.message)
+            return problems.invalid(field or "body", exc.message)
     raise exc
 
 
@@ -111,67 +147,127 @@ def _check(stream: str, expected: records.ExpectedVersion, actual: int) -> None:
         raise errors.WrongExpectedVersion(stream, expected, actual)
 
 
-def _replayed(found: loading.Stored) -> Written:
-    return Written(found.stream, found.type, json.loads(found.data), found.position, found.version,
-                   replayed=True)
+async def plan(request: web.Request, stream: str, body_expected: envelope.ExpectedVersion | None,
+               submitted: Sequence[tuple[uuid.UUID | None, dict[str, Any]]]) -> Plan:
+    """The ids and metadata for ``submitted`` (client id or None, client metadata) events."""
+    key = idempotency.key(request)
+    actor = idempotency.actor(request)
+    chosen = tuple(given or (idempotency.event_id(actor, stream, key, i) if key else None)
+                   for i, (given, _) in enumerate(submitted))
+    fingerprint = await idempotency.fingerprint(request) if any(chosen) else None
+    cache: dict[str, dict[str, Any]] = {}
+    stamped: dict[int, dict[str, Any]] = {}  # one dict per distinct metadata, as the writer expects
+    metadata = []
+    for i, (_, meta) in enumerate(submitted):
+        filled = envelope.metadata_for(request, meta, i, cache)
+        if fingerprint is not None or "request_hash" in filled:
+            source = id(filled)
+            if source not in stamped:
+                stamped[source] = {k: v for k, v in filled.items() if k != "request_hash"}
+                if fingerprint is not None:
+                    stamped[source]["request_hash"] = fingerprint
+            filled = stamped[source]
+        metadata.append(filled)
+    return Plan(stream, envelope.expected_version(request, body_expected), chosen, tuple(metadata), key,
+                frozenset(given for given, _ in submitted if given is not None), fingerprint)
 
 
-async def run(request: web.Request, stream: str, body_expected: streams.ExpectedVersion | None,
-              decide: Decide) -> Written:
-    """Decide and append one command's event to ``stream``; see the module docstring."""
+def _earlier(plan_: Plan, found: dict[uuid.UUID, loading.Stored]) -> Recorded:
+    """The first attempt's result for a retry, or the refusal for a reuse of its ids."""
+    hits = [found[i] for i in plan_.ids if i is not None and i in found]
+    same = all(
+        hit.stream == plan_.stream and json.loads(hit.metadata).get("request_hash") == plan_.fingerprint
+        for hit in hits)
+    if same and len(hits) == len(plan_.ids):
+        return Recorded(plan_.stream, tuple(h.type for h in hits), tuple(json.loads(h.data) for h in hits),
+                        tuple(h.position for h in hits), min(h.version for h in hits),
+                        max(h.version for h in hits), replayed=True)
+    first = next(i for i in plan_.ids if i is not None and i in found)
+    if plan_.key is not None and first not in plan_.client_ids:
+        raise idempotency.reused(plan_.key)
+    hit = found[first]
+    detail = "part of this append is stored already" if same else "stored for a different request"
+    raise errors.EventIdConflict(first, hit.stream, hit.position, detail)
+
+
+async def _lookup(request: web.Request, plan_: Plan) -> Recorded | None:
+    wanted = [i for i in plan_.ids if i is not None]
+    if not wanted:
+        return None
     store = request.app[keys.STORE]
-    timeout = request.app[keys.SETTINGS].db_timeout
-    deadline = asyncio.get_running_loop().time() + timeout
-    expected = streams.expected_version(request, body_expected)
-    key = streams.idempotency_key(request)
-    event_id = streams.derived_id(stream, key, 0) if key else None
-    if event_id is not None:
-        async with db.deadline(deadline):
-            found = await loading.by_id(store, event_id, timeout=timeout)
-        if found is not None:
-            return _replayed(found)
-    metadata = streams.metadata_for(request, {}, 0)
-    lock = request.app[keys.STREAM_LOCKS](stream)
+    found = await loading.by_ids(store, wanted, timeout=request.app[keys.SETTINGS].db_timeout)
+    return _earlier(plan_, found) if found else None
+
+
+async def write(request: web.Request, plan_: Plan, decide: DecideAll) -> Recorded:
+    """Decide ``plan_``'s events and append them, or answer a retry; see the module docstring."""
+    deadline = asyncio.get_running_loop().time() + request.app[keys.SETTINGS].db_timeout
+    lock = request.app[keys.STREAM_LOCKS](plan_.stream)
     async with db.deadline(deadline):
         await lock.acquire()
     try:
-        return await _decide_and_append(request, stream, expected, event_id, metadata, decide, deadline)
+        async with db.deadline(deadline):
+            earlier = await _lookup(request, plan_)
+        if earlier is not None:
+            return earlier
+        return await _decide_and_append(request, plan_, decide, deadline)
     finally:
         lock.release()
 
 
-async def _decide_and_append(request: web.Request, stream: str, expected: records.ExpectedVersion,
-                             event_id: uuid.UUID | None, metadata: dict[str, Any], decide: Decide,
-                             deadline: float) -> Written:
+async def _decide_and_append(request: web.Request, plan_: Plan, decide: DecideAll, deadline: float) -> Recorded:
     store = request.app[keys.STORE]
     timeout = request.app[keys.SETTINGS].db_timeout
+    stream, expected = plan_.stream, plan_.expected
     for attempt in range(ATTEMPTS):
         async with db.deadline(deadline):
             state = await loading.stream_state(store, stream, timeout=timeout)
             _check(stream, expected, state.version)
-            try:
-                event = await decide(state)
-            except (commands.DomainError, selectors.InvalidInput) as exc:
-                raise problem_for(exc) from exc
-        if event is None:
-            return Written(stream, None, {}, state.position, state.version)
-        new = records.NewEvent(event_id or ids.new(), events.type_name(event), events.to_data(event),
-                               metadata)
+            decided = await decide(state)
+        if not decided:
+            return Recorded(stream, (), (), (state.position,), state.version, state.version)
+        fresh = ids.generate(len(decided))
+        new = [records.NewEvent(given or fresh[i], events.type_name(event), events.to_data(event),
+                                plan_.metadata[i])
+               for i, (event, given) in enumerate(zip(decided, plan_.ids, strict=True))]
         try:
             result = await store.append(
-                stream, expected if expected != "any" else (state.version or "no_stream"), [new])
+                stream, expected if expected != "any" else (state.version or "no_stream"), new)
         except errors.WrongExpectedVersion:
             if expected != "any":
                 raise
             await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
             continue
         except errors.EventIdConflict:
-            found = await loading.by_id(store, new.id, timeout=timeout) if event_id else None
-            if found is None:
+            earlier = await _lookup(request, plan_)
+            if earlier is None:
                 raise
-            return _replayed(found)
-        return Written(stream, new.type, new.data, result.positions[0], result.last_version,
-                       replayed=result.duplicate)
+            return earlier
+        if result.duplicate:
+            earlier = await _lookup(request, plan_)
+            if earlier is not None:
+                return earlier
+        return Recorded(stream, tuple(e.type for e in new), tuple(e.data for e in new), result.positions,
+                        result.first_version, result.last_version, replayed=result.duplicate)
     raise problems.Problem(503, "Too much contention",
-                           f"{stream} changed under this command {ATTEMPTS} times in a row; retry",
+                           f"{stream} changed under this write {ATTEMPTS} times in a row; retry",
                            headers={"Retry-After": "1"})
+
+
+async def run(request: web.Request, stream: str, body_expected: envelope.ExpectedVersion | None,
+              decide: Decide) -> Written:
+    """Decide and append one command's event to ``stream``."""
+    plan_ = await plan(request, stream, body_expected, [(None, {})])
+
+    async def decide_all(state: loading.StreamState) -> Sequence[events.Event]:
+        try:
+            event = await decide(state)
+        except (commands.DomainError, selectors.InvalidInput) as exc:
+            raise problem_for(exc) from exc
+        return [event] if event is not None else []
+
+    recorded = await write(request, plan_, decide_all)
+    if not recorded.types:
+        return Written(stream, None, {}, recorded.positions[0], recorded.last_version)
+    return Written(stream, recorded.types[0], recorded.data[0], recorded.positions[0], recorded.last_version,
+                   replayed=recorded.replayed)

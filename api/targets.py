@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from api import bodies, keys, problems, reads, streams, submission
+from api import bodies, envelope, keys, problems, reads, submission
 from ledger import access
 from ledger import streams as stream_names
 from projections import commands, loading, queries, selectors
@@ -27,11 +27,11 @@ class TargetBody(access.Access, frozen=True, kw_only=True):
     """Labels and the access fields (ledger.access: ``credentials`` names the operator's credential)."""
 
     labels: dict[str, str] = {}
-    expected_version: streams.ExpectedVersion | None = None
+    expected_version: envelope.ExpectedVersion | None = None
 
 
 class RetireBody(msgspec.Struct, forbid_unknown_fields=True):
-    expected_version: streams.ExpectedVersion | None = None
+    expected_version: envelope.ExpectedVersion | None = None
 
 
 def _answer(name: str, written: submission.Written, status: int) -> web.Response:

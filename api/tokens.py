@@ -19,7 +19,7 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from api import auth, bodies, keys, problems, reads, streams, submission
+from api import auth, bodies, envelope, keys, problems, reads, submission
 from ledger import errors, events, ids, records, secrets
 from ledger import streams as stream_names
 from projections import commands, selectors, tokens
@@ -90,7 +90,7 @@ async def _write(request: web.Request, name: str,
         try:
             result = await store.append(stream, expected, [records.NewEvent(
                 ids.new(), events.type_name(event), events.to_data(event),
-                streams.metadata_for(request, {}, 0))])
+                envelope.metadata_for(request, {}, 0))])
         except errors.WrongExpectedVersion:
             continue
         now = dt.datetime.now(dt.UTC)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import bodies, keys, problems
+from api import bodies, keys, params, problems
 from ledger import hashing
 from ledger import verify as verify_mod
 
@@ -22,8 +22,8 @@ routes = web.RouteTableDef()
 
 @routes.get("/v1/verify")
 async def verify(request: web.Request) -> web.Response:
-    first = bodies.query_int(request, "from", 1, low=1)
-    last = bodies.query_int(request, "to", 0, low=1) or None
+    first = params.integer(request, "from", 1)
+    last = params.optional(request, "to")
     if last is not None and last < first:
         raise problems.invalid("to", f"must be at least from ({first}), got {last}")
     async with request.app[keys.STORE].connection() as conn:

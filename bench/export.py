@@ -36,6 +36,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import msgspec
+import yaml
 
 from bench import harness, seed
 from ledger import pgembed, records
@@ -66,7 +67,7 @@ async def raw_read(url: str) -> int:
 
 async def feed_paging(base: str) -> int:
     count, url = 0, f"{base}/v1/feed?after=0&limit={PAGE}"
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=harness.HEADERS) as session:
         while True:
             async with session.get(url) as resp:
                 assert resp.status == 200, resp.status
@@ -83,7 +84,7 @@ async def live_read(base: str, total: int) -> int:
     count, carry = 0, b""
     marker = b"\nid: "
     timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
-    async with aiohttp.ClientSession(timeout=timeout) as session, \
+    async with aiohttp.ClientSession(timeout=timeout, headers=harness.HEADERS) as session, \
             session.get(f"{base}/v1/feed/live?after=0") as resp:
         async for chunk in resp.content.iter_any():
             data = carry + chunk
@@ -96,7 +97,7 @@ async def live_read(base: str, total: int) -> int:
 
 def run_export(args: list[str], out: Path) -> int:
     subprocess.run([sys.executable, "-m", "cli.main", "export", *args, "-o", str(out)], check=True,
-                   cwd=harness.ROOT, stderr=subprocess.DEVNULL)
+                   cwd=harness.ROOT, stderr=subprocess.DEVNULL, env={**os.environ, "LEDGER_TOKEN": harness.TOKEN})
     with out.open("rb") as handle:
         return sum(1 for _ in handle)
 
@@ -114,7 +115,7 @@ async def subscribers(base: str, count: int, proc: subprocess.Popen[bytes]) -> d
     before = rss_mb(proc.pid, "VmRSS")
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=harness.HEADERS) as session:
         async with session.get(f"{base}/v1/digest") as resp:
             head = (await resp.json())["position"]
         streams = [await session.get(f"{base}/v1/feed/live?after={head}") for _ in range(count)]
@@ -122,11 +123,14 @@ async def subscribers(base: str, count: int, proc: subprocess.Popen[bytes]) -> d
             assert (await s.content.readline()).startswith(b"retry:")
         connected = rss_mb(proc.pid, "VmRSS")
         target, appended = head + 1000, 0
-        body = msgspec.json.encode({"events": [
-            {"type": "DeploymentPaused", "data": {"deployment": "subs", "reason": f"r{i}"}}
-            for i in range(100)]})
         while appended < 1000:
-            async with session.post(f"{base}/v1/streams/deployment-subs/events", data=body,
+            # Each request: one target registered and updated 99 times (a batch the rules allow).
+            name = f"subs-{appended}"
+            body = msgspec.json.encode({"events": [
+                {"type": "TargetUpdated" if i else "TargetRegistered",
+                 "data": {"target": name, "labels": {"n": str(i)}, "credentials": "bench"}}
+                for i in range(100)]})
+            async with session.post(f"{base}/v1/streams/target-{name}/events", data=body,
                                     headers={"Content-Type": "application/json"}) as resp:
                 assert resp.status == 201, await resp.text()
             appended += 100
@@ -149,8 +153,11 @@ async def subscribers(base: str, count: int, proc: subprocess.Popen[bytes]) -> d
 
 @contextlib.contextmanager
 def service(url: str, workdir: Path) -> Any:
-    proc, base = harness.start_service(url, workdir / "data", LEDGER_PROJECTOR="false",
-                                       LEDGER_APPLIER="false")
+    credentials = workdir / "credentials.yaml"  # the one (anonymous) credential subscribers' targets name
+    credentials.write_text(yaml.safe_dump({"credentials": {"bench": {"server": "https://127.0.0.1:6443",
+                                                                     "anonymous": True}}}))
+    proc, base = harness.start_service(url, workdir / "data", LEDGER_PROJECTOR="false", LEDGER_APPLIER="false",
+                                       LEDGER_CREDENTIALS=str(credentials))
     try:
         yield proc, base
     finally:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import sys
@@ -119,20 +118,20 @@ async def measure_service(url: str, dsn: str, emulator: str, clusters: int, revi
     await waiter.start()
     result: dict[str, Any] = {}
     timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64)) as session:
+    async with aiohttp.ClientSession(timeout=timeout, headers=harness.HEADERS, connector=aiohttp.TCPConnector(limit=64)) as session:
         await register(session, url, emulator, names, {"fleet": "bench"})
         await register(session, url, emulator, ["solo"], {"lat": "solo"})
         await asyncio.wait_for(claimed(conn, [*names, "solo"]), 120)
         for label, revision in (("cold", 1), ("warm", 2)):
-            cpu, emulator_cpu = cpu_seconds(pid), cpu_seconds(emulator_pid)
+            cpu, emulator_cpu = harness.cpu_seconds(pid), harness.cpu_seconds(emulator_pid)
             started = time.perf_counter()
             await post(session, url, "deployment-fanout", "RevisionSubmitted",
                        {"deployment": "fanout", "revision": revision, "manifests": manifests(revision),
                         "selector": "fleet=bench"})
             await asyncio.wait_for(waiter.until("fanout", revision, clusters), 600)
             result[f"fanout_{label}_s"] = time.perf_counter() - started
-            result[f"fanout_{label}_cpu"] = cpu_seconds(pid) - cpu
-            result[f"fanout_{label}_emulator_cpu"] = cpu_seconds(emulator_pid) - emulator_cpu
+            result[f"fanout_{label}_cpu"] = harness.cpu_seconds(pid) - cpu
+            result[f"fanout_{label}_emulator_cpu"] = harness.cpu_seconds(emulator_pid) - emulator_cpu
             print(f"  fan-out {label}: {result[f'fanout_{label}_s']:.2f} s (service CPU "
                   f"{result[f'fanout_{label}_cpu']:.2f} s, emulator CPU {result[f'fanout_{label}_emulator_cpu']:.2f} s)",
                   flush=True)
@@ -202,12 +201,6 @@ async def raw_latency(emulator: str, revisions: int, cache: Path) -> list[float]
     finally:
         await api.close()
     return latencies
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], p: float) -> float:

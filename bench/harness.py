@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ledger import pgembed
+from ledger import pgembed, secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,6 +61,12 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> N
     raise RuntimeError(f"{url} did not answer")
 
 
+# The admin token every benchmarked service starts with (LEDGER_ADMIN_TOKEN), and the header that
+# sends it: the service denies every request but /healthz and /readyz without one.
+TOKEN = secrets.new()
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+
+
 def start_service(database_url: str, data_dir: Path, *, module: tuple[str, ...] = ("cli.main", "serve"),
                   **env: str) -> tuple[subprocess.Popen[bytes], str]:
     port = pgembed.free_port()
@@ -70,6 +76,7 @@ def start_service(database_url: str, data_dir: Path, *, module: tuple[str, ...] 
         "LEDGER_HTTP_PORT": str(port),
         "LEDGER_DATA_DIR": str(data_dir),
         "LEDGER_LOG_LEVEL": "WARNING",
+        "LEDGER_ADMIN_TOKEN": TOKEN,
         **env,
     }
     proc = subprocess.Popen([sys.executable, "-m", *module], cwd=ROOT, env=full_env,
@@ -92,6 +99,12 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(url: str, script: Path, *, connections: int, seconds: int, threads: int = 1) -> dict[str, float]:

@@ -1,5 +1,5 @@
 """``ledger serve`` without access control, for bench/append.py's with/without comparison only:
-the same app, runtime and settings, minus the auth middleware and the token table."""
+the same app, runtime and settings, minus the access check and the token table."""
 
 from __future__ import annotations
 

@@ -97,7 +97,7 @@ def state_latencies(base: str, head: int, samples: int, rng: random.Random) -> l
     times = []
     for position in [head, *(rng.randint(1, head) for _ in range(samples - 1))]:
         started = time.perf_counter()
-        with urllib.request.urlopen(f"{base}/v1/state?at={position}", timeout=120) as resp:
+        with urllib.request.urlopen(urllib.request.Request(f"{base}/v1/state?at={position}", headers=harness.HEADERS), timeout=120) as resp:
             assert resp.status == 200
             resp.read()
         times.append(time.perf_counter() - started)
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
         proc, base = harness.start_service(url, Path(tempfile.mkdtemp()), LEDGER_APPLIER="false")
         try:
-            with urllib.request.urlopen(f"{base}/v1/deployments?min_position={head}", timeout=120):
+            with urllib.request.urlopen(urllib.request.Request(f"{base}/v1/deployments?min_position={head}", headers=harness.HEADERS), timeout=120):
                 pass
             times = state_latencies(base, head, samples, rng)
         finally:

@@ -132,6 +132,7 @@ class Applier:
                 raise asyncio.CancelledError from None
             raise
         finally:
+            self._tg = None
             self._catalogue.unlisten(self._credentials_changed)
             self.ready.clear()
             for _due, timer in self._timers.values():
@@ -220,7 +221,11 @@ class Applier:
         if target in self._workers:
             self._again.add(target)
             return
-        self._workers[target] = self._tg.create_task(self._work(target), name=f"applier-{target}")
+        work = self._work(target)
+        try:
+            self._workers[target] = self._tg.create_task(work, name=f"applier-{target}")
+        except RuntimeError:  # the task group is stopping (shutdown, or a restart after a crash)
+            work.close()
 
     def _timer(self, target: str, when: float) -> None:
         """Pass ``target`` again at loop time ``when`` (the earliest of the times asked for wins)."""

@@ -43,13 +43,13 @@ log = logging.getLogger(__name__)
 MANAGER = "ledger"
 
 
-def _decode(raw: bytes) -> Any:
+def _decode(raw: bytes, content_type: str | None) -> Any:
     if not raw:
         return None
     try:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError:
-        return {"message": raw.decode("utf-8", "replace").strip()[:1000]}
+        return errors.NotJson.of(raw, content_type)
 
 
 def group_version_path(api_version: str) -> str:
@@ -80,9 +80,12 @@ class Client:
             raise
         except Exception as exc:
             raise errors.from_exception(exc, what=what) from exc
-        body = _decode(raw)
+        body = _decode(raw, resp.headers.get("Content-Type"))
         if resp.status >= 400:
             raise errors.from_status(resp.status, body, resp.headers, what=what)
+        if isinstance(body, errors.NotJson):
+            # Not an API server (a proxy's or a portal's page): try again later, quoting nothing of it.
+            raise errors.TemporaryError(f"HTTP {resp.status} from {what}: {body.describe()}", status=resp.status)
         if isinstance(body, dict) and body.get("kind") == "Status" and body.get("status") == "Failure":
             raise errors.from_status(int(body.get("code") or 500), body, what=what)
         return body

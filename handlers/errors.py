@@ -12,20 +12,75 @@ raising) is translated here, at the boundary, into one of two errors, as kopf do
   reference). It is retried only when the revision or the target changes.
 
 The message is the API server's own (its ``Status.message``), so the ApplyFailed event says what
-the cluster said.
+the cluster said. That event is public and permanent, and the server answering may be anything
+(a proxy, a login page, a hostile host), so what enters it is bounded and sanitised here:
+
+- a Kubernetes ``Status.message`` is kept, up to ``STATUS_MESSAGE_MAX`` characters;
+- anything else (a JSON error that is not a Status, plain text, a library's exception text) at most
+  ``EXCERPT_MAX`` characters;
+- a body that is neither JSON nor plain text (an HTML page, XML, binary) is described by its
+  content type and size, never quoted;
+- control and invisible formatting characters become spaces and runs of whitespace one space, so a
+  message is one line that cannot forge log lines or hide text.
+
+The HTTP status is kept apart (``status``) whatever the body said.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
+from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
 
 # 4xx statuses that describe a passing condition rather than a wrong request.
 _TRANSIENT_4XX: Final = frozenset({408, 409, 425, 429})
+STATUS_MESSAGE_MAX: Final = 1024
+EXCERPT_MAX: Final = 300
+# C0 and C1 controls, zero-width and bidirectional formatting characters, line and paragraph separators.
+_UNPRINTABLE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]+")
+_PLAIN_TYPES: Final = ("", "text/plain", "application/json")
+
+
+def clean(text: str, limit: int = EXCERPT_MAX) -> str:
+    """``text`` on one line, without control or invisible characters, at most ``limit`` characters."""
+    text = " ".join(_UNPRINTABLE.sub(" ", text[: limit * 4]).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class NotJson:
+    """An answer body that is not JSON: its content type, size and the text when it is plain."""
+
+    content_type: str
+    size: int
+    text: str | None
+
+    @classmethod
+    def of(cls, raw: bytes | str, content_type: str | None) -> NotJson:
+        media = (content_type or "").split(";")[0].strip().lower()
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        plain = media in _PLAIN_TYPES and not text.lstrip().startswith("<")
+        return cls(media or "an unlabelled body", len(raw), clean(text) if plain else None)
+
+    def describe(self) -> str:
+        if self.text:
+            return self.text
+        return f"the answer was {self.content_type} ({self.size} bytes), not a Kubernetes Status"
+
+
+def decode_body(raw: bytes | str | None, content_type: str | None) -> Any:
+    """An answer body: JSON decoded, anything else as :class:`NotJson`, None when empty."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (TypeError, ValueError):
+        return NotJson.of(raw, content_type)
 
 
 class ApplyError(Exception):
@@ -34,6 +89,7 @@ class ApplyError(Exception):
     retryable: bool = False
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
+        message = clean(message, STATUS_MESSAGE_MAX)
         super().__init__(message)
         self.message = message
         self.status = status
@@ -56,11 +112,14 @@ def is_transient_status(status: int) -> bool:
 
 
 def from_status(status: int, body: Any, headers: Any = None, *, what: str = "") -> ApplyError:
-    """The error for an HTTP error answer: ``body`` is the decoded JSON (ideally a ``Status``)."""
+    """The error for an HTTP error answer: ``body`` as :func:`decode_body` gives it (ideally a ``Status``)."""
     message = ""
     retry_after: float | None = None
-    if isinstance(body, dict):
-        message = str(body.get("message") or "")
+    if isinstance(body, NotJson):
+        message = body.describe()
+    elif isinstance(body, dict):
+        said = str(body.get("message") or "")
+        message = said if body.get("kind") == "Status" else clean(said)
         details = body.get("details")
         if isinstance(details, dict) and details.get("retryAfterSeconds") is not None:
             retry_after = _seconds(details.get("retryAfterSeconds"))
@@ -68,8 +127,11 @@ def from_status(status: int, body: Any, headers: Any = None, *, what: str = "") 
         header = headers.get("Retry-After")
         if header is not None:
             retry_after = _seconds(header) if retry_after is None else retry_after
+    prefix = f"HTTP {status}" + (f" from {what}" if what else "")
     if not message:
-        message = f"HTTP {status}" + (f" from {what}" if what else "")
+        message = prefix
+    elif isinstance(body, NotJson):
+        message = f"{prefix}: {message}"
     if is_transient_status(status):
         return TemporaryError(message, status=status, delay=retry_after)
     return PermanentError(message, status=status)
@@ -84,25 +146,20 @@ def from_exception(exc: BaseException, *, what: str = "") -> ApplyError:
         return exc
     if isinstance(exc, ApiException):
         status = int(exc.status or 0)
-        body: Any = None
-        raw = exc.body
-        if raw:
-            try:
-                body = json.loads(raw)
-            except (TypeError, ValueError):
-                body = {"message": raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)}
+        headers: Any = exc.headers or {}
+        body = decode_body(exc.body, headers.get("Content-Type"))
         if status == 0:
-            return TemporaryError(f"{exc.reason or 'request failed'}{where}")
+            return TemporaryError(f"{clean(str(exc.reason or 'request failed'))}{where}")
         return from_status(status, body, exc.headers, what=what)
     if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)):
-        return PermanentError(f"TLS failure{where}: {exc}")
+        return PermanentError(f"TLS failure{where}: {clean(str(exc))}")
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return TemporaryError(f"timed out{where}")
     return TemporaryError(_describe(exc) + where)
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
+    text = clean(str(exc))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

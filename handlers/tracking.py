@@ -117,7 +117,11 @@ def fold(state: State, rec: records.RecordedEvent) -> set[str]:
     affected: set[str] = set()
     before: access.Access | None = None
     if rec.type in _TARGET_TYPES:  # rare: look at the target before the fleet fold changes it
-        match fleet.decode(rec.type, rec.data):
+        try:
+            decoded: events.AnyEvent | None = events.decode(rec.type, rec.data)
+        except events.DecodeError:
+            decoded = None
+        match decoded:
             case events.TargetRegistered(target=name) | events.TargetUpdated(target=name):
                 before = _access(state.fleet.targets.get(name))
             case events.TargetRetired(target=name):

@@ -1,22 +1,36 @@
-"""The event catalogue: every fact the ledger records, as frozen msgspec Structs.
+"""The event catalogue: every fact the ledger records, as frozen msgspec Structs, and the one way
+to decode an event's data.
 
-All event types form one tagged union (`Event`, tag field ``type``) decoded by one module-level
-decoder, so an unknown type or a wrong or missing field is a validation error naming the field
-(msgspec's ``$.path``). Unknown fields are rejected rather than silently dropped.
+Every type is a tagged Struct (tag field ``type``, the class name) in the union ``AnyEvent``. The log
+stores the type beside the data, so data is decoded by the decoder of its type, looked up in
+``TYPES``: :func:`decode` is what the API (checking a submission), the folds (projections/fleet.py)
+and the applier (handlers/tracking.py) call, so the three can never disagree about what an event
+says. Its failures are types of their own: :class:`UnknownType` for a type the catalogue does not
+hold, :class:`InvalidData` for data that is not that type's (``path`` is msgspec's ``$.path``).
+Unknown fields are rejected rather than silently dropped.
+
+Numeric fields carry the bounds of the read-model columns they end up in (``REVISION``: PostgreSQL
+``integer``), so every event that decodes can be folded and stored by every projection; a value
+beyond them is refused when it is submitted and, if it were ever in the log, would not decode.
 
 Schema evolution: a new field always gets a default, so old events still decode. A type whose
-meaning really changes gets a new version and an upcast (see ``UPCASTS``) applied before decoding.
+meaning really changes gets a new type name (``RevisionSubmittedV2``); an upcast from the old shape,
+if one is ever needed, belongs in :func:`decode`, the one place every reader passes through.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from typing import Any, Final, Literal, Union
+from typing import Annotated, Any, Final, Literal, Union
 
 import msgspec
 
-from ledger import access
+from ledger import access, errors
+
+INT32_MAX: Final = 2**31 - 1
+# A revision number as the read models store it (integer columns); 0 is the applier's "pruned".
+REVISION = Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)]
+COUNT = Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)]
 
 
 class Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -44,6 +58,9 @@ class Metadata(Base, frozen=True):
     # Who the actor says it acts for (``X-Actor``, e.g. the person behind a CI bot): a claim, never
     # the actor, which is the name of the token that authenticated the request.
     on_behalf_of: str | None = None
+    # SHA-256 of the request that recorded the event (api/idempotency.py), kept when it carried an
+    # Idempotency-Key or event ids, so a retry can be told from a reuse of the key for another request.
+    request_hash: str | None = None
 
 
 class Event(Base, frozen=True, tag_field="type", tag=True):
@@ -87,7 +104,7 @@ class Scope(Base, frozen=True):
 
 class RevisionSubmitted(Event, frozen=True):
     deployment: str
-    revision: int
+    revision: REVISION
     manifests: list[dict[str, Any]]
     selector: str = ""
     message: str = ""
@@ -97,8 +114,8 @@ class RevisionSubmitted(Event, frozen=True):
 
 class RolledBack(Event, frozen=True):
     deployment: str
-    revision: int
-    to_revision: int
+    revision: REVISION
+    to_revision: REVISION
     message: str = ""
     matched_targets: list[str] = []
     scope: Scope = Scope()
@@ -121,20 +138,20 @@ class DeploymentRemoved(Event, frozen=True):
 
 class ApplySucceeded(Event, frozen=True):
     deployment: str
-    revision: int
+    revision: REVISION
     target: str
     objects: list[ObjectRef] = []
     pruned: list[ObjectRef] = []
     duration_ms: int = 0
-    attempt: int = 1
+    attempt: COUNT = 1
 
 
 class ApplyFailed(Event, frozen=True):
     deployment: str
-    revision: int
+    revision: REVISION
     target: str
     error: str
-    attempt: int = 1
+    attempt: COUNT = 1
     retryable: bool = False
     status: int | None = None
     retry_in_ms: int | None = None
@@ -175,11 +192,12 @@ AnyEvent = Union[  # noqa: UP007 - the union is also used at runtime
 
 TYPES: Final[dict[str, type[Event]]] = {cls.__name__: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]
 
-# Which stream category each type belongs in, and which data field names the stream's id.
-_DATA_DECODERS: Final[dict[str, msgspec.json.Decoder[Any]]] = {
+# One decoder per type: stored data is decoded straight into its class, without splicing the tag in.
+_DECODERS: Final[dict[str, msgspec.json.Decoder[Any]]] = {
     name: msgspec.json.Decoder(cls) for name, cls in TYPES.items()
 }
 
+# Which stream category each type belongs in, and which data field names the stream's id.
 CATEGORY: Final[dict[str, tuple[str, str]]] = {
     "TargetRegistered": ("target", "target"),
     "TargetUpdated": ("target", "target"),
@@ -195,47 +213,53 @@ CATEGORY: Final[dict[str, tuple[str, str]]] = {
     "TokenRevoked": ("token", "name"),
 }
 
-# (type, schema version) -> function turning stored data of that version into the current shape.
-UPCASTS: Final[dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]]] = {}
+# Types whose data holds free-form JSON (manifests): a key repeated in one of its objects is refused
+# rather than resolved silently to the last value.
+FREE_FORM: Final = frozenset({"RevisionSubmitted"})
 
-_decoder: Final = msgspec.json.Decoder(AnyEvent)
 _encoder: Final = msgspec.json.Encoder()
+_AT: Final = " - at `"
 
 
-def decode_json(payload: bytes) -> AnyEvent:
-    """Decode ``{"type": ..., **data}`` JSON into its event type."""
-    event: AnyEvent = _decoder.decode(payload)
-    return event
+class DecodeError(errors.LedgerError):
+    """Data that is not an event of the catalogue."""
 
 
-def from_data(type_: str, data: Any) -> AnyEvent:
-    """Validate stored or submitted ``data`` of event ``type_``; raises msgspec.ValidationError."""
-    if not isinstance(data, dict):
-        raise msgspec.ValidationError("Expected `object`, got `" + type(data).__name__ + "`")
-    if "type" in data:
-        raise msgspec.ValidationError("Object contains unknown field `type`")
-    event: AnyEvent = msgspec.convert({"type": type_, **data}, AnyEvent, strict=True)
-    return event
+class UnknownType(DecodeError):
+    def __init__(self, type_: str) -> None:
+        self.type = type_
+        super().__init__(f"unknown event type {type_!r}; known: {', '.join(sorted(TYPES))}")
 
 
-def from_json_data(type_: str, raw: bytes) -> tuple[AnyEvent, dict[str, Any]]:
-    """Validate submitted JSON ``data`` of event ``type_``.
+class InvalidData(DecodeError):
+    """``path`` is where in the data (``$`` is the data itself); ``reason`` says what is wrong."""
 
-    Returns the event and the data as plain JSON values (what gets stored). Raises
-    msgspec.ValidationError with paths relative to ``data``, or with ``$.type`` for an unknown type.
-    The type's own decoder validates ``raw`` directly (the union's decoder would need the tag
-    spliced in first); it is the same Struct, so the rules are the union's.
-    """
-    decoder = _DATA_DECODERS.get(type_)
+    def __init__(self, type_: str, path: str, reason: str) -> None:
+        self.type = type_
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{type_} data at {path}: {reason}")
+
+
+def decode(type_: str, data: bytes | str) -> AnyEvent:
+    """The event of type ``type_`` whose data is the JSON object text ``data``.
+
+    Raises :class:`UnknownType` or :class:`InvalidData` (with the cause chained)."""
+    decoder = _DECODERS.get(type_)
     if decoder is None:
-        raise msgspec.ValidationError(f"Invalid value {type_!r} - at `$.type`")
-    data = msgspec.json.decode(raw)
-    if not isinstance(data, dict):
-        raise msgspec.ValidationError(f"Expected `object`, got `{type(data).__name__}`")
-    if "type" in data:
-        raise msgspec.ValidationError("Object contains unknown field `type`")
-    event: AnyEvent = decoder.decode(raw)
-    return event, data
+        raise UnknownType(type_)
+    try:
+        event: AnyEvent = decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        # msgspec reports "<reason> - at `$.path`" (no suffix when the fault is the object itself).
+        message = str(exc)
+        reason, at, path = message.rpartition(_AT)
+        if not at:
+            raise InvalidData(type_, "$", message) from exc
+        raise InvalidData(type_, path.rstrip("`"), reason) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidData(type_, "$", f"not JSON: {exc}") from exc
+    return event
 
 
 def to_data(event: Event) -> dict[str, Any]:

@@ -1,16 +1,27 @@
-"""Stream names: ``<category>-<id>`` with a lower-case DNS-1123 label as the id.
+"""Stream names: ``<category>-<id>`` with a lower-case DNS-1123 label as the id, and who writes each
+category.
 
 The category is everything before the first hyphen; it is what the global log filters on.
+``WRITERS`` is the one table of who may append to a category: ``clients`` (through the API, every
+event decided by the rules in projections/rules.py) or ``ledger`` (the ledger's own processes, such
+as the applier recording outcomes; the API refuses client appends with 403). A category that is not
+in the table is not a stream name at all (422). A new ledger-written category (tokens, freezes)
+joins by adding a line.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Final, Literal
 
-CATEGORIES: Final = frozenset({"target", "deployment", "rollout", "token"})
-# Written only by the ledger itself (tokens through /v1/tokens): no client appends.
-LEDGER_WRITTEN: Final = frozenset({"token"})
+Writer = Literal["clients", "ledger"]
+WRITERS: Final[dict[str, Writer]] = {
+    "target": "clients",
+    "deployment": "clients",
+    "rollout": "ledger",  # the applier's outcomes
+    "token": "ledger",  # written through /v1/tokens (api/tokens.py), never appended by a client
+}
+CATEGORIES: Final = frozenset(WRITERS)
 _ID: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _STREAM: Final = re.compile(r"([a-z][a-z0-9]{0,31})-(.+)")
 
@@ -41,6 +52,11 @@ def validate(stream: str) -> str:
         )
     validate_id(ident, "stream id")
     return stream
+
+
+def written_by_ledger(stream: str) -> bool:
+    """Whether only the ledger itself appends to ``stream`` (a valid name)."""
+    return WRITERS[category_of(stream)] == "ledger"
 
 
 def category_of(stream: str) -> str:

@@ -9,6 +9,9 @@ Decisions:
   exactly its current settings is a no-op, not a new version.
 - Revisions are numbered by the server: one more than the highest revision the stream has ever had,
   so numbers are never reused, not even after removal (a new revision revives a removed deployment).
+  Numbers stop at ``events.INT32_MAX``, the read models' column type.
+- A revision's manifests are validated here (``projections.manifests``), so every path that submits
+  one (the command, the generic append through ``projections.rules``) checks them alike.
 - The first revision must name a selector (``""`` targets every cluster, as in Kubernetes); later
   ones keep the current selector unless they name another.
 - A rollback restores the manifests and the selector of ``to_revision``; its matched targets are
@@ -29,7 +32,7 @@ from typing import Any
 
 from ledger import access as access_mod
 from ledger import credentials, events
-from projections import fleet, selectors
+from projections import fleet, manifests, selectors
 
 
 class DomainError(Exception):
@@ -153,7 +156,11 @@ def within_scope(name: str, deployment: fleet.Deployment | None, scope: events.S
 
 
 def next_revision(deployment: fleet.Deployment | None) -> int:
-    return max(deployment.revisions, default=0) + 1 if deployment is not None else 1
+    number = max(deployment.revisions, default=0) + 1 if deployment is not None else 1
+    if number > events.INT32_MAX:
+        name = deployment.name if deployment is not None else "?"
+        raise Conflict(f"deployment {name} has used every revision number up to {events.INT32_MAX}")
+    return number
 
 
 def submit_revision(deployment: fleet.Deployment | None, command: SubmitRevision,
@@ -167,11 +174,12 @@ def submit_revision(deployment: fleet.Deployment | None, command: SubmitRevision
                           'name a selector ("" targets every cluster)', field="selector")
         text = deployment.selector
     selector = selectors.parse(text)
+    checked = manifests.validate(command.manifests)
     reach = selectors.parse(fleet.conjunction(str(selector), command.scope.targets))
     return events.RevisionSubmitted(
         deployment=command.deployment,
         revision=next_revision(deployment),
-        manifests=command.manifests,
+        manifests=checked,
         selector=str(selector),
         message=command.message,
         matched_targets=_matched(targets, reach),

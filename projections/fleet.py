@@ -30,8 +30,10 @@ Decisions:
   is retrying); ``failed`` after a permanent one; ``paused`` whatever the outcome while the deployment
   is paused. ``applied_revision`` is what the target last applied successfully, whichever revision.
 - **A new revision revives a removed deployment**; numbering continues, history is never reused.
-- **Undecodable events** (written around the API's validation, or of a type this version does not
-  know) only advance ``position``: every fold skips them alike, so replay and read models agree.
+- **Undecodable events** only advance ``position``: every fold skips them alike (all decode through
+  ``ledger.events.decode``), so replay, read models and the applier agree. Every path into the log
+  refuses them (projections/rules.py), so they appear only in a log written by an older version,
+  or of a type this version does not know (after a downgrade).
 """
 
 from __future__ import annotations
@@ -410,24 +412,6 @@ _actor_decoder: Final = msgspec.json.Decoder(_Actor)
 _NO_ACTOR: Final = frozenset({"ApplySucceeded", "ApplyFailed"})
 
 
-# One decoder per catalogue type: stored data is decoded straight into its ledger.events class,
-# without splicing the type tag into the text or dispatching through the union.
-_DECODERS: Final[dict[str, msgspec.json.Decoder[Any]]] = {
-    name: msgspec.json.Decoder(cls) for name, cls in events.TYPES.items()}
-
-
-def decode(type_: str, data: str) -> events.AnyEvent | None:
-    """The event stored as ``type_`` with JSON object text ``data``; None when it does not decode."""
-    decoder = _DECODERS.get(type_)
-    if decoder is None:
-        return None
-    try:
-        event: events.AnyEvent = decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
-    return event
-
-
 def actor_of(type_: str, metadata: str) -> str | None:
     if type_ in _NO_ACTOR:
         return None
@@ -443,17 +427,15 @@ def fold_row(fleet: Fleet, position: int, stream: str, version: int, type_: str,
     it decoded, for callers that track what changed, or None when it did not decode.
 
     The hot path of every rebuild and replay, hence written out rather than composed."""
-    decoder = _DECODERS.get(type_)
-    event: events.AnyEvent | None = None
-    if decoder is not None:
-        try:
-            event = decoder.decode(data)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            event = None
-        handler = _HANDLERS.get(type(event)) if event is not None else None
-        if handler is not None:  # token events, for one, are no concern of the fleet
-            actor = None if type_ in _NO_ACTOR else actor_of(type_, metadata)
-            handler(fleet, event, Meta(position, stream, version, recorded_at, actor))
+    event: events.AnyEvent | None
+    try:
+        event = events.decode(type_, data)
+    except events.DecodeError:
+        event = None
+    handler = _HANDLERS.get(type(event)) if event is not None else None
+    if handler is not None:  # token events, for one, are no concern of the fleet
+        actor = None if type_ in _NO_ACTOR else actor_of(type_, metadata)
+        handler(fleet, event, Meta(position, stream, version, recorded_at, actor))
     fleet.position = position
     fleet.recorded_at = recorded_at
     return event

@@ -39,6 +39,7 @@ class Stored:
     version: int
     type: str
     data: str
+    metadata: str
     recorded_at: dt.datetime
 
 
@@ -60,12 +61,14 @@ async def stream_state(store: store_mod.EventStore, stream: str, *, timeout: flo
     return StreamState(state, rows[-1][2] if rows else 0, rows[-1][0] if rows else 0)
 
 
-async def by_id(store: store_mod.EventStore, event_id: UUID, *, timeout: float | None = None) -> Stored | None:
+async def by_ids(store: store_mod.EventStore, event_ids: list[UUID], *,
+                 timeout: float | None = None) -> dict[UUID, Stored]:
+    """The events stored under any of ``event_ids``, by id (missing ids are left out)."""
     async with store.connection(timeout) as conn:
-        row = await conn.fetchrow(
-            "SELECT position, stream, version, type, data::text, recorded_at FROM events WHERE id = $1",
-            event_id, timeout=timeout)
-    return Stored(*row) if row is not None else None
+        rows = await conn.fetch(
+            "SELECT id, position, stream, version, type, data::text, metadata::text, recorded_at"
+            " FROM events WHERE id = ANY($1::uuid[])", event_ids, timeout=timeout)
+    return {row[0]: Stored(*row[1:]) for row in rows}
 
 
 async def targets(store: store_mod.EventStore, *, timeout: float | None = None) -> dict[str, fleet.Target]:

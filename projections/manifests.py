@@ -17,7 +17,9 @@ Decisions:
 - ``metadata.name`` must be a DNS-1123 subdomain for every kind, so RBAC names
   containing ``:`` are rejected. An empty or null namespace means "none".
 - Manifests must be plain JSON (string keys, finite numbers, at most
-  ``MAX_DEPTH`` levels): they are stored and diffed as JSON. Size is measured
+  ``MAX_DEPTH`` (64) levels): they are stored and diffed as JSON. Integers must
+  fit in 64 bits, as Kubernetes holds them; no string or key may hold a NUL
+  character, which PostgreSQL cannot store. Size is measured
   as compact UTF-8 JSON; the walk that checks types gives up early on
   documents that cannot fit, so YAML alias bombs cost nothing.
 - Two manifests are the same object when API group, kind, namespace and name
@@ -36,6 +38,7 @@ from typing import Any, Final
 
 import yaml
 
+from ledger import jsontext
 from projections.selectors import (
     InvalidInput,
     LabelError,
@@ -43,6 +46,7 @@ from projections.selectors import (
     dns_subdomain_error,
     field_path,
     label_key_error,
+    shown,
     validate_labels,
 )
 
@@ -53,7 +57,9 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
 
 MAX_MANIFESTS: Final = 1000
 MAX_MANIFEST_BYTES: Final = 256 * 1024
-MAX_DEPTH: Final = 100
+MAX_DEPTH: Final = jsontext.MAX_DEPTH
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
 YAML_FIELD: Final = "manifests_yaml"
 
 _API_VERSION = re.compile(r"([^/\s]+/)?[^/\s]+")
@@ -261,7 +267,7 @@ def _check_annotations(index: int, annotations: object, base: str) -> None:
             raise ManifestError(index, field_path(base, str(key)), "annotation keys must be strings")
         problem = label_key_error(key.lower())
         if problem is not None:
-            raise ManifestError(index, field_path(base, key), f'invalid annotation key "{key}": {problem}')
+            raise ManifestError(index, field_path(base, key), f"invalid annotation key {shown(key)}: {problem}")
         if not isinstance(value, str):
             raise ManifestError(
                 index, field_path(base, key), f"annotation values must be strings, got {_describe(value)}"
@@ -292,8 +298,14 @@ def _json_problem(value: object) -> tuple[_Path | None, str] | None:
     while pending:
         path, node, depth = pending.pop()
         if isinstance(node, str):
+            if "\x00" in node:
+                return path, "text must not contain the NUL character (\\u0000)"
             budget -= len(node) + 2
-        elif node is None or isinstance(node, bool | int):
+        elif node is None or isinstance(node, bool):
+            budget -= 1
+        elif isinstance(node, int):
+            if not INT64_MIN <= node <= INT64_MAX:
+                return path, f"is an integer outside the 64-bit range Kubernetes holds ({INT64_MIN} to {INT64_MAX})"
             budget -= 1
         elif isinstance(node, float):
             if not math.isfinite(node):
@@ -307,6 +319,8 @@ def _json_problem(value: object) -> tuple[_Path | None, str] | None:
             for member, child in reversed(entries):
                 if isinstance(node, dict) and not isinstance(member, str):
                     return _Path(path, str(member)), f"mapping keys must be strings, got {_describe(member)}"
+                if isinstance(member, str) and "\x00" in member:
+                    return _Path(path, member), "a key must not contain the NUL character (\\u0000)"
                 budget -= len(member) + 3 if isinstance(member, str) else 1
                 pending.append((_Path(path, member), child, depth + 1))
         else:

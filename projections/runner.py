@@ -227,10 +227,25 @@ class Projector:
                                  rec.recorded_at))
 
         pumping = asyncio.create_task(pump(), name="projector-subscription")
+        # The write connection holds the projection lock. Losing it (a database restart) while idle
+        # would go unnoticed until the next event, and the projector would report itself up with
+        # neither lock nor connection: watch for its end and start over at once.
+        lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_lost(_conn: object) -> None:
+            if not lost.done():
+                lost.set_result(None)
+
+        conn.add_termination_listener(on_lost)
+        if conn.is_closed():
+            on_lost(conn)
         try:
             while True:
                 getting = asyncio.ensure_future(queue.get())
-                await asyncio.wait([getting, pumping], return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait([getting, pumping, lost], return_when=asyncio.FIRST_COMPLETED)
+                if lost.done():
+                    getting.cancel()
+                    raise errors.StoreUnavailable("the projector's connection was lost")
                 if not getting.done():
                     getting.cancel()
                     pumping.result()  # the subscription ended: re-raise why

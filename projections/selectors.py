@@ -22,27 +22,31 @@ Decisions:
   need them first; manifests reuse them. So does :class:`InvalidInput`, the
   base of every input error in ``projections``: ``field`` is a JSON path to
   the offending field and ``message`` says why, enough for problem+json.
+  Messages quote offending text cut short (``shown``): a 900 KB label value is refused without
+  being echoed back whole.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from ledger import jsontext
+
 LABEL_NAME_MAX_LENGTH: Final = 63
 LABEL_VALUE_MAX_LENGTH: Final = 63
 DNS_SUBDOMAIN_MAX_LENGTH: Final = 253
 DNS_LABEL_MAX_LENGTH: Final = 63
+LABEL_KEY_MAX_LENGTH: Final = DNS_SUBDOMAIN_MAX_LENGTH + 1 + LABEL_NAME_MAX_LENGTH
+_SHOWN_MAX_LENGTH: Final = 80
 
 _QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _INT64 = re.compile(r"[+-]?[0-9]+")
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _NAME_CHARS = (
     "consist of alphanumeric characters, '-', '_' or '.', "
@@ -87,13 +91,14 @@ class LabelError(InvalidInput):
         self.args = (key, message)
 
 
-def field_path(base: str, member: str | int) -> str:
-    """Extend the JSON path ``base`` by an object member or array index."""
-    if isinstance(member, int):
-        return f"{base}[{member}]"
-    if _IDENTIFIER.fullmatch(member):
-        return f"{base}.{member}" if base else member
-    return f"{base}[{json.dumps(member, ensure_ascii=False)}]"
+field_path = jsontext.field_path
+
+
+def shown(text: str) -> str:
+    """``text`` quoted for a message, cut short: an error never echoes a whole hostile value."""
+    if len(text) > _SHOWN_MAX_LENGTH:
+        return f'"{text[:_SHOWN_MAX_LENGTH]}…" ({len(text)} characters)'
+    return f'"{text}"'
 
 
 def dns_subdomain_error(value: str) -> str | None:
@@ -150,15 +155,16 @@ def validate_labels(labels: Mapping[str, str], *, field: str = "labels") -> None
     for key, value in labels.items():
         if not isinstance(key, str):
             raise LabelError(str(key), "label keys must be strings", field=field_path(field, str(key)))
-        path = field_path(field, key)
+        # A key too long to be one is not echoed into the path: the labels object is named instead.
+        path = field_path(field, key) if len(key) <= LABEL_KEY_MAX_LENGTH else field
         problem = label_key_error(key)
         if problem is not None:
-            raise LabelError(key, f'invalid label key "{key}": {problem}', field=path)
+            raise LabelError(key, f"invalid label key {shown(key)}: {problem}", field=path)
         if not isinstance(value, str):
             raise LabelError(key, "label values must be strings (quote numbers and booleans)", field=path)
         problem = label_value_error(value)
         if problem is not None:
-            raise LabelError(key, f'invalid label value "{value}": {problem}', field=path)
+            raise LabelError(key, f"invalid label value {shown(value)}: {problem}", field=path)
 
 
 def _go_int64(text: str) -> int | None:
@@ -368,7 +374,7 @@ class _Parser:
         key = token.text
         problem = label_key_error(key)
         if problem is not None:
-            raise self._error(f'invalid label key "{key}": {problem}', token)
+            raise self._error(f"invalid label key {shown(key)}: {problem}", token)
         if negated:
             return Requirement(key, Operator.DOES_NOT_EXIST)
         if self._peek()[0] in (_T.END, _T.COMMA):
@@ -382,14 +388,14 @@ class _Parser:
         value_token = self._exact_value()
         if operator in (Operator.GREATER_THAN, Operator.LESS_THAN) and _go_int64(value_token.text) is None:
             raise self._error(
-                f'invalid value "{value_token.text}" for "{token.text}": must be an integer', value_token
+                f'invalid value {shown(value_token.text)} for "{token.text}": must be an integer', value_token
             )
         return Requirement(key, operator, (value_token.text,))
 
     def _value(self, token: _Token) -> str:
         problem = label_value_error(token.text)
         if problem is not None:
-            raise self._error(f'invalid label value "{token.text}": {problem}', token)
+            raise self._error(f"invalid label value {shown(token.text)}: {problem}", token)
         return token.text
 
     def _exact_value(self) -> _Token:

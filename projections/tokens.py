@@ -126,7 +126,10 @@ def apply(table: Table, event: events.AnyEvent, position: int, version: int, rec
 
 
 def apply_recorded(table: Table, rec: records.RecordedEvent) -> None:
-    event = fleet.decode(rec.type, rec.data)
+    try:
+        event: events.AnyEvent | None = events.decode(rec.type, rec.data)
+    except events.DecodeError:
+        event = None
     if event is not None:
         apply(table, event, rec.position, rec.version, rec.recorded_at, fleet.actor_of(rec.type, rec.metadata))
     table.position = max(table.position, rec.position)

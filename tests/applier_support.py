@@ -122,7 +122,7 @@ async def outcomes(db: asyncpg.Connection, deployment: str | None = None) -> lis
         " ORDER BY position", deployment)
     found = []
     for r in rows:
-        event = events.from_data(r["type"], json.loads(r["data"]))
+        event = events.decode(r["type"], r["data"])
         data = {name: msgspec.to_builtins(getattr(event, name)) for name in event.__struct_fields__}
         found.append({"id": r["id"], "position": r["position"], "type": r["type"], **data,
                       "metadata": json.loads(r["metadata"])})

@@ -61,7 +61,9 @@ async def test_embedded_postgres_keeps_data_and_stops_with_the_service(data_root
     try:
         # First start: an admin token was issued and its secret written to the data directory.
         admin = bearer((data_dir / "admin.token").read_text().strip())
-        body = {"events": [{"type": "DeploymentPaused", "data": {"deployment": "web"}}]}
+        body = {"events": [{"type": "RevisionSubmitted", "data": {
+            "deployment": "web", "revision": 1, "selector": "",
+            "manifests": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"}}]}}]}
         async with aiohttp.ClientSession(headers=admin) as session:
             async with session.post(url + "/v1/streams/deployment-web/events", json=body) as resp:
                 assert resp.status == 201

@@ -26,7 +26,13 @@ from tests import servers
 
 pytestmark = pytest.mark.timeout(180)
 
-BODY = {"events": [{"type": "DeploymentPaused", "data": {"deployment": "web"}}]}
+# What successive appends send: a first revision, then pauses and resumes (each allowed by the rules
+# on the state the ones before it leave).
+BODIES = [{"events": [{"type": "RevisionSubmitted", "data": {
+    "deployment": "web", "revision": 1, "selector": "",
+    "manifests": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"}}]}}]}] + [
+    {"events": [{"type": "DeploymentResumed" if n % 2 else "DeploymentPaused", "data": {"deployment": "web"}}]}
+    for n in range(8)]
 
 
 class Service:
@@ -36,6 +42,7 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir.parent / "service.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.appended = 0
 
     async def start(self) -> None:
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")},
@@ -68,7 +75,9 @@ class Service:
     async def append(self) -> int:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10),
                                          headers=servers.ADMIN_HEADERS) as session, \
-                session.post(self.url + "/v1/streams/deployment-web/events", json=BODY) as resp:
+                session.post(self.url + "/v1/streams/deployment-web/events", json=BODIES[self.appended]) as resp:
+            if resp.status == 201:
+                self.appended += 1
             return resp.status
 
     def stop(self) -> None:

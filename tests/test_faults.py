@@ -15,21 +15,28 @@ import pytest
 
 from api import app as app_mod
 from ledger import settings as settings_mod
-from tests import chain, pgfixtures, servers
+from tests import chain, credfiles, pgfixtures, servers
 
 
-def event(i: int, event_id: uuid.UUID) -> dict:
-    return {"events": [{"id": str(event_id), "type": "DeploymentPaused",
-                        "data": {"deployment": f"d{i % 8}", "reason": f"r{i}"}}]}
+def registration(event_id: uuid.UUID) -> tuple[str, dict]:
+    """A target registration on a stream of its own (always allowed), and that stream."""
+    name = f"t{event_id.hex[:16]}"
+    return f"target-{name}", {"events": [{"id": str(event_id), "type": "TargetRegistered",
+                                          "data": {"target": name, "credentials": "cluster"}}]}
+
+
+def cluster_credential(directory: Path) -> Path:
+    """A credentials file with the one (anonymous) credential every registration here names."""
+    return credfiles.write(directory, {"cluster": {"server": "https://127.0.0.1:6443", "anonymous": True}})
 
 
 async def _writer(session, url, i, acked, stop):
     n = 0
     while not stop.is_set():
         event_id = uuid.uuid4()
+        stream, body = registration(event_id)
         try:
-            async with session.post(f"{url}/v1/streams/deployment-d{i % 8}/events",
-                                    json=event(i, event_id)) as resp:
+            async with session.post(f"{url}/v1/streams/{stream}/events", json=body) as resp:
                 if resp.status == 201:
                     acked[event_id] = (await resp.json())["positions"][0]
                     n += 1
@@ -38,7 +45,9 @@ async def _writer(session, url, i, acked, stop):
 
 
 async def test_sigkill_during_32_concurrent_appends_loses_no_acknowledged_event(database_url, tmp_path, db):
-    service = servers.ServiceProcess(database_url, tmp_path, LEDGER_APPLIER="false", LEDGER_PROJECTOR="false")
+    credentials = str(cluster_credential(tmp_path / "etc"))
+    service = servers.ServiceProcess(database_url, tmp_path, LEDGER_APPLIER="false", LEDGER_PROJECTOR="false",
+                                     LEDGER_CREDENTIALS=credentials)
     await service.start()
     acked: dict[uuid.UUID, int] = {}
     stop = asyncio.Event()
@@ -52,7 +61,7 @@ async def test_sigkill_during_32_concurrent_appends_loses_no_acknowledged_event(
             await asyncio.wait_for(asyncio.gather(*writers), 30)
         assert len(acked) >= 400
         restarted = servers.ServiceProcess(database_url, tmp_path, LEDGER_APPLIER="false",
-                                           LEDGER_PROJECTOR="false")
+                                           LEDGER_PROJECTOR="false", LEDGER_CREDENTIALS=credentials)
         await restarted.start()
         try:
             rows = await db.fetch("SELECT id, position FROM events WHERE id = ANY($1::uuid[])", list(acked))
@@ -61,9 +70,8 @@ async def test_sigkill_during_32_concurrent_appends_loses_no_acknowledged_event(
             assert total >= len(acked)
             async with servers.session() as session:
                 some = next(iter(acked))
-                i = 0
-                async with session.post(f"{restarted.url}/v1/streams/deployment-d{i}/events",
-                                        json=event(i, uuid.uuid4())) as resp:
+                stream, body = registration(uuid.uuid4())
+                async with session.post(f"{restarted.url}/v1/streams/{stream}/events", json=body) as resp:
                     assert resp.status == 201
                     assert (await resp.json())["positions"] == [total + 1]
             assert await db.fetchval("SELECT count(*) FROM events WHERE id = $1", some) == 1
@@ -87,13 +95,14 @@ async def private_pg():
 async def test_postgres_outage_is_503_then_recovers(aiohttp_client, private_pg, tmp_path):
     settings = settings_mod.Settings(database_url=private_pg.url(), data_dir=tmp_path / "d", db_timeout=2.0,
                                      projector=False, applier=False, retry_after=3,
-                                     admin_token=servers.ADMIN_TOKEN)
+                                     admin_token=servers.ADMIN_TOKEN, credentials=cluster_credential(tmp_path / "etc"))
     client = await aiohttp_client(app_mod.make_app(settings))
-    body = {"events": [{"type": "DeploymentPaused", "data": {"deployment": "d"}}]}
-    assert (await client.post("/v1/streams/deployment-d/events", json=body)).status == 201
+    stream, body = registration(uuid.uuid4())
+    assert (await client.post(f"/v1/streams/{stream}/events", json=body)).status == 201
 
     await asyncio.to_thread(private_pg.stop, "fast")
-    resp = await asyncio.wait_for(client.post("/v1/streams/deployment-d/events", json=body), 20)
+    stream, body = registration(uuid.uuid4())
+    resp = await asyncio.wait_for(client.post(f"/v1/streams/{stream}/events", json=body), 20)
     assert resp.status == 503
     assert resp.headers["Retry-After"] == "3"
     assert resp.content_type == "application/problem+json"
@@ -106,7 +115,7 @@ async def test_postgres_outage_is_503_then_recovers(aiohttp_client, private_pg, 
     await asyncio.to_thread(private_pg.start)
     statuses = []
     for _ in range(100):
-        resp = await client.post("/v1/streams/deployment-d/events", json=body)
+        resp = await client.post(f"/v1/streams/{stream}/events", json=body)
         statuses.append(resp.status)
         if resp.status == 201:
             break

@@ -7,13 +7,26 @@ import uuid
 
 import pytest
 
-from tests import chain
+from ledger import errors, records
+from tests import chain, credfiles
+from tests.fleetdata import manifest
 
 PROBLEM = "application/problem+json"
 
 
 def target_event(name: str = "eu-1", **extra):
-    return {"type": "TargetRegistered", "data": {"target": name, "labels": {"region": "eu"}, **extra}}
+    return {"type": "TargetRegistered",
+            "data": {"target": name, "labels": {"region": "eu"}, "credentials": "cluster", **extra}}
+
+
+def update_event(name: str = "eu-1", region: str = "us"):
+    return {"type": "TargetUpdated", "data": {"target": name, "labels": {"region": region}, "credentials": "cluster"}}
+
+
+@pytest.fixture(autouse=True)
+def cluster_credential(settings):
+    """The credential every target here names (the rules refuse a target without one)."""
+    credfiles.add_anonymous(settings, "cluster")
 
 
 async def post(client, stream, body, **kw):
@@ -47,7 +60,7 @@ async def test_client_supplied_id_makes_retries_idempotent(client, db):
     assert first.status == second.status == 201
     assert (await first.json())["positions"] == (await second.json())["positions"]
     assert second.headers["Idempotent-Replayed"] == "true"
-    changed = {"events": [{**body["events"][0], "data": {"target": "eu-1", "labels": {"region": "us"}}}]}
+    changed = {"events": [{**body["events"][0], "data": {**body["events"][0]["data"], "labels": {"region": "us"}}}]}
     conflict = await post(client, "target-eu-1", changed)
     assert conflict.status == 409 and conflict.content_type == PROBLEM
     assert (await conflict.json())["position"] == 1
@@ -58,7 +71,7 @@ async def test_idempotency_key_header_makes_retries_idempotent(client, db):
     body = {"events": [target_event()]}
     first = await post(client, "target-eu-1", body, headers={"Idempotency-Key": "k-1"})
     second = await post(client, "target-eu-1", body, headers={"Idempotency-Key": "k-1"})
-    third = await post(client, "target-eu-1", body, headers={"Idempotency-Key": "k-2"})
+    third = await post(client, "target-eu-1", {"events": [update_event()]}, headers={"Idempotency-Key": "k-2"})
     assert (await first.json())["positions"] == (await second.json())["positions"] == [1]
     assert (await third.json())["positions"] == [2]
     assert await count(db) == 2
@@ -73,7 +86,7 @@ async def test_wrong_expected_version_is_409_naming_both_versions(client, db):
     assert "expected 5" in body["detail"] and "version 1" in body["detail"]
     via_header = await post(client, "target-eu-1", {"events": [target_event()]}, headers={"If-Match": '"0"'})
     assert via_header.status == 409
-    ok = await post(client, "target-eu-1", {"events": [target_event()]}, headers={"If-Match": '"1"'})
+    ok = await post(client, "target-eu-1", {"events": [update_event()]}, headers={"If-Match": '"1"'})
     assert ok.status == 201
     assert await count(db) == 2
 
@@ -118,7 +131,7 @@ async def test_not_json_is_415(client, db):
         ("target-eu-1", {"type": "TargetRegistered", "data": {"target": "eu-1"}, "metadata": {"actor": 1}},
          "$.events[0].metadata.actor", "Expected `str | null`"),
         ("target-eu-1", {"type": "TargetRegistered", "data": {"target": "eu-1", "server": "a\u0000b"}},
-         "$.events[0].data", "NUL"),
+         "$.events[0].data.server", "NUL"),
     ],
 )
 async def test_invalid_events_are_422_naming_the_field(client, db, stream, event, field, reason):
@@ -157,14 +170,20 @@ async def test_unknown_stream_is_404_and_unknown_route_is_problem(client):
 
 
 async def test_stream_paging_and_global_filters(client):
-    for _ in range(3):
-        await post(client, "target-a", {"events": [target_event("a")]})
-        await post(client, "deployment-d", {"events": [{"type": "DeploymentPaused", "data": {"deployment": "d"}}]})
+    deployment_events = [
+        {"type": "RevisionSubmitted", "data": {"deployment": "d", "revision": 1, "selector": "",
+                                               "manifests": [manifest()]}},
+        {"type": "DeploymentPaused", "data": {"deployment": "d"}},
+        {"type": "DeploymentResumed", "data": {"deployment": "d"}},
+    ]
+    for i, deployment_event in enumerate(deployment_events):
+        await post(client, "target-a", {"events": [update_event("a", f"r{i}") if i else target_event("a")]})
+        await post(client, "deployment-d", {"events": [deployment_event]})
     page = await (await client.get("/v1/streams/target-a?from_version=2&limit=1")).json()
     assert [e["version"] for e in page["events"]] == [2] and page["next_from_version"] == 3
     deployments = await (await client.get("/v1/events?category=deployment")).json()
     assert [e["position"] for e in deployments["events"]] == [2, 4, 6]
-    typed = await (await client.get("/v1/events?types=TargetRegistered&after=1")).json()
+    typed = await (await client.get("/v1/events?types=TargetUpdated&after=1")).json()
     assert [e["position"] for e in typed["events"]] == [3, 5]
 
 
@@ -175,9 +194,14 @@ async def test_health_and_readiness(client, store):
     assert ready.status == 200 and (await ready.json())["checks"]["database"] == "ok"
 
 
-async def test_metrics_count_appends(client):
-    await post(client, "target-a", {"events": [target_event("a"), target_event("a")]})
-    await post(client, "target-a", {"events": [target_event("a")], "expected_version": 0})
+async def test_metrics_count_appends(client, store):
+    await post(client, "target-a", {"events": [target_event("a"), update_event("a")]})
+    # A stale client is refused before the store (the write path checks the version it loaded); a
+    # race the store loses is what the store counts as rejected.
+    stale = await post(client, "target-a", {"events": [update_event("a", "eu")], "expected_version": 0})
+    assert stale.status == 409
+    with pytest.raises(errors.WrongExpectedVersion):
+        await store.append("target-a", "no_stream", [records.NewEvent(uuid.uuid4(), "TargetRetired", {"target": "a"})])
     resp = await client.get("/metrics")
     assert resp.status == 200
     text = await resp.text()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp import web
 
@@ -34,6 +35,7 @@ from api import app as app_mod
 from api import keys
 from ledger import pgembed
 from ledger import settings as settings_mod
+from projections import runner
 from tests import credfiles, pgfixtures, servers
 
 DB_TIMEOUT: Final = 1.0
@@ -257,3 +259,22 @@ def test_the_routes_listed_as_needing_no_database_exist(tmp_path):
     app = app_mod.make_app(settings_mod.Settings(data_dir=tmp_path))
     routes = {c.route for c in walk(app)}
     assert set(NO_DATABASE) | {READINESS, LIVE} <= routes
+
+
+async def test_the_projector_takes_its_lock_again_after_a_database_restart_without_waiting_for_an_event(
+        client, private_pg):
+    # Found by the outage walk: an idle projector never noticed that its connection (and with it the
+    # projection lock) died in the restart, reported itself up, and crashed on the next write instead.
+    await _seed(client)
+    await asyncio.to_thread(private_pg.stop, "fast")
+    await asyncio.to_thread(private_pg.start)
+    conn = await asyncpg.connect(private_pg.url())
+    try:
+        async with asyncio.timeout(60):
+            while not await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND ((classid::bigint << 32) | objid::bigint) = $1", runner.LOCK):
+                await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+    await _until_ready(client)

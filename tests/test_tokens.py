@@ -16,7 +16,7 @@ from cli import exits
 from cli import main as cli_main
 from ledger import events, records, secrets
 from projections import tokens
-from tests import servers
+from tests import credfiles, servers
 from tests.tokens_support import bearer, issue
 
 
@@ -106,15 +106,16 @@ async def test_appending_to_a_token_stream_through_the_generic_endpoint_is_403(c
     assert await db.fetchval("SELECT count(*) FROM events") == 0
 
 
-async def test_x_actor_is_recorded_as_on_behalf_of_and_a_claimed_actor_is_refused(client, db):
+async def test_x_actor_is_recorded_as_on_behalf_of_and_a_claimed_actor_is_refused(client, db, settings):
     ci = await issue(client, "ci-bot", "admin")
+    credfiles.add_anonymous(settings, "eu-1")  # the generic append checks the credential as PUT does
     response = await client.post("/v1/streams/target-eu-1/events", headers={**ci, "X-Actor": "dana"}, json={
-        "events": [{"type": "TargetRegistered", "data": {"target": "eu-1", "server": "https://eu-1:6443"}}]})
+        "events": [{"type": "TargetRegistered", "data": {"target": "eu-1", "credentials": "eu-1"}}]})
     assert response.status == 201
     metadata = json.loads(await db.fetchval("SELECT metadata::text FROM events WHERE stream = 'target-eu-1'"))
     assert (metadata["actor"], metadata["on_behalf_of"]) == ("ci-bot", "dana")
     forged = await client.post("/v1/streams/target-eu-2/events", headers=ci, json={"events": [{
-        "type": "TargetRegistered", "data": {"target": "eu-2", "server": "https://eu-2:6443"},
+        "type": "TargetRegistered", "data": {"target": "eu-2", "credentials": "eu-1"},
         "metadata": {"actor": "dana"}}]})
     assert forged.status == 422 and (await forged.json())["field"] == "$.events[0].metadata.actor"
     assert await db.fetchval("SELECT count(*) FROM events WHERE stream = 'target-eu-2'") == 0
