@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import auth, feed, health, keys, lifecycle, live, metrics, problems, streams
+from api import auth, feed, health, keys, lanes, lifecycle, live, metrics, problems, streams
 from api import deployments as deployments_api
 from api import history as history_api
 from api import state as state_api
@@ -25,7 +25,7 @@ def make_app(settings: settings_mod.Settings, *, access_control: bool = True) ->
     app[keys.SETTINGS] = settings
     app[keys.COMPONENTS] = components.Registry()
     lifecycle.load_credentials(app)
-    app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store])
+    app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store, lanes.context])
     if access_control:
         app.cleanup_ctx.append(auth.context)
     app.cleanup_ctx.append(lifecycle.credentials)

@@ -24,7 +24,7 @@ from typing import Final
 
 from aiohttp import web
 
-from api import bodies, cloudevents, keys, params, problems
+from api import bodies, cloudevents, keys, lanes, params, problems
 from ledger import events, exporter, records, streams
 
 IMMUTABLE: Final = "public, max-age=31536000, immutable"
@@ -74,6 +74,7 @@ def _matches(header: str | None, etag: str) -> bool:
 
 
 @routes.get("/v1/feed")
+@lanes.expensive
 async def feed(request: web.Request) -> web.StreamResponse:
     after = params.integer(request, "after", 0)
     limit = params.integer(request, "limit", DEFAULT_LIMIT)
@@ -81,7 +82,7 @@ async def feed(request: web.Request) -> web.StreamResponse:
     types, categories = filters(request)
     source = request.app[keys.SETTINGS].source_uri
     page = await request.app[keys.STORE].read_all(after, limit, types=types, categories=categories,
-                                                  until=closed_at)
+                                                  until=closed_at, pool=lanes.pool(request.app))
     media = NDJSON if _wants_ndjson(request) else cloudevents.BATCH_CONTENT_TYPE
     headers: dict[str, str] = {"Vary": "Accept"}
     full = len(page) == limit

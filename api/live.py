@@ -11,15 +11,22 @@ store, bounded by the shared tail's position (ledger/fanout.py), until its curso
 tail's ring; from then on it is served from the ring. Readers behind the head use their own paged
 reads; idle readers hold no database connection and do not poll.
 
-Slow consumers (decided): nothing is buffered per reader beyond one chunk of about
-``chunk_bytes``. A reader is cut off when (a) it falls more than the ring's capacity behind the
-live head, or (b) one write cannot be handed to the socket within ``write_timeout`` seconds, or
-(c) while catching up, one page takes it longer than that. Catching up holds one of
-``catching_up`` permits per process for the read and write of each page, which bounds the pages
-in memory whatever the number of readers; (c) keeps a slow reader from holding a permit long. It then gets a final ``event: overflow``
-whose data names the last position sent, and the connection ends; it reconnects with that
-``Last-Event-ID`` and catches up through paged reads. If even that message cannot be written (the
-client stopped reading altogether), the connection is aborted.
+Slow consumers (decided): every subscriber has a small bounded send buffer. Its socket's
+``SO_SNDBUF`` is set to ``sse_send_buffer`` and its transport pauses above that much; the service
+queues at most ``sse_queue_bytes`` of frames for it (a catch-up page is encoded only up to that
+many bytes, the rest is read again later; a live batch is written in chunks of ``chunk_bytes``).
+So a subscriber costs the service about ``sse_queue_bytes`` + 64 KiB (aiohttp's drain threshold)
++ ``sse_send_buffer`` at most, whatever it does, and ``buffered(app)`` says how much all of them
+hold now. A reader is cut off when (a) it falls more than the ring's capacity behind the live head,
+or (b) one write cannot be handed to the socket within ``sse_write_timeout`` seconds. So a client
+that stops reading is let go within about ``sse_write_timeout`` seconds of its buffers filling.
+Catching up holds one of ``catching_up`` permits per process for the read of a page and its
+encoding (not for the write), through the expensive lane's pool (api/lanes.py), so catch-ups never
+take connections from appends and single reads and a stalled reader never holds a permit. The shared
+tail never waits for anyone: readers pull from its ring. A cut reader gets a final
+``event: overflow`` whose data names the last position sent, and the connection ends; it
+reconnects with that ``Last-Event-ID`` and catches up through paged reads. If even that message
+cannot be written (the client stopped reading altogether), the connection is aborted.
 
 At shutdown every stream ends with a comment (``on_shutdown``), so the server does not wait out
 its shutdown timeout on open streams.
@@ -37,15 +44,18 @@ out).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Iterable
+import socket
+from collections.abc import AsyncIterator
 from typing import Final
 
 import msgspec
 from aiohttp import web
 
-from api import cloudevents, feed, keys, params
+from api import cloudevents, feed, keys, lanes, params
 from ledger import errors, fanout, records, streams, tasks
+from ledger import settings as settings_mod
 
 routes = web.RouteTableDef()
 
@@ -55,25 +65,39 @@ class Config:
     capacity: int = fanout.CAPACITY
     write_timeout: float = 10.0
     page: int = 1000
-    catching_up: int = 16
+    catching_up: int = lanes.CATCH_UP_READS
     chunk_bytes: int = 32 * 1024
     retry_ms: int = 2000
     final_write_timeout: float = 1.0
+    queue_bytes: int = 64 * 1024
+    send_buffer: int = 16 * 1024
+
+    @classmethod
+    def from_settings(cls, settings: settings_mod.Settings) -> Config:
+        return cls(write_timeout=settings.sse_write_timeout, queue_bytes=settings.sse_queue_bytes,
+                   send_buffer=settings.sse_send_buffer)
+
+
+def config_of(app: web.Application) -> Config:
+    """``CONFIG`` when a test set one, else the settings' values."""
+    return app.get(CONFIG) or Config.from_settings(app[keys.SETTINGS])
 
 
 CONFIG: Final = web.AppKey("live_config", Config)
 TAIL: Final = web.AppKey("live_tail", fanout.Tail)
 CATCH_UP: Final = web.AppKey("live_catch_up", asyncio.Semaphore)
+SUBSCRIBERS: Final = web.AppKey("live_subscribers", set["_Stream"])
 _HEARTBEAT: Final = b": heartbeat\n\n"
 _SHUTDOWN: Final = b": server shutting down, reconnect with Last-Event-ID\n\n"
 
 
 async def tail_context(app: web.Application) -> AsyncIterator[None]:
     """The process's one shared tail, for as long as the app runs (after the event store)."""
-    config = app.get(CONFIG) or Config()
+    config = config_of(app)
     tail = fanout.Tail(app[keys.STORE], capacity=config.capacity)
     app[TAIL] = tail
     app[CATCH_UP] = asyncio.Semaphore(config.catching_up)
+    app[SUBSCRIBERS] = set()
     async with tasks.running("live-tail", tail.run, app[keys.COMPONENTS]):
         yield
 
@@ -83,6 +107,18 @@ async def close_streams(app: web.Application) -> None:
     tail = app.get(TAIL)
     if tail is not None:
         tail.close()
+
+
+def buffered(app: web.Application) -> int:
+    """Bytes the service holds for its SSE subscribers now: frames queued for them and what their
+    transports have not yet handed to the kernel."""
+    total = 0
+    for stream in app[SUBSCRIBERS]:
+        total += stream.held
+        transport = stream.request.transport
+        if transport is not None:
+            total += transport.get_write_buffer_size()
+    return total
 
 
 def frame(event: records.RecordedEvent, source: str) -> bytes:
@@ -117,6 +153,7 @@ class _Stream:
         self.source = settings.source_uri
         self.heartbeat = settings.sse_heartbeat
         self.sent = 0
+        self.held = 0
         self._loop = asyncio.get_running_loop()
         self._written_at = self._loop.time()
 
@@ -128,22 +165,39 @@ class _Stream:
         transport = self.request.transport
         return transport is None or transport.is_closing()
 
-    async def send(self, frames: Iterable[tuple[int, bytes]]) -> None:
+    def limit_buffers(self) -> None:
+        """The subscriber's small send buffer: the socket's and the transport's."""
+        transport = self.request.transport
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # not a TCP socket (a test's pipe): the transport's limit holds
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer)
+        transport.set_write_buffer_limits(high=self.config.send_buffer)
+
+    async def send(self, frames: list[tuple[int, bytes]]) -> None:
         """Write (position, frame)s in chunks of about ``chunk_bytes``, so a slow socket buffers
-        little; ``sent`` follows every chunk handed to the connection."""
+        little; ``sent`` follows every chunk handed to the connection, ``held`` counts what is
+        still queued."""
+        self.held = sum(len(data) for _, data in frames)
         chunk: list[bytes] = []
         size = last = 0
-        for position, data in frames:
-            chunk.append(data)
-            size += len(data)
-            last = position
-            if size >= self.config.chunk_bytes:
+        try:
+            for position, data in frames:
+                chunk.append(data)
+                size += len(data)
+                last = position
+                if size >= self.config.chunk_bytes:
+                    await self.write(b"".join(chunk))
+                    self.sent = last
+                    self.held -= size
+                    chunk, size = [], 0
+            if chunk:
                 await self.write(b"".join(chunk))
                 self.sent = last
-                chunk, size = [], 0
-        if chunk:
-            await self.write(b"".join(chunk))
-            self.sent = last
+        finally:
+            self.held = 0
 
     async def write(self, data: bytes) -> None:
         try:
@@ -151,6 +205,7 @@ class _Stream:
                 await self.response.write(data)
         except TimeoutError as exc:
             raise _Cut(f"a write waited more than {self.config.write_timeout:g}s for the client") from exc
+
         self._written_at = self._loop.time()
 
     async def catch_up(self, tail: fanout.Tail, store_reads: int) -> int:
@@ -160,19 +215,35 @@ class _Stream:
         size = self.config.page
         await tail.ready()
         gate = self.request.app[CATCH_UP]
+        pool = lanes.pool(self.request.app)
         while not tail.closed and not tail.covers(scan):
             async with gate:
                 bound = tail.position
-                page = await store.read_all(scan, size, types=self.types,
-                                            categories=self.categories, until=bound)
-                try:
-                    async with asyncio.timeout(self.config.write_timeout):
-                        await self.send((e.position, frame(e, self.source)) for e in page)
-                except TimeoutError as exc:
-                    raise _Cut(f"a page of {len(page)} events took the client more than "
-                               f"{self.config.write_timeout:g}s") from exc
-            scan = page[-1].position if len(page) == size else bound
+                page = await store.read_all(scan, size, types=self.types, categories=self.categories,
+                                            until=bound, pool=pool)
+                queued = self._queue(page)
+            # Pages shrink to about what the queue takes, so big events are not read many times over.
+            if len(queued) < len(page):
+                scan = queued[-1][0]
+                size = max(16, 2 * len(queued))
+            else:
+                scan = page[-1].position if len(page) == size else bound
+                size = min(self.config.page, 2 * size)
+            del page
+            await self.send(queued)
         return scan
+
+    def _queue(self, page: list[records.RecordedEvent]) -> list[tuple[int, bytes]]:
+        """The page's frames up to ``queue_bytes`` (at least one): the subscriber's bounded queue."""
+        queued: list[tuple[int, bytes]] = []
+        size = 0
+        for event in page:
+            data = frame(event, self.source)
+            queued.append((event.position, data))
+            size += len(data)
+            if size >= self.config.queue_bytes:
+                break
+        return queued
 
     async def follow(self, tail: fanout.Tail, scan: int) -> None:
         """Serve from the shared ring until shutdown, disconnect or a cut."""
@@ -184,8 +255,8 @@ class _Stream:
                 raise _Cut(f"fell more than {self.config.capacity} events behind the live head") from exc
             if entries:
                 scan = entries[-1].event.position
-                await self.send((e.event.position, self._encoded(e))
-                                for e in entries if self.wanted(e.event))
+                await self.send([(e.event.position, self._encoded(e))
+                                 for e in entries if self.wanted(e.event)])
             if self.gone():
                 return
             quiet = self._loop.time() - self._written_at
@@ -230,10 +301,11 @@ async def _available(request: web.Request, tail: fanout.Tail) -> None:
 
 
 @routes.get("/v1/feed/live")
+@lanes.stream
 async def live(request: web.Request) -> web.StreamResponse:
     types, categories = feed.filters(request)
     cursor = _cursor(request)
-    config = request.app.get(CONFIG) or Config()
+    config = config_of(request.app)
     tail = request.app[TAIL]
     await _available(request, tail)
     if cursor is None:
@@ -243,10 +315,13 @@ async def live(request: web.Request) -> web.StreamResponse:
         # The headers a GET would start with, and no stream: a HEAD response has no body.
         return web.Response(headers=headers)
     response = web.StreamResponse(headers=headers)
-    await response.prepare(request)
     stream = _Stream(request, response, config, types, categories)
+    stream.limit_buffers()
+    await response.prepare(request)
     stream.sent = cursor
     tail.readers += 1
+    subscribers = request.app[SUBSCRIBERS]
+    subscribers.add(stream)
     try:
         await stream.write(b"retry: %d\n\n" % config.retry_ms)
         scan = await stream.catch_up(tail, cursor)
@@ -259,4 +334,5 @@ async def live(request: web.Request) -> web.StreamResponse:
         pass
     finally:
         tail.readers -= 1
+        subscribers.discard(stream)
     return response

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from api import keys
+from api import keys, lanes, live, server
 from ledger import components
 from ledger import store as store_mod
 from projections import runner
@@ -128,9 +128,48 @@ class CredentialsCollector(Collector):
         yield failed
 
 
+class IsolationCollector(Collector):
+    """Load isolation (docs/operations.md "Limits"): the expensive lane, per-client refusals, SSE
+    subscribers' buffers, and client connections against their cap."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        lane = self._app.get(lanes.LANE)
+        if lane is not None:
+            yield _gauge("ledger_expensive_busy", "Expensive requests holding a turn now", lane.busy)
+            yield _counter("ledger_expensive_refused", "Expensive requests answered 503 for want of a turn",
+                           lane.refused)
+            yield _counter("ledger_client_limited", "Requests answered 429 past a per-client limit", lane.limited)
+        if live.SUBSCRIBERS in self._app:
+            yield _gauge("ledger_sse_subscribers", "Open SSE streams", len(self._app[live.SUBSCRIBERS]))
+            yield _gauge("ledger_sse_buffered_bytes", "Bytes held for SSE subscribers (queued frames and "
+                         "transport buffers)", live.buffered(self._app))
+        gate = self._app.get(server.GATE)
+        if gate is not None:
+            yield _gauge("ledger_connections_open", "Client connections open", gate.open)
+            yield _gauge("ledger_connections_limit", "Client connections allowed at once", gate.limit)
+            yield _counter("ledger_connections_refused", "Connections answered 503 at accept (over the limit)",
+                           gate.refused)
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc)
+    family.add_metric([], value)
+    return family
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc)
+    family.add_metric([], value)
+    return family
+
+
 def install(app: web.Application) -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(app))
+    registry.register(IsolationCollector(app))
     registry.register(ComponentsCollector(app))
     registry.register(CredentialsCollector(app))
     app[REGISTRY] = registry

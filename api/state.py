@@ -12,7 +12,7 @@ import re
 
 from aiohttp import web
 
-from api import bodies, params, problems, reads
+from api import bodies, lanes, params, problems
 from projections import replay, views
 
 routes = web.RouteTableDef()
@@ -31,12 +31,13 @@ def _moment(raw: str) -> dt.datetime:
 
 
 @routes.get("/v1/state")
+@lanes.expensive
 async def state(request: web.Request) -> web.Response:
     raw = request.query.get("at", "head").strip() or "head"
     numeric = _NUMBER.fullmatch(raw) is not None
     wanted = params.integer(request, "at", 0) if numeric else None
     moment = _moment(raw) if not numeric and raw != "head" else None
-    async with reads.connection(request) as conn:
+    async with lanes.connection(request) as conn:
         head = await replay.head(conn)
         if wanted is not None:
             if wanted > head:

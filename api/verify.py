@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import bodies, keys, params, problems
+from api import bodies, keys, lanes, params, problems
 from ledger import hashing
 from ledger import verify as verify_mod
 
@@ -21,12 +21,13 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/v1/verify")
+@lanes.expensive
 async def verify(request: web.Request) -> web.Response:
     first = params.integer(request, "from", 1)
     last = params.optional(request, "to")
     if last is not None and last < first:
         raise problems.invalid("to", f"must be at least from ({first}), got {last}")
-    async with request.app[keys.STORE].connection() as conn:
+    async with lanes.connection(request) as conn:
         report = await verify_mod.chain(conn, first, last)
     return bodies.json_response(report.as_dict())
 

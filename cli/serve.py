@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import socket
 import ssl
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 import uvloop
 from aiohttp import web
 
 from api import app as app_mod
-from api import keys
+from api import keys, server
 from cli import database, listen, options, parsers
 from ledger import settings as settings_mod
 
@@ -84,13 +87,43 @@ def run(app: web.Application, settings: settings_mod.Settings, tls: ssl.SSLConte
     # default thresholds put full collections in the request path (a p99 of ~50 ms against ~10 ms).
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)
-    web.run_app(app, sock=sock, ssl_context=tls,
-                print=lambda msg: print(msg.replace("Running on", "Deployment Ledger on"), flush=True),
-                access_log=None)
+    server.raise_fd_limit()
+
+    async def serve() -> None:
+        async with server.serving(app, sock, tls=tls, handle_signals=True, access_log=None) as site:
+            print(f"======== Deployment Ledger on {site.name} ========\n(Press CTRL+C to quit)", flush=True)
+            await asyncio.Event().wait()
+
+    _run_until_signalled(serve())
     for message in app.get(keys.FATAL, []):
         print(f"ledger serve: {message}", file=sys.stderr, flush=True)
         return 1
     return 0
+
+
+def _run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on a new loop until SIGINT or SIGTERM (aiohttp's GracefulExit), then cancel it so
+    that the app's cleanup contexts run, as ``web.run_app`` does."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    task = loop.create_task(main)
+    try:
+        loop.run_until_complete(task)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        try:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    loop.run_until_complete(task)
+        finally:
+            rest = asyncio.all_tasks(loop)
+            for leftover in rest:
+                leftover.cancel()
+            loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
 
 def run_migrate(args: argparse.Namespace) -> int:

@@ -60,6 +60,28 @@ class Settings:
     tls_cert: Path | None = field(default=None, metadata={"help": "PEM certificate (chain): serve HTTPS (with tls_key)"})
     tls_key: Path | None = field(default=None, metadata={"help": "PEM private key of tls_cert"})
 
+    expensive_concurrency: int = field(default=4, metadata={
+        "help": "expensive requests (replay /v1/state, /v1/verify, /v1/feed pages, live catch-up reads) "
+                "served at once per process; they get a PostgreSQL pool of this size of their own"})
+    expensive_wait: float = field(default=1.0, metadata={
+        "help": "seconds an expensive request waits for a turn before 503 + Retry-After"})
+    client_expensive_limit: int = field(default=2, metadata={
+        "help": "expensive requests one token (or client address) may run at once; 429 past it"})
+    client_stream_limit: int = field(default=8, metadata={
+        "help": "SSE streams (/v1/feed/live) one token (or client address) may hold open; 429 past it"})
+    sse_send_buffer: int = field(default=16 * 1024, metadata={
+        "help": "SO_SNDBUF of an SSE connection, bytes (the kernel doubles it)"})
+    sse_queue_bytes: int = field(default=64 * 1024, metadata={
+        "help": "bytes of frames one SSE subscriber may have queued in the service"})
+    sse_write_timeout: float = field(default=10.0, metadata={
+        "help": "seconds a write to an SSE subscriber may wait for the client before it is cut off (overflow)"})
+    max_connections: int = field(default=0, metadata={
+        "help": "open client connections at most; more are answered 503 and closed; "
+                "0: the open-file limit minus fd_reserve"})
+    fd_reserve: int = field(default=256, metadata={
+        "help": "file descriptors kept free of client connections (database pools and dedicated "
+                "connections, the embedded PostgreSQL's clients, log and data files)"})
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -119,6 +141,15 @@ def load(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | No
                             f"{secrets.MIN_OPERATOR_LENGTH} characters of random text (e.g. `openssl rand -base64 32`)")
     if not 0 < settings.http_port < 65536 and settings.http_port != 0:
         raise SettingsError(f"setting http_port: {settings.http_port} is out of range")
+    for name in ("expensive_concurrency", "client_expensive_limit", "client_stream_limit", "sse_send_buffer",
+                 "sse_queue_bytes"):
+        if getattr(settings, name) < 1:
+            raise SettingsError(f"setting {name} ({PREFIX}{name.upper()}) must be at least 1")
+    for name in ("max_connections", "fd_reserve", "expensive_wait"):
+        if getattr(settings, name) < 0:
+            raise SettingsError(f"setting {name} ({PREFIX}{name.upper()}) must not be negative")
+    if settings.sse_write_timeout <= 0:
+        raise SettingsError(f"setting sse_write_timeout ({PREFIX}SSE_WRITE_TIMEOUT) must be more than 0")
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise SettingsError("settings tls_cert and tls_key (LEDGER_TLS_CERT, LEDGER_TLS_KEY) go together: "
                             "give both to serve HTTPS, or neither")

@@ -39,8 +39,8 @@ class EventStore:
         async with self.connection(timeout) as conn:
             await conn.fetchval("SELECT 1", timeout=timeout)
 
-    async def _fetch(self, query: str, *args: Any) -> list[Any]:
-        async with self.connection() as conn:
+    async def _fetch(self, query: str, *args: Any, pool: asyncpg.Pool | None = None) -> list[Any]:
+        async with db.pooled(pool or self.pool, timeout=self._timeout) as conn:
             return list(await conn.fetch(query, *args, timeout=self._timeout))
 
     async def read_stream(
@@ -67,7 +67,10 @@ class EventStore:
         types: Sequence[str] | None = None,
         categories: Sequence[str] | None = None,
         until: int | None = None,
+        pool: asyncpg.Pool | None = None,
     ) -> list[records.RecordedEvent]:
+        """Up to ``limit`` events after ``after``; ``pool``: read through that pool instead of the
+        store's (the expensive lane's, api/lanes.py)."""
         query, args = _ALL, list[Any]([after])
         if types:
             args.append(list(types))
@@ -80,7 +83,7 @@ class EventStore:
             query += f" AND position <= ${len(args)}"
         args.append(limit)
         query += f" ORDER BY position LIMIT ${len(args)}"
-        return [records.from_row(r) for r in await self._fetch(query, *args)]
+        return [records.from_row(r) for r in await self._fetch(query, *args, pool=pool)]
 
     async def head(self) -> tuple[int, str | None, Any]:
         rows = await self._fetch(

@@ -20,6 +20,7 @@ head at that time) exposes both.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Callable
@@ -165,51 +166,77 @@ async def chain(
             return Report(first, first - 1, "", 0, Break(
                 first - 1, "gap", f"position {first - 1}, the anchor of the range, is missing"))
         prev = anchor
-    expected = first
-    versions = _Versions(conn, first)
-    checked = since_settled = 0
+    walk = _Walk(prev, first, last, _Versions(conn, first))
+    reported = 0
     broken: Break | None = None
+    done = False
+    batch: list[records.RecordedEvent] = []
     async with contextlib.aclosing(
         scan.rows(conn, first - 1, None if last is None else last + 1, prefetch=prefetch)
     ) as stream:
         async for event in stream:
-            if last is not None and expected > last:
+            batch.append(event)
+            if len(batch) < CHUNK:
+                continue
+            broken, done = await asyncio.to_thread(walk.run, batch)
+            batch = []
+            if broken is not None or done:
                 break
-            if event.position != expected:
-                broken = Break(expected, "gap", f"expected position {expected}, found {event.position}",
-                               expected=expected, found=event.position)
-                break
-            if event.prev_hash != prev:
-                broken = Break(event.position, "prev_hash",
-                               f"prev_hash is {event.prev_hash}, the previous event's hash is {prev}",
-                               expected=prev, found=event.prev_hash)
-                break
-            computed = recompute(event, prev)
-            if computed != event.hash:
-                broken = Break(event.position, "hash",
-                               f"stored hash {event.hash} differs from the recomputed {computed}",
-                               expected=computed, found=event.hash)
-                break
-            broken = versions.check(event)
+            broken = await walk.versions.settle()
             if broken is not None:
                 break
-            prev = event.hash
-            expected += 1
-            checked += 1
-            since_settled += 1
-            if since_settled == CHUNK:
-                broken = await versions.settle()
-                if broken is not None:
-                    break
-                if progress is not None:
-                    progress(since_settled)
-                since_settled = 0
-        broken = _earliest(broken, await versions.settle())
-    if progress is not None and since_settled:
-        progress(since_settled)
+            if progress is not None:
+                progress(walk.checked - reported)
+            reported = walk.checked
+        if broken is None and not done and batch:
+            broken, done = await asyncio.to_thread(walk.run, batch)
+        broken = _earliest(broken, await walk.versions.settle())
+    if progress is not None and walk.checked > reported:
+        progress(walk.checked - reported)
     if broken is not None:
-        return Report(first, broken.position - 1, "", checked, broken)
-    return Report(first, expected - 1, prev, checked)
+        return Report(first, broken.position - 1, "", walk.checked, broken)
+    return Report(first, walk.expected - 1, walk.prev, walk.checked)
+
+
+class _Walk:
+    """The per-row checks of ``chain``, run a chunk at a time in a worker thread (hash
+    recomputation is CPU work the event loop must not wait for); one chunk at a time."""
+
+    def __init__(self, prev: str, first: int, last: int | None, versions: _Versions) -> None:
+        self.prev = prev
+        self.expected = first
+        self.last = last
+        self.versions = versions
+        self.checked = 0
+
+    def run(self, events: list[records.RecordedEvent]) -> tuple[Break | None, bool]:
+        """The first break in ``events``, and whether the range ended inside them."""
+        for event in events:
+            if self.last is not None and self.expected > self.last:
+                return None, True
+            broken = self._check(event)
+            if broken is not None:
+                return broken, True
+            self.prev = event.hash
+            self.expected += 1
+            self.checked += 1
+        return None, False
+
+    def _check(self, event: records.RecordedEvent) -> Break | None:
+        expected, prev = self.expected, self.prev
+        if event.position != expected:
+            return Break(expected, "gap", f"expected position {expected}, found {event.position}",
+                         expected=expected, found=event.position)
+        if event.prev_hash != prev:
+            return Break(event.position, "prev_hash",
+                         f"prev_hash is {event.prev_hash}, the previous event's hash is {prev}",
+                         expected=prev, found=event.prev_hash)
+        computed = recompute(event, prev)
+        if computed != event.hash:
+            return Break(event.position, "hash",
+                         f"stored hash {event.hash} differs from the recomputed {computed}",
+                         expected=computed, found=event.hash)
+        return self.versions.check(event)
 
 
 async def check_digest(conn: asyncpg.Connection, position: int, digest_hash: str, *,

@@ -30,10 +30,11 @@ Decisions:
   is retrying); ``failed`` after a permanent one; ``paused`` whatever the outcome while the deployment
   is paused. ``applied_revision`` is what the target last applied successfully, whichever revision.
 - **A new revision revives a removed deployment**; numbering continues, history is never reused.
-- **Undecodable events** only advance ``position``: every fold skips them alike (all decode through
-  ``ledger.events.decode``), so replay, read models and the applier agree. Every path into the log
-  refuses them (projections/rules.py), so they appear only in a log written by an older version,
-  or of a type this version does not know (after a downgrade).
+- **Undecodable events** only advance ``position`` here (all decode through ``ledger.events.decode``).
+  Every path into the log refuses them (projections/rules.py), so they appear only in a log written
+  by an older version, or of a type this version does not know (after a downgrade). The projector
+  does not pass one by: it stalls at it and says so (projections/runner.py), so the read models
+  never silently differ from the log; replay and the applier's own fold skip it.
 """
 
 from __future__ import annotations

@@ -41,13 +41,20 @@ async def chunks(cursor: Any, size: int = CHUNK) -> AsyncGenerator[list[Any], No
             fetching.cancel()
 
 
+def _fold_rows(state: fleet.Fleet, rows: list[Any]) -> None:
+    for row in rows:
+        fleet.fold_row(state, *row)
+
+
 async def fold_until(conn: asyncpg.Connection, state: fleet.Fleet, until: int) -> fleet.Fleet:
-    """Fold the events after ``state.position`` up to ``until`` into ``state``; needs a transaction."""
+    """Fold the events after ``state.position`` up to ``until`` into ``state``; needs a transaction.
+
+    Each chunk is folded in a worker thread, so a long replay never holds the event loop: only one
+    thread touches ``state`` at a time (each chunk is awaited before the next)."""
     cursor = await conn.cursor(EVENTS, state.position, until)
     async with contextlib.aclosing(chunks(cursor)) as chunked:
         async for rows in chunked:
-            for row in rows:
-                fleet.fold_row(state, *row)
+            await asyncio.to_thread(_fold_rows, state, rows)
     return state
 
 

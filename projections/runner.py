@@ -39,7 +39,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from ledger import components, db, dbfaults, errors
+from ledger import components, db, dbfaults, errors, events
 from ledger import store as store_mod
 from projections import fleet, progress, replay, snapshots, tables
 
@@ -65,6 +65,17 @@ class Stalled(Exception):
         where = f"position {first}" if first == last else f"positions {first}..{last}"
         self.reason = f"cannot fold and store {where}: {components.error_text(cause)}"
         super().__init__(self.reason)
+
+
+def _undecodable(row: Any) -> Stalled:
+    """The stall for an event that does not decode (a log written by a newer version, or around the
+    rules): the read models stop before it rather than pass it by, so an operator sees it."""
+    position, type_, data = row[0], row[3], row[4]
+    try:
+        events.decode(type_, data)
+    except events.DecodeError as exc:
+        return Stalled(position, position, exc)
+    return Stalled(position, position, RuntimeError(f"{type_} at position {position} did not fold"))
 
 
 class Projector:
@@ -174,9 +185,12 @@ class Projector:
         if row[0] <= self.state.position:
             return False
         try:
-            changes.note(fleet.fold_row(self.state, *row))
+            event = fleet.fold_row(self.state, *row)
         except Exception as exc:
             raise Stalled(row[0], row[0], exc) from exc
+        if event is None:
+            raise _undecodable(row)
+        changes.note(event)
         return True
 
     async def _catch_up(self, conn: asyncpg.Connection, *, until: int | None = None) -> None:
@@ -198,9 +212,12 @@ class Projector:
                             if position <= state.position:
                                 continue
                             try:
-                                note(fold_row(state, *row))
+                                event = fold_row(state, *row)
                             except Exception as exc:
                                 raise Stalled(position, position, exc) from exc
+                            if event is None:
+                                raise _undecodable(row)
+                            note(event)
                             if (changes.count >= flush_every or position % snapshot_every == 0
                                     or position <= careful):
                                 if pending is not None:

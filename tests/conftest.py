@@ -29,10 +29,13 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item
 
 @pytest.fixture
 def aiohttp_client(aiohttp_client):  # type: ignore[no-untyped-def]
-    """pytest-aiohttp's client, sending the suite's admin token unless a test passes other headers."""
+    """pytest-aiohttp's client, sending the suite's admin token unless a test passes other headers,
+    to the app served behind ledger serve's connection gate."""
 
     async def client(app, **kwargs):  # type: ignore[no-untyped-def]
         headers = {**servers.ADMIN_HEADERS, **(kwargs.pop("headers", None) or {})}
+        if isinstance(app, web.Application) and keys.SETTINGS in app:
+            app = servers.GatedTestServer(app)  # served as ledger serve serves it
         return await aiohttp_client(app, headers=headers, **kwargs)
 
     return client

@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 
 import aiohttp
+from aiohttp import test_utils, web
 
+from api import server
 from ledger import pgembed, secrets
 
 ADMIN_TOKEN = secrets.new()
@@ -29,6 +31,13 @@ def session(**kwargs: object) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(headers=headers, **kwargs)  # type: ignore[arg-type]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class GatedTestServer(test_utils.TestServer):
+    """The test server behind the same connection gate as ``ledger serve`` (api/server.py)."""
+
+    async def _make_runner(self, **kwargs: object) -> web.BaseRunner:
+        return server.Runner(self.app, **kwargs)  # type: ignore[arg-type]
 
 
 class ServiceProcess:

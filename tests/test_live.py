@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from api import app as app_mod
-from api import live
+from api import lanes, live
 from ledger import records
 from tests import servers
 
@@ -37,7 +37,9 @@ def tuned(**options):
 @pytest.fixture
 async def app(settings, request):
     options = getattr(request, "param", {})
-    application = app_mod.make_app(settings.replace(sse_heartbeat=options.get("heartbeat", 30.0)))
+    # One token opens every stream here: the per-client stream limit has its own tests (test_lanes.py).
+    application = app_mod.make_app(settings.replace(sse_heartbeat=options.get("heartbeat", 30.0),
+                                                    client_stream_limit=100))
     application[live.CONFIG] = options.get("config", CONFIG)
     return application
 
@@ -146,9 +148,9 @@ async def test_fifty_subscribers_share_one_tail_and_hold_no_connection_each(clie
     await until(lambda: client.app[live.TAIL].position == 20)
     backends = await db.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
-    # The pool, the log's LISTEN connection, the projection-progress LISTEN connection, the readiness
-    # probe's connection, this test's own.
-    assert backends <= settings.db_pool_size + 4
+    # The pool, the expensive lane's pool (catch-up reads), the log's LISTEN connection, the
+    # projection-progress LISTEN connection, the readiness probe's connection, this test's own.
+    assert backends <= settings.db_pool_size + settings.expensive_concurrency + lanes.CATCH_UP_READS + 4
     await store.append("target-b", "any", [registered("b") for _ in range(5)])
     rest = await asyncio.gather(*(events(s.content, 5) for s in streams))
     for head, tail in zip(first, rest, strict=True):

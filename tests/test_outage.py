@@ -150,7 +150,9 @@ async def client(private_pg, aiohttp_client, tmp_path) -> AsyncIterator[Any]:
     settings = settings_mod.Settings(
         database_url=private_pg.url(), data_dir=tmp_path / "data", db_timeout=DB_TIMEOUT,
         retry_after=RETRY_AFTER, projector=True, applier=True, claim_interval=0.2,
-        admin_token=servers.ADMIN_TOKEN, credentials=credentials)
+        admin_token=servers.ADMIN_TOKEN, credentials=credentials,
+        # The walk sends every route at once with one token; per-client limits have their own tests.
+        client_expensive_limit=1000, client_stream_limit=1000)
     client = await aiohttp_client(app_mod.make_app(settings))
     yield client
     _signal_all(private_pg, signal.SIGCONT)  # the app's cleanup needs its database answering

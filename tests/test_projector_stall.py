@@ -33,18 +33,23 @@ def settings(settings: settings_mod.Settings) -> settings_mod.Settings:
 
 async def insert_raw(db: asyncpg.Connection, stream: str, event: events.Event) -> int:
     """Append ``event`` as a row written by hand at the head of the log, hash chain included."""
+    return await insert_raw_data(db, stream, events.type_name(event), events.to_data(event))
+
+
+async def insert_raw_data(db: asyncpg.Connection, stream: str, type_: str, data: dict) -> int:
+    """A row of any type and data written by hand at the head of the log, hash chain included."""
     head = await db.fetchrow("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
     position, prev = (head["position"] + 1, head["hash"]) if head else (1, hashing.GENESIS)
     version = await db.fetchval("SELECT coalesce(max(version), 0) + 1 FROM events WHERE stream = $1", stream)
-    event_id, data, metadata = uuid.uuid4(), events.to_data(event), {"actor": "test"}
+    event_id, metadata = uuid.uuid4(), {"actor": "test"}
     recorded_at = dt.datetime.now(dt.UTC)
     digest = hashing.chain(prev, hashing.canonical(
-        position=position, stream=stream, version=version, id=event_id, type=events.type_name(event),
+        position=position, stream=stream, version=version, id=event_id, type=type_,
         data=data, metadata=metadata, recorded_at=recorded_at))
     await db.execute(
         "INSERT INTO events (position, stream, version, id, type, data, metadata, recorded_at, prev_hash, hash)"
         " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10)",
-        position, stream, version, event_id, events.type_name(event), json.dumps(data), json.dumps(metadata),
+        position, stream, version, event_id, type_, json.dumps(data), json.dumps(metadata),
         recorded_at, prev, digest)
     await db.execute("SELECT pg_notify($1, $2)", writer.NOTIFY_CHANNEL, str(position))
     return position
@@ -104,3 +109,27 @@ def _samples(text: str) -> dict[str, float]:
     return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
             if line and not line.startswith("#") and "{" not in line}
 
+
+
+async def test_an_event_that_does_not_decode_stalls_the_projector_and_is_never_passed_by(
+        client, store, db):  # noqa: F811
+    # Before: every fold skipped it silently, so the read models went on as if it were not in the log.
+    first = await append(store, events.TargetRegistered(target="eu-1", labels={"region": "eu"}, server="https://eu-1"))
+    await eventually(lambda: _checkpoint_at_least(db, first), what="projector caught up")
+    poison = await insert_raw_data(db, "deployment-web", "RevisionSubmitted",
+                                   {"deployment": "web", "revision": 2147483648, "manifests": [], "selector": ""})
+    later = await append(store, events.TargetRegistered(target="eu-2", labels={"region": "eu"},
+                                                        server="https://eu-2"))
+
+    async def stalled_at_poison() -> dict | None:
+        ready = await client.get("/readyz")
+        if ready.status != 503:
+            return None
+        found = (await ready.json())["not_ready"].get("projector")
+        return found if found and found.get("position") == poison else None
+
+    named = await eventually(stalled_at_poison, timeout=30, what="/readyz names the stalled projector")
+    assert named["status"] == "stalled" and "$.revision" in named["reason"], named
+    assert await tables.checkpoint(db) == poison - 1
+    assert await db.fetchval("SELECT count(*) FROM read_targets WHERE name = 'eu-2'") == 0
+    assert later == poison + 1

@@ -1,0 +1,205 @@
+"""Lanes: cheap requests never queue behind expensive ones, and no one client holds the expensive lane.
+
+Why: a replay (``/v1/state?at=``) folds up to the whole log, a verify recomputes every hash, a feed
+page or a live catch-up reads up to a thousand events. Served from the same pool as appends,
+digests and single reads, a hundred of them took every connection and the cheap requests got 503.
+
+Decisions:
+
+- **Two lanes.** The cheap lane is every handler not decorated with ``expensive`` (``EXPENSIVE``
+  lists them; a test holds the two to each other): the store's pool
+  (``db_pool_size``) and the batching writer. The expensive lane is a semaphore of
+  ``expensive_concurrency`` turns and a PostgreSQL pool of its own with a connection per turn, so
+  an expensive request that has its turn always finds a connection, and never takes one from the
+  cheap lane. Live catch-up reads (api/live.py) read through the same pool, on ``CATCH_UP_READS``
+  permits with a connection each.
+- **Wait briefly, then 503.** An expensive request beyond the lane's limit waits up to
+  ``expensive_wait`` seconds for a turn, then gets 503 + ``Retry-After`` (problem+json). It never
+  holds anything of the cheap lane while it waits. When a request ahead of it found the database
+  unavailable meanwhile, it gets 503 as soon as it has its turn, so an outage still answers within
+  ``db_timeout`` and waiting in the lane does not add another one.
+- **Per client, 429.** One token (its name; the client address for a request without one) runs at
+  most ``client_expensive_limit`` expensive requests and holds at most ``client_stream_limit`` SSE
+  streams at once; past that it gets 429 + ``Retry-After`` at once, so one client cannot fill the
+  lane for the others. A request counts from the moment it waits for its turn.
+- **Folds off the loop.** Replay folds and hash recomputation run in worker threads (the loop's
+  default executor, a bounded pool), chunk by chunk, so the event loop keeps serving meanwhile
+  (projections/replay.py, ledger/verify.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final, TypeVar
+
+import asyncpg
+from aiohttp import web
+
+from api import auth, keys, problems
+from ledger import db, errors
+
+R = TypeVar("R", bound=web.StreamResponse)
+
+# SSE catch-up reads at once per process (api/live.py); each holds its permit only for one page's
+# read and encoding, and has a connection of the lane's pool reserved for it.
+CATCH_UP_READS: Final = 4
+
+# The routes on the expensive lane (``expensive``), and those that hold a stream slot (``stream``).
+EXPENSIVE: Final = frozenset({("GET", "/v1/state"), ("GET", "/v1/verify"), ("GET", "/v1/feed")})
+STREAMS: Final = frozenset({("GET", "/v1/feed/live")})
+
+
+@dataclasses.dataclass
+class Lane:
+    """The expensive lane of one process: its turns, its pool, and who holds what."""
+
+    limit: int
+    wait: float
+    client_limit: int
+    stream_limit: int
+    retry_after: int
+    pool: asyncpg.Pool
+    timeout: float
+    turns: asyncio.Semaphore = dataclasses.field(init=False)
+    busy: int = 0
+    refused: int = 0
+    outage_at: float = -1.0
+    limited: int = 0
+    expensive: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    streams: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+
+    def __post_init__(self) -> None:
+        self.turns = asyncio.Semaphore(self.limit)
+
+    def connection(self) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
+        return db.pooled(self.pool, timeout=self.timeout)
+
+    def _too_many(self, client: str, what: str, limit: int) -> problems.Problem:
+        self.limited += 1
+        return problems.Problem(
+            429, "Too many requests",
+            f"{client} already has {limit} {what} open, the most one client may; retry after "
+            f"{self.retry_after} s", headers={"Retry-After": str(self.retry_after)}, limit=limit)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, client: str) -> AsyncIterator[None]:
+        if self.streams[client] >= self.stream_limit:
+            raise self._too_many(client, "live streams", self.stream_limit)
+        self.streams[client] += 1
+        try:
+            yield
+        finally:
+            _drop(self.streams, client)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, client: str) -> AsyncIterator[None]:
+        if self.expensive[client] >= self.client_limit:
+            raise self._too_many(client, "expensive requests", self.client_limit)
+        self.expensive[client] += 1
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        try:
+            try:
+                async with asyncio.timeout(self.wait):
+                    await self.turns.acquire()
+            except TimeoutError:
+                self.refused += 1
+                raise problems.Problem(
+                    503, "Service busy",
+                    f"all {self.limit} turns for expensive requests (replay, verify, feed) are taken; "
+                    f"retry after {self.retry_after} s",
+                    headers={"Retry-After": str(self.retry_after)}) from None
+            self.busy += 1
+            try:
+                if self.outage_at >= arrived:
+                    # A request ahead of this one found the database unavailable while this one
+                    # waited: answer 503 now rather than wait out the database timeout once more.
+                    raise errors.StoreUnavailable("the database did not answer a request ahead of this one")
+                yield
+            except errors.StoreUnavailable:
+                self.outage_at = loop.time()
+                raise
+            finally:
+                self.busy -= 1
+                self.turns.release()
+        finally:
+            _drop(self.expensive, client)
+
+
+def _drop(counter: collections.Counter[str], client: str) -> None:
+    counter[client] -= 1
+    if counter[client] <= 0:
+        del counter[client]
+
+
+LANE: Final = web.AppKey("expensive_lane", Lane)
+
+
+def client_of(request: web.Request) -> str:
+    """Who a per-client limit counts: the token's name, else the client's address."""
+    name = auth.actor(request)
+    if name is not None:
+        return f"token {name!r}"
+    return f"client {request.remote or 'unknown'}"
+
+
+def connection(request: web.Request) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
+    """A connection of the expensive lane's pool (for a handler that has its turn)."""
+    return request.app[LANE].connection()
+
+
+def pool(app: web.Application) -> asyncpg.Pool:
+    return app[LANE].pool
+
+
+async def context(app: web.Application) -> AsyncIterator[None]:
+    """The expensive lane's pool, for as long as the app runs (after the event store)."""
+    settings = app[keys.SETTINGS]
+    lane_pool = await db.create_pool(app[keys.DSN], max_size=settings.expensive_concurrency + CATCH_UP_READS,
+                                     timeout=settings.db_timeout)
+    app[LANE] = Lane(limit=settings.expensive_concurrency, wait=settings.expensive_wait,
+                     client_limit=settings.client_expensive_limit, stream_limit=settings.client_stream_limit,
+                     retry_after=settings.retry_after, pool=lane_pool, timeout=settings.db_timeout)
+    yield
+    try:
+        await asyncio.wait_for(lane_pool.close(), 5)
+    except TimeoutError:
+        lane_pool.terminate()
+
+
+_KINDS: Final[dict[object, str]] = {}
+
+
+def expensive(handler: Callable[[web.Request], Awaitable[R]]) -> Callable[[web.Request], Awaitable[R]]:
+    """The handler runs on a turn of the expensive lane (after access control: the limit counts
+    the token). A decorator, not a middleware, so cheap requests pay nothing for the lanes."""
+
+    @functools.wraps(handler)
+    async def on_a_turn(request: web.Request) -> R:
+        async with request.app[LANE].turn(client_of(request)):
+            return await handler(request)
+
+    _KINDS[on_a_turn] = "expensive"
+    return on_a_turn
+
+
+def stream(handler: Callable[[web.Request], Awaitable[R]]) -> Callable[[web.Request], Awaitable[R]]:
+    """The handler holds one of its client's SSE stream slots while it runs."""
+
+    @functools.wraps(handler)
+    async def in_a_slot(request: web.Request) -> R:
+        async with request.app[LANE].stream(client_of(request)):
+            return await handler(request)
+
+    _KINDS[in_a_slot] = "stream"
+    return in_a_slot
+
+
+def kind_of(handler: object) -> str:
+    """``expensive``, ``stream`` or ``cheap``: how a route's handler is served."""
+    return _KINDS.get(handler, "cheap")
