@@ -104,7 +104,7 @@ async def event_store(app: web.Application) -> AsyncIterator[None]:
 
 
 async def projection(app: web.Application) -> AsyncIterator[None]:
-    """The projector (when this process runs it) and the progress that ``?min_position`` reads wait on.
+    """The projector (when this process runs it) and the progress that reads wait on (api/reads.py).
 
     The progress also follows a projector in another process (LISTEN), so reads wait correctly in
     a process without one, or whose projector stands by while another holds the projection lock.

@@ -94,6 +94,10 @@ MIN_POSITION: Final = Param(
                                         {"type": "string", "enum": ["head"]}]},
     "wait until the read models have folded this log position (or the head when the request "
     "arrived); 504 if they do not within the read wait timeout")
+CONSISTENCY: Final = Param(
+    "consistency", "query", {"type": "string", "enum": ["strong", "eventual"]},
+    "strong (the default): wait until the read models hold every write acknowledged before the "
+    "request; eventual: the read models as they are")
 IF_MATCH: Final = text("If-Match", 'the expected version of the stream, as an entity tag: "3", or * '
                        "(the stream exists); must agree with expected_version", where="header")
 IDEMPOTENCY_KEY: Final = text("Idempotency-Key", "1 to 255 characters; a retry with the same key is "
@@ -181,10 +185,10 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
     ("GET", "/v1/targets"): Operation(
         "list_targets", "Targets, filtered by a label selector", "targets", {200: _one(schemas.TargetList)},
         READ_MODEL, params=(text("selector", "a Kubernetes label selector, e.g. region=eu"),
-                            Param("include_retired", "query", FLAG, "list retired targets too"), MIN_POSITION)),
+                            Param("include_retired", "query", FLAG, "list retired targets too"), MIN_POSITION, CONSISTENCY)),
     ("GET", "/v1/targets/{name}"): Operation(
         "get_target", "A target with its rollouts", "targets", {200: _one(schemas.TargetDetail)},
-        READ_MODEL | {404}, params=(MIN_POSITION,)),
+        READ_MODEL | {404}, params=(MIN_POSITION, CONSISTENCY)),
     ("POST", "/v1/deployments/{name}/revisions"): Operation(
         "submit_revision", "Submit a revision: manifests (JSON list, YAML text, or a YAML body) and a selector",
         "deployments", {201: DEPLOYMENT_WRITE}, WRITE | {404},
@@ -212,24 +216,24 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
     ("GET", "/v1/deployments"): Operation(
         "list_deployments", "Deployments with a summary of their rollouts", "deployments",
         {200: _one(schemas.DeploymentList)}, READ_MODEL,
-        params=(Param("include_removed", "query", FLAG, "list removed deployments too"), MIN_POSITION)),
+        params=(Param("include_removed", "query", FLAG, "list removed deployments too"), MIN_POSITION, CONSISTENCY)),
     ("GET", "/v1/deployments/{name}"): Operation(
         "get_deployment", "A deployment with its rollout on every target", "deployments",
-        {200: _one(schemas.DeploymentDetail)}, READ_MODEL | {404}, params=(MIN_POSITION,)),
+        {200: _one(schemas.DeploymentDetail)}, READ_MODEL | {404}, params=(MIN_POSITION, CONSISTENCY)),
     ("GET", "/v1/deployments/{name}/revisions"): Operation(
         "list_revisions", "A deployment's history: who deployed what, when and why", "deployments",
         {200: _one(schemas.RevisionPage)}, READ_MODEL | {404},
         params=(integer("from_revision", 1, INT32_MAX, "the first revision"),
-                integer("limit", 1, 1000, "revisions per page"), MIN_POSITION)),
+                integer("limit", 1, 1000, "revisions per page"), MIN_POSITION, CONSISTENCY)),
     ("GET", "/v1/deployments/{name}/revisions/{number}"): Operation(
         "get_revision", "One revision with its manifests (JSON, or YAML when preferred)", "deployments",
         {200: Reply("the revision", {"application/json": schemas.RevisionDetail, "application/yaml": None})},
-        READ_MODEL | {404}, params=(MIN_POSITION,)),
+        READ_MODEL | {404}, params=(MIN_POSITION, CONSISTENCY)),
     ("GET", "/v1/deployments/{name}/diff"): Operation(
         "diff", "Unified diff of two revisions' manifests (JSON, or text when preferred)", "deployments",
         {200: Reply("the diff", {"application/json": schemas.Diff, "text/plain": None})}, READ_MODEL | {404},
         params=(integer("from", 1, INT32_MAX, "the older revision (default: to - 1)"),
-                integer("to", 1, INT32_MAX, "the newer revision (default: the current one)"), MIN_POSITION)),
+                integer("to", 1, INT32_MAX, "the newer revision (default: the current one)"), MIN_POSITION, CONSISTENCY)),
     ("POST", "/v1/tokens"): Operation(
         "issue_token", "Issue an access token; its secret is answered once", "tokens",
         {201: _one(schemas.IssuedToken, "issued")}, WRITE, Body(tokens.IssueBody), (X_ACTOR,)),

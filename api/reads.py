@@ -1,10 +1,18 @@
-"""What every read-model endpoint shares: ``?min_position=`` waits and a database connection.
+"""What every read-model endpoint shares: the wait that makes reads see acknowledged writes, and a
+database connection.
 
-A client that wrote at position N and reads with ``?min_position=N`` sees its own write: the
-handler waits (without polling: it wakes on the projector's progress) until the projection has
-folded N, for at most ``settings.read_wait_timeout`` seconds, then answers 504.
-``?min_position=head`` waits for whatever the log held when the request arrived: what the CLI sends,
-so one command always sees the writes of the commands before it.
+The read models are folded by the projector after a write is acknowledged, so a read that only
+queried them could miss a write its client has just been told succeeded. By default a read waits
+(without polling: it wakes on the projector's progress) until the projection has folded the head of
+the log as it stood when the request arrived, known without reading the log: this process's writer
+knows its own commits, other processes' commits arrive as NOTIFY payloads, and one round trip on
+the listening connection, shared by the reads that arrive together, makes sure none is still on
+its way (``EventStore.synced_head``). After ``settings.read_wait_timeout`` seconds it answers 504.
+
+``?min_position=N`` waits for N as well (a position a write answered with); N beyond the head
+answers 422 at once, naming the head. ``?min_position=head`` is the default spelled out.
+``?consistency=eventual`` opts out: the read models as they are, waiting only for an explicit
+``min_position``.
 """
 
 from __future__ import annotations
@@ -17,27 +25,45 @@ from aiohttp import web
 from api import keys, params, problems
 from ledger import streams
 
+CONSISTENCY = ("strong", "eventual")
+
+
+async def _head(request: web.Request) -> int:
+    """At least every position acknowledged (by any process) before the request arrived."""
+    store = request.app[keys.STORE]
+    head = await store.synced_head()
+    if head is None:  # not listening: commits may have gone unnoticed, so ask the log
+        head = (await store.head())[0]
+    return head
+
 
 async def wait_for_position(request: web.Request) -> None:
-    if request.query.get("min_position") == "head":
-        wanted = (await request.app[keys.STORE].head())[0]
-    else:
-        wanted = params.integer(request, "min_position", 0)
+    consistency = request.query.get("consistency", "strong").strip().lower() or "strong"
+    if consistency not in CONSISTENCY:
+        raise problems.invalid("consistency", f"expected one of {', '.join(CONSISTENCY)}, got {consistency!r}")
+    raw = request.query.get("min_position")
+    explicit = 0 if raw == "head" else params.integer(request, "min_position", 0)
+    follows_head = consistency == "strong" or raw == "head"
+    head = await _head(request) if follows_head or explicit else 0
+    if explicit > head:
+        raise problems.Problem(
+            422, "Invalid request",
+            f"min_position: {explicit} is beyond the head of the log ({head}); pass a position a write "
+            f"answered with, or omit min_position",
+            field="min_position", head=head, min_position=explicit,
+            errors=[{"field": "min_position", "reason": f"beyond the head of the log ({head})"}])
+    wanted = max(head if follows_head else 0, explicit)
     if wanted == 0:
         return
     tracker = request.app[keys.PROGRESS]
-    if tracker.position < wanted:
-        head = (await request.app[keys.STORE].head())[0]
-        if wanted > head:
-            # No write has answered with it: waiting could only end in 504.
-            raise problems.invalid("min_position", f"{wanted} is beyond the head of the log ({head}); pass "
-                                                   "a position a write answered with, or head")
+    if tracker.position >= wanted:
+        return
     timeout = request.app[keys.SETTINGS].read_wait_timeout
     if not await tracker.reached(wanted, timeout):
         raise problems.Problem(
             504, "Read models behind",
-            f"min_position: the read models are at position {tracker.position} and did not reach "
-            f"{wanted} within {timeout:g} s; retry later or read without min_position",
+            f"the read models are at position {tracker.position} and did not reach {wanted} within "
+            f"{timeout:g} s; retry later, or read with ?consistency=eventual",
             field="min_position", position=tracker.position, min_position=wanted)
 
 

@@ -4,8 +4,9 @@ resume, remove, status and state (targets: cli/targets.py).
 Readable tables by default, ``--json`` for scripts (the API's own JSON, unchanged). The service is
 reached, with a token, as every client command reaches it (cli/options.py, cli/credentials.py). The
 actor recorded with every write is the token's name; ``--actor`` (default: the login name) is
-recorded beside it as ``on_behalf_of``. Reads of the read models ask for
-``min_position=head``, so ``ledger deploy`` followed by ``ledger status`` shows the deployment.
+recorded beside it as ``on_behalf_of``. Reads of the read models reflect every write acknowledged
+before them (the server's default), so ``ledger deploy`` followed by ``ledger status`` shows the
+deployment.
 An error prints the server's problem detail on one line and exits with the code its status means
 (cli/exits.py); ``ledger status`` exits 1 when a target has failed, so a script can wait on it.
 """
@@ -81,7 +82,7 @@ def diff(args: argparse.Namespace) -> int:
         print(json.dumps(client.read(f"/v1/deployments/{args.name}/diff", **params), indent=2))
     else:
         text = client.request("GET", f"/v1/deployments/{args.name}/diff", accept="text/plain",
-                              params={**params, "min_position": "head"}).text
+                              params=params).text
         print(text or f"revisions {args.a} and {args.b} have the same manifests", end="" if text else "\n")
     return 0
 

@@ -188,8 +188,9 @@ class Client:
         return self.request("GET", path, params=params).json()
 
     def read(self, path: str, **params: Any) -> Any:
-        """GET from the read models once they hold everything logged before this call."""
-        return self.get(path, min_position="head", **params)
+        """GET from the read models; by default the server answers once they hold every write
+        acknowledged before this call (docs/guarantees.md)."""
+        return self.get(path, **params)
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:

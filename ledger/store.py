@@ -93,6 +93,15 @@ class EventStore:
             return 0, None, None
         return rows[0]["position"], rows[0]["hash"], rows[0]["recorded_at"]
 
+    async def synced_head(self) -> int | None:
+        """A head at least as far as every write acknowledged (by any process) before the call, from
+        memory: this writer's commits and the notifications of every other (``Notifier.sync``). None
+        when the listener cannot vouch for it; ask ``head()`` then."""
+        notified = await self.notifier.sync()
+        if notified is None:
+            return None
+        return max(notified, self.writer.committed)
+
     async def subscribe(
         self,
         after: int = 0,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 FIRST_DELAY = 0.1
 MAX_DELAY = 10.0
 SETTLE = 2.0
+STOP_GRACE = 10.0
+STOP_PERIOD = 1.0
 
 
 def lost_database(exc: BaseException) -> bool:
@@ -80,6 +83,28 @@ async def running(name: str, factory: Callable[[], Awaitable[None]],
     try:
         yield task
     finally:
+        await stop(task)
+
+
+async def stop(task: asyncio.Task[None], *, grace: float = STOP_GRACE) -> None:
+    """Cancel ``task`` and wait for it, cancelling again every ``STOP_PERIOD`` seconds.
+
+    Python 3.11's ``asyncio.wait_for`` can swallow a cancellation that arrives just as its inner
+    await completes, and a loop around it then runs on: a second cancellation ends it. A task
+    still running after ``grace`` seconds is logged with its stack and left, so a shutdown never
+    hangs on it.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while not task.done() and loop.time() < deadline:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait({task}, timeout=min(STOP_PERIOD, max(deadline - loop.time(), 0.01)))
+    if not task.done():
+        stack = io.StringIO()
+        task.print_stack(file=stack)
+        log.error("background task %s did not stop within %.0fs of being cancelled; leaving it\n%s",
+                  task.get_name(), grace, stack.getvalue())
+        return
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s ended with an error while stopping", task.get_name(),
+                  exc_info=task.exception())

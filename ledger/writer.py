@@ -190,6 +190,11 @@ class BatchingWriter:
         self._committed: tuple[int, str, dt.datetime] | None = None
         self.stats = Stats()
 
+    @property
+    def committed(self) -> int:
+        """The last position this writer knows committed; set before any caller of it is answered."""
+        return self._committed[0] if self._committed is not None else 0
+
     def append(self, request: records.AppendRequest) -> Awaitable[records.AppendResult]:
         """Queue ``request``; await the result. A short request is encoded right here and answered
         through a bare future (no coroutine frames to resume on the hottest path)."""

@@ -5,6 +5,7 @@ with backoff until it stays up; readiness then comes back by itself."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -113,3 +114,41 @@ async def test_a_task_that_returns_is_restarted_and_counted():
         supervisor.cancel()
         with pytest.raises(asyncio.CancelledError):
             await supervisor
+
+
+async def test_a_task_that_swallows_its_cancellation_is_cancelled_again_until_it_stops():
+    # Python 3.11's wait_for can swallow a cancellation; `running` used to await such a task forever.
+    cancels = 0
+
+    async def stubborn() -> None:
+        nonlocal cancels
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancels += 1
+                if cancels >= 3:
+                    raise
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(tasks.stop(task, grace=30), 20)
+    assert task.cancelled() and cancels == 3
+
+
+async def test_a_task_that_never_stops_is_left_after_the_grace_with_its_stack_logged(caplog):
+    release = asyncio.Event()
+
+    async def deaf() -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
+
+    task = asyncio.create_task(deaf(), name="deaf")
+    await asyncio.sleep(0)
+    await asyncio.wait_for(tasks.stop(task, grace=0.3), 10)
+    assert not task.done()
+    assert any("deaf did not stop" in r.getMessage() and "deaf" in r.getMessage() for r in caplog.records)
+    release.set()
+    task.cancel()
+    await asyncio.wait({task}, timeout=5)
