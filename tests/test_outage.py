@@ -120,31 +120,11 @@ def private_pg() -> Iterator[pgembed.EmbeddedPostgres]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _processes(server: pgembed.EmbeddedPostgres) -> list[int]:
-    """The postmaster and every process it started (backends, checkpointer, walwriter, ...)."""
-    postmaster = int((server.pgdata / "postmaster.pid").read_text().splitlines()[0])
-    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
-    return [postmaster, *map(int, children)]
-
-
 def _signal_all(server: pgembed.EmbeddedPostgres, sig: signal.Signals) -> None:
     with contextlib.suppress(FileNotFoundError, IndexError, ValueError):
-        for pid in _processes(server):
+        for pid in pgfixtures.processes(server):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-
-
-@contextlib.contextmanager
-def frozen(server: pgembed.EmbeddedPostgres) -> Iterator[None]:
-    pids = _processes(server)
-    try:
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-        yield
-    finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
 
 
 @pytest.fixture
@@ -253,7 +233,7 @@ async def test_every_route_answers_503_while_postgres_is_stopped_and_recovers(cl
 
 async def test_every_route_answers_503_while_postgres_is_frozen_and_recovers(client, private_pg):
     await _seed(client)
-    with frozen(private_pg):
+    with pgfixtures.frozen(private_pg):
         wrong = await _during_outage(client)
     assert not wrong, "\n".join(wrong)
     after = await _after_outage(client)

@@ -66,12 +66,8 @@ async def test_an_event_that_cannot_be_stored_stalls_the_projector_visibly_and_i
                                                         server="https://eu-2"))
     assert later == poison + 1
 
-    async def stalled_at_poison() -> dict | None:
-        ready = await client.get("/readyz")
-        if ready.status != 503:
-            return None
-        found = (await ready.json())["not_ready"].get("projector")
-        return found if found and found.get("position") == poison else None
+    def stalled_at_poison():
+        return stalled_at(client, poison)
 
     named = await eventually(stalled_at_poison, timeout=30, what="/readyz names the stalled projector")
     assert named["status"] == "stalled"
@@ -101,6 +97,15 @@ async def test_an_event_that_cannot_be_stored_stalls_the_projector_visibly_and_i
     assert metrics["ledger_projector_position"] == later
 
 
+async def stalled_at(http, position: int) -> dict | None:
+    """What /readyz says of the projector when it is stalled at ``position``, else None."""
+    ready = await http.get("/readyz")
+    if ready.status != 503:
+        return None
+    found = (await ready.json())["not_ready"].get("projector")
+    return found if found and found.get("position") == position else None
+
+
 async def _checkpoint_at_least(db: asyncpg.Connection, position: int) -> bool:
     return await tables.checkpoint(db) >= position
 
@@ -121,12 +126,8 @@ async def test_an_event_that_does_not_decode_stalls_the_projector_and_is_never_p
     later = await append(store, events.TargetRegistered(target="eu-2", labels={"region": "eu"},
                                                         server="https://eu-2"))
 
-    async def stalled_at_poison() -> dict | None:
-        ready = await client.get("/readyz")
-        if ready.status != 503:
-            return None
-        found = (await ready.json())["not_ready"].get("projector")
-        return found if found and found.get("position") == poison else None
+    def stalled_at_poison():
+        return stalled_at(client, poison)
 
     named = await eventually(stalled_at_poison, timeout=30, what="/readyz names the stalled projector")
     assert named["status"] == "stalled" and "$.revision" in named["reason"], named
