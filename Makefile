@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/ledger demo
 
 test: $(STAMP)
+	@$(BIN)/python -m tests.browser
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

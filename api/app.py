@@ -17,6 +17,7 @@ from api import (
     problems,
     reference,
     streams,
+    ui,
 )
 from api import deployments as deployments_api
 from api import history as history_api
@@ -59,6 +60,7 @@ def make_app(settings: settings_mod.Settings, *, access_control: bool = True) ->
     app.cleanup_ctx.append(lifecycle.applier)
     openapi.install(app)
     app.add_routes(reference.routes)
+    ui.install(app)
     if access_control:
         auth.install(app)
     return app

@@ -16,6 +16,11 @@ Decisions:
   naming what is missing. Both before the handler runs, so nothing is read or written.
 - **The actor is the token's name** (:func:`actor`); ``X-Actor`` is only a claim, recorded as
   ``on_behalf_of``.
+- **Pages** of the web UI (``page`` rows, and ``GET /v1/feed/live``, which they read with an
+  EventSource) also accept the session cookie the UI's sign-in sets (api/ui/sessions.py installs
+  the lookup under ``SESSIONS``); a session acts with the role and scope of the token it was
+  signed in with, and ends when that token is revoked or expires. Without either, a page redirects
+  to the sign-in page rather than answering 401.
 - **Bootstrap.** A process that starts with no active admin token in the log and no
   ``LEDGER_ADMIN_TOKEN`` issues one named ``admin`` and writes its secret to
   ``<data dir>/admin.token`` (mode 0600), logging the file's path, never the secret. The file is
@@ -33,7 +38,8 @@ import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
+from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
@@ -46,6 +52,9 @@ from projections import tokens
 log = logging.getLogger(__name__)
 
 PRINCIPAL: Final = web.RequestKey("principal", tokens.Token)
+# Set on a request authenticated by its session cookie rather than an Authorization header: its
+# state-changing forms must then carry the session's CSRF token (api/ui/sessions.py).
+BY_SESSION: Final = web.RequestKey("by_session", bool)
 RULES: Final = web.AppKey("policy_rules", dict[AbstractRoute, policy.Rule])
 ADMIN_FILE: Final = "admin.token"
 BOOTSTRAP_NAME: Final = "admin"
@@ -53,6 +62,14 @@ SYSTEM_ACTOR: Final = "ledger"
 _POLL: Final = 0.5
 _SETTLE: Final = 0.2
 _PAGE: Final = 500
+
+
+class SessionLookup(Protocol):
+    def __call__(self, request: web.Request) -> tokens.Token | None: ...
+
+
+SESSIONS: Final = web.AppKey("session_lookup", SessionLookup)
+SIGN_IN: Final = "/signin"
 
 
 def principal(request: web.Request) -> tokens.Token:
@@ -94,6 +111,17 @@ def install(app: web.Application) -> None:
     app[RULES] = found
 
 
+def _by_session(request: web.Request, rule: policy.Rule) -> tokens.Token:
+    lookup = request.app.get(SESSIONS)
+    token = lookup(request) if lookup is not None else None
+    if token is not None:
+        request[BY_SESSION] = True
+        return token
+    if rule.page:
+        raise web.HTTPSeeOther(f"{SIGN_IN}?next={quote(request.path_qs, safe='/')}")
+    raise unauthenticated(tokens.REASONS["missing"] + " (or sign in to the web UI)")
+
+
 def _in_globs(name: str, globs: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, glob) for glob in globs)
 
@@ -106,10 +134,14 @@ def authorize(request: web.Request) -> None:
     rule = request.app[RULES].get(match.route)
     if rule is not None and rule.permission == "public":
         return
-    try:
-        token = tokens.check(request.app[keys.TOKENS], request.headers.get("Authorization"), time.time())
-    except tokens.Refused as exc:
-        raise unauthenticated(str(exc)) from None
+    header = request.headers.get("Authorization")
+    if header is None and rule is not None and rule.by_session:
+        token = _by_session(request, rule)
+    else:
+        try:
+            token = tokens.check(request.app[keys.TOKENS], header, time.time())
+        except tokens.Refused as exc:
+            raise unauthenticated(str(exc)) from None
     request[PRINCIPAL] = token
     if rule is None:
         if match.http_exception is not None:

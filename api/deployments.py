@@ -126,18 +126,25 @@ async def submit(request: web.Request) -> web.Response:
     return _answer(name, written, 201)
 
 
-@routes.post("/v1/deployments/{name}/rollback")
-async def roll_back(request: web.Request) -> web.Response:
-    name = reads.name_param(request, "deployment name")
-    body = await bodies.read_json(request, RollbackBody)
-    command = commands.RollBack(name, body.to_revision, body.message, auth.principal(request).scope)
+async def roll_back_to(request: web.Request, name: str, to_revision: int, message: str,
+                       expected_version: envelope.ExpectedVersion | None = None,
+                       metadata: dict[str, Any] | None = None) -> submission.Written:
+    """Roll ``name`` back to ``to_revision`` (the API's handler and the web UI's form both call it)."""
+    command = commands.RollBack(name, to_revision, message, auth.principal(request).scope)
     store = request.app[keys.STORE]
 
     async def decide(state: loading.StreamState) -> Any:
         targets = await loading.targets(store)
         return commands.roll_back(state.state.deployments.get(name), command, targets)
 
-    written = await submission.run(request, _stream(name), body.expected_version, decide)
+    return await submission.run(request, _stream(name), expected_version, decide, metadata)
+
+
+@routes.post("/v1/deployments/{name}/rollback")
+async def roll_back(request: web.Request) -> web.Response:
+    name = reads.name_param(request, "deployment name")
+    body = await bodies.read_json(request, RollbackBody)
+    written = await roll_back_to(request, name, body.to_revision, body.message, body.expected_version)
     return _answer(name, written, 201)
 
 
@@ -145,10 +152,10 @@ async def roll_back(request: web.Request) -> web.Response:
 _Lifecycle = Callable[[str, Any, str], Any]
 
 
-async def _lifecycle(request: web.Request, command: _Lifecycle, *, reason_in_query: bool = False) -> web.Response:
-    name = reads.name_param(request, "deployment name")
-    body = await submission.optional_json(request, ReasonBody)
-    reason = (body.reason or bodies.query_text(request, "reason", "") or "") if reason_in_query else body.reason
+async def change(request: web.Request, name: str, command: _Lifecycle, reason: str,
+                 expected_version: envelope.ExpectedVersion | None = None,
+                 metadata: dict[str, Any] | None = None) -> submission.Written:
+    """Pause, resume or remove ``name`` (the API's handlers and the web UI's forms both call it)."""
     scope = auth.principal(request).scope
     store = request.app[keys.STORE]
 
@@ -158,7 +165,14 @@ async def _lifecycle(request: web.Request, command: _Lifecycle, *, reason_in_que
             commands.within_scope(name, deployment, scope, await loading.targets(store))
         return command(name, deployment, reason)
 
-    return _answer(name, await submission.run(request, _stream(name), body.expected_version, decide))
+    return await submission.run(request, _stream(name), expected_version, decide, metadata)
+
+
+async def _lifecycle(request: web.Request, command: _Lifecycle, *, reason_in_query: bool = False) -> web.Response:
+    name = reads.name_param(request, "deployment name")
+    body = await submission.optional_json(request, ReasonBody)
+    reason = (body.reason or bodies.query_text(request, "reason", "") or "") if reason_in_query else body.reason
+    return _answer(name, await change(request, name, command, reason, body.expected_version))
 
 
 @routes.post("/v1/deployments/{name}/pause")

@@ -50,7 +50,8 @@ R = TypeVar("R", bound=web.StreamResponse)
 CATCH_UP_READS: Final = 4
 
 # The routes on the expensive lane (``expensive``), and those that hold a stream slot (``stream``).
-EXPENSIVE: Final = frozenset({("GET", "/v1/state"), ("GET", "/v1/verify"), ("GET", "/v1/feed")})
+EXPENSIVE: Final = frozenset({("GET", "/v1/state"), ("GET", "/v1/verify"), ("GET", "/v1/feed"),
+                              ("GET", "/audit")})
 STREAMS: Final = frozenset({("GET", "/v1/feed/live")})
 
 

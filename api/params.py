@@ -57,6 +57,7 @@ VERSION: Final = Bound(1, INT32_MAX, "a stream version")
 EXPECTED_VERSION: Final = Bound(0, INT32_MAX, "a stream version")
 REVISION: Final = Bound(1, INT32_MAX, "a revision number")
 PAGE: Final = Bound(1, 1000, "a page size")
+PAGE_NUMBER: Final = Bound(1, INT32_MAX, "a page number")
 
 
 def _query(name: str, bound: Bound) -> Param:
@@ -103,6 +104,24 @@ ROUTES: Final[dict[tuple[str, str], tuple[Param, ...]]] = {
     ("GET", "/v1/tokens"): (),
     ("GET", "/v1/tokens/{name}"): (),
     ("DELETE", "/v1/tokens/{name}"): (),
+    # The web UI (api/ui/): HTML pages; a bad integer gets an error page naming it.
+    ("GET", "/"): (),
+    ("GET", "/signin"): (),
+    ("POST", "/signin"): (),
+    ("POST", "/signout"): (),
+    ("GET", "/ui/assets/{asset}"): (),
+    ("GET", "/fleet"): (_query("page", PAGE_NUMBER), _MIN_POSITION),
+    ("GET", "/fleet/matrix"): (_query("page", PAGE_NUMBER), _MIN_POSITION),
+    ("GET", "/deployments/{name}"): (_query("from", REVISION), _query("to", REVISION),
+                                     _query("recorded", POSITION_FROM_1), _MIN_POSITION),
+    ("POST", "/deployments/{name}/rollback"): (),
+    ("POST", "/deployments/{name}/pause"): (),
+    ("POST", "/deployments/{name}/resume"): (),
+    ("GET", "/targets/{name}"): _READ_MODEL,
+    ("GET", "/timeline"): (_query("before", POSITION_FROM_1),),
+    ("GET", "/timeline/rows"): (_query("after", POSITION),),
+    ("GET", "/audit"): (),
+    ("GET", "/audit/digest"): (),
 }
 
 

@@ -17,6 +17,14 @@ Permissions:
   ``POST /v1/streams/{stream}/events``. Only admins may use the generic append, and admin tokens
   carry no scope, so it can never be a way around a scope.
 
+``page`` rows are the web UI (api/ui/): HTML pages, their fragments and forms, and its assets. They
+are in this table like every route (deny by default), are left out of /openapi.json (they are not
+part of the JSON API), and accept the browser's session cookie as well as a bearer token (a
+session is signed in with a token and acts with that token's role and scope). A page refuses in
+HTML: a sign-in redirect instead of 401, an error page instead of problem+json. ``session`` marks
+the one API route a page reads directly with its session, ``GET /v1/feed/live``, because a
+browser's EventSource cannot send an Authorization header.
+
 ``scoped`` rows act on the deployment named by ``{name}``: a scoped token must name a deployment
 its globs allow (checked in api/auth.py), and the command itself keeps the targets inside the
 token's target selector (projections/commands.py).
@@ -38,12 +46,23 @@ class Rule:
     scoped: bool = False
     # A setting that, when true, makes the route public (``metrics_public`` for /metrics).
     public_if: str | None = None
+    # A page of the web UI (see the module docstring); pages accept the session cookie.
+    page: bool = False
+    # An API route that accepts the web UI's session cookie as well as a bearer token.
+    session: bool = False
+
+    @property
+    def by_session(self) -> bool:
+        return self.page or self.session
 
 
 PUBLIC: Final = Rule("public")
 READ: Final = Rule("read")
 ADMIN: Final = Rule("admin")
 DEPLOY: Final = Rule("deploy", scoped=True)
+PUBLIC_PAGE: Final = Rule("public", page=True)
+READ_PAGE: Final = Rule("read", page=True)
+DEPLOY_PAGE: Final = Rule("deploy", scoped=True, page=True)
 
 RULES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/healthz"): PUBLIC,
@@ -57,7 +76,7 @@ RULES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/v1/streams/{stream}"): READ,
     ("GET", "/v1/events"): READ,
     ("GET", "/v1/feed"): READ,
-    ("GET", "/v1/feed/live"): READ,
+    ("GET", "/v1/feed/live"): Rule("read", session=True),
     ("GET", "/v1/verify"): READ,
     ("GET", "/v1/digest"): READ,
     ("GET", "/v1/state"): READ,
@@ -79,6 +98,23 @@ RULES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/v1/tokens"): ADMIN,
     ("GET", "/v1/tokens/{name}"): ADMIN,
     ("DELETE", "/v1/tokens/{name}"): ADMIN,
+    # The web UI (api/ui/): pages, their live fragments, forms and assets.
+    ("GET", "/"): READ_PAGE,
+    ("GET", "/signin"): PUBLIC_PAGE,
+    ("POST", "/signin"): PUBLIC_PAGE,
+    ("POST", "/signout"): PUBLIC_PAGE,
+    ("GET", "/ui/assets/{asset}"): PUBLIC_PAGE,
+    ("GET", "/fleet"): READ_PAGE,
+    ("GET", "/fleet/matrix"): READ_PAGE,
+    ("GET", "/deployments/{name}"): READ_PAGE,
+    ("POST", "/deployments/{name}/rollback"): DEPLOY_PAGE,
+    ("POST", "/deployments/{name}/pause"): DEPLOY_PAGE,
+    ("POST", "/deployments/{name}/resume"): DEPLOY_PAGE,
+    ("GET", "/targets/{name}"): READ_PAGE,
+    ("GET", "/timeline"): READ_PAGE,
+    ("GET", "/timeline/rows"): READ_PAGE,
+    ("GET", "/audit"): READ_PAGE,
+    ("GET", "/audit/digest"): READ_PAGE,
 }
 
 ROLE_PERMISSIONS: Final[dict[events.Role, frozenset[Permission]]] = {
@@ -93,6 +129,12 @@ SCOPABLE: Final[frozenset[events.Role]] = frozenset({"deployer", "approver"})
 
 def rule_for(method: str, path: str) -> Rule | None:
     return RULES.get(("GET" if method == "HEAD" else method, path))
+
+
+def is_page(method: str, path: str) -> bool:
+    """Whether the route is a page of the web UI: HTML, outside the JSON API and /openapi.json."""
+    rule = rule_for(method, path)
+    return rule is not None and rule.page
 
 
 def allows(role: events.Role, permission: Permission) -> bool:
@@ -111,6 +153,10 @@ def markdown_table() -> str:
         what = rule.permission + (" (scoped)" if rule.scoped else "")
         if rule.public_if:
             what += f"; public if {rule.public_if}"
+        if rule.page:
+            what += "; web UI page"
+        elif rule.session:
+            what += "; session cookie too"
         marks = ["yes" if allows(role, rule.permission) else "-" for role in events.ROLES]
         lines.append(f"| {method} | `{path}` | {what} | " + " | ".join(marks) + " |")
     return "\n".join(lines)

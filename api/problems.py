@@ -1,7 +1,9 @@
 """RFC 9457 problem details: every error leaves the API as application/problem+json.
 
 Handlers raise ``Problem`` (or a ledger error); the middleware turns it into a response that names
-the field and the reason. Tracebacks never reach a client.
+the field and the reason. Tracebacks never reach a client. A page of the web UI (a ``page`` row of
+api/policy.py) gets the same problem as an HTML error page instead, rendered by the UI's
+``PAGES`` hook, with the same status and headers (Retry-After on a 503).
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final, Protocol
 
 import msgspec
 from aiohttp import web
 
+from api import policy
 from ledger import errors
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,14 @@ class Problem(Exception):
         self.field = field
         self.headers = headers or {}
         self.extra = extra
+
+
+class PageRenderer(Protocol):
+    def __call__(self, request: web.Request, problem: Problem) -> web.Response: ...
+
+
+# How a page of the web UI shows a problem (api/ui/ installs it).
+PAGES: Final = web.AppKey("page_problems", PageRenderer)
 
 
 def invalid(field: str, reason: str, status: int = 422) -> Problem:
@@ -95,6 +106,11 @@ def translate(exc: BaseException, retry_after: int) -> Problem | None:
     return None
 
 
+def _on_a_page(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    return resource is not None and policy.is_page(request.method, resource.canonical)
+
+
 def middleware(retry_after: int, admit: Callable[[web.Request], None] | None = None,
                ) -> Callable[..., Awaitable[web.StreamResponse]]:
     """The one middleware: ``admit`` (access control, api/auth.py) runs first, then the handler;
@@ -116,6 +132,9 @@ def middleware(retry_after: int, admit: Callable[[web.Request], None] | None = N
                 log.exception("unhandled error on %s %s", request.method, request.path)
                 problem = Problem(500, "Internal server error",
                                   "the server failed to handle this request; it has been logged")
+            render = request.app.get(PAGES)
+            if render is not None and _on_a_page(request):
+                return render(request, problem)
             return response(problem, request.path)
 
     return problem_middleware

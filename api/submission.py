@@ -255,9 +255,10 @@ async def _decide_and_append(request: web.Request, plan_: Plan, decide: DecideAl
 
 
 async def run(request: web.Request, stream: str, body_expected: envelope.ExpectedVersion | None,
-              decide: Decide) -> Written:
-    """Decide and append one command's event to ``stream``."""
-    plan_ = await plan(request, stream, body_expected, [(None, {})])
+              decide: Decide, metadata: dict[str, Any] | None = None) -> Written:
+    """Decide and append one command's event to ``stream`` (``metadata``: what the caller records
+    besides what the request says, such as the web UI's reason)."""
+    plan_ = await plan(request, stream, body_expected, [(None, metadata or {})])
 
     async def decide_all(state: loading.StreamState) -> Sequence[events.Event]:
         try:
