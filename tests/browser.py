@@ -31,7 +31,7 @@ def _playwright_own() -> Path | None:
         from playwright.sync_api import sync_playwright
         with sync_playwright() as p:
             found = Path(p.chromium.executable_path)
-    except Exception:  # noqa: BLE001 - whatever Playwright says, it has no browser to give
+    except Exception:  # whatever Playwright says, it has no browser to give
         return None
     return found if found.exists() else None
 

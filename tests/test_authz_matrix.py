@@ -14,7 +14,7 @@ import pytest
 
 from api import keys, policy
 from ledger import events, records, secrets
-from tests import credfiles
+from tests import credfiles, servers
 from tests.projected import live_client, manifests, register, submit  # noqa: F401 - fixture
 from tests.tokens_support import bearer, issue
 
@@ -84,6 +84,33 @@ async def _revoke(live: Any, n: str) -> tuple[str, Any]:
     return f"/v1/tokens/k{n}", None
 
 
+class Form(dict[str, str]):
+    """A body sent as an HTML form (the web UI's pages), not as JSON."""
+
+
+def _form(path: str, **fields: str) -> Sample:
+    async def sample(_live: Any, _n: str) -> tuple[str, Any]:
+        return path, Form(fields)
+    return sample
+
+
+async def _ui_rollback(live: Any, n: str) -> tuple[str, Any]:
+    await submit(live, f"u{n}", "", "1")
+    await submit(live, f"u{n}", "", "2")
+    return f"/deployments/u{n}/rollback", Form(to_revision="1", reason="matrix")
+
+
+async def _ui_pause(live: Any, n: str) -> tuple[str, Any]:
+    await submit(live, f"u{n}", "")
+    return f"/deployments/u{n}/pause", Form(reason="matrix")
+
+
+async def _ui_resume(live: Any, n: str) -> tuple[str, Any]:
+    await submit(live, f"u{n}", "")
+    assert (await live.post(f"/v1/deployments/u{n}/pause", json={})).status == 200
+    return f"/deployments/u{n}/resume", Form(reason="matrix")
+
+
 HEAD = "min_position=head"
 SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/healthz"): _get("/healthz"),
@@ -118,7 +145,27 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/v1/tokens"): _get("/v1/tokens"),
     ("GET", "/v1/tokens/{name}"): _get("/v1/tokens/seed"),
     ("DELETE", "/v1/tokens/{name}"): _revoke,
+    ("GET", "/"): _get("/"),
+    ("GET", "/signin"): _get("/signin"),
+    ("POST", "/signin"): _form("/signin", token=servers.ADMIN_TOKEN),
+    ("POST", "/signout"): _form("/signout"),
+    ("GET", "/ui/assets/{asset}"): _get("/ui/assets/app.css"),
+    ("GET", "/fleet"): _get("/fleet"),
+    ("GET", "/fleet/matrix"): _get("/fleet/matrix?group=region"),
+    ("GET", "/deployments/{name}"): _get("/deployments/web"),
+    ("POST", "/deployments/{name}/rollback"): _ui_rollback,
+    ("POST", "/deployments/{name}/pause"): _ui_pause,
+    ("POST", "/deployments/{name}/resume"): _ui_resume,
+    ("GET", "/targets/{name}"): _get("/targets/seed"),
+    ("GET", "/timeline"): _get("/timeline"),
+    ("GET", "/timeline/rows"): _get("/timeline/rows?after=0"),
+    ("GET", "/audit"): _get("/audit?at=1"),
+    ("GET", "/audit/digest"): _get("/audit/digest"),
 }
+
+
+def _refusal_type(method: str, template: str) -> str:
+    return "text/html" if policy.is_page(method, template) else "application/problem+json"
 
 
 def _routes(app: Any) -> list[tuple[str, str]]:
@@ -132,7 +179,10 @@ async def _count(db: Any) -> int:
 async def _call(live: Any, method: str, path: str, body: Any, headers: dict[str, str]) -> tuple[int, Any]:
     if path.startswith("/v1/feed/live"):
         headers = {**headers, "Connection": "close"}  # an event stream never ends: status, then drop it
-    response = await live.request(method, path, json=body, headers=headers)
+    if isinstance(body, Form):
+        response = await live.request(method, path, data=dict(body), headers=headers)
+    else:
+        response = await live.request(method, path, json=body, headers=headers)
     try:
         status = response.status
         text = "" if method == "HEAD" or path.startswith("/v1/feed/live") else await response.text()
@@ -173,7 +223,8 @@ async def test_each_role_gets_exactly_what_the_policy_allows_and_refusals_write_
             allowed += 1
         else:
             assert status == 403, f"{role} {method} {path}: {status} {text}"
-            assert headers["Content-Type"] == "application/problem+json"
+            # A page of the web UI refuses with an HTML page saying the same.
+            assert headers["Content-Type"].split(";")[0] == _refusal_type(method, template)
             if method != "HEAD":
                 assert rule.permission in text and role in text
             assert await _count(db) == before, f"{role} {method} {path} wrote although refused"
@@ -214,7 +265,7 @@ async def test_without_a_valid_token_every_non_public_route_is_401_and_writes_no
             status, (answer_headers, text) = await _call(live, method, path, body, headers)
             assert status == 401, f"{case}: {method} {path}: {status} {text}"
             assert answer_headers["WWW-Authenticate"].startswith("Bearer")
-            assert answer_headers["Content-Type"] == "application/problem+json"
+            assert answer_headers["Content-Type"].split(";")[0] == _refusal_type(method, template)
             assert await _count(db) == before
             checked += 1
     assert checked > 0

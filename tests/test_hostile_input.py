@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from api import keys, params
+from api import keys, params, policy
 from ledger import jsontext
 from tests import credfiles
 
@@ -51,7 +51,8 @@ def routes(app) -> list[tuple[str, str]]:
 
 
 def writes(app) -> list[tuple[str, str]]:
-    return [key for key in routes(app) if key[0] != "GET"]
+    """The JSON API's writes (the web UI's forms are HTML forms: tests/test_ui_pages.py)."""
+    return [key for key in routes(app) if key[0] != "GET" and not policy.is_page(*key)]
 
 
 def url(path: str, **path_values: str) -> str:
@@ -106,9 +107,14 @@ async def seeded(client, db):
     return client
 
 
-async def _refused(resp, field: str | None, *, prefix: bool = False) -> str | None:
-    """Why ``resp`` is not a 4xx problem naming ``field`` (None when it is)."""
+async def _refused(resp, field: str | None, *, prefix: bool = False, page: bool = False) -> str | None:
+    """Why ``resp`` is not a 4xx problem naming ``field`` (None when it is); a page of the web UI
+    answers with an HTML error page that names the field instead."""
     text = await resp.text()
+    if page:
+        if not 400 <= resp.status < 500 or resp.content_type != "text/html":
+            return f"{resp.status} {resp.content_type}: {text[:300]}"
+        return None if f'data-field="{field}"' in text else f"{resp.status} does not name {field!r}: {text[:300]}"
     if not 400 <= resp.status < 500 or resp.content_type != PROBLEM:
         return f"{resp.status} {resp.content_type}: {text[:300]}"
     named = json.loads(text).get("field")
@@ -154,7 +160,7 @@ async def test_integers_beyond_their_column_are_422_naming_the_parameter(seeded,
                     headers[param.name] = value
                 body = None if method == "GET" else body_of(key)
                 resp = await seeded.request(method, target, params=query, headers=headers, json=body)
-                why = await _refused(resp, param.name)
+                why = await _refused(resp, param.name, page=policy.is_page(method, path))
                 if why:
                     failures.append(f"{method} {path} {param.where} {param.name}={value[:30]}: {why}")
     assert not failures, "\n".join(failures)

@@ -43,8 +43,25 @@ def _document(app: Any) -> dict[str, Any]:
 
 
 def _routes(app: Any) -> list[tuple[str, str, Any]]:
+    """The JSON API's routes: every route but the web UI's pages (``page`` rows of api/policy.py),
+    which are HTML and left out of the document by that same rule."""
     return sorted({(r.method, r.resource.canonical, r.handler) for r in app.router.routes()
-                   if r.method != "HEAD"}, key=lambda r: (r[1], r[0]))
+                   if r.method != "HEAD" and not policy.is_page(r.method, r.resource.canonical)},
+                  key=lambda r: (r[1], r[0]))
+
+
+def test_the_web_ui_pages_are_the_only_routes_left_out_and_each_is_html(app):
+    document = _document(app)
+    pages = {(r.method, r.resource.canonical) for r in app.router.routes()
+             if r.method != "HEAD" and policy.is_page(r.method, r.resource.canonical)}
+    assert ("GET", "/fleet") in pages and ("POST", "/deployments/{name}/rollback") in pages
+    assert not any(path in document["paths"] for _, path in pages)
+    for method, path in pages:
+        route = next(r for r in app.router.routes() if (r.method, r.resource.canonical) == (method, path))
+        assert route.handler.__module__.startswith("api.ui."), f"{method} {path} is a page outside api/ui"
+    for method, path in {(m, p) for m, p, _ in _routes(app)}:
+        assert not path.startswith(("/fleet", "/deployments/", "/timeline", "/audit", "/signin", "/ui/")), (
+            f"{method} {path} looks like a page of the web UI but is not a page row of api/policy.py")
 
 
 def test_every_route_of_the_application_is_an_operation_and_every_operation_a_route(app):

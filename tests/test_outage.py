@@ -32,7 +32,7 @@ import pytest
 from aiohttp import web
 
 from api import app as app_mod
-from api import keys
+from api import keys, policy
 from ledger import pgembed
 from ledger import settings as settings_mod
 from projections import runner
@@ -52,7 +52,17 @@ NO_DATABASE: Final = {
     "/openapi.json": "generated from the application's routes and Structs, in memory",
     "/api": "the reference page, shipped in the package",
     "/api/assets/{asset}": "the reference page's script and style sheet, shipped in the package",
+    "/signin": "the web UI's sign-in page: a form, and the token table it checks against is in memory",
+    "/ui/assets/{asset}": "the web UI's scripts and style sheet, shipped in the package",
 }
+# Writes that need no database either: signing out of the web UI forgets a session kept in memory
+# (and lands on the sign-in page).
+NO_DATABASE_WRITES: Final = {("POST", "/signout")}
+
+
+class Form(dict[str, str]):
+    """A body sent as an HTML form (the web UI's pages), not as JSON."""
+
 # Readiness reports the outage rather than failing on it: 503 with its checks (not problem+json),
 # and within 1 s whatever the database does, since a Kubernetes probe times out at 1 s by default.
 READINESS: Final = "/readyz"
@@ -73,6 +83,12 @@ BODIES: Final[dict[tuple[str, str], Any]] = {
     ("POST", "/v1/deployments/{name}/pause"): {"reason": "outage test"},
     ("POST", "/v1/deployments/{name}/resume"): {"reason": "outage test"},
     ("POST", "/v1/tokens"): {"name": "outage", "role": "viewer"},
+    # The web UI's forms (authenticated by the bearer header, so no CSRF token is needed).
+    ("POST", "/signin"): Form(token=servers.ADMIN_TOKEN),
+    ("POST", "/signout"): Form(),
+    ("POST", "/deployments/{name}/rollback"): Form(to_revision="1", reason="outage test"),
+    ("POST", "/deployments/{name}/pause"): Form(reason="outage test"),
+    ("POST", "/deployments/{name}/resume"): Form(reason="outage test"),
 }
 LIVE: Final = "/v1/feed/live"
 
@@ -89,7 +105,8 @@ class Call:
 
 
 def _path(route: str) -> str:
-    params = dict(PARAMS, name=TARGET if route.startswith("/v1/targets/") else DEPLOYMENT)
+    params = dict(PARAMS, name=TARGET if route.startswith(("/v1/targets/", "/targets/")) else DEPLOYMENT,
+                  asset="app.css" if route.startswith("/ui/") else PARAMS["asset"])
     return route.format(**params)
 
 
@@ -166,7 +183,8 @@ async def _until_ready(client, seconds: float = 60.0) -> None:
 async def _send(client, call: Call, limit: float) -> tuple[int, dict[str, str], bytes]:
     """One request under a client timeout; an SSE stream is read up to its first block only."""
     try:
-        async with client.request(call.method, call.path, json=call.body,
+        body = {"data": dict(call.body)} if isinstance(call.body, Form) else {"json": call.body}
+        async with client.request(call.method, call.path, **body,
                                   timeout=aiohttp.ClientTimeout(total=limit)) as resp:
             if call.method != "HEAD" and resp.headers.get("Content-Type", "").startswith("text/event-stream"):
                 body = await resp.content.readuntil(b"\n\n")
@@ -189,7 +207,8 @@ async def _during_outage(client) -> list[str]:
             wrong.append(f"{call}: {answer}")
             continue
         status, headers, body = answer
-        if call.route in NO_DATABASE and call.method in ("GET", "HEAD"):
+        if (call.route in NO_DATABASE and call.method in ("GET", "HEAD")) or (
+                (call.method, call.route) in NO_DATABASE_WRITES):
             if status != 200:
                 wrong.append(f"{call}: {status} (listed as needing no database) {body[:200]!r}")
             continue
@@ -201,6 +220,12 @@ async def _during_outage(client) -> list[str]:
         if "Retry-After" not in headers:
             wrong.append(f"{call}: 503 without Retry-After")
         if call.route == READINESS:
+            continue
+        if policy.is_page(call.method, call.route):
+            # A page of the web UI: an HTML error page saying so, with the same status and Retry-After.
+            if not headers.get("Content-Type", "").startswith("text/html") or (
+                    call.method != "HEAD" and b"503" not in body):
+                wrong.append(f"{call}: a page's 503 should be an HTML error page: {body[:300]!r}")
             continue
         if not headers.get("Content-Type", "").startswith("application/problem+json"):
             wrong.append(f"{call}: 503 as {headers.get('Content-Type')}, expected application/problem+json")

@@ -10,7 +10,7 @@ from typing import Any
 
 from tests import servers
 from tests.applier_support import emu  # noqa: F401 - fixture
-from tests.ui_support import PHONE, ui, shot, until  # noqa: F401 - fixture
+from tests.ui_support import PHONE, shot, ui_fixture, until  # noqa: F401 - fixture
 
 TARGETS = ("eu-1", "eu-2", "us-1")
 
@@ -180,11 +180,11 @@ FOCUSABLE = "a[href], button, summary, input:not([type=hidden]), select, textare
 
 async def _reached_by_tab(page, limit: int = 400) -> set[str]:
     """Open every <details>, then Tab through the page; returns the ids of what took focus."""
-    await page.evaluate("""() => {
+    await page.evaluate("""(focusable) => {
         document.querySelectorAll('details').forEach(d => d.open = true);
         let n = 0;
-        document.querySelectorAll(%r).forEach(e => { if (!e.dataset.k) e.dataset.k = String(n++); });
-    }""" % FOCUSABLE)
+        document.querySelectorAll(focusable).forEach(e => { if (!e.dataset.k) e.dataset.k = String(n++); });
+    }""", FOCUSABLE)
     seen: list[str] = []
     await page.locator("body").focus()
     for _ in range(limit):

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, ViewportSize, async_playwright
 
 from api import app as app_mod
 from tests import applier_support, browser, servers
 
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
-DESKTOP = {"width": 1280, "height": 860}
-PHONE = {"width": 390, "height": 844}
+DESKTOP = ViewportSize(width=1280, height=860)
+PHONE = ViewportSize(width=390, height=844)
 
 
 @dataclass
@@ -32,7 +32,7 @@ class UI:
     base: str
     errors: list[str] = field(default_factory=list)
 
-    async def page(self, *, viewport: dict[str, int] | None = None, sign_in: bool = True) -> Page:
+    async def page(self, *, viewport: ViewportSize | None = None, sign_in: bool = True) -> Page:
         context = await self.browser.new_context(viewport=viewport or DESKTOP)
         page = await context.new_page()
         page.set_default_timeout(15_000)
@@ -47,8 +47,8 @@ class UI:
         return page
 
 
-@pytest_asyncio.fixture
-async def ui(aiohttp_client: Any, settings: Any, emu: Any, database_url: str) -> AsyncIterator[UI]:
+@pytest_asyncio.fixture(name="ui")
+async def ui_fixture(aiohttp_client: Any, settings: Any, emu: Any, database_url: str) -> AsyncIterator[UI]:
     app = app_mod.make_app(applier_support.fast(settings, projector=True, read_wait_timeout=20.0))
     client = await aiohttp_client(app)
     base = str(client.make_url("")).rstrip("/")

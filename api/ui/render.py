@@ -18,7 +18,6 @@ Decisions:
 from __future__ import annotations
 
 import fnmatch
-import time
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -97,6 +96,4 @@ def fragment(request: web.Request, template: str, context: Mapping[str, Any]) ->
 
 def problem_page(request: web.Request, problem: problems.Problem) -> web.Response:
     """problems.PAGES: a problem as an HTML page, same status and headers."""
-    response = page(request, "error.html", {"problem": problem, "now": time.time()}, status=problem.status,
-                    headers={k: v for k, v in problem.headers.items() if k.lower() != "www-authenticate"})
-    return response
+    return page(request, "error.html", {"problem": problem}, status=problem.status, headers=problem.headers)

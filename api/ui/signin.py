@@ -58,9 +58,7 @@ async def sign_in(request: web.Request) -> web.Response:
 @routes.post("/signout", name="ui.signout")
 async def sign_out(request: web.Request) -> web.Response:
     form = await request.post()
-    if sessions.current(request) is not None:
-        request[auth.BY_SESSION] = True
-        sessions.check_form(request, {k: str(v) for k, v in form.items()})
+    sessions.check_form(request, {k: str(v) for k, v in form.items()})
     response = web.HTTPSeeOther(auth.SIGN_IN)
     sessions.sign_out(request, response)
     raise response
