@@ -30,9 +30,9 @@ async def _seed(ui, revisions: int = 1) -> None:
         await _submit(ui, str(revision), message=f"release {revision}")
 
 
-async def _submit(ui, value: str, message: str = "") -> dict[str, Any]:
+async def _submit(ui, value: str, message: str = "", selector: str = "tier=edge") -> dict[str, Any]:
     response = await ui.client.post("/v1/deployments/web/revisions", json={
-        "manifests": manifests(value), "selector": "tier=edge", "message": message})
+        "manifests": manifests(value), "selector": selector, "message": message})
     assert response.status == 201, await response.text()
     body = await response.json()
     await _applied(ui, body["revision"])
@@ -84,15 +84,22 @@ async def test_the_fleet_matrix_shows_what_the_emulator_applied_and_a_cell_chang
     await _seed(ui)
     assert ui.emu.cluster("eu-1").get("v1", "ConfigMap", "apps", "web") is not None
     page = await ui.page()
-    cell = page.locator(_cell("eu-1")).first
-    assert (await cell.inner_text()).split() == ["applied", "r1"]
-    assert "s-applied" in (await cell.get_attribute("class") or "")
+    for target in TARGETS:
+        cell = page.locator(_cell(target)).first
+        assert await cell.inner_text() == "applied"
+        assert await cell.get_attribute("class") == "s-applied"
+    assert await page.inner_text('#matrix th[data-d="web"] .rev') == "r1"
     await page.evaluate("window.__still_the_same_page = true")
     await until(lambda: _live(page), "the page's live feed is open")
     await shot(page, "fleet")
-    await _submit(ui, "2", message="release 2")
-    await page.wait_for_function(
-        "document.querySelector('#matrix tr[data-t=\"eu-1\"] td').textContent.trim() === 'applied r2'")
+    # Revision 2 leaves us-1 (its selector takes region=eu only): that cell empties, live.
+    await _submit(ui, "2", message="release 2", selector="region=eu")
+    await page.wait_for_function("""() => {
+        const cell = document.querySelector('#matrix tr[data-t="us-1"] td');
+        return cell.textContent === '' && !cell.className
+            && document.querySelector('#matrix th[data-d="web"] .rev').textContent === 'r2';
+    }""")
+    assert await page.locator(_cell("eu-1")).first.inner_text() == "applied"
     assert await page.evaluate("window.__still_the_same_page") is True
     assert ui.errors == []
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from api import auth, problems
-from api.ui import assets, audit, deployment, fleet, render, sessions, signin, target, timeline
+from api.ui import assets, audit, deployment, fleet, queries, render, sessions, signin, target, timeline
 
 
 def install(app: web.Application) -> None:
     """Mount the UI's routes and hooks on ``app`` (api/app.py calls it before ``auth.install``)."""
     render.setup(app)
     app[sessions.STORE] = sessions.Store()
+    app[fleet.CACHE] = queries.Cache()
     app[auth.SESSIONS] = sessions.lookup
     app[problems.PAGES] = render.problem_page
     for module in (signin, assets, fleet, deployment, target, timeline, audit):

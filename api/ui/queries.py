@@ -4,12 +4,14 @@ queries per page.
 The fleet matrix is the hot one (1,000 targets x 50 deployments): it reads the targets and the
 deployments (small), the page's rollouts only, and the counts per deployment and per group with
 ``GROUP BY`` in PostgreSQL, all in one repeatable-read transaction with the projection's
-checkpoint, so the ``position`` a page reports is exactly the log position it shows. The page's
+checkpoint, so the ``position`` a page reports is exactly the log position it shows. What does
+not depend on the page (targets, deployments, counts) is kept per position (``Cache``). The page's
 live updates start after that position (api/ui/static/fleet.js), so nothing falls between.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 from dataclasses import dataclass, field
@@ -45,33 +47,90 @@ class Matrix:
     labels: list[str] = field(default_factory=list)
 
 
+_COUNTS_ALL: Final = "SELECT deployment, state, count(*) FROM read_rollouts GROUP BY 1, 2"
+# A list of target names is joined (a hash join), never tested with = ANY(), which compares each
+# row with every name of the list.
+_COUNTS_OF: Final = ("SELECT r.deployment, r.state, count(*) FROM read_rollouts r"
+                     " JOIN unnest($1::text[]) AS f(name) ON f.name = r.target GROUP BY 1, 2")
+_GROUP_COUNTS: Final = ("SELECT r.deployment, f.value, r.state, count(*) FROM read_rollouts r"
+                        " JOIN unnest($1::text[], $2::text[]) AS f(name, value) ON f.name = r.target"
+                        " GROUP BY 1, 2, 3")
+# A page's hundred names: = ANY() (the index on target, or one pass) beats a join here.
+_CELLS: Final = ("SELECT deployment, target, state, desired_revision, last_error FROM read_rollouts"
+                 " WHERE target = ANY($1::text[])")
+
+
+@dataclass
+class Overview:
+    """What a fleet view needs besides its page of cells; it depends only on the log position and
+    the view (selector, group), so it is kept per position (``Cache``)."""
+
+    deployments: list[fleet.Deployment]
+    chosen: list[fleet.Target]
+    labels: list[str]
+    column_counts: dict[str, dict[str, int]]
+    groups: list[str]
+    group_counts: dict[tuple[str, str], dict[str, int]]
+
+
+class Cache:
+    """Overviews by (position, selector, group), the last few. The read models at a checkpoint are
+    exactly the fold of the log up to it, so an overview computed at a position stays true for it:
+    dashboards open on the same fleet share one computation until the next event."""
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._found: collections.OrderedDict[tuple[int, str, str], Overview] = collections.OrderedDict()
+
+    def get(self, key: tuple[int, str, str]) -> Overview | None:
+        found = self._found.get(key)
+        if found is not None:
+            self._found.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[int, str, str], overview: Overview) -> None:
+        self._found[key] = overview
+        while len(self._found) > self.size:
+            self._found.popitem(last=False)
+
+
+async def _overview(conn: asyncpg.Connection, selector: selectors.Selector | None, group: str) -> Overview:
+    targets = [t for t in await tables.load_targets(conn) if not t.retired]
+    deployments = [d for d in await tables.load_deployments(conn) if not d.removed]
+    chosen = [t for t in targets if selector is None or selector.matches(t.labels)]
+    names = [t.name for t in chosen]
+    found = Overview(deployments, chosen, sorted({key for t in targets for key in t.labels}), {}, [], {})
+    if group:
+        values = [t.labels.get(group, UNLABELLED) for t in chosen]
+        found.groups = sorted(set(values))
+        for deployment, value, state, count in await conn.fetch(_GROUP_COUNTS, names, values):
+            found.group_counts.setdefault((deployment, value), {})[state] = count
+            column = found.column_counts.setdefault(deployment, {})
+            column[state] = column.get(state, 0) + count
+        return found
+    every = selector is None
+    for deployment, state, count in await (conn.fetch(_COUNTS_ALL) if every else conn.fetch(_COUNTS_OF, names)):
+        found.column_counts.setdefault(deployment, {})[state] = count
+    return found
+
+
 async def matrix(conn: asyncpg.Connection, selector: selectors.Selector | None, *, group: str, offset: int,
-                 limit: int) -> Matrix:
+                 limit: int, cache: Cache | None = None) -> Matrix:
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         position = await tables.checkpoint(conn)
-        targets = [t for t in await tables.load_targets(conn) if not t.retired]
-        deployments = [d for d in await tables.load_deployments(conn) if not d.removed]
-        chosen = [t for t in targets if selector is None or selector.matches(t.labels)]
-        names = [t.name for t in chosen]
-        found = Matrix(position, deployments, chosen, len(chosen),
-                       labels=sorted({key for t in targets for key in t.labels}))
-        for deployment, state, count in await conn.fetch(
-                "SELECT deployment, state, count(*) FROM read_rollouts WHERE target = ANY($1::text[])"
-                " GROUP BY 1, 2", names):
-            found.column_counts.setdefault(deployment, {})[state] = count
+        key = (position, str(selector) if selector is not None else "", group)
+        overview = cache.get(key) if cache is not None else None
+        if overview is None:
+            overview = await _overview(conn, selector, group)
+            if cache is not None:
+                cache.put(key, overview)
+        found = Matrix(position, overview.deployments, overview.chosen, len(overview.chosen),
+                       column_counts=overview.column_counts, groups=overview.groups,
+                       group_counts=overview.group_counts, labels=overview.labels)
         if group:
-            by_name = {t.name: t.labels.get(group, UNLABELLED) for t in chosen}
-            found.groups = sorted(set(by_name.values()))
-            for deployment, value, state, count in await conn.fetch(
-                    "SELECT r.deployment, coalesce(t.labels->>$1, ''), r.state, count(*) FROM read_rollouts r"
-                    " JOIN read_targets t ON t.name = r.target WHERE r.target = ANY($2::text[])"
-                    " GROUP BY 1, 2, 3", group, names):
-                found.group_counts.setdefault((deployment, value), {})[state] = count
             return found
-        found.targets = chosen[offset:offset + limit]
-        for deployment, target, state, revision, error in await conn.fetch(
-                "SELECT deployment, target, state, desired_revision, last_error FROM read_rollouts"
-                " WHERE target = ANY($1::text[])", [t.name for t in found.targets]):
+        found.targets = overview.chosen[offset:offset + limit]
+        for deployment, target, state, revision, error in await conn.fetch(_CELLS, [t.name for t in found.targets]):
             found.cells[deployment, target] = Cell(state, revision, error)
     return found
 

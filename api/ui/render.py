@@ -47,7 +47,7 @@ def _when(value: Any) -> str:
     return hashing.format_time(value)
 
 
-def _state_class(state: str | None) -> str:
+def state_class(state: str | None) -> str:
     return f"s-{state}" if state in STATES else "s-other"
 
 
@@ -57,7 +57,7 @@ def setup(app: web.Application) -> None:
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["when"] = _when
-    env.filters["state_class"] = _state_class
+    env.filters["state_class"] = state_class
     env.globals["STATES"] = STATES
 
 
