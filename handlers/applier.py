@@ -45,7 +45,9 @@ from handlers import (
     checkpoint,
     claims,
     clients,
+    compare,
     credentials,
+    drift,
     errors,
     objects,
     outcomes,
@@ -106,6 +108,7 @@ class Applier:
         self._not_before: dict[tuple[str, str], float] = {}
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._saved = 0
+        self._settled: set[int] = set()  # positions of DriftDetected whose occurrence ended unhealed
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -306,6 +309,8 @@ class Applier:
             await self._execute(target, due)
 
     async def _execute(self, target: str, work: tracking.Work) -> None:
+        if work.resync and work.revision and not await self._inspect(target, work):
+            return
         loop = asyncio.get_running_loop()
         started = loop.time()
         outcome: outcomes.Outcome
@@ -378,6 +383,47 @@ class Applier:
             else:
                 still.append((wanted, future))
         self._waiters = still
+
+    # ------------------------------------------------------------------ drift
+
+    async def _inspect(self, target: str, work: tracking.Work) -> bool:
+        """A resync looks before it heals (handlers.compare): drift it finds is recorded once per
+        occurrence (handlers.drift). True when the target is to be converged: something is out of
+        sync and the revision heals (``self_heal``)."""
+        heal = tracking.self_heal(self.state, work.deployment, work.revision)
+        client: clients.Client | None = None
+        try:
+            async with self._slots:
+                credential = credentials.credential_for(self.state.fleet.targets[target], self._catalogue.current())
+                client = await self._pool.get(target, credential)
+                manifests = fleet.manifests_at(self.state.fleet, work.deployment, work.revision)
+                found = await compare.inspect(client, work.deployment, work.revision, manifests,
+                                              self._scopes.get(self.state.fleet, work.deployment))
+        except errors.ApplyError as exc:
+            if heal:
+                return True  # the converge meets it again and records it, as a resync always did
+            log.warning("drift of %s on %s not inspected: %s", work.deployment, target, exc.message)
+            return False
+        finally:
+            if client is not None:
+                await client.flush()
+        p = tracking.pair(self.state, work.deployment, target)
+        new, ended = drift.news(p.drift, self._settled, found.drifted, found.in_sync)
+        self._settled |= ended
+        if new and self.claims.owns(target):
+            detected = [drift.detected(work.deployment, work.revision, target, f) for f in new]
+            try:
+                positions = await outcomes.append(self._store, outcomes.stream(work.deployment),
+                                                  drift.new_events(p, detected))
+            except outcomes.AlreadyRecorded as exc:
+                log.info("%s; catching up before inspecting again", exc)
+                await self._reach(exc.position)
+                self._resync.add(target)
+                self._again.add(target)
+                return False
+            for event, position in zip(detected, positions, strict=True):
+                tracking.observe_drift(self.state, event, position)
+        return heal and found.unsynced
 
     # ------------------------------------------------------------------ periodic
 
