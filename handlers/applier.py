@@ -13,8 +13,10 @@ Shape of one run (``Applier.run``, restarted from scratch by ledger.tasks.superv
    done one after another; targets in parallel, so a hung cluster holds one slot, never the rest.
 4. A temporary failure is recorded (retryable) and the target gets a timer for the next attempt
    (handlers.backoff, Retry-After as a floor); a permanent one is recorded and left until the
-   revision or the target changes. Every ``resync_interval`` all owned targets are re-applied;
-   such a pass records an outcome only if it changed something (drift healed, leftovers pruned).
+   revision or the target changes. Every ``resync_interval`` all owned targets are inspected for
+   drift (handlers.compare, handlers.drift: recorded once per occurrence, before it is healed) and
+   converged again if out of sync, unless the revision says ``self_heal: false``; such a pass
+   records an outcome only if it changed something (drift healed, leftovers pruned).
 
 Level-triggered: decisions compare desired state with recorded outcomes, never "events not yet
 handled", so a restart, a takeover or a lost notification can only cause a redundant apply, not

@@ -57,16 +57,16 @@ async def _drifts(db) -> list[dict[str, Any]]:
     return [{"id": r["id"], "position": r["position"], **json.loads(r["data"])} for r in rows]
 
 
-def _inspections(emu: Emulator) -> int:
+def _inspections(emulator: Emulator) -> int:
     """Resync passes seen by eu-1: dry-run applies of the ConfigMap."""
-    return len([r for r in emu.cluster("eu-1").requests
+    return len([r for r in emulator.cluster("eu-1").requests
                 if r.method == "PATCH" and r.query.get("dryRun") == "All" and r.path.endswith("/configmaps/a")])
 
 
-async def _resyncs(emu: Emulator, n: int) -> None:
+async def _resyncs(emulator: Emulator, n: int) -> None:
     """Wait until ``n`` more resync passes have looked at the target."""
-    seen = _inspections(emu)
-    await eventually(lambda: _true(_inspections(emu) >= seen + n), what=f"{n} more resync passes")
+    seen = _inspections(emulator)
+    await eventually(lambda: _true(_inspections(emulator) >= seen + n), what=f"{n} more resync passes")
 
 
 async def _true(value: bool) -> bool:
