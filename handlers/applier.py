@@ -409,10 +409,12 @@ class Applier:
         finally:
             if client is not None:
                 await client.flush()
+        if not self.claims.owns(target):
+            return False  # claim lost meanwhile: the new owner looks again
         p = tracking.pair(self.state, work.deployment, target)
         new, ended = drift.news(p.drift, self._settled, found.drifted, found.in_sync)
         self._settled |= ended
-        if new and self.claims.owns(target):
+        if new:
             detected = [drift.detected(work.deployment, work.revision, target, f) for f in new]
             try:
                 positions = await outcomes.append(self._store, outcomes.stream(work.deployment),

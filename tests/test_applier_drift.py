@@ -27,6 +27,7 @@ from tests.applier_support import (
     append,
     client,  # noqa: F401 - fixture
     configmap,
+    deployment_object,
     emu,  # noqa: F401 - fixture
     eventually,
     live,
@@ -83,11 +84,13 @@ CM = {"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "namespace": "apps"}
 
 async def test_drift_is_recorded_once_over_several_resyncs_healed_and_a_later_drift_is_new(store, db, emu: Emulator):  # noqa: F811
     await register(store, emu, "eu-1", region="eu")
-    await _submit(store, [namespace(), configmap("a", v="1")])
+    await _submit(store, [namespace(), configmap("a", v="1"), deployment_object("web")])
     await eventually(lambda: _applied(db, 1), what="revision 1 applied")
     cluster = emu.cluster("eu-1")
-    await _resyncs(emu, 2)
-    assert await _drifts(db) == []  # quiet resyncs: no drift, nothing recorded
+    await _resyncs(emu, 3)
+    # Quiet resyncs, while the cluster's controllers move the Deployment's status: nothing recorded.
+    assert await _drifts(db) == []
+    assert [o["attempt"] for o in await outcomes(db, "web")] == [1]
 
     cluster.patch_object("v1", "ConfigMap", "apps", "a", {"data": {"v": "manual", "extra": "x"}}, manager=EDITOR)
     # Another manager's own field (data.extra) is not drift: it is neither reported nor removed.
@@ -101,19 +104,28 @@ async def test_drift_is_recorded_once_over_several_resyncs_healed_and_a_later_dr
     assert (first["deployment"], first["revision"], first["target"], first["object"]) == ("web", 1, "eu-1", CM)
     assert first["id"] == drift_mod.event_id("web", 1, "eu-1", 1)
     heals = await _applied(db, 2)
-    assert [o["attempt"] for o in heals] == [1, 2]
+    assert [o["attempt"] for o in heals][:2] == [1, 2]
     assert heals[1]["position"] > first["position"], "drift is recorded before it is healed"
     assert [m["manager"] for m in live(cluster, "v1", "ConfigMap", "apps", "a")["metadata"]["managedFields"]
             if "f:v" in json.dumps(m["fieldsV1"])] == ["ledger"]
 
+    # kubectl scale: the Deployment's spec.replicas drifted, and only that.
+    cluster.patch_object("apps/v1", "Deployment", "apps", "web", {"spec": {"replicas": 5}}, manager=EDITOR)
+    await eventually(lambda: _count(db, 2), what="the scaled Deployment recorded")
+    found = await _drifts(db)
+    assert (found[1]["object"]["kind"], found[1]["fields"]) == ("Deployment", ["spec.replicas"])
+    await eventually(lambda: _applied(db, 3), what="scale healed")
+    assert live(cluster, "apps/v1", "Deployment", "apps", "web")["spec"]["replicas"] == 1
+
     # Healed means the occurrence ended: drifting again is a new one, recorded and healed again.
     cluster.patch_object("v1", "ConfigMap", "apps", "a",
                          {"metadata": {"labels": {"ledger.dev/revision": "7"}}}, manager=EDITOR)
-    await eventually(lambda: _applied(db, 3), what="second drift healed")
+    await eventually(lambda: _applied(db, 4), what="label drift healed")
     await _resyncs(emu, 2)
     found = await _drifts(db)
-    assert [d["fields"] for d in found] == [["data.v"], ["metadata.labels[ledger.dev/revision]"]]
-    assert found[1]["id"] == drift_mod.event_id("web", 1, "eu-1", 2)
+    assert [d["fields"] for d in found] == [["data.v"], ["spec.replicas"], ["metadata.labels[ledger.dev/revision]"]]
+    assert [d["id"] for d in found] == [drift_mod.event_id("web", 1, "eu-1", n) for n in (1, 2, 3)]
+    assert [o["attempt"] for o in await outcomes(db, "web")] == [1, 2, 3, 4]
     assert live(cluster, "v1", "ConfigMap", "apps", "a")["metadata"]["labels"]["ledger.dev/revision"] == "1"
 
 
