@@ -142,6 +142,15 @@ async def test_a_deleted_object_is_drift_and_is_recreated(store, db, emu: Emulat
     assert live(cluster, "v1", "ConfigMap", "apps", "a")["data"] == {"v": "1"}
     assert [o["attempt"] for o in await _applied(db, 2)] == [1, 2]
 
+    # The namespace deleted takes the ConfigMap with it: both recorded (one batch), both recreated.
+    assert cluster.delete_object("v1", "Namespace", None, "apps")
+    await eventually(lambda: _applied(db, 3), what="namespace recreated")
+    assert live(cluster, "v1", "ConfigMap", "apps", "a")["data"] == {"v": "1"}
+    found = await _drifts(db)
+    assert [(d["object"]["kind"], d["fields"]) for d in found[1:]] == [
+        ("Namespace", [drift_mod.DELETED]), ("ConfigMap", [drift_mod.DELETED])]
+    assert found[2]["position"] == found[1]["position"] + 1
+
 
 async def test_without_self_heal_drift_is_recorded_once_and_left_alone(store, db, emu: Emulator):  # noqa: F811
     await register(store, emu, "eu-1", region="eu")
