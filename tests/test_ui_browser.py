@@ -44,9 +44,9 @@ async def _applied(ui, revision: int) -> None:
         response = await ui.client.get("/v1/deployments/web")
         body = await response.json()
         assert body["current_revision"] == revision and all(
-            r["state"] in ("applied", "healthy") and r["applied_revision"] == revision for r in body["rollouts"]), [(r["state"], r["last_error"]) for r in body["rollouts"]]
+            r["state"] == "healthy" and r["applied_revision"] == revision for r in body["rollouts"]), [(r["state"], r["last_error"]) for r in body["rollouts"]]
         return body["current_revision"] == revision and all(
-            r["state"] in ("applied", "healthy") and r["applied_revision"] == revision for r in body["rollouts"])
+            r["state"] == "healthy" and r["applied_revision"] == revision for r in body["rollouts"])
     await until(done, f"revision {revision} applied on every target")
 
 
@@ -86,8 +86,8 @@ async def test_the_fleet_matrix_shows_what_the_emulator_applied_and_a_cell_chang
     page = await ui.page()
     for target in TARGETS:
         cell = page.locator(_cell(target)).first
-        assert await cell.inner_text() == "applied"
-        assert await cell.get_attribute("class") == "s-applied"
+        assert await cell.inner_text() == "healthy"
+        assert await cell.get_attribute("class") == "s-healthy"
     assert await page.inner_text('#matrix th[data-d="web"] .rev') == "r1"
     await page.evaluate("window.__still_the_same_page = true")
     await until(lambda: _live(page), "the page's live feed is open")
@@ -99,7 +99,8 @@ async def test_the_fleet_matrix_shows_what_the_emulator_applied_and_a_cell_chang
         return cell.textContent === '' && !cell.className
             && document.querySelector('#matrix th[data-d="web"] .rev').textContent === 'r2';
     }""")
-    assert await page.locator(_cell("eu-1")).first.inner_text() == "applied"
+    await page.wait_for_function(
+        "document.querySelector('#matrix tr[data-t=\"eu-1\"] td').textContent === 'healthy'")
     assert await page.evaluate("window.__still_the_same_page") is True
     assert ui.errors == []
 

@@ -30,8 +30,7 @@ PER_PAGE: Final = 100
 CACHE: Final = web.AppKey("ui_fleet_cache", queries.Cache)
 _LABEL_KEY_MAX: Final = 317
 # The worst state first: a grouped cell takes the colour of the worst state in it.
-SEVERITY: Final = ("failed", "degraded", "frozen", "paused", "applying", "progressing", "pending", "applied",
-                   "healthy")
+SEVERITY: Final = ("failed", "degraded", "frozen", "paused", "applying", "progressing", "pending", "healthy")
 
 
 def _selector(request: web.Request) -> tuple[str, selectors.Selector | None]:

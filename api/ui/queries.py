@@ -56,8 +56,10 @@ _GROUP_COUNTS: Final = ("SELECT r.deployment, f.value, r.state, count(*) FROM re
                         " JOIN unnest($1::text[], $2::text[]) AS f(name, value) ON f.name = r.target"
                         " GROUP BY 1, 2, 3")
 # A page's hundred names: = ANY() (the index on target, or one pass) beats a join here.
-_CELLS: Final = ("SELECT deployment, target, state, desired_revision, last_error FROM read_rollouts"
-                 " WHERE target = ANY($1::text[])")
+_CELLS: Final = ("SELECT deployment, target, state, desired_revision,"
+                 " CASE WHEN state IN ('degraded', 'failed', 'applying')"
+                 " THEN concat_ws(': ', reason, coalesce(message, last_error)) END"
+                 " FROM read_rollouts WHERE target = ANY($1::text[])")
 
 
 @dataclass

@@ -35,8 +35,9 @@ HEADERS: Final = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nos
                   "Referrer-Policy": "same-origin", "Cache-Control": "no-store", "X-Frame-Options": "DENY"}
 # The streams whose events can change a cell of the fleet (those that exist in this version).
 FLEET_CATEGORIES: Final = frozenset({"target", "deployment", "rollout", "freeze"})
-STATES: Final = ("healthy", "applied", "progressing", "applying", "pending", "degraded", "failed", "paused",
-                 "frozen")
+# The per-target rollout states (projections/fleet.py), and ``frozen`` for a target a freeze window
+# covers; each has a colour in app.css. A word not listed here still shows, in grey.
+STATES: Final = ("healthy", "progressing", "applying", "pending", "degraded", "failed", "paused", "frozen")
 
 
 def _when(value: Any) -> str:
