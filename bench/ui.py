@@ -167,7 +167,9 @@ async def append_to_cell(url: str, rounds: int) -> list[float]:
     async with async_playwright() as p, aiohttp.ClientSession(headers=harness.HEADERS) as api:
         chromium = await p.chromium.launch(executable_path=str(executable) if executable else None,
                                            args=browser.ARGS, headless=True)
-        page = await (await chromium.new_context(viewport={"width": 1280, "height": 860})).new_page()
+        # bypass_csp: the page's policy forbids eval, which Playwright's wait_for_function polls with.
+        context = await chromium.new_context(viewport={"width": 1280, "height": 860}, bypass_csp=True)
+        page = await context.new_page()
         await page.goto(url + "/signin")
         await page.fill("#token", harness.TOKEN)
         await page.click("button[type=submit]")

@@ -13,8 +13,10 @@ function patch(fresh) {
     matrix = fresh;
     return;
   }
-  const old = matrix.querySelectorAll("td, th .counts, .as-of");
-  const now = fresh.querySelectorAll("td, th .counts, .as-of");
+  // Cells, headers (revision, pause, counts) and the summary: whatever differs is replaced.
+  const parts = "thead th, tbody th .counts, td, .summary";
+  const old = matrix.querySelectorAll(parts);
+  const now = fresh.querySelectorAll(parts);
   if (old.length !== now.length) {
     matrix.replaceWith(fresh);
     matrix = fresh;
