@@ -118,6 +118,9 @@ async def page(request: web.Request) -> web.Response:
         "state": views.state(state), "position": position, "head": head,
         "at": request.query.get("at", ""), "since": request.query.get("since", ""),
         "at_time": hashing.format_time(state.recorded_at) if state.recorded_at else "",
+        # The moment shown, as the date-time field's value (UTC, to the millisecond).
+        "at_local": state.recorded_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+        if state.recorded_at else "",
         "earlier": earlier, "changes": changes(earlier, state) if earlier is not None else [],
         "report": report.as_dict() if report is not None else None,
         "digest": {"position": digest[0], "hash": digest[1],
