@@ -49,6 +49,7 @@ import msgspec
 
 from ledger import access as access_mod
 from ledger import events, records
+from projections import freezes as freezes_mod
 from projections import selectors
 
 RolloutState = Literal["pending", "applying", "applied", "failed", "paused"]
@@ -85,6 +86,7 @@ class Revision(msgspec.Struct, gc=False, array_like=True):
     position: int
     rolled_back_to: int | None = None
     scope: str = ""
+    override: str = ""  # an admin's reason for letting this revision through freezes
 
 
 class Rollout(msgspec.Struct, gc=False, array_like=True):
@@ -120,6 +122,7 @@ class Fleet(msgspec.Struct, gc=False, array_like=True):
     deployments: dict[str, Deployment] = {}
     position: int = 0
     recorded_at: dt.datetime | None = None
+    freezes: dict[str, freezes_mod.Freeze] = {}
 
 
 class Meta(msgspec.Struct, frozen=True, gc=False):
@@ -313,6 +316,7 @@ def _submit(fleet: Fleet, event: events.RevisionSubmitted, meta: Meta) -> None:
         number=event.revision, manifests=manifests, selector=selector, message=event.message,
         matched_targets=matched, actor=meta.actor, recorded_at=meta.recorded_at,
         position=meta.position, scope=event.scope.targets,
+        override=event.override.reason if event.override else "",
     ))
 
 
@@ -329,6 +333,7 @@ def _roll_back(fleet: Fleet, event: events.RolledBack, meta: Meta) -> None:
         matched_targets=matched, actor=meta.actor, recorded_at=meta.recorded_at,
         position=meta.position, rolled_back_to=event.to_revision,
         scope=conjunction(base.scope if base is not None else "", event.scope.targets),
+        override=event.override.reason if event.override else "",
     ))
 
 
@@ -370,6 +375,10 @@ def _outcome(fleet: Fleet, event: events.ApplySucceeded | events.ApplyFailed, me
     rollout.state = _state(deployment, rollout)
 
 
+def _freeze(fleet: Fleet, event: events.FreezeSet | events.FreezeRemoved, meta: Meta) -> None:
+    freezes_mod.fold(fleet.freezes, event, meta.position, meta.version, meta.recorded_at, meta.actor)
+
+
 def _paused(fleet: Fleet, event: events.DeploymentPaused, meta: Meta) -> None:
     _pause(fleet, event.deployment, True, event.reason, meta)
 
@@ -391,6 +400,8 @@ _HANDLERS: Final[dict[type[events.Event], Callable[[Fleet, Any, Meta], None]]] =
     events.DeploymentRemoved: _remove,
     events.ApplySucceeded: _outcome,
     events.ApplyFailed: _outcome,
+    events.FreezeSet: _freeze,
+    events.FreezeRemoved: _freeze,
 }
 
 
