@@ -9,6 +9,7 @@ after the held state has been observed; waits are bounded polls, never timing as
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from typing import Any
@@ -358,3 +359,40 @@ def test_replay_says_a_freeze_was_not_active_at_a_moment_outside_its_window():
     assert [(f["active"], f["targets"]) for f in by_day] == [(False, ["us-1"])]
     assert [(f["active"], f["window"]) for f in by_night] == [
         (True, {"start": "2026-06-01T20:00:00.000000Z", "end": "2026-06-02T04:00:00.000000Z"})]
+
+
+async def _ledger(capsys, *argv: str) -> tuple[int, str, str]:
+    from cli import main as cli_main
+
+    code = await asyncio.to_thread(cli_main.main, list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def test_the_cli_sets_lists_and_removes_freezes_and_an_admin_overrides_one(client, capsys, emu, tmp_path):  # noqa: F811
+    await _target(client, "eu-1", region="eu")
+    url = str(client.make_url("")).rstrip("/")
+    code, out, err = await _ledger(capsys, "freezes", "set", "nights", "-l", "region=eu", "--cron", "0 22 * * *",
+                                   "--duration", "8h", "--time-zone", "Europe/Berlin", "--reason", "quiet nights",
+                                   "--url", url)
+    assert code == 0, err
+    assert out.startswith("freeze nights: FreezeSet at position")
+    code, out, err = await _ledger(capsys, "freezes", "set", "bad", "--cron", "0 22 * * *", "--duration", "8h",
+                                   "--time-zone", "Mars/Olympus", "--reason", "x", "--url", url)
+    assert code == 2 and "schedule.time_zone" in err
+    until = (dt.datetime.now(UTC) + dt.timedelta(hours=1)).isoformat()
+    code, _, err = await _ledger(capsys, "freezes", "set", "now", "-l", "region=eu", "--from",
+                                 "2026-01-01T00:00:00Z", "--until", until, "--reason", "incident", "--url", url)
+    assert code == 0, err
+    code, out, _ = await _ledger(capsys, "freezes", "list", "--url", url)
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert set(rows) == {"nights", "now"} and "active until" in rows["now"] and "28800s" in rows["nights"]
+    manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web, namespace: apps}\ndata: {v: '1'}\n"
+    (tmp_path / "web.yaml").write_text(manifest)
+    deploy = ("deploy", "web", "-f", str(tmp_path / "web.yaml"), "--selector", "", "--url", url)
+    code, _, err = await _ledger(capsys, *deploy)
+    assert code == 5 and "now" in err
+    code, _, err = await _ledger(capsys, *deploy, "--override", "incident fix")
+    assert code == 0, err
+    code, out, _ = await _ledger(capsys, "freezes", "remove", "now", "--reason", "resolved", "--url", url)
+    assert code == 0 and out.strip().startswith("freeze now: removed at position")
