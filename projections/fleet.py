@@ -30,6 +30,9 @@ Decisions:
   is retrying); ``failed`` after a permanent one; ``paused`` whatever the outcome while the deployment
   is paused. ``applied_revision`` is what the target last applied successfully, whichever revision.
 - **A new revision revives a removed deployment**; numbering continues, history is never reused.
+- **Freezes** (``freezes``) are folded by projections/freezes.py, removed ones kept; whether one
+  holds is a question of time, answered outside the fold (projections/freezerules.py). A revision
+  keeps an admin's freeze ``override`` reason.
 - **Undecodable events** only advance ``position`` here (all decode through ``ledger.events.decode``).
   Every path into the log refuses them (projections/rules.py), so they appear only in a log written
   by an older version, or of a type this version does not know (after a downgrade). The projector

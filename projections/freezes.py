@@ -212,7 +212,7 @@ def _once(schedule: events.FreezeSchedule, now: dt.datetime) -> events.FreezeSch
         if value.tzinfo is None:
             raise Invalid("needs a UTC offset (e.g. 2026-11-27T00:00:00Z)", f"schedule.{field}")
     assert schedule.from_ is not None and schedule.until is not None
-    start, end = schedule.from_.astimezone(_UTC), schedule.until.astimezone(_UTC)
+    start, end = _utc(schedule.from_, "from"), _utc(schedule.until, "until")
     if start >= end:
         raise Invalid(f"must be before until ({hashing.format_time(end)})", "schedule.from")
     if end - start > MAX_WINDOW:
@@ -220,6 +220,13 @@ def _once(schedule: events.FreezeSchedule, now: dt.datetime) -> events.FreezeSch
     if end <= now:
         raise Invalid(f"{hashing.format_time(end)} has passed", "schedule.until")
     return events.FreezeSchedule(from_=start, until=end)
+
+
+def _utc(moment: dt.datetime, field: str) -> dt.datetime:
+    try:
+        return moment.astimezone(_UTC)
+    except OverflowError as exc:
+        raise Invalid("is out of range in UTC (years 1 to 9999)", f"schedule.{field}") from exc
 
 
 # --- the fold ------------------------------------------------------------------------------------

@@ -106,6 +106,8 @@ NOW = at("2026-06-01T12:00:00Z")
     ({"from": "2026-06-02T00:00:00Z", "until": "2027-06-10T00:00:00Z"}, "schedule.until"),
     ({"from": "2026-05-01T00:00:00Z", "until": "2026-05-02T00:00:00Z"}, "schedule.until"),
     ({"until": "2026-06-02T00:00:00Z"}, "schedule.from"),
+    ({"from": "0001-01-01T00:00:00+05:00", "until": "0001-01-02T00:00:00+05:00"}, "schedule.from"),
+    ({"from": "2026-06-02T00:00:00Z", "until": "9999-12-31T23:00:00-05:00"}, "schedule.until"),
     ({"cron": "0 22 * * *", "duration_seconds": 600, "until": "2026-06-02T00:00:00Z"}, "schedule"),
     ({}, "schedule"),
 ])
