@@ -21,7 +21,7 @@ def admit(state: tracking.State, target: str, planned: list[tracking.Work], now:
     admitted: list[tracking.Work] = []
     lifts: dt.datetime | None = None
     for work in planned:
-        held = freezerules.hold(state.fleet, work.deployment, target, now) if work.revision else None
+        held = freezerules.hold(state.fleet, work.deployment, target, now, work.revision) if work.revision else None
         if held is None:
             admitted.append(work)
             continue

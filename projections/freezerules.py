@@ -109,17 +109,18 @@ def admit(decided: Revision, targets: Mapping[str, fleet.Target], table: Mapping
     return decided
 
 
-def hold(state: fleet.Fleet, deployment: str, target: str, now: dt.datetime) -> Hold | None:
-    """Whether ``target`` must not receive ``deployment``'s current revision at ``now``: it does not
-    have it yet, a freeze covers it and the revision carries no override."""
+def hold(state: fleet.Fleet, deployment: str, target: str, now: dt.datetime,
+         revision: int | None = None) -> Hold | None:
+    """Whether ``target`` must not receive ``revision`` of ``deployment`` (default: its current one)
+    at ``now``: the target does not have it yet, a freeze covers it and it carries no override."""
     found = state.deployments.get(deployment)
     where = state.targets.get(target)
     if found is None or where is None or not state.freezes:
         return None
-    revision = found.revisions.get(found.current_revision)
+    number = found.current_revision if revision is None else revision
+    recorded = found.revisions.get(number)
     rollout = found.rollouts.get(target)
-    if revision is None or revision.override or (rollout is not None
-                                                 and rollout.applied_revision == found.current_revision):
+    if recorded is None or recorded.override or (rollout is not None and rollout.applied_revision == number):
         return None
     held = freezes.covering(state.freezes, where.labels, now)
     if not held:
