@@ -289,7 +289,7 @@ async def test_a_frozen_target_keeps_its_revision_while_others_get_the_new_one_t
     assert (rollout["desired_revision"], rollout["applied_revision"], rollout["state"]) == (2, 1, "pending")
     assert [(f["name"], f["active"], f["targets"]) for f in state["freezes"]] == [("us-peak", True, ["us-1"])]
     # The window is cut to close in a few seconds: the applier's timer, not a new event, lets it through.
-    assert (await _freeze(client, "us-peak", "region=us", _window(3))).status == 200
+    assert (await _freeze(client, "us-peak", "region=us", _window(5))).status == 200
     await eventually(lambda: _all(emu, "2", "us-1"), what="revision 2 on us-1 once its window closed")
     assert "us-1" in await _outcomes(db, 2)
 
@@ -382,9 +382,9 @@ async def test_the_cli_sets_lists_and_removes_freezes_and_an_admin_overrides_one
     code, out, err = await _ledger(capsys, "freezes", "set", "bad", "--cron", "0 22 * * *", "--duration", "8h",
                                    "--time-zone", "Mars/Olympus", "--reason", "x", "--url", url)
     assert code == 2 and "schedule.time_zone" in err
-    until = (dt.datetime.now(UTC) + dt.timedelta(hours=1)).isoformat()
-    code, _, err = await _ledger(capsys, "freezes", "set", "now", "-l", "region=eu", "--from",
-                                 "2026-01-01T00:00:00Z", "--until", until, "--reason", "incident", "--url", url)
+    window = _window(3600)
+    code, _, err = await _ledger(capsys, "freezes", "set", "now", "-l", "region=eu", "--from", window["from"],
+                                 "--until", window["until"], "--reason", "incident", "--url", url)
     assert code == 0, err
     code, out, _ = await _ledger(capsys, "freezes", "list", "--url", url)
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
