@@ -291,7 +291,11 @@ async def test_a_frozen_target_keeps_its_revision_while_others_get_the_new_one_t
     # The window is cut to close in a few seconds: the applier's timer, not a new event, lets it through.
     assert (await _freeze(client, "us-peak", "region=us", _window(5))).status == 200
     await eventually(lambda: _all(emu, "2", "us-1"), what="revision 2 on us-1 once its window closed")
-    assert "us-1" in await _outcomes(db, 2)
+    await eventually(lambda: _recorded(db, 2, "us-1"), what="the outcome of revision 2 on us-1 recorded")
+
+
+async def _recorded(db, revision: int, target: str) -> bool:
+    return target in await _outcomes(db, revision)
 
 
 async def _all(emu: Emulator, value: str, *clusters: str) -> bool:  # noqa: F811
