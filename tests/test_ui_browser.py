@@ -111,7 +111,7 @@ async def test_the_fleet_matrix_shows_what_the_emulator_applied_and_a_cell_chang
         return cell.textContent === '' && !cell.className
             && document.querySelector('#matrix th[data-d="web"] .rev').textContent === 'r2';
     }""")
-    assert await page.locator(_cell("eu-1")).first.inner_text() in APPLIED + ("pending",)
+    assert await page.locator(_cell("eu-1")).first.inner_text() in (*APPLIED, "pending")
     assert await page.evaluate("window.__still_the_same_page") is True
     assert ui.errors == []
 

@@ -4,6 +4,7 @@ error page, what each role is offered, and the weight of a page with its assets.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
@@ -244,7 +245,7 @@ async def test_a_page_with_its_assets_weighs_under_300_kb_for_a_page_of_100_targ
         html = await resp.read()
         assert resp.status == 200 and html.count(b"<tr data-t=") == 100
     total += len(html)
-    for asset in re.findall(rb'(?:href|src)="(/ui/assets/[^"]+)"', html) + [b"/ui/assets/live.js"]:
+    for asset in [*re.findall(rb'(?:href|src)="(/ui/assets/[^"]+)"', html), b"/ui/assets/live.js"]:
         async with browser.get(asset.decode(), headers={"Accept-Encoding": "identity"}) as resp:
             assert resp.status == 200
             total += len(await resp.read())
@@ -268,3 +269,19 @@ async def test_the_audit_page_lists_what_changed_between_two_moments(live, brows
         text = await resp.text()
     assert "What changed between position 0" in text
     assert "<th scope=\"row\">web</th><td>absent</td><td>r2</td>" in text
+
+
+async def test_a_target_a_freeze_holds_shows_frozen_with_the_freeze_and_its_end(live, browser):
+    await _seed(live)  # the applier is off here: every rollout waits (pending)
+    now = dt.datetime.now(dt.UTC)
+    response = await live.put("/v1/freezes/black-friday", json={"selector": "region=eu", "reason": "sales", "schedule": {
+        "from": now.isoformat(), "until": (now + dt.timedelta(hours=2)).isoformat()}})
+    assert response.status in (200, 201), await response.text()
+    await _sign_in(browser)
+    async with browser.get("/fleet") as resp:
+        text = await resp.text()
+    eu = re.search(r'<tr data-t="eu-1">.*?</tr>', text, re.S).group(0)  # type: ignore[union-attr]
+    us = re.search(r'<tr data-t="us-1">.*?</tr>', text, re.S).group(0)  # type: ignore[union-attr]
+    assert re.search(r'<td class="s-frozen" title="held by freeze black-friday until [^"]+">frozen</td>', eu), eu
+    assert '<td class="s-pending">pending</td>' in us
+    assert "<code>black-friday</code>" in text

@@ -13,6 +13,7 @@ folded that event, api/reads.py) and patches what changed in place.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import time
 from typing import Any, Final
@@ -20,9 +21,10 @@ from typing import Any, Final
 from aiohttp import web
 from markupsafe import Markup, escape
 
-from api import params, problems, reads
+from api import keys, params, problems, reads
 from api.ui import queries, render
-from projections import selectors
+from ledger import hashing
+from projections import freezes, loading, selectors
 
 routes = web.RouteTableDef()
 
@@ -92,6 +94,31 @@ def rows_html(found: queries.Matrix, row_counts: dict[str, dict[str, int]]) -> l
     return rows
 
 
+# A target waiting for a deployment's revision (these states) while a freeze window covers it is
+# held by the freeze (projections/freezerules.py): its cell says frozen.
+_WAITING: Final = frozenset({"pending", "applying"})
+
+
+async def _frozen(request: web.Request, found: queries.Matrix) -> dict[str, list[freezes.Cover]]:
+    """The page's targets a freeze covers now; their waiting cells become ``frozen``."""
+    table = await loading.freezes_now(request.app[keys.STORE], timeout=request.app[keys.SETTINGS].db_timeout)
+    if not table:
+        return {}
+    now = dt.datetime.now(dt.UTC)
+    held: dict[str, list[freezes.Cover]] = {}
+    for target in found.targets:
+        covers = freezes.covering(table, target.labels, now)
+        if covers:
+            held[target.name] = covers
+    for (deployment, name), cell in list(found.cells.items()):
+        holding = held.get(name)
+        if holding and cell.state in _WAITING:
+            until = hashing.format_time(max(c.until for c in holding))
+            found.cells[deployment, name] = queries.Cell(
+                "frozen", cell.revision, f"held by freeze {', '.join(c.freeze for c in holding)} until {until}")
+    return held
+
+
 def _shape(found: queries.Matrix, group: str) -> str:
     rows = found.groups if group else [t.name for t in found.targets]
     text = "\n".join([group, *rows, "", *(d.name for d in found.deployments)])
@@ -126,6 +153,7 @@ async def _context(request: web.Request, timing: Timing) -> dict[str, Any]:
     async with reads.connection(request) as conn:
         found = await queries.matrix(conn, selector, group=group, offset=(page - 1) * PER_PAGE, limit=PER_PAGE,
                                      cache=request.app[CACHE])
+    held = await _frozen(request, found) if not group else {}
     timing.lap("db")
     pages = max(1, -(-found.matched // PER_PAGE))
     row_counts: dict[str, dict[str, int]] = {}
@@ -138,7 +166,7 @@ async def _context(request: web.Request, timing: Timing) -> dict[str, Any]:
         for state, n in counts.items():
             total[state] = total.get(state, 0) + n
     rows = rows_html(found, row_counts) if not group else []
-    return {"m": found, "selector": text, "group": group, "page": page, "pages": pages, "per_page": PER_PAGE,
+    return {"m": found, "held": held, "selector": text, "group": group, "page": page, "pages": pages, "per_page": PER_PAGE,
             "rows": rows, "group_rows": group_rows, "worst": worst, "shape": _shape(found, group),
             "query": {k: v for k, v in (("selector", text), ("group", group)) if v}}
 
