@@ -14,7 +14,6 @@ An error prints the server's problem detail on one line and exits with the code 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -78,8 +77,8 @@ def history(args: argparse.Namespace) -> int:
 def diff(args: argparse.Namespace) -> int:
     client = options.client_from(args)
     params = {"from": args.a, "to": args.b}
-    if args.json:
-        print(json.dumps(client.read(f"/v1/deployments/{args.name}/diff", **params), indent=2))
+    if output.structured(args):
+        print(output.dumps(args.output, client.read(f"/v1/deployments/{args.name}/diff", **params)))
     else:
         text = client.request("GET", f"/v1/deployments/{args.name}/diff", accept="text/plain",
                               params=params).text
