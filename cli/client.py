@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cli import exits, files, http, options, output, parsers
+from cli import wait as wait_cli
 
 
 def _written(a: dict[str, Any]) -> str:
@@ -39,6 +40,10 @@ def deploy(args: argparse.Namespace) -> int:
         "POST", f"/v1/deployments/{args.name}/revisions", data=text.encode(), content_type="application/yaml",
         params={"selector": args.selector, "message": args.message, "expected_version": args.expected_version},
     ).json()
+    if args.wait:
+        if not output.structured(args):
+            print(_written(answer))
+        return wait_cli.follow(args, args.name, answer["revision"], min_position=answer["position"])
     output.show(args, answer, _written)
     return 0
 
@@ -146,6 +151,7 @@ def register(sub: parsers.Subparsers) -> None:
         description="Submit the manifests in a multi-document YAML file as the deployment's next revision.\n"
                     "The YAML is checked here first; the service validates each manifest.",
         example_lines=["ledger deploy web -f web.yaml --selector region=eu -m 'nginx 1.27'",
+                       "ledger deploy web -f web.yaml -m 'from CI' --wait --timeout 10m",
                        "kustomize build . | ledger deploy web -f - -m 'from CI'"])
     _name(dep)
     dep.add_argument("-f", "--file", required=True, help="multi-document YAML manifests ('-' reads stdin)")
@@ -153,6 +159,10 @@ def register(sub: parsers.Subparsers) -> None:
     dep.add_argument("-m", "--message", default="", help="why: recorded with the revision")
     dep.add_argument("--expected-version", help="refuse (exit 5) unless the deployment is at this version "
                      "(default: any)")
+    dep.add_argument("--wait", action="store_true",
+                     help="then wait until the revision is healthy on every target: exit 0, 1 (degraded, "
+                          "failed), 2 (timeout); with --output json|yaml, only the final state is printed")
+    wait_cli.add_timeout_flag(dep)
     dep.set_defaults(func=deploy)
 
     hist = parsers.command(

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from cli import exits, http, options, parsers
+from cli import aio, exits, http, options, parsers
 from ledger import settings as settings_mod
 
 if TYPE_CHECKING:
@@ -85,31 +85,6 @@ def _output(path: Path | None) -> Iterator[BinaryIO]:
         yield handle
 
 
-async def _open(session: aiohttp.ClientSession, url: str, accept: str, client: http.Client) -> aiohttp.ClientResponse:
-    """The page's response once its headers say 200; a busy service is waited for as the
-    client's other requests wait (its Retry-After, within the retry budget)."""
-    import aiohttp
-
-    patience = http.Patience(client.budget, client.backoff)
-    while True:
-        try:
-            resp = await session.get(url, headers={"Accept": accept})
-        except aiohttp.ClientConnectionError as exc:
-            raise http.ApiError(0, f"cannot reach the ledger at {client.base_url}: {exc}") from exc
-        if resp.status == 200:
-            return resp
-        body = await resp.read()
-        resp.release()
-        message, problem = http.problem_message(resp.status, body)
-        header = resp.headers.get("Retry-After")
-        delay = patience.delay(header) if resp.status in http.RETRY_STATUSES else None
-        if delay is None:
-            if resp.status in http.RETRY_STATUSES:
-                message += patience.gave_up(header)
-            raise http.ApiError(resp.status, message, problem)
-        await asyncio.sleep(delay)
-
-
 async def export_http(client: http.Client, out: BinaryIO, *, after: int, until: int | None, fmt: str) -> int:
     """Follow the feed's next links; ndjson pages are copied through, CloudEvents batches split.
 
@@ -133,7 +108,7 @@ async def export_http(client: http.Client, out: BinaryIO, *, after: int, until: 
         head = (await asyncio.to_thread(client.get, "/v1/digest"))["position"]
         total = max(0, min(head, until if until is not None else head) - after)
         upcoming: asyncio.Task[aiohttp.ClientResponse] | None = asyncio.create_task(
-            _open(session, f"{base}/v1/feed?{query}", accept, client))
+            aio.open_get(session, f"{base}/v1/feed?{query}", accept, client))
         try:
             with verify_cli.progress_bar(total, "export") as bar:
                 while upcoming is not None:
@@ -142,8 +117,8 @@ async def export_http(client: http.Client, out: BinaryIO, *, after: int, until: 
                     upcoming = None
                     if following is not None:
                         upcoming = asyncio.create_task(
-                            _open(session, str(resp.url.join(following["url"])), accept,  # type: ignore[arg-type]
-                                  client))
+                            aio.open_get(session, str(resp.url.join(following["url"])),  # type: ignore[arg-type]
+                                         accept, client))
                     async with resp:
                         body = await resp.read()
                     if fmt == "ndjson":

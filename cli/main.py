@@ -29,11 +29,12 @@ from cli import rebuild as rebuild_cli
 from cli import targets as targets_cli
 from cli import tokens as tokens_cli
 from cli import verify as verify_cli
+from cli import wait as wait_cli
 from ledger import pgembed
 from ledger import settings as settings_mod
 
-MODULES = [serve, applier_cli, demo_cli, targets_cli, client_cli, tokens_cli, export_cli, verify_cli, rebuild_cli,
-           completion_cli]
+MODULES = [serve, applier_cli, demo_cli, targets_cli, client_cli, wait_cli, tokens_cli, export_cli, verify_cli,
+           rebuild_cli, completion_cli]
 
 
 def version() -> str:

@@ -56,7 +56,7 @@ SAMPLES: dict[str, list[str]] = {
 }
 READS = {"ledger targets list", "ledger history", "ledger diff", "ledger status", "ledger state",
          "ledger tokens list", "ledger tokens show", "ledger verify"}
-HEAVY = ("aiohttp", "kubernetes_asyncio", "asyncpg", "api", "handlers", "projections", "emulator", "uvloop")
+HEAVY = ("aiohttp", "kubernetes_asyncio", "asyncpg", "api", "handlers", "emulator", "uvloop")
 
 
 def test_the_walk_finds_the_client_commands():
