@@ -21,6 +21,7 @@ from tests.applier_support import (
     client,  # noqa: F401 - fixture
     deployment_object,
     emu,  # noqa: F401 - fixture
+    live,
     namespace,
 )
 from tests.applier_support import fast as fast_settings
@@ -62,7 +63,7 @@ async def test_a_revision_that_becomes_available_exits_0(client, emu: Emulator, 
     assert lines[:2] == ["web: revision 1 submitted (position 2)", "matched 1 target(s): eu-1"]
     assert lines[2] == "web revision 1: healthy (1 healthy)"
     assert lines[-1].split()[:4] == ["eu-1", "1", "1", "healthy"]
-    assert emu.cluster("eu-1").get("apps/v1", "Deployment", "apps", "web")["status"]["availableReplicas"] == 1
+    assert live(emu.cluster("eu-1"), "apps/v1", "Deployment", "apps", "web")["status"]["availableReplicas"] == 1
 
 
 async def test_a_crashlooping_image_past_its_progress_deadline_exits_1_with_the_reason(
