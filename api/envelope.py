@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
-from api import auth, params, problems
+from api import access, auth, params, problems
 from ledger import events, records
 
 ExpectedVersion = (
@@ -49,7 +49,7 @@ def metadata_for(request: web.Request, submitted: dict[str, Any], index: int,
         filled_in = {
             "actor": auth.actor(request),
             "on_behalf_of": auth.on_behalf_of(request),
-            "request_id": request.headers.get("X-Request-Id"),
+            "request_id": access.request_id(request),
             "client": request.headers.get("User-Agent"),
         }
         plain = {k: v for k, v in filled_in.items() if v is not None}
@@ -69,7 +69,7 @@ def metadata_for(request: web.Request, submitted: dict[str, Any], index: int,
         meta,
         actor=actor,
         on_behalf_of=meta.on_behalf_of or auth.on_behalf_of(request),
-        request_id=meta.request_id or request.headers.get("X-Request-Id"),
+        request_id=meta.request_id or access.request_id(request),
         client=meta.client or request.headers.get("User-Agent"),
     )
     result: dict[str, Any] = msgspec.to_builtins(filled)

@@ -53,7 +53,7 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from api import cloudevents, feed, keys, lanes, params
+from api import access, cloudevents, feed, keys, lanes, params
 from ledger import errors, fanout, records, streams, tasks
 from ledger import settings as settings_mod
 
@@ -310,7 +310,8 @@ async def live(request: web.Request) -> web.StreamResponse:
     await _available(request, tail)
     if cursor is None:
         cursor = tail.position
-    headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+               access.HEADER: access.request_id(request) or ""}
     if request.method == "HEAD":
         # The headers a GET would start with, and no stream: a HEAD response has no body.
         return web.Response(headers=headers)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import socket
 import sys
 
@@ -81,8 +80,7 @@ async def serve(settings: settings_mod.Settings, sock: socket.socket | None) -> 
 
 def run_applier(args: argparse.Namespace) -> int:
     settings = options.settings_from(args)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options.configure_logging(settings)
     sock = listen.bind(settings.http_host, settings.http_port) if settings.http_port else None
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         fatal = runner.run(serve(settings, sock))

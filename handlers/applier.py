@@ -51,7 +51,7 @@ from handlers import (
     outcomes,
     tracking,
 )
-from ledger import components, credfile, events, records, store, tasks
+from ledger import components, credfile, events, logs, records, store, tasks
 from ledger import credentials as credentials_mod
 from ledger import settings as settings_mod
 from projections import fleet
@@ -150,14 +150,16 @@ class Applier:
         if loaded is not None:
             self.state = loaded
             self._saved = loaded.position
-            log.info("applier resumes from its checkpoint at position %d", loaded.position)
+            log.info("applier resumes from its checkpoint at position %d", loaded.position,
+                     extra={"position": loaded.position})
         while True:
             page = await self._store.read_all(self.state.position, CATCH_UP_PAGE)
             for rec in page:
                 tracking.fold(self.state, rec)
             if len(page) < CATCH_UP_PAGE:
                 break
-        log.info("applier caught up at position %d", self.state.position)
+        log.info("applier caught up at position %d", self.state.position,
+                 extra={"position": self.state.position})
 
     async def _follow(self) -> None:
         async for rec in self._store.subscribe(self.state.position, batch=CATCH_UP_PAGE):
@@ -268,12 +270,12 @@ class Applier:
         wait = backoff.delay(crashes, base=self._settings.backoff_base, cap=self._settings.backoff_cap)
         if tasks.lost_database(exc):
             log.warning("applier pass for target %s lost the database (%s); retrying in %.1fs", target,
-                        components.error_text(exc), wait)
+                        components.error_text(exc), wait, extra={"target": target})
             self._timer(target, asyncio.get_running_loop().time() + wait)
             return
         self._crashes[target] = crashes
         log.error("applier pass for target %s crashed (%d in a row); retrying in %.1fs", target, crashes,
-                  wait, exc_info=exc)
+                  wait, exc_info=exc, extra={"target": target})
         self.registry.count_restart(WORKER)
         self.registry.restarting(worker_component(target), exc, target=target, crashes=crashes)
         self._timer(target, asyncio.get_running_loop().time() + wait)
@@ -347,11 +349,13 @@ class Applier:
         try:
             position = await outcomes.record(self._store, outcome)
         except outcomes.AlreadyRecorded as exc:
-            log.info("%s; catching up before deciding again", exc)
+            log.info("%s; catching up before deciding again", exc, extra=logs.fields(
+                deployment=work.deployment, target=target, revision=work.revision, position=exc.position))
             await self._reach(exc.position)
             self._again.add(target)
             return
         tracking.observe(self.state, outcome, position)
+        _log_outcome(outcome, position)
         key = (work.deployment, target)
         if isinstance(outcome, events.ApplyFailed) and outcome.retry_in_ms is not None:
             wait = outcome.retry_in_ms / 1000
@@ -416,3 +420,19 @@ class Applier:
             "applying": len(self._workers),
             "retry_timers": len(self._timers),
         }
+
+
+def _log_outcome(outcome: outcomes.Outcome, position: int) -> None:
+    """One line per outcome recorded, with the deployment, target, revision and position it concerns."""
+    extra = {"deployment": outcome.deployment, "target": outcome.target, "revision": outcome.revision,
+             "position": position, "attempt": outcome.attempt}
+    if isinstance(outcome, events.ApplySucceeded):
+        what = "pruned" if not outcome.revision else "applied"
+        log.info("%s deployment %s revision %d on target %s (%d objects, %d pruned, %d ms)", what,
+                 outcome.deployment, outcome.revision, outcome.target, len(outcome.objects),
+                 len(outcome.pruned), outcome.duration_ms, extra={**extra, "result": "succeeded"})
+    else:
+        log.warning("apply of deployment %s revision %d on target %s failed (attempt %d, %s): %s",
+                    outcome.deployment, outcome.revision, outcome.target, outcome.attempt,
+                    "retrying" if outcome.retry_in_ms is not None else "permanent", outcome.error,
+                    extra={**extra, "result": "retryable" if outcome.retryable else "failed"})
