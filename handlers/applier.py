@@ -51,7 +51,7 @@ from handlers import (
     outcomes,
     tracking,
 )
-from ledger import components, credfile, events, logs, records, store, tasks
+from ledger import components, credfile, events, logs, meters, records, store, tasks
 from ledger import credentials as credentials_mod
 from ledger import settings as settings_mod
 from projections import fleet
@@ -63,6 +63,8 @@ CHECKPOINT_SECONDS: Final = 30.0
 CHECKPOINT_MIN_EVENTS: Final = 1000
 _TARGET_TYPES: Final = frozenset({"TargetRegistered", "TargetUpdated", "TargetRetired"})
 WORKER: Final = "applier-worker"
+# What an outcome recorded says: applied, failed to be retried, failed for good.
+RESULTS: Final = ("succeeded", "retryable", "failed")
 
 
 def worker_component(target: str) -> str:
@@ -81,6 +83,11 @@ class Applier:
         self._catalogue = catalogue
         self._cache_dir = cache_dir or settings.data_dir.resolve() / "applier" / "discovery"
         self.ready = asyncio.Event()
+        # For the metrics (api/metrics.py): kept across restarts of ``run``, as counters must be.
+        self.in_flight = 0
+        self.retries = 0
+        self.outcomes: dict[str, int] = dict.fromkeys(RESULTS, 0)
+        self.latency = meters.Histogram(meters.APPLY_BUCKETS)
         self._reset()
 
     def _make_claims(self) -> claims.Claims:
@@ -316,14 +323,22 @@ class Applier:
         try:
             async with self._slots:  # bounds the clusters talked to at once; recording is outside
                 started = loop.time()
-                credential = credentials.credential_for(self.state.fleet.targets[target], self._catalogue.current())
-                client = await self._pool.get(target, credential)
-                scopes = self._scopes.get(self.state.fleet, work.deployment)
-                if work.revision:
-                    manifests = fleet.manifests_at(self.state.fleet, work.deployment, work.revision)
-                    result = await apply.converge(client, work.deployment, work.revision, manifests, scopes)
-                else:
-                    result = await apply.remove(client, work.deployment, scopes)
+                self.in_flight += 1
+                if work.attempt > 1:
+                    self.retries += 1
+                try:
+                    credential = credentials.credential_for(self.state.fleet.targets[target],
+                                                            self._catalogue.current())
+                    client = await self._pool.get(target, credential)
+                    scopes = self._scopes.get(self.state.fleet, work.deployment)
+                    if work.revision:
+                        manifests = fleet.manifests_at(self.state.fleet, work.deployment, work.revision)
+                        result = await apply.converge(client, work.deployment, work.revision, manifests, scopes)
+                    else:
+                        result = await apply.remove(client, work.deployment, scopes)
+                finally:
+                    self.in_flight -= 1
+                    self.latency.observe(loop.time() - started)
         except errors.ApplyError as exc:
             if isinstance(exc, errors.TemporaryError):
                 retry_after = exc.delay
@@ -355,7 +370,8 @@ class Applier:
             self._again.add(target)
             return
         tracking.observe(self.state, outcome, position)
-        _log_outcome(outcome, position)
+        result_word = _log_outcome(outcome, position)
+        self.outcomes[result_word] = self.outcomes.get(result_word, 0) + 1
         key = (work.deployment, target)
         if isinstance(outcome, events.ApplyFailed) and outcome.retry_in_ms is not None:
             wait = outcome.retry_in_ms / 1000
@@ -412,6 +428,11 @@ class Applier:
 
     # ------------------------------------------------------------------ status
 
+    @property
+    def queued(self) -> int:
+        """Targets whose pass waits for an apply slot (``applier_concurrency``)."""
+        return max(0, len(self._workers) - self.in_flight)
+
     def status(self) -> dict[str, Any]:
         return {
             "ready": self.ready.is_set(),
@@ -422,8 +443,9 @@ class Applier:
         }
 
 
-def _log_outcome(outcome: outcomes.Outcome, position: int) -> None:
-    """One line per outcome recorded, with the deployment, target, revision and position it concerns."""
+def _log_outcome(outcome: outcomes.Outcome, position: int) -> str:
+    """One line per outcome recorded, with the deployment, target, revision and position it concerns;
+    returns its result (``RESULTS``)."""
     extra = {"deployment": outcome.deployment, "target": outcome.target, "revision": outcome.revision,
              "position": position, "attempt": outcome.attempt}
     if isinstance(outcome, events.ApplySucceeded):
@@ -431,8 +453,10 @@ def _log_outcome(outcome: outcomes.Outcome, position: int) -> None:
         log.info("%s deployment %s revision %d on target %s (%d objects, %d pruned, %d ms)", what,
                  outcome.deployment, outcome.revision, outcome.target, len(outcome.objects),
                  len(outcome.pruned), outcome.duration_ms, extra={**extra, "result": "succeeded"})
-    else:
-        log.warning("apply of deployment %s revision %d on target %s failed (attempt %d, %s): %s",
-                    outcome.deployment, outcome.revision, outcome.target, outcome.attempt,
-                    "retrying" if outcome.retry_in_ms is not None else "permanent", outcome.error,
-                    extra={**extra, "result": "retryable" if outcome.retryable else "failed"})
+        return "succeeded"
+    result = "retryable" if outcome.retryable else "failed"
+    log.warning("apply of deployment %s revision %d on target %s failed (attempt %d, %s): %s",
+                outcome.deployment, outcome.revision, outcome.target, outcome.attempt,
+                "retrying" if outcome.retry_in_ms is not None else "permanent", outcome.error,
+                extra={**extra, "result": result})
+    return result

@@ -329,6 +329,7 @@ class Projector:
                         await snapshots.save(conn, position, recorded_at, snapshot)
                     await conn.execute("SELECT pg_notify($1, $2)", progress.CHANNEL, str(position))
             except Exception as exc:
+                db.count_error(exc)
                 if isinstance(exc, errors.StoreUnavailable) or dbfaults.is_unavailable(exc):
                     raise
                 raise Stalled(first, position, exc) from exc
