@@ -4,7 +4,8 @@ It runs the same cleanup contexts as ``ledger serve`` for the event store and th
 two cannot drift apart; several such processes, and ``ledger serve`` processes with the applier
 on, share the targets through handlers.claims. With ``--http-port`` other than 0 it answers
 ``GET /healthz`` (alive) and ``GET /readyz`` (caught up and claiming, and every component up, as
-api/health.py judges it) for orchestrators; SIGTERM or SIGINT stops it cleanly (claims released,
+api/health.py judges it) for orchestrators, and ``GET /metrics`` (this process's applier metrics) when
+``LEDGER_METRICS_PUBLIC`` is true, as the port checks no token; SIGTERM or SIGINT stops it cleanly (claims released,
 checkpoint saved). It runs on uvloop, as ``ledger serve`` does.
 
 The database: ``LEDGER_DATABASE_URL`` in production. Without it the embedded PostgreSQL under the
@@ -23,7 +24,7 @@ import sys
 import uvloop
 from aiohttp import web
 
-from api import health, keys, lifecycle
+from api import health, keys, lifecycle, metrics
 from cli import listen, options, parsers, signals
 from ledger import components
 from ledger import settings as settings_mod
@@ -59,6 +60,8 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if settings.metrics_public:
+        metrics.install(app)  # no tokens here: only when the operator made metrics public
     return app
 
 
