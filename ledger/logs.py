@@ -80,9 +80,10 @@ def fields(**given: Any) -> dict[str, Any]:
 class JsonFormatter(jsonlog_msgspec.MsgspecFormatter):
     def __init__(self, redactor: Redactor) -> None:
         super().__init__(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
             reserved_attrs=sorted(_RESERVED),
+            timestamp="time",  # RFC 3339, UTC
         )
         self._redact = redactor
 

@@ -3,6 +3,7 @@ chosen at the entry point, and no secret in any line (ledger/logs.py, api/access
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
@@ -43,6 +44,7 @@ async def test_a_write_logs_one_line_and_its_request_id_reaches_the_response_and
     assert line["positions"] == [rows[0]["position"]]
     assert isinstance(line["duration_seconds"], float) and line["duration_seconds"] >= 0
     assert line["level"] == "INFO" and line["logger"] == "api.access"
+    assert dt.datetime.fromisoformat(line["time"]).utcoffset() == dt.timedelta(0)
     assert "eu-1" not in json.dumps({k: v for k, v in line.items() if k != "message"})  # the template, no path
 
 
