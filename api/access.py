@@ -4,8 +4,9 @@ Decisions:
 
 - **A request id for every request.** ``X-Request-Id`` is taken when it is 1 to 128 characters of
   ``A-Z a-z 0-9 . _ : / + = @ -`` (UUIDs, trace ids, base64 ids), else (absent, too long, other
-  characters: it would be copied into the log and the events) a new one is made. It is returned in
-  the response's ``X-Request-Id`` and recorded as ``request_id`` in the metadata of every event the
+  characters: it would be copied into the log and the events) a new one is made: this process's
+  random prefix and a counter, unique without a system call per request. It is returned in the
+  response's ``X-Request-Id`` and recorded as ``request_id`` in the metadata of every event the
   request writes (api/envelope.py), so a line of the access log leads to the events and back.
 - **One line per request**, logger ``api.access`` at INFO, written when the handler is done (for a
   stream: when it ends): ``request_id``, ``actor`` (the token's name), ``method``, ``route`` (the
@@ -20,6 +21,7 @@ Decisions:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
@@ -64,15 +66,22 @@ class Log:
 
     def __init__(self, actor: Callable[[web.Request], str | None]) -> None:
         self._actor = actor
+        # A new request id: this process's random prefix and a counter (unique without a system
+        # call per request; a request id is a correlation key, not a secret).
+        self._prefix = uuid.uuid4().hex[:16]
+        self._made = itertools.count(1)
         # (route, method, status) -> requests answered
         self.requests: dict[tuple[str, str, int], int] = {}
 
     def begin(self, request: web.Request) -> str:
         """Give ``request`` its id; returns it."""
         given = request.headers.get(HEADER)
-        rid = given if given is not None and _VALID.fullmatch(given) is not None else uuid.uuid4().hex
+        rid = given if given is not None and _VALID.fullmatch(given) is not None else self._new_id()
         request[REQUEST_ID] = rid
         return rid
+
+    def _new_id(self) -> str:
+        return f"{self._prefix}-{next(self._made):x}"
 
     def end(self, request: web.Request, status: int, started: float) -> None:
         route = route_of(request)
