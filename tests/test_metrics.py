@@ -154,6 +154,8 @@ async def test_an_apply_moves_the_applier_rollout_and_http_metrics(client, store
         return families if done and states.get("pending") == 0 and sum(states.values()) == 1 else None
 
     families = await eventually(applied, what="outcome counted and the rollout folded")
+    assert {s.labels["state"] for s in families["ledger_rollout_targets"].samples} == {
+        "pending", "applying", "progressing", "healthy", "degraded", "failed", "paused"}
     assert value(families, "ledger_apply_duration_seconds_count") == 1
     assert value(families, "ledger_apply_duration_seconds_bucket", le="+Inf") == 1
     assert value(families, "ledger_applier_claims") == 1
