@@ -32,6 +32,7 @@ FORMATS: Final = ("auto", "json", "text")
 _RESERVED: Final = frozenset(jsonlog_core.RESERVED_ATTRS) | {"taskName", "message", "asctime"}
 _TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _REDACTED: Final = "[redacted]"
+_OURS: Final = "_ledger_logs"
 
 _SECRETS: Final = re.compile(
     r"(?P<token>ldg_[A-Za-z0-9_\-]{8,})"                       # access-token secrets (ledger/secrets.py)
@@ -128,14 +129,36 @@ def formatter(log_format: str, stream: IO[str], secrets: Iterable[str] = ()) -> 
     return JsonFormatter(redactor) if chosen(log_format, stream) == "json" else TextFormatter(redactor)
 
 
-def configure(log_format: str, level: str, *, secrets: Iterable[str] = (), stream: IO[str] | None = None) -> None:
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a line is written, not as it was when configured."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: IO[str]) -> None:
+        pass
+
+
+def configure(log_format: str, level: str, *, secrets: Iterable[str] = (), stream: IO[str] | None = None) -> bool:
     """The root logger writes to ``stream`` (stderr) in ``log_format`` at ``level``; called once,
-    at the entry point of a command that runs the service (cli/serve.py, cli/applier.py, …)."""
-    out = stream if stream is not None else sys.stderr
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(formatter(log_format, out, secrets))
+    at the entry point of a command that runs the service (cli/serve.py, cli/applier.py, …).
+
+    Like ``logging.basicConfig``, it leaves a root logger that something else configured (a process
+    that runs the command in-process, such as a test runner) alone and says so (False); a
+    configuration of its own it replaces."""
     root = logging.getLogger()
+    if any(not getattr(h, _OURS, False) for h in root.handlers):
+        return False
+    handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else _Stderr()
+    setattr(handler, _OURS, True)
+    handler.setFormatter(formatter(log_format, stream if stream is not None else sys.stderr, secrets))
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    return True

@@ -178,3 +178,36 @@ async def test_ledger_serve_writes_json_lines_when_its_output_is_not_a_terminal(
     (hit,) = [p for p in parsed if p.get("request_id") == "from-outside"]
     assert (hit["route"], hit["status"], hit["actor"]) == ("/v1/targets", 200, tokens_mod.OPERATOR_NAME)
     assert servers.ADMIN_TOKEN not in service.log.read_text()
+
+
+def test_configuring_leaves_a_root_logger_configured_by_its_host_alone():
+    """Run in-process (a test runner, an embedding program), ``ledger serve`` must not take the
+    host's handlers away, nor keep a stream that the host closes later (each line then failed with
+    "I/O operation on closed file" and its traceback)."""
+    root = logging.getLogger()
+    assert root.handlers, "pytest's capture handlers are on the root logger"
+    before, level = list(root.handlers), root.level
+    assert logs.configure("json", "DEBUG") is False
+    assert root.handlers == before and root.level == level
+
+
+def test_our_handler_writes_to_stderr_as_it_is_when_the_line_is_written(monkeypatch):
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    for handler in saved:
+        root.removeHandler(handler)
+    try:
+        monkeypatch.setattr("sys.stderr", io.StringIO())
+        assert logs.configure("text", "INFO") is True
+        assert logs.configure("json", "INFO") is True  # its own configuration it replaces
+        later = io.StringIO()
+        monkeypatch.setattr("sys.stderr", later)
+        logging.getLogger("x").info("hello", extra={"target": "eu-1"})
+        assert json.loads(later.getvalue())["target"] == "eu-1"
+        assert len(root.handlers) == 1
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved:
+            root.addHandler(handler)
+        root.setLevel(level)
