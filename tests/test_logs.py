@@ -63,6 +63,21 @@ async def test_a_generic_append_records_the_request_id_in_every_event(client, db
     assert line["positions"] == positions and line["route"] == "/v1/streams/{stream}/events"
 
 
+async def test_a_submitted_request_id_other_than_the_requests_is_refused_and_nothing_written(client, db):
+    credfiles.add_anonymous(client.app[keys.SETTINGS], "eu-3")
+    event = {"type": "TargetRegistered", "data": {"target": "eu-3", "credentials": "eu-3"}}
+    other = await client.post("/v1/streams/target-eu-3/events", headers={"X-Request-Id": "mine"},
+                              json={"events": [{**event, "metadata": {"request_id": "someone-elses"}}]})
+    assert other.status == 422
+    assert (await other.json())["field"] == "$.events[0].metadata.request_id"
+    assert await db.fetchval("SELECT count(*) FROM events WHERE stream = 'target-eu-3'") == 0
+    same = await client.post("/v1/streams/target-eu-3/events", headers={"X-Request-Id": "mine"},
+                             json={"events": [{**event, "metadata": {"request_id": "mine", "reason": "r"}}]})
+    assert same.status == 201
+    (row,) = await db.fetch("SELECT metadata::text AS m FROM events WHERE stream = 'target-eu-3'")
+    assert json.loads(row["m"])["request_id"] == "mine"
+
+
 @pytest.mark.parametrize("given", ["has space", "x" * (access.MAX_LENGTH + 1), "évé", "a\"b", ""])
 async def test_an_unusable_request_id_is_replaced_by_a_new_one_used_everywhere(client, db, caplog, given):
     caplog.set_level(logging.INFO, logger=access.log.name)
