@@ -424,7 +424,8 @@ class Applier:
         except errors.ApplyError as exc:
             if heal:
                 return True  # the converge meets it again and records it, as a resync always did
-            log.warning("drift of %s on %s not inspected: %s", work.deployment, target, exc.message)
+            log.warning("drift of %s on %s not inspected: %s", work.deployment, target, exc.message,
+                        extra=logs.fields(deployment=work.deployment, target=target, revision=work.revision))
             return False
         finally:
             if client is not None:
@@ -440,13 +441,19 @@ class Applier:
                 positions = await outcomes.append(self._store, outcomes.stream(work.deployment),
                                                   drift.new_events(p, detected))
             except outcomes.AlreadyRecorded as exc:
-                log.info("%s; catching up before inspecting again", exc)
+                log.info("%s; catching up before inspecting again", exc, extra=logs.fields(
+                    deployment=work.deployment, target=target, revision=work.revision, position=exc.position))
                 await self._reach(exc.position)
                 self._resync.add(target)
                 self._again.add(target)
                 return False
             for event, position in zip(detected, positions, strict=True):
                 tracking.observe_drift(self.state, event, position)
+                log.info("drift of deployment %s revision %d on target %s: %s %s/%s differs (%s)",
+                         event.deployment, event.revision, target, event.object.kind,
+                         event.object.namespace or "", event.object.name, ", ".join(event.fields) or "the whole object",
+                         extra={"deployment": event.deployment, "target": target, "revision": event.revision,
+                                "position": position})
         return heal and found.unsynced
 
     # ------------------------------------------------------------------ periodic
