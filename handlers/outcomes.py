@@ -70,11 +70,17 @@ def new_event(outcome: Outcome) -> records.NewEvent:
 
 async def record(event_store: store.EventStore, outcome: Outcome, *, retry_cap: float = 5.0) -> int:
     """Append ``outcome`` to its rollout stream; returns its position."""
-    new = new_event(outcome)
+    return await append_once(event_store, stream(outcome.deployment), new_event(outcome), retry_cap=retry_cap)
+
+
+async def append_once(event_store: store.EventStore, stream_name: str, new: records.NewEvent, *,
+                      retry_cap: float = 5.0) -> int:
+    """Append ``new`` (whose id is deterministic) until it lands; AlreadyRecorded if its id is taken
+    with other content. Health events (handlers.follow) are recorded through here too."""
     attempt = 0
     while True:
         try:
-            result = await event_store.append(stream(outcome.deployment), "any", [new])
+            result = await event_store.append(stream_name, "any", [new])
         except errors.EventIdConflict as exc:
             raise AlreadyRecorded(new.id, exc.position) from exc
         except errors.StoreUnavailable as exc:
