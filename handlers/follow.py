@@ -322,7 +322,7 @@ class Follower:
         if not self._owns(event.target):
             return  # the new owner follows and records
         try:
-            await outcomes.append_once(self._store, outcomes.stream(event.deployment), new_event(event))
+            await outcomes.append(self._store, outcomes.stream(event.deployment), [new_event(event)])
         except outcomes.AlreadyRecorded as exc:
             log.info("%s; catching up before judging again", exc)
             await self._reach(exc.position)
