@@ -204,8 +204,7 @@ class Follow:
         event = judge(self.deployment, self.target, applied, verdict, deadline=deadline, now=now,
                       watch_error=error)
         if event is not None:
-            self.recording = True
-            self.follower.spawn(self._record(event), f"health-record-{self.target}")
+            self.recording = self.follower.spawn(self._record(event), f"health-record-{self.target}") is not None
             return
         if not applied.verdict and self.timer is None:
             self.timer = asyncio.get_running_loop().call_later(
@@ -276,11 +275,15 @@ class Follower:
             self.follows.clear()
             self.watches.stop()
 
-    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        if self._tg is None:
-            work.close()
-            raise RuntimeError("the health follower is not running")
-        return self._tg.create_task(work, name=name)
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None] | None:
+        """Run ``work`` in the follower's task group; None (``work`` closed) when it is stopping."""
+        if self._tg is not None:
+            try:
+                return self._tg.create_task(work, name=name)
+            except RuntimeError:  # the group is shutting down (a stop, or a restart after a crash)
+                pass
+        work.close()
+        return None
 
     # ------------------------------------------------------------------ what to follow
 

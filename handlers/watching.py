@@ -205,7 +205,7 @@ class Watches:
     """Every informer of this process, shared by key; started in the follower's task group."""
 
     def __init__(self, client_for: ClientFor, registry: components.Registry,
-                 spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]], *,
+                 spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None] | None], *,
                  backoff_base: float = 0.2, backoff_cap: float = 10.0) -> None:
         self._client_for = client_for
         self._registry = registry
