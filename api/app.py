@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api import (
+    access,
     auth,
     feed,
     health,
@@ -17,6 +18,7 @@ from api import (
     problems,
     reference,
     streams,
+    waiting,
 )
 from api import deployments as deployments_api
 from api import freezes as freezes_api
@@ -32,11 +34,14 @@ from ledger import settings as settings_mod
 def make_app(settings: settings_mod.Settings, *, access_control: bool = True) -> web.Application:
     """The service. ``access_control=False`` exists for bench/append.py alone, to measure what
     authentication costs; no setting, flag or variable reaches it."""
+    access_log = access.Log(auth.actor)
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[problems.middleware(settings.retry_after, auth.authorize if access_control else None)],
+        middlewares=[problems.middleware(settings.retry_after, auth.authorize if access_control else None,
+                                         access_log)],
     )
     app[keys.SETTINGS] = settings
+    app[access.LOG] = access_log
     app[keys.COMPONENTS] = components.Registry()
     lifecycle.load_credentials(app)
     app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store, lanes.context])
@@ -48,6 +53,7 @@ def make_app(settings: settings_mod.Settings, *, access_control: bool = True) ->
     app.add_routes(streams.routes)
     app.cleanup_ctx.append(live.tail_context)
     app.on_shutdown.append(live.close_streams)
+    waiting.install(app)
     app.add_routes(feed.routes)
     app.add_routes(live.routes)
     app.add_routes(verify_api.routes)

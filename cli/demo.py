@@ -10,31 +10,32 @@ over the HTTP API, waits until both EU clusters report it healthy, and prints wh
 The sample manifests are written as YAML into the temporary directory for ``ledger deploy -f``.
 Then it keeps running until Ctrl-C; the temporary directory is deleted at exit. ``--once`` (for
 scripts and tests) stops at once and says only what happened: nothing it prints points at what
-is gone when it returns, and nothing is written outside the temporary directory.
+is gone when it returns, and nothing is written outside the temporary directory. The service and
+the emulator are imported when the demo runs, not when the parser is built (cli/main.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import secrets
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import aiohttp
 import yaml
-from aiohttp import web
 
-from api import app as app_mod
-from api import auth
 from cli import exits, listen, options, parsers, signals
-from emulator import Emulator
 from ledger import settings as settings_mod
+
+if TYPE_CHECKING:
+    import aiohttp
+    from aiohttp import web
+
+    from emulator import Emulator
 
 CLUSTERS: Final = {
     "eu-1": {"region": "eu", "tier": "prod"},
@@ -163,6 +164,13 @@ async def demo(settings: settings_mod.Settings, *, workdir: Path, emulator_port:
     """Run the demo with its sample manifests and credentials in ``workdir`` until ``until`` returns
     (``once``: at once). The listening socket is bound first, so a port in use fails before anything
     starts."""
+    import aiohttp
+    from aiohttp import web
+
+    from api import app as app_mod
+    from api import auth
+    from emulator import Emulator
+
     sock = listen.bind(settings.http_host, settings.http_port)
     sample = workdir / "web.yaml"
     sample.write_text(yaml.safe_dump_all(MANIFESTS, sort_keys=False))
@@ -210,7 +218,7 @@ def run_demo(args: argparse.Namespace) -> int:
     settings = settings.replace(data_dir=workdir, applier=True, projector=True)
     if args.setting_log_level is None and "LEDGER_LOG_LEVEL" not in os.environ:
         settings = settings.replace(log_level="WARNING")  # the guide is the output; logs on request
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options.configure_logging(settings)
     try:
         return asyncio.run(demo(settings, workdir=workdir, emulator_port=args.emulator_port, once=args.once))
     except RuntimeError as exc:
