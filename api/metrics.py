@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from api import keys, lanes, live, server
+from api import keys, lanes, live, peers, server
 from ledger import components
 from ledger import store as store_mod
 from projections import runner
@@ -178,5 +178,5 @@ def install(app: web.Application) -> None:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[REGISTRY])
+    body = await peers.merged_metrics(request.app, generate_latest(request.app[REGISTRY]))
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

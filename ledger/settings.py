@@ -38,6 +38,9 @@ class Settings:
     retry_after: int = field(default=2, metadata={"help": "Retry-After seconds sent with 503"})
     max_batch_events: int = field(default=5000, metadata={"help": "events per append transaction"})
     read_wait_timeout: float = field(default=10.0, metadata={"help": "seconds a read waits for the read models to reach the head before 504"})
+    processes: str = field(default="multi", metadata={
+        "help": "ledger serve: 'multi' runs the API, the projector and the applier as supervised processes "
+                "(docs/architecture.md); 'single' runs them on one event loop (debugging)"})
     projector: bool = field(default=True, metadata={"help": "run the projector in this process"})
     applier: bool = field(default=True, metadata={"help": "run the applier in this process"})
     applier_concurrency: int = field(default=32, metadata={"help": "targets applied at once"})
@@ -136,6 +139,8 @@ def load(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | No
     settings = Settings(**values)
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"setting log_level: {settings.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+    if settings.processes not in ("multi", "single"):
+        raise SettingsError(f"setting processes ({PREFIX}PROCESSES): {settings.processes!r} is not multi or single")
     if settings.admin_token is not None and len(settings.admin_token) < secrets.MIN_OPERATOR_LENGTH:
         raise SettingsError(f"setting admin_token ({PREFIX}ADMIN_TOKEN) must be at least "
                             f"{secrets.MIN_OPERATOR_LENGTH} characters of random text (e.g. `openssl rand -base64 32`)")
