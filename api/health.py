@@ -13,6 +13,7 @@ there, with the process it is in.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Final
 
 from aiohttp import web
@@ -33,6 +34,8 @@ async def healthz(_request: web.Request) -> web.Response:
 async def not_ready(app: web.Application) -> dict[str, dict[str, Any]]:
     """Every component that is not up, by name, with what it is doing and why."""
     found = app[keys.COMPONENTS].not_ready()
+    # The other processes are asked meanwhile: both waits together stay within a probe's 1 s.
+    elsewhere = asyncio.ensure_future(peers.not_ready(app))
     database = app.get(keys.PROBE)
     if database is not None:
         why = await database.answer(PROBE_BUDGET)
@@ -43,7 +46,7 @@ async def not_ready(app: web.Application) -> dict[str, dict[str, Any]]:
     store = app.get(keys.STORE)
     if store is not None and not store.notifier.connected.is_set():
         found["notifier"] = {"status": "restarting", "reason": "the LISTEN connection is reconnecting"}
-    for name, entry in (await peers.not_ready(app)).items():
+    for name, entry in (await elsewhere).items():
         found[name if name not in found else f"{name}@{entry['process']}"] = entry
     return found
 
