@@ -105,8 +105,8 @@ async def test_the_default_service_runs_api_projector_and_applier_in_processes_o
             metrics = await resp.text()
     assert re.search(r'^ledger_projector_position\{process="projector"\} [1-9]', metrics, re.M), metrics
     assert re.search(r'^ledger_component_up\{.*component="applier".*process="applier".*\} 1\.0', metrics, re.M)
-    assert re.search(r'^ledger_component_up\{.*component="embedded-postgres"|component="api-process".*'
-                     r'process="supervisor"', metrics, re.M), metrics
+    assert re.search(r'^ledger_component_up\{component="api-process",process="supervisor",status="up"\} 1\.0$',
+                     metrics, re.M), metrics
     assert len(re.findall(r"^# TYPE ledger_component_up gauge$", metrics, re.M)) == 1  # families merged
 
 
