@@ -74,6 +74,8 @@ class SubmitRevision:
     selector: str | None = None
     message: str = ""
     scope: events.Scope = field(default_factory=events.Scope)
+    progress_deadline_seconds: int = events.PROGRESS_DEADLINE_SECONDS
+    self_heal: bool = True
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,8 @@ def submit_revision(deployment: fleet.Deployment | None, command: SubmitRevision
         message=command.message,
         matched_targets=_matched(targets, reach),
         scope=command.scope,
+        progress_deadline_seconds=command.progress_deadline_seconds,
+        self_heal=command.self_heal,
     )
 
 
