@@ -117,6 +117,20 @@ async def caught_up(session: aiohttp.ClientSession, url: str, head: int, limit: 
     raise SystemExit(f"the projector did not fold {head} events within {limit:.0f} s")
 
 
+async def settled(session: aiohttp.ClientSession, url: str, quiet: float, limit: float) -> float:
+    """Seconds until the log's head stays put for ``quiet`` s (the applier's catch-up outcomes written)."""
+    started = time.perf_counter()
+    last, since = -1.0, time.perf_counter()
+    while time.perf_counter() - started < limit:
+        head = await metric(session, url, "ledger_head_position")
+        if head != last:
+            last, since = head, time.perf_counter()
+        elif time.perf_counter() - since >= quiet:
+            break
+        await asyncio.sleep(0.5)
+    return time.perf_counter() - started
+
+
 # 1. Appends as `make run` serves them -----------------------------------------------------------
 
 async def churn(session: aiohttp.ClientSession, url: str, every: float, stop: asyncio.Event) -> int:
@@ -435,11 +449,12 @@ def main() -> None:
                 dsn, work / "data", log=log, LEDGER_CREDENTIALS=str(credentials),
                 LEDGER_CLIENT_EXPENSIVE_LIMIT="100000", LEDGER_CLIENT_STREAM_LIMIT="100000")
             try:
-                async def wait() -> float:
+                async def wait() -> tuple[float, float]:
                     async with aiohttp.ClientSession(headers=HEADERS) as session:
-                        return await caught_up(session, url, head, 900)
-                catch_up = asyncio.run(wait())
-                print(f"projector caught up in {catch_up:.0f} s; appends as `make run` serves them …", flush=True)
+                        return await caught_up(session, url, head, 900), await settled(session, url, 5, 300)
+                catch_up, quiet = asyncio.run(wait())
+                print(f"projector caught up in {catch_up:.0f} s, the log quiet {quiet:.0f} s later; "
+                      "appends as `make run` serves them …", flush=True)
                 served = appends_as_served(args, url, dsn, work, clusters)
                 served_load = load_average()
                 figures = asyncio.run(measure(args, url, proc.pid))
