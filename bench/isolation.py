@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import random
 import re
@@ -133,11 +134,13 @@ async def settled(session: aiohttp.ClientSession, url: str, quiet: float, limit:
 
 # 1. Appends as `make run` serves them -----------------------------------------------------------
 
-async def churn(session: aiohttp.ClientSession, url: str, every: float, stop: asyncio.Event) -> int:
-    """A revision of the deployment every ``every`` s, applied to the emulated clusters."""
+async def churn(session: aiohttp.ClientSession, url: str, every: float, stop: asyncio.Event,
+                revisions: itertools.count[int]) -> int:
+    """A revision of the deployment every ``every`` s (numbered on from the last run's), applied to
+    the emulated clusters."""
     revision = 0
     while not stop.is_set():
-        revision += 1
+        revision = next(revisions)
         manifests = [{"apiVersion": "v1", "kind": "ConfigMap",
                       "metadata": {"name": "churn", "namespace": "default"}, "data": {"n": str(revision)}}]
         _, status = await post_event(session, url, "deployment-churn", "RevisionSubmitted",
@@ -186,7 +189,7 @@ def appends_as_served(args: argparse.Namespace, url: str, dsn: str, work: Path, 
             stop = asyncio.Event()
             before = await applied(dsn)
             async with aiohttp.ClientSession(headers=HEADERS) as session:
-                revisions = asyncio.create_task(churn(session, url, args.churn, stop))
+                revisions = asyncio.create_task(churn(session, url, args.churn, stop, numbers))
                 await asyncio.sleep(args.churn * 2)
                 await asyncio.to_thread(harness.wrk, url, script, connections=args.connections, seconds=1)
                 found = await asyncio.to_thread(harness.wrk, url, script, connections=args.connections,
@@ -197,6 +200,7 @@ def appends_as_served(args: argparse.Namespace, url: str, dsn: str, work: Path, 
         return asyncio.run(go())
 
     noops, ledgers, applies = [], [], 0
+    numbers = itertools.count(1)
     for n in range(args.wrk_rounds):
         print(f"  round {n + 1}/{args.wrk_rounds}: no-op, then ledger appends while applying …", flush=True)
         noops.append(noop_run())
