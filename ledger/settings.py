@@ -41,6 +41,7 @@ class Settings:
     processes: str = field(default="multi", metadata={
         "help": "ledger serve: 'multi' runs the API, the projector and the applier as supervised processes "
                 "(docs/architecture.md); 'single' runs them on one event loop (debugging)"})
+    wait_timeout_max: float = field(default=300.0, metadata={"help": "longest timeout a GET /v1/deployments/{name}?wait=healthy may ask for, seconds"})
     projector: bool = field(default=True, metadata={"help": "run the projector in this process"})
     applier: bool = field(default=True, metadata={"help": "run the applier in this process"})
     applier_concurrency: int = field(default=32, metadata={"help": "targets applied at once"})
