@@ -17,7 +17,6 @@ answer ``/healthz``, ``/readyz`` and ``/metrics`` on their status socket (loopba
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import socket
@@ -29,7 +28,7 @@ from aiohttp import web
 
 from api import app as app_mod
 from api import health, keys, lifecycle, metrics, peers
-from cli import serve, signals
+from cli import options, serve, signals
 from cli import spec as spec_mod
 from ledger import components
 from ledger import settings as settings_mod
@@ -75,8 +74,7 @@ async def _serve_status(app: web.Application, sock: socket.socket) -> None:
 
 def main() -> int:
     spec, settings = spec_mod.read(sys.stdin.buffer.readline())
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format=f"%(asctime)s %(levelname)s {spec.role}[%(process)d] %(name)s: %(message)s")
+    options.configure_logging(settings)
     _stop_when_orphaned()
     sock = socket.socket(fileno=spec.fd)
     if spec.role == "api":
