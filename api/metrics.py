@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from api import access, keys, lanes, live, server
+from api import access, keys, lanes, live, peers, server
 from handlers import applier as applier_mod
 from ledger import components, db, dbfaults, meters
 from ledger import store as store_mod
@@ -353,5 +353,5 @@ def install(app: web.Application) -> None:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[REGISTRY])
+    body = await peers.merged_metrics(request.app, generate_latest(request.app[REGISTRY]))
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

@@ -1,6 +1,6 @@
 """``ledger demo``: the whole loop on one machine in a few seconds, nothing to install.
 
-It starts the service in-process exactly as ``ledger serve`` does (API, projector, applier; the
+It starts the service in-process as ``ledger serve --processes single`` does (API, projector, applier; the
 embedded PostgreSQL in a fresh temporary directory unless LEDGER_DATABASE_URL is set) and the
 Kubernetes API emulator with three clusters, writes a credentials file for them (one token file
 per cluster, as an operator would; the service reads it like any other), registers them as targets
