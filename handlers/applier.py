@@ -15,6 +15,9 @@ Shape of one run (``Applier.run``, restarted from scratch by ledger.tasks.superv
    (handlers.backoff, Retry-After as a floor); a permanent one is recorded and left until the
    revision or the target changes. Every ``resync_interval`` all owned targets are re-applied;
    such a pass records an outcome only if it changed something (drift healed, leftovers pruned).
+5. Progressive rollouts: the rollout driver (handlers.rollouts) runs beside the passes on the same
+   fold and records each wave's steps; a target whose wave has not started keeps what it had
+   (tracking.plan asks projections.waves which revision it may run).
 
 Level-triggered: decisions compare desired state with recorded outcomes, never "events not yet
 handled", so a restart, a takeover or a lost notification can only cause a redundant apply, not
@@ -49,6 +52,7 @@ from handlers import (
     errors,
     objects,
     outcomes,
+    rollouts,
     tracking,
 )
 from ledger import components, credfile, events, records, store, tasks
@@ -106,6 +110,7 @@ class Applier:
         self._not_before: dict[tuple[str, str], float] = {}
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._saved = 0
+        self._driver = rollouts.Driver(self._store, lambda: self.state.fleet)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -118,6 +123,8 @@ class Applier:
                 await self._start()
                 tg.create_task(self._follow(), name="applier-follow")
                 tg.create_task(self.claims.run(), name="applier-claims")
+                tg.create_task(tasks.supervise("rollout-driver", self._driver.run, self.registry),
+                               name="rollout-driver")
                 if self._settings.resync_interval > 0:
                     tg.create_task(tasks.supervise("applier-resync", self._resync_loop, self.registry),
                                    name="applier-resync")
@@ -171,6 +178,7 @@ class Applier:
             self.claims.poke()
         for target in affected:
             self._changed(target)
+        self._driver.note(rec)
         if self._gates:
             self._open_gates()
         if self._waiters:

@@ -29,7 +29,7 @@ from typing import Literal
 import msgspec
 
 from ledger import access, events, records
-from projections import fleet
+from projections import fleet, waves
 
 Outcome = Literal["succeeded", "retrying", "failed", ""]
 
@@ -154,7 +154,18 @@ def fold(state: State, rec: records.RecordedEvent) -> set[str]:
             affected.update(_involved(state, event.deployment))
         case events.ApplySucceeded() | events.ApplyFailed():
             observe(state, event, rec.position)
+    affected.update(_released(state, event, rec.position))
     return affected
+
+
+def _released(state: State, event: events.AnyEvent | None, position: int) -> list[str]:
+    """Targets a wave of a progressive rollout let through at ``position`` (projections/waves.py)."""
+    name = getattr(event, "deployment", None)
+    deployment = state.fleet.deployments.get(name) if name is not None else None
+    progress = deployment.progress if deployment is not None else None
+    if progress is None or progress.released_at != position:
+        return []
+    return progress.last_released
 
 
 def _involved(state: State, deployment: str) -> set[str]:
@@ -178,7 +189,10 @@ def plan(state: State, target: str, *, resync: bool = False) -> list[Work]:
         selected = (not deployment.removed and deployment.current_revision > 0
                     and target in deployment.rollouts)
         if selected:
-            revision = deployment.current_revision
+            # A progressive rollout holds targets of waves not started yet at what they had.
+            revision = waves.revision_for(deployment.progress, deployment.current_revision, target)
+            if revision == 0:
+                continue
             if p is not None and p.revision == revision:
                 if p.outcome == "succeeded" and p.position > reached:
                     if resync:

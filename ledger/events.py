@@ -25,7 +25,7 @@ from typing import Annotated, Any, Final, Literal, Union
 
 import msgspec
 
-from ledger import access, errors
+from ledger import access, errors, rollouts
 
 INT32_MAX: Final = 2**31 - 1
 # A revision number as the read models store it (integer columns); 0 is the applier's "pruned".
@@ -110,6 +110,9 @@ class RevisionSubmitted(Event, frozen=True):
     message: str = ""
     matched_targets: list[str] = []
     scope: Scope = Scope()
+    # Progressive rollouts (docs/rollouts.md): the strategy as submitted, the waves decided from it.
+    strategy: rollouts.Strategy | None = None
+    waves: list[rollouts.WaveMembers] = []
 
 
 class RolledBack(Event, frozen=True):
@@ -119,6 +122,8 @@ class RolledBack(Event, frozen=True):
     message: str = ""
     matched_targets: list[str] = []
     scope: Scope = Scope()
+    strategy: rollouts.Strategy | None = None
+    waves: list[rollouts.WaveMembers] = []
 
 
 class DeploymentPaused(Event, frozen=True):
@@ -157,6 +162,62 @@ class ApplyFailed(Event, frozen=True):
     retry_in_ms: int | None = None
 
 
+class WaveStarted(Event, frozen=True):
+    deployment: str
+    revision: REVISION
+    wave: str
+    targets: list[str] = []
+
+
+class WaveCompleted(Event, frozen=True):
+    deployment: str
+    revision: REVISION
+    wave: str
+    healthy: COUNT = 0
+    duration_ms: COUNT = 0
+
+
+class ApprovalRequested(Event, frozen=True):
+    deployment: str
+    revision: REVISION
+    wave: str
+
+
+class ApprovalGranted(Event, frozen=True):
+    deployment: str
+    revision: REVISION
+    wave: str
+    by: str
+    reason: str = ""
+
+
+class RolloutHalted(Event, frozen=True):
+    deployment: str
+    revision: REVISION
+    wave: str = ""
+    failed_targets: list[str] = []
+    reason: str = ""
+
+
+class RolloutResumed(Event, frozen=True):
+    deployment: str
+    revision: REVISION
+    wave: str = ""
+    reason: str = ""
+
+
+class RolloutCompleted(Event, frozen=True):
+    deployment: str
+    revision: REVISION
+    duration_ms: COUNT = 0
+
+
+class RolloutSuperseded(Event, frozen=True):
+    deployment: str
+    revision: REVISION
+    by_revision: REVISION
+
+
 class TokenIssued(Event, frozen=True):
     """An access token came into being. Never the secret: ``secret_sha256`` is the SHA-256 of a
     256-bit random secret (see docs/security.md for why it may be public), ``fingerprint`` its
@@ -188,6 +249,14 @@ AnyEvent = Union[  # noqa: UP007 - the union is also used at runtime
     ApplyFailed,
     TokenIssued,
     TokenRevoked,
+    WaveStarted,
+    WaveCompleted,
+    ApprovalRequested,
+    ApprovalGranted,
+    RolloutHalted,
+    RolloutResumed,
+    RolloutCompleted,
+    RolloutSuperseded,
 ]
 
 TYPES: Final[dict[str, type[Event]]] = {cls.__name__: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]
@@ -211,6 +280,9 @@ CATEGORY: Final[dict[str, tuple[str, str]]] = {
     "ApplyFailed": ("rollout", "deployment"),
     "TokenIssued": ("token", "name"),
     "TokenRevoked": ("token", "name"),
+    **{name: ("rollout", "deployment") for name in (
+        "WaveStarted", "WaveCompleted", "ApprovalRequested", "ApprovalGranted", "RolloutHalted",
+        "RolloutResumed", "RolloutCompleted", "RolloutSuperseded")},
 }
 
 # Types whose data holds free-form JSON (manifests): a key repeated in one of its objects is refused

@@ -49,7 +49,7 @@ import msgspec
 
 from ledger import access as access_mod
 from ledger import events, records
-from projections import selectors
+from projections import selectors, waves
 
 RolloutState = Literal["pending", "applying", "applied", "failed", "paused"]
 Outcome = Literal["succeeded", "retrying", "failed"]
@@ -113,6 +113,7 @@ class Deployment(msgspec.Struct, gc=False, array_like=True):
     revisions: dict[int, Revision] = {}
     rollouts: dict[str, Rollout] = {}
     scope: str = ""
+    progress: waves.Progress | None = None  # the current revision's rollout (projections/waves.py)
 
 
 class Fleet(msgspec.Struct, gc=False, array_like=True):
@@ -309,6 +310,8 @@ def _submit(fleet: Fleet, event: events.RevisionSubmitted, meta: Meta) -> None:
     previous = deployment.revisions.get(deployment.current_revision)
     manifests, selector, matched = _shared(
         previous, events.encode(event.manifests), event.selector, event.matched_targets)
+    deployment.progress = waves.begin(deployment.progress, event, deployment.current_revision,
+                                      deployment.rollouts, meta.actor, meta.recorded_at)
     _make_current(fleet, deployment, Revision(
         number=event.revision, manifests=manifests, selector=selector, message=event.message,
         matched_targets=matched, actor=meta.actor, recorded_at=meta.recorded_at,
@@ -324,6 +327,8 @@ def _roll_back(fleet: Fleet, event: events.RolledBack, meta: Meta) -> None:
     _, selector, matched = _shared(
         previous, restored, base.selector if base is not None else deployment.selector,
         event.matched_targets)
+    deployment.progress = waves.begin(deployment.progress, event, deployment.current_revision,
+                                      deployment.rollouts, meta.actor, meta.recorded_at)
     _make_current(fleet, deployment, Revision(
         number=event.revision, manifests=restored, selector=selector, message=event.message,
         matched_targets=matched, actor=meta.actor, recorded_at=meta.recorded_at,
@@ -378,6 +383,26 @@ def _resumed(fleet: Fleet, event: events.DeploymentResumed, meta: Meta) -> None:
     _pause(fleet, event.deployment, False, event.reason, meta)
 
 
+def _progress(fleet: Fleet, event: Any, meta: Meta) -> None:
+    """A wave or rollout event: into the deployment's rollout progress (projections/waves.py)."""
+    deployment = fleet.deployments.get(event.deployment)
+    if deployment is not None and deployment.progress is not None:
+        waves.apply(deployment.progress, event, meta.recorded_at, meta.actor, meta.position)
+
+
+def _health(fleet: Fleet, deployment_name: str, revision: int, target: str, health: waves.Health,
+            meta: Meta) -> None:
+    deployment = fleet.deployments.get(deployment_name)
+    if deployment is not None and deployment.progress is not None:
+        waves.observe(deployment.progress, revision, target, health, meta.recorded_at, meta.position)
+
+
+def _apply_failed(fleet: Fleet, event: events.ApplyFailed, meta: Meta) -> None:
+    _outcome(fleet, event, meta)
+    if not event.retryable:
+        _health(fleet, event.deployment, event.revision, event.target, "failed", meta)
+
+
 # Dispatch on the exact type: one dict lookup instead of a chain of isinstance checks, which
 # matters when a rebuild folds a million events.
 _HANDLERS: Final[dict[type[events.Event], Callable[[Fleet, Any, Meta], None]]] = {
@@ -390,7 +415,10 @@ _HANDLERS: Final[dict[type[events.Event], Callable[[Fleet, Any, Meta], None]]] =
     events.DeploymentResumed: _resumed,
     events.DeploymentRemoved: _remove,
     events.ApplySucceeded: _outcome,
-    events.ApplyFailed: _outcome,
+    events.ApplyFailed: _apply_failed,
+    **{kind: _progress for kind in (
+        events.WaveStarted, events.WaveCompleted, events.ApprovalRequested, events.ApprovalGranted,
+        events.RolloutHalted, events.RolloutResumed, events.RolloutCompleted, events.RolloutSuperseded)},
 }
 
 

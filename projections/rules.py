@@ -33,8 +33,8 @@ from ledger import access, credentials, events
 from projections import commands, fleet, selectors
 
 SERVER_FIELDS: Final[dict[type[events.Event], tuple[str, ...]]] = {
-    events.RevisionSubmitted: ("revision", "matched_targets", "scope"),
-    events.RolledBack: ("revision", "matched_targets", "scope"),
+    events.RevisionSubmitted: ("revision", "matched_targets", "scope", "waves"),
+    events.RolledBack: ("revision", "matched_targets", "scope", "strategy", "waves"),
 }
 # Types whose decision resolves matched targets (the caller loads the fleet's targets for them).
 NEEDS_TARGETS: Final = frozenset(SERVER_FIELDS)
@@ -84,7 +84,7 @@ def _retire(state: fleet.Fleet, event: events.TargetRetired, _ctx: Context) -> e
 def _submit(state: fleet.Fleet, event: events.RevisionSubmitted, ctx: Context, present: Set[str]) -> events.AnyEvent:
     selector = event.selector if "selector" in present else None
     return commands.submit_revision(state.deployments.get(event.deployment), commands.SubmitRevision(
-        event.deployment, event.manifests, selector, event.message, ctx.scope), ctx.targets)
+        event.deployment, event.manifests, selector, event.message, ctx.scope, event.strategy), ctx.targets)
 
 
 def _roll_back(state: fleet.Fleet, event: events.RolledBack, ctx: Context) -> events.AnyEvent:
