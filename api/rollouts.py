@@ -101,7 +101,8 @@ async def approve(request: web.Request) -> web.Response:
     body = await bodies.read_json(request, ApproveBody)
     principal = auth.principal(request)
     return await _record(request, name, body.expected_version, lambda d: rollout_commands.approve(
-        name, d, body.wave, principal.name, admin=principal.role == "admin", reason=body.reason), fixed_id=True)
+        name, d, body.wave, principal.name, admin=principal.role == "admin", reason=body.reason,
+        on_behalf_of=auth.on_behalf_of(request)), fixed_id=True)
 
 
 @routes.post("/v1/deployments/{name}/promote")

@@ -131,6 +131,7 @@ class Meta(msgspec.Struct, frozen=True, gc=False):
     version: int
     recorded_at: dt.datetime
     actor: str | None = None
+    on_behalf_of: str | None = None  # read for revisions only (the four-eyes rule of approvals)
 
 
 def empty() -> Fleet:
@@ -311,7 +312,7 @@ def _submit(fleet: Fleet, event: events.RevisionSubmitted, meta: Meta) -> None:
     manifests, selector, matched = _shared(
         previous, events.encode(event.manifests), event.selector, event.matched_targets)
     deployment.progress = waves.begin(deployment.progress, event, deployment.current_revision,
-                                      deployment.rollouts, meta.actor, meta.recorded_at)
+                                      deployment.rollouts, meta)
     _make_current(fleet, deployment, Revision(
         number=event.revision, manifests=manifests, selector=selector, message=event.message,
         matched_targets=matched, actor=meta.actor, recorded_at=meta.recorded_at,
@@ -328,7 +329,7 @@ def _roll_back(fleet: Fleet, event: events.RolledBack, meta: Meta) -> None:
         previous, restored, base.selector if base is not None else deployment.selector,
         event.matched_targets)
     deployment.progress = waves.begin(deployment.progress, event, deployment.current_revision,
-                                      deployment.rollouts, meta.actor, meta.recorded_at)
+                                      deployment.rollouts, meta)
     _make_current(fleet, deployment, Revision(
         number=event.revision, manifests=restored, selector=selector, message=event.message,
         matched_targets=matched, actor=meta.actor, recorded_at=meta.recorded_at,
@@ -434,11 +435,22 @@ def apply(fleet: Fleet, event: events.AnyEvent, meta: Meta) -> Fleet:
 
 class _Actor(msgspec.Struct):
     actor: str | None = None
+    on_behalf_of: str | None = None
 
 
 _actor_decoder: Final = msgspec.json.Decoder(_Actor)
 # Outcomes are the bulk of the log and their actor is the applier: not worth decoding.
 _NO_ACTOR: Final = frozenset({"ApplySucceeded", "ApplyFailed"})
+
+
+_REVISIONS: Final = frozenset({"RevisionSubmitted", "RolledBack"})
+
+
+def _who(metadata: str) -> _Actor:
+    try:
+        return _actor_decoder.decode(metadata)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return _Actor()
 
 
 def actor_of(type_: str, metadata: str) -> str | None:
@@ -463,8 +475,12 @@ def fold_row(fleet: Fleet, position: int, stream: str, version: int, type_: str,
         event = None
     handler = _HANDLERS.get(type(event)) if event is not None else None
     if handler is not None:  # token events, for one, are no concern of the fleet
-        actor = None if type_ in _NO_ACTOR else actor_of(type_, metadata)
-        handler(fleet, event, Meta(position, stream, version, recorded_at, actor))
+        if type_ in _REVISIONS:
+            who = _who(metadata)
+            handler(fleet, event, Meta(position, stream, version, recorded_at, who.actor, who.on_behalf_of))
+        else:
+            actor = None if type_ in _NO_ACTOR else actor_of(type_, metadata)
+            handler(fleet, event, Meta(position, stream, version, recorded_at, actor))
     fleet.position = position
     fleet.recorded_at = recorded_at
     return event

@@ -6,8 +6,10 @@ rollout (projections/loading.py) and call these; each returns the event to recor
 
 Decisions:
 
-- **Four eyes.** The token that submitted a revision cannot approve its waves, unless it is an
-  admin's; an approval is recorded once per wave (a second one is a conflict).
+- **Four eyes.** Whoever submitted a revision cannot approve its waves, unless through an admin
+  token: neither the token that submitted it nor the person it acted for (``X-Actor``, as a CI bot
+  acts for someone), whether as the approver's token or as its ``X-Actor``. An approval is recorded
+  once per wave (a second one is a conflict).
 - **Promote** ends the soak of the next wave early: it records that wave's ``WaveStarted`` (actor:
   the promoter), only while that wave is waiting for its soak, and never past an approval.
 - **Halt** stops new waves (targets already reached keep the revision); **resume** continues a
@@ -45,7 +47,7 @@ def _wave(name: str, p: waves.Progress, wave: str) -> tuple[int, waves.Wave]:
 
 
 def approve(name: str, d: fleet.Deployment | None, wave: str, by: str, *, admin: bool,
-            reason: str) -> events.ApprovalGranted:
+            reason: str, on_behalf_of: str | None = None) -> events.ApprovalGranted:
     d, p = _rolling(name, d)
     _, found = _wave(name, p, wave)
     if not found.needs_approval:
@@ -55,9 +57,11 @@ def approve(name: str, d: fleet.Deployment | None, wave: str, by: str, *, admin:
                                 field="wave")
     if p.phase == "completed":
         raise commands.Conflict(f"the rollout of revision {p.revision} has completed", field="wave")
-    if by == p.submitter and not admin:
-        raise Forbidden(f"{by} submitted revision {p.revision} and cannot approve its waves (four eyes); "
-                        "another approver or an admin can", field="wave")
+    submitted_by = {n for n in (p.submitter, p.submitter_for) if n}
+    same = sorted(submitted_by & {n for n in (by, on_behalf_of) if n})
+    if same and not admin:
+        raise Forbidden(f"{same[0]} submitted revision {p.revision} and cannot approve its waves (four "
+                        "eyes); another approver or an admin can", field="wave")
     return events.ApprovalGranted(deployment=name, revision=p.revision, wave=wave, by=by, reason=reason)
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 import msgspec
 
@@ -61,6 +61,7 @@ class Progress(msgspec.Struct, gc=False, array_like=True):
     revision: int = 0
     strategy: rollouts.Strategy | None = None
     submitter: str | None = None
+    submitter_for: str | None = None  # the submitter's X-Actor: whom it acted for
     submitted_at: dt.datetime | None = None
     waves: list[Wave] = []
     member: dict[str, int] = {}  # target -> index of its wave
@@ -106,8 +107,19 @@ def completed_healthy(p: Progress, targets: Collection[str]) -> bool:
     return bool(targets) and all(p.health.get(t) == "healthy" for t in targets)
 
 
+class Who(Protocol):
+    """Who recorded the revision, and when (the fleet fold's Meta)."""
+
+    @property
+    def actor(self) -> str | None: ...
+    @property
+    def on_behalf_of(self) -> str | None: ...
+    @property
+    def recorded_at(self) -> dt.datetime: ...
+
+
 def begin(old: Progress | None, event: events.RevisionSubmitted | events.RolledBack, current: int,
-          targets: Collection[str], meta_actor: str | None, at: dt.datetime) -> Progress:
+          targets: Collection[str], who: Who) -> Progress:
     """The progress of a new current revision; ``targets`` are those the deployment had until now."""
     strategy = event.strategy
     supersedes: list[int] = []
@@ -117,7 +129,8 @@ def begin(old: Progress | None, event: events.RevisionSubmitted | events.RolledB
         if old.strategy is not None and old.phase != "completed" and old.revision:
             supersedes.append(old.revision)
         last_healthy = old.revision if completed_healthy(old, targets) else old.last_healthy
-    progress = Progress(revision=event.revision, strategy=strategy, submitter=meta_actor, submitted_at=at,
+    progress = Progress(revision=event.revision, strategy=strategy, submitter=who.actor,
+                        submitter_for=who.on_behalf_of, submitted_at=who.recorded_at,
                         supersedes=supersedes, last_healthy=last_healthy)
     if strategy is None:
         return progress
