@@ -61,6 +61,7 @@ async def _record(request: web.Request, name: str, expected: envelope.ExpectedVe
                   decide: Decide, *, fixed_id: bool = False) -> web.Response:
     """Decide on the deployment with its rollout and append to ``rollout-<name>``."""
     scope = auth.principal(request).scope
+    envelope.expected_version(request, expected)  # a malformed If-Match is refused before anything is read
     found, _ = await _load(request, name)
     try:
         first = decide(found)

@@ -101,8 +101,10 @@ class Driver:
                 rollout_decisions.event_id(name, deployment.current_revision, "RolledBack"),
                 events.type_name(rollback), events.to_data(rollback), meta)
             position = max(position, await self._append(f"deployment-{name}", deployment.version, [new_event]))
-        if position:
+        if position > self._state().position:
             self._awaiting[name] = position
+        elif position:
+            self._mark(name)  # the fold took it in while the append was being answered
 
     async def _append(self, stream: str, expected: records.ExpectedVersion,
                       new: list[records.NewEvent]) -> int:
