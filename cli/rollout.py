@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any, Final
 
 from cli import exits, http, options, output, parsers
+from ledger import events
 
-MOVES: Final = ("RevisionSubmitted", "RolledBack", "WaveStarted", "WaveCompleted", "ApprovalRequested",
+_MOVES: Final = ("RevisionSubmitted", "RolledBack", "WaveStarted", "WaveCompleted", "ApprovalRequested",
                 "ApprovalGranted", "RolloutHalted", "RolloutResumed", "RolloutCompleted", "RolloutSuperseded",
                 "TargetHealthy", "TargetDegraded", "ApplyFailed")
+MOVES: Final = tuple(t for t in _MOVES if t in events.TYPES)  # the event types that move a rollout
 
 
 def _written(a: dict[str, Any]) -> str:
@@ -73,7 +76,13 @@ def _events(client: http.Client, after: int) -> Iterator[dict[str, Any]]:
     url = client.url("/v1/feed/live", {"after": after, "types": ",".join(MOVES)})
     request = urllib.request.Request(url, headers={"Accept": "text/event-stream", "User-Agent": "ledger-cli",
                                                    **client.default_headers})
-    with urllib.request.urlopen(request, timeout=None) as stream:
+    try:
+        stream = urllib.request.urlopen(request, timeout=None)
+    except urllib.error.HTTPError as exc:
+        raise http.ApiError(exc.code, *http.problem_message(exc.code, exc.read())) from exc
+    except (urllib.error.URLError, ConnectionError) as exc:
+        raise http.ApiError(0, f"cannot reach the ledger at {client.base_url}: {exc}") from exc
+    with stream:
         data: list[str] = []
         for raw in stream:
             line = raw.decode("utf-8").rstrip("\r\n")
