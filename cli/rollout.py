@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from ledger import events
 _MOVES: Final = ("RevisionSubmitted", "RolledBack", "WaveStarted", "WaveCompleted", "ApprovalRequested",
                 "ApprovalGranted", "RolloutHalted", "RolloutResumed", "RolloutCompleted", "RolloutSuperseded",
                 "TargetHealthy", "TargetDegraded", "ApplyFailed")
+_PER_TARGET: Final = frozenset({"TargetHealthy", "TargetDegraded", "ApplyFailed"})
+REFRESH_SECONDS: Final = 1.0
 MOVES: Final = tuple(t for t in _MOVES if t in events.TYPES)  # the event types that move a rollout
 
 
@@ -105,10 +108,14 @@ def rollout(args: argparse.Namespace) -> int:
     revision = body["current_revision"]
     if args.once:
         return _exit(body) or exits.Code.OK
+    shown = time.monotonic()
     while _exit(body) is None:
         for event in _events(client, body["position"]):
             if not _concerns(event, args.name):
                 continue
+            if str(event.get("type", "")).rsplit(".", 1)[-1] in _PER_TARGET and time.monotonic() - shown < REFRESH_SECONDS:
+                continue  # health reports come by the thousand: redrawn at most once a second
+            shown = time.monotonic()
             body = client.get(f"/v1/deployments/{args.name}/rollout")
             output.show(args, body, text)
             if body["current_revision"] != revision:

@@ -391,7 +391,7 @@ def _progress(fleet: Fleet, event: Any, meta: Meta) -> None:
         waves.apply(deployment.progress, event, meta.recorded_at, meta.actor, meta.position)
 
 
-def _health(fleet: Fleet, deployment_name: str, revision: int, target: str, health: waves.Health,
+def _wave_health(fleet: Fleet, deployment_name: str, revision: int, target: str, health: waves.Health,
             meta: Meta) -> None:
     deployment = fleet.deployments.get(deployment_name)
     if deployment is not None and deployment.progress is not None:
@@ -401,7 +401,7 @@ def _health(fleet: Fleet, deployment_name: str, revision: int, target: str, heal
 def _apply_failed(fleet: Fleet, event: events.ApplyFailed, meta: Meta) -> None:
     _outcome(fleet, event, meta)
     if not event.retryable:
-        _health(fleet, event.deployment, event.revision, event.target, "failed", meta)
+        _wave_health(fleet, event.deployment, event.revision, event.target, "failed", meta)
 
 
 # Dispatch on the exact type: one dict lookup instead of a chain of isinstance checks, which
