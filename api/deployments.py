@@ -7,23 +7,27 @@ body too, and must agree with the body's). A rollout strategy (docs/rollouts.md)
 in a JSON body, or as a YAML document whose only key is ``strategy``. They are validated before anything is
 recorded; errors name the manifest index and field. The selector is validated too (422 naming
 ``selector`` and the position); it may be omitted after the first revision to keep the current one.
+A JSON body may set the revision's ``progress_deadline_seconds`` (1 to 2^31-1, default 600) and
+``self_heal`` (default true), docs/health.md, in the body or (as with a YAML body) the query string.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 from aiohttp import web
 
 from api import auth, bodies, envelope, keys, params, problems, reads, rollouts, submission
+from ledger import events
 from ledger import rollouts as strategy_types
 from ledger import streams as stream_names
 from projections import commands, loading, manifests, queries, selectors
 
 routes = web.RouteTableDef()
 
+T = TypeVar("T")
 YAML_TYPES: Final = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 
@@ -34,6 +38,8 @@ class RevisionBody(msgspec.Struct, forbid_unknown_fields=True):
     message: str = ""
     expected_version: envelope.ExpectedVersion | None = None
     strategy: strategy_types.Strategy | None = None
+    progress_deadline_seconds: events.DEADLINE | None = None
+    self_heal: bool | None = None
 
 
 class RollbackBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -67,15 +73,26 @@ async def _revision_body(request: web.Request) -> RevisionBody:
             raise problems.invalid("body", f"the YAML body is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
         return RevisionBody(manifests_yaml=text, selector=bodies.query_text(request, "selector"),
                             message=bodies.query_text(request, "message", "") or "",
-                            expected_version=_query_expected(request))
+                            expected_version=_query_expected(request),
+                            progress_deadline_seconds=params.optional(request, "progress_deadline_seconds"),
+                            self_heal=_query_flag(request, "self_heal"))
     body = await bodies.read_json(request, RevisionBody, free_form=True)
-    from_query = _query_expected(request)
-    if from_query is None:
-        return body
-    if body.expected_version is not None and body.expected_version != from_query:
-        raise problems.invalid("expected_version", f"the query says {from_query!r}, the body "
-                                                   f"{body.expected_version!r}")
-    return msgspec.structs.replace(body, expected_version=from_query)
+    return msgspec.structs.replace(
+        body, expected_version=_agree("expected_version", body.expected_version, _query_expected(request)),
+        progress_deadline_seconds=_agree("progress_deadline_seconds", body.progress_deadline_seconds,
+                                         params.optional(request, "progress_deadline_seconds")),
+        self_heal=_agree("self_heal", body.self_heal, _query_flag(request, "self_heal")))
+
+
+def _query_flag(request: web.Request, name: str) -> bool | None:
+    return reads.flag(request, name) if request.query.get(name, "").strip() else None
+
+
+def _agree(name: str, in_body: T | None, in_query: T | None) -> T | None:
+    """A setting given in the body, the query string or both (then they must agree)."""
+    if in_body is not None and in_query is not None and in_body != in_query:
+        raise problems.invalid(name, f"the query says {in_query!r}, the body {in_body!r}")
+    return in_body if in_body is not None else in_query
 
 
 def _manifests(body: RevisionBody) -> tuple[list[Any], strategy_types.Strategy | None]:
@@ -129,8 +146,10 @@ async def submit(request: web.Request) -> web.Response:
         except selectors.SelectorError as exc:
             raise submission.problem_for(exc) from exc
     documents, strategy = _manifests(body)
-    command = commands.SubmitRevision(name, documents, body.selector, body.message,
-                                      auth.principal(request).scope, strategy)
+    command = commands.SubmitRevision(
+        name, documents, body.selector, body.message, auth.principal(request).scope,
+        events.PROGRESS_DEADLINE_SECONDS if body.progress_deadline_seconds is None else body.progress_deadline_seconds,
+        True if body.self_heal is None else body.self_heal, strategy)
     store = request.app[keys.STORE]
 
     async def decide(state: loading.StreamState) -> Any:

@@ -200,7 +200,10 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
          Param("expected_version", "query",
                {"anyOf": [{"type": "integer", "minimum": 0, "maximum": INT32_MAX},
                           {"type": "string", "enum": ["any", "no_stream", "exists"]}]},
-               "with a YAML body: the expected version"))),
+               "with a YAML body: the expected version"),
+         integer("progress_deadline_seconds", 1, INT32_MAX,
+                 "seconds a target may take to become healthy (default 600); must agree with the body's"),
+         Param("self_heal", "query", FLAG, "heal drift (default true); must agree with the body's"))),
     ("POST", "/v1/deployments/{name}/rollback"): Operation(
         "roll_back", "Record a new revision restoring an earlier one's manifests", "deployments",
         {201: DEPLOYMENT_WRITE}, WRITE | {404}, Body(deployments.RollbackBody), WRITE_HEADERS),

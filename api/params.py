@@ -57,6 +57,7 @@ VERSION: Final = Bound(1, INT32_MAX, "a stream version")
 EXPECTED_VERSION: Final = Bound(0, INT32_MAX, "a stream version")
 REVISION: Final = Bound(1, INT32_MAX, "a revision number")
 PAGE: Final = Bound(1, 1000, "a page size")
+DEADLINE: Final = Bound(1, INT32_MAX, "a number of seconds")
 
 
 def _query(name: str, bound: Bound) -> Param:
@@ -87,7 +88,8 @@ ROUTES: Final[dict[tuple[str, str], tuple[Param, ...]]] = {
     ("DELETE", "/v1/targets/{name}"): _WRITE,
     ("GET", "/v1/targets"): _READ_MODEL,
     ("GET", "/v1/targets/{name}"): _READ_MODEL,
-    ("POST", "/v1/deployments/{name}/revisions"): (*_WRITE, _query("expected_version", EXPECTED_VERSION)),
+    ("POST", "/v1/deployments/{name}/revisions"): (*_WRITE, _query("expected_version", EXPECTED_VERSION),
+                                                   _query("progress_deadline_seconds", DEADLINE)),
     ("POST", "/v1/deployments/{name}/rollback"): _WRITE,
     ("POST", "/v1/deployments/{name}/pause"): _WRITE,
     ("POST", "/v1/deployments/{name}/resume"): _WRITE,

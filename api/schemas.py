@@ -113,6 +113,9 @@ class Rollout(msgspec.Struct):
     last_attempt_at: dt.datetime | None
     attempts: int
     objects_applied: int
+    health: fleet.Health | None
+    reason: str | None
+    message: str | None
 
 
 class Target(access.Access, frozen=True, kw_only=True):
@@ -153,7 +156,9 @@ class Summary(msgspec.Struct):
     targets: int
     pending: int
     applying: int
-    applied: int
+    progressing: int
+    healthy: int
+    degraded: int
     failed: int
     paused: int
 
@@ -283,6 +288,8 @@ class Revision(msgspec.Struct, kw_only=True):
     matched_targets: list[str]
     rolled_back_to: int | None
     position: int
+    progress_deadline_seconds: int
+    self_heal: bool
 
 
 class RevisionDetail(Revision, kw_only=True):

@@ -8,7 +8,7 @@ recorded beside it as ``on_behalf_of``. Reads of the read models reflect every w
 before them (the server's default), so ``ledger deploy`` followed by ``ledger status`` shows the
 deployment.
 An error prints the server's problem detail on one line and exits with the code its status means
-(cli/exits.py); ``ledger status`` exits 1 when a target has failed, so a script can wait on it.
+(cli/exits.py); ``ledger status`` exits 1 when a target has failed or is degraded, so a script can wait on it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def deploy(args: argparse.Namespace) -> int:
     files.check_yaml(args.file, text)
     answer = options.client_from(args).request(
         "POST", f"/v1/deployments/{args.name}/revisions", data=text.encode(), content_type="application/yaml",
-        params={"selector": args.selector, "message": args.message, "expected_version": args.expected_version},
+        params={"selector": args.selector, "message": args.message, "expected_version": args.expected_version,
+                "progress_deadline_seconds": args.progress_deadline,
+                "self_heal": "false" if args.no_self_heal else None},
     ).json()
     output.show(args, answer, _written)
     return 0
@@ -88,7 +90,15 @@ def diff(args: argparse.Namespace) -> int:
 
 
 def _summary(s: dict[str, int]) -> str:
-    return f"{s['applied']}/{s['targets']} applied, {s['failed']} failed, {s['pending'] + s['applying']} pending"
+    return (f"{s['healthy']}/{s['targets']} healthy, {s['progressing']} progressing, {s['degraded']} degraded, "
+            f"{s['failed']} failed, {s['pending'] + s['applying']} pending")
+
+
+def _why(r: dict[str, Any]) -> str:
+    """What the state owes its word to: the degraded or failed reason, or a retried error."""
+    if r["state"] in ("degraded", "failed") and r.get("reason"):
+        return f"{r['reason']}: {r['message']}" if r.get("message") else str(r["reason"])
+    return str(r["last_error"] or "")
 
 
 def _deployment_text(d: dict[str, Any]) -> str:
@@ -96,8 +106,8 @@ def _deployment_text(d: dict[str, Any]) -> str:
     selector = d["selector"] or '""'
     head = f"{d['name']}: revision {d['current_revision']}, selector {selector}{flags}\n{_summary(d['summary'])}"
     rows = [(r["target"], r["desired_revision"], r["applied_revision"], r["state"], r["attempts"],
-             (r["last_error"] or "")[:80]) for r in d["rollouts"]]
-    return head + ("\n\n" + http.table(rows, ["target", "desired", "applied", "state", "attempts", "last error"])
+             _why(r)[:100]) for r in d["rollouts"]]
+    return head + ("\n\n" + http.table(rows, ["target", "desired", "applied", "state", "attempts", "reason"])
                    if rows else "")
 
 
@@ -106,14 +116,14 @@ def status(args: argparse.Namespace) -> int:
     if args.name:
         body = client.read(f"/v1/deployments/{args.name}")
         output.show(args, body, _deployment_text)
-        failed = body["summary"]["failed"]
+        failed = body["summary"]["failed"] + body["summary"]["degraded"]
     else:
         body = client.read("/v1/deployments", include_removed="true" if args.all else None)
         output.show(args, body, lambda b: http.table(
             [(d["name"], d["current_revision"], d["selector"] or '""',
               "removed" if d["removed"] else "paused" if d["paused"] else "active", _summary(d["summary"]))
              for d in b["deployments"]], ["name", "revision", "selector", "status", "rollout"]))
-        failed = sum(d["summary"]["failed"] for d in body["deployments"])
+        failed = sum(d["summary"]["failed"] + d["summary"]["degraded"] for d in body["deployments"])
     return exits.Code.FAILED if failed else exits.Code.OK
 
 
@@ -154,6 +164,10 @@ def register(sub: parsers.Subparsers) -> None:
     dep.add_argument("-m", "--message", default="", help="why: recorded with the revision")
     dep.add_argument("--expected-version", help="refuse (exit 5) unless the deployment is at this version "
                      "(default: any)")
+    dep.add_argument("--progress-deadline", type=int, metavar="SECONDS",
+                     help="a target not healthy this long after its apply is degraded (default 600)")
+    dep.add_argument("--no-self-heal", action="store_true",
+                     help="report drift on the targets but leave it alone")
     dep.set_defaults(func=deploy)
 
     hist = parsers.command(
@@ -195,8 +209,8 @@ def register(sub: parsers.Subparsers) -> None:
 
     stat = parsers.command(
         sub, "status", summary="deployments and their rollouts per target",
-        description="Deployments and their rollouts per target. Exits 1 when a target has failed, so a\n"
-                    "script can tell; 0 otherwise.",
+        description="Deployments and their rollouts per target. Exits 1 when a target has failed or is\n"
+                    "degraded, so a script can tell; 0 otherwise.",
         example_lines=["ledger status", "ledger status web", "ledger status web --json | jq .summary"])
     stat.add_argument("name", nargs="?", type=options.name,
                       help="one deployment, with a row per target (default: all deployments)")

@@ -83,7 +83,8 @@ async def _applied(session: aiohttp.ClientSession, url: str, expected: int, time
         async with session.get(f"{url}/v1/deployments/web") as resp:
             if resp.status == 200:
                 body = await resp.json()
-                if body.get("summary", {}).get("applied") == expected:
+                summary = body.get("summary", {})
+                if summary.get("progressing", 0) + summary.get("healthy", 0) == expected:
                     return body
         await asyncio.sleep(0.1)
     raise RuntimeError(f"the sample deployment was not applied within {timeout:.0f}s: {body}")

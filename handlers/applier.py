@@ -13,8 +13,10 @@ Shape of one run (``Applier.run``, restarted from scratch by ledger.tasks.superv
    done one after another; targets in parallel, so a hung cluster holds one slot, never the rest.
 4. A temporary failure is recorded (retryable) and the target gets a timer for the next attempt
    (handlers.backoff, Retry-After as a floor); a permanent one is recorded and left until the
-   revision or the target changes. Every ``resync_interval`` all owned targets are re-applied;
-   such a pass records an outcome only if it changed something (drift healed, leftovers pruned).
+   revision or the target changes. Every ``resync_interval`` all owned targets are inspected for
+   drift (handlers.compare, handlers.drift: recorded once per occurrence, before it is healed) and
+   converged again if out of sync, unless the revision says ``self_heal: false``; such a pass
+   records an outcome only if it changed something (drift healed, leftovers pruned).
 5. Progressive rollouts: the rollout driver (handlers.rollouts) runs beside the passes on the same
    fold and records each wave's steps; a target whose wave has not started keeps what it had
    (tracking.plan asks projections.waves which revision it may run).
@@ -48,7 +50,9 @@ from handlers import (
     checkpoint,
     claims,
     clients,
+    compare,
     credentials,
+    drift,
     errors,
     objects,
     outcomes,
@@ -111,6 +115,7 @@ class Applier:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._saved = 0
         self._driver = rollouts.Driver(self._store, lambda: self.state.fleet)
+        self._settled: set[int] = set()  # positions of DriftDetected whose occurrence ended unhealed
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -314,6 +319,8 @@ class Applier:
             await self._execute(target, due)
 
     async def _execute(self, target: str, work: tracking.Work) -> None:
+        if work.resync and work.revision and not await self._inspect(target, work):
+            return
         loop = asyncio.get_running_loop()
         started = loop.time()
         outcome: outcomes.Outcome
@@ -386,6 +393,49 @@ class Applier:
             else:
                 still.append((wanted, future))
         self._waiters = still
+
+    # ------------------------------------------------------------------ drift
+
+    async def _inspect(self, target: str, work: tracking.Work) -> bool:
+        """A resync looks before it heals (handlers.compare): drift it finds is recorded once per
+        occurrence (handlers.drift). True when the target is to be converged: something is out of
+        sync and the revision heals (``self_heal``)."""
+        heal = tracking.self_heal(self.state, work.deployment, work.revision)
+        client: clients.Client | None = None
+        try:
+            async with self._slots:
+                credential = credentials.credential_for(self.state.fleet.targets[target], self._catalogue.current())
+                client = await self._pool.get(target, credential)
+                manifests = fleet.manifests_at(self.state.fleet, work.deployment, work.revision)
+                found = await compare.inspect(client, work.deployment, work.revision, manifests,
+                                              self._scopes.get(self.state.fleet, work.deployment))
+        except errors.ApplyError as exc:
+            if heal:
+                return True  # the converge meets it again and records it, as a resync always did
+            log.warning("drift of %s on %s not inspected: %s", work.deployment, target, exc.message)
+            return False
+        finally:
+            if client is not None:
+                await client.flush()
+        if not self.claims.owns(target):
+            return False  # claim lost meanwhile: the new owner looks again
+        p = tracking.pair(self.state, work.deployment, target)
+        new, ended = drift.news(p.drift, self._settled, found.drifted, found.in_sync)
+        self._settled |= ended
+        if new:
+            detected = [drift.detected(work.deployment, work.revision, target, f) for f in new]
+            try:
+                positions = await outcomes.append(self._store, outcomes.stream(work.deployment),
+                                                  drift.new_events(p, detected))
+            except outcomes.AlreadyRecorded as exc:
+                log.info("%s; catching up before inspecting again", exc)
+                await self._reach(exc.position)
+                self._resync.add(target)
+                self._again.add(target)
+                return False
+            for event, position in zip(detected, positions, strict=True):
+                tracking.observe_drift(self.state, event, position)
+        return heal and found.unsynced
 
     # ------------------------------------------------------------------ periodic
 

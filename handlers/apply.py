@@ -24,7 +24,7 @@ from kubernetes_asyncio.dynamic.resource import Resource
 from handlers import clients, errors, objects
 from ledger import events
 
-_Key = tuple[str, str, str | None, str]  # apiVersion, kind, namespace, name
+Key = tuple[str, str, str | None, str]  # apiVersion, kind, namespace, name
 
 
 @dataclass(slots=True)
@@ -35,11 +35,21 @@ class Result:
 
 
 @dataclass(slots=True)
-class _Live:
+class Live:
     resource: Resource
     namespace: str | None
     name: str
     resource_version: str | None
+    obj: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Desired:
+    """One manifest as the applier sends it: its resource, where it goes and the labelled body."""
+
+    resource: Resource
+    key: Key
+    body: dict[str, Any]
 
 
 def _namespace(resource: Resource, manifest: dict[str, Any]) -> str | None:
@@ -57,9 +67,9 @@ def _name(manifest: dict[str, Any]) -> str:
     return name
 
 
-async def _live(client: clients.Client, deployment: str, scopes: Sequence[objects.Scope]) -> dict[_Key, _Live]:
+async def live(client: clients.Client, deployment: str, scopes: Sequence[objects.Scope]) -> dict[Key, Live]:
     """Objects carrying the deployment's label, in every scope it ever used."""
-    found: dict[_Key, _Live] = {}
+    found: dict[Key, Live] = {}
     listed: set[tuple[str, str, str | None]] = set()
     for api_version, kind, namespace in scopes:
         try:
@@ -73,11 +83,11 @@ async def _live(client: clients.Client, deployment: str, scopes: Sequence[object
         for item in await client.list(resource, where, objects.selector(deployment)):
             meta = item.get("metadata") or {}
             key = (api_version, kind, meta.get("namespace") if resource.namespaced else None, meta.get("name", ""))
-            found[key] = _Live(resource, key[2], key[3], meta.get("resourceVersion"))
+            found[key] = Live(resource, key[2], key[3], meta.get("resourceVersion"), item)
     return found
 
 
-async def _prune(client: clients.Client, live: dict[_Key, _Live], keep: set[_Key], result: Result) -> None:
+async def _prune(client: clients.Client, live: dict[Key, Live], keep: set[Key], result: Result) -> None:
     doomed = [(key, obj) for key, obj in live.items() if key not in keep]
     doomed.sort(key=lambda item: -objects.rank(item[0][1], item[1].resource.namespaced))
     for (api_version, kind, namespace, name), obj in doomed:
@@ -86,38 +96,47 @@ async def _prune(client: clients.Client, live: dict[_Key, _Live], keep: set[_Key
             result.changed = True
 
 
-async def converge(client: clients.Client, deployment: str, revision: int,
-                   manifests: Sequence[dict[str, Any]], scopes: Sequence[objects.Scope]) -> Result:
-    """Apply ``revision``'s manifests to the target and prune the deployment's leftovers."""
+async def desired(client: clients.Client, deployment: str, revision: int,
+                  manifests: Sequence[dict[str, Any]]) -> list[Desired]:
+    """``revision``'s manifests resolved (discovery), labelled and in apply order."""
     resolved: list[tuple[int, int, Resource, dict[str, Any]]] = []
     for index, manifest in enumerate(manifests):
         resource = await client.resource(str(manifest.get("apiVersion", "")), str(manifest.get("kind", "")))
         resolved.append((objects.rank(str(resource.kind), resource.namespaced), index, resource, manifest))
     resolved.sort(key=lambda item: (item[0], item[1]))
-    live = await _live(client, deployment, scopes)
-    result = Result()
-    keep: set[_Key] = set()
+    found: list[Desired] = []
     for _rank, _index, resource, manifest in resolved:
         name = _name(manifest)
         namespace = _namespace(resource, manifest)
         body = objects.labelled(manifest, deployment, revision)
         if resource.namespaced:
             body["metadata"]["namespace"] = namespace
-        stored = await client.apply(resource, body, namespace)
-        api_version, kind = str(manifest.get("apiVersion")), str(resource.kind)
-        key = (api_version, kind, namespace, name)
-        keep.add(key)
-        before = live.get(key)
+        found.append(Desired(resource, (str(manifest.get("apiVersion")), str(resource.kind), namespace, name), body))
+    return found
+
+
+async def converge(client: clients.Client, deployment: str, revision: int,
+                   manifests: Sequence[dict[str, Any]], scopes: Sequence[objects.Scope]) -> Result:
+    """Apply ``revision``'s manifests to the target and prune the deployment's leftovers."""
+    wanted = await desired(client, deployment, revision, manifests)
+    found = await live(client, deployment, scopes)
+    result = Result()
+    keep: set[Key] = set()
+    for item in wanted:
+        api_version, kind, namespace, name = item.key
+        stored = await client.apply(item.resource, item.body, namespace)
+        keep.add(item.key)
+        before = found.get(item.key)
         after = (stored.get("metadata") or {}).get("resourceVersion")
         if before is None or after is None or before.resource_version != after:
             result.changed = True
         result.applied.append(objects.ref(api_version, kind, name, namespace))
-    await _prune(client, live, keep, result)
+    await _prune(client, found, keep, result)
     return result
 
 
 async def remove(client: clients.Client, deployment: str, scopes: Sequence[objects.Scope]) -> Result:
     """Delete everything the deployment has on the target."""
     result = Result()
-    await _prune(client, await _live(client, deployment, scopes), set(), result)
+    await _prune(client, await live(client, deployment, scopes), set(), result)
     return result

@@ -1,4 +1,4 @@
-"""One API client per target, and the four calls the applier makes through it.
+"""One API client per target, and the calls the applier makes through it.
 
 Decisions:
 
@@ -136,14 +136,29 @@ class Client:
             raise errors.TemporaryError(f"discovery of {api_version} {kind} failed; will retry")
         raise errors.PermanentError(f'no matches for kind "{kind}" in version "{api_version}"', status=404)
 
-    async def apply(self, resource: Resource, body: dict[str, Any], namespace: str | None) -> dict[str, Any]:
-        """Server-side apply (fieldManager ``ledger``, force); returns the object as stored."""
+    async def apply(self, resource: Resource, body: dict[str, Any], namespace: str | None, *,
+                    dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply (fieldManager ``ledger``, force); returns the object as stored, or with
+        ``dry_run`` as it would be stored (``dryRun=All``: the server changes nothing)."""
         dyn = await self.dynamic()
         name = body["metadata"]["name"]
+        extra = {"dry_run": "All"} if dry_run else {}
         result = await self._call(f"apply {resource.kind} {name}", lambda: dyn.server_side_apply(
             resource, body=body, name=name, namespace=namespace, field_manager=MANAGER,
-            force_conflicts=True, serialize=False, _request_timeout=self.timeout))
+            force_conflicts=True, serialize=False, _request_timeout=self.timeout, **extra))
         return result if isinstance(result, dict) else {}
+
+    async def get(self, resource: Resource, name: str, namespace: str | None) -> dict[str, Any] | None:
+        """One object, or None when it does not exist."""
+        dyn = await self.dynamic()
+        try:
+            found = await self._call(f"get {resource.kind} {name}", lambda: dyn.get(
+                resource, name=name, namespace=namespace, serialize=False, _request_timeout=self.timeout))
+        except errors.PermanentError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found if isinstance(found, dict) else None
 
     async def list(self, resource: Resource, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
         dyn = await self.dynamic()

@@ -70,17 +70,22 @@ def new_event(outcome: Outcome) -> records.NewEvent:
 
 async def record(event_store: store.EventStore, outcome: Outcome, *, retry_cap: float = 5.0) -> int:
     """Append ``outcome`` to its rollout stream; returns its position."""
-    new = new_event(outcome)
+    return (await append(event_store, stream(outcome.deployment), [new_event(outcome)], retry_cap=retry_cap))[0]
+
+
+async def append(event_store: store.EventStore, stream_name: str, new: list[records.NewEvent], *,
+                 retry_cap: float = 5.0) -> list[int]:
+    """Append events with deterministic ids, in one batch, exactly once; returns their positions."""
     attempt = 0
     while True:
         try:
-            result = await event_store.append(stream(outcome.deployment), "any", [new])
+            result = await event_store.append(stream_name, "any", new)
         except errors.EventIdConflict as exc:
-            raise AlreadyRecorded(new.id, exc.position) from exc
+            raise AlreadyRecorded(exc.event_id, exc.position) from exc
         except errors.StoreUnavailable as exc:
             attempt += 1
             wait = backoff.delay(attempt, base=0.1, cap=retry_cap)
-            log.warning("cannot record %s yet (%s); retrying in %.1fs", new.id, exc.detail, wait)
+            log.warning("cannot record %s yet (%s); retrying in %.1fs", new[0].id, exc.detail, wait)
             await asyncio.sleep(wait)
             continue
-        return result.positions[0]
+        return list(result.positions)

@@ -34,6 +34,13 @@ from projections import fleet, waves
 Outcome = Literal["succeeded", "retrying", "failed", ""]
 
 
+class Seen(msgspec.Struct, array_like=True, gc=False):
+    """A drift recorded (DriftDetected at ``position``) whose occurrence has not ended in the log."""
+
+    fields: list[str]
+    position: int
+
+
 class Pair(msgspec.Struct, array_like=True, gc=False):
     """One deployment on one target."""
 
@@ -42,6 +49,9 @@ class Pair(msgspec.Struct, array_like=True, gc=False):
     outcome: Outcome = ""
     position: int = 0
     placed: bool = False
+    drift: dict[str, Seen] = {}  # object_key of the object -> its last recorded drift
+    drifts: int = 0  # DriftDetected events recorded for the pair (numbers their ids)
+    drift_at: int = 0  # position of the last one folded
 
 
 class State(msgspec.Struct, array_like=True):
@@ -94,6 +104,8 @@ def observe(state: State, outcome: events.ApplySucceeded | events.ApplyFailed, p
     p.attempts[outcome.revision] = max(p.attempts.get(outcome.revision, 0), outcome.attempt)
     if position < p.position:
         return  # older than what we know (our own appends are taken in before the log is read)
+    if isinstance(outcome, events.ApplySucceeded) and position > p.drift_at:
+        p.drift = {}  # every object was applied (forced) again: remembered drift has ended
     p.revision = outcome.revision
     p.position = position
     if isinstance(outcome, events.ApplySucceeded):
@@ -102,6 +114,27 @@ def observe(state: State, outcome: events.ApplySucceeded | events.ApplyFailed, p
     else:
         p.outcome = "retrying" if outcome.retryable else "failed"
         p.placed = True
+
+
+def observe_drift(state: State, drift: events.DriftDetected, position: int) -> None:
+    """Take in one DriftDetected (from the log, or just appended by this process)."""
+    p = pair(state, drift.deployment, drift.target)
+    if position <= p.drift_at:
+        return
+    p.drift_at = position
+    p.drifts += 1
+    p.drift[object_key(drift.object)] = Seen(list(drift.fields), position)
+
+
+def object_key(ref: events.ObjectRef) -> str:
+    return f"{ref.api_version}/{ref.kind}/{ref.namespace or ''}/{ref.name}"
+
+
+def self_heal(state: State, deployment: str, revision: int) -> bool:
+    """Whether the applier puts drift of ``revision`` back (the revision's ``self_heal``)."""
+    found = state.fleet.deployments.get(deployment)
+    known = found.revisions.get(revision) if found is not None else None
+    return known.self_heal if known is not None else True
 
 
 def _place(state: State, deployment: str) -> None:
@@ -154,6 +187,8 @@ def fold(state: State, rec: records.RecordedEvent) -> set[str]:
             affected.update(_involved(state, event.deployment))
         case events.ApplySucceeded() | events.ApplyFailed():
             observe(state, event, rec.position)
+        case events.DriftDetected():
+            observe_drift(state, event, rec.position)
     affected.update(_released(state, event, rec.position))
     return affected
 

@@ -31,6 +31,9 @@ INT32_MAX: Final = 2**31 - 1
 # A revision number as the read models store it (integer columns); 0 is the applier's "pruned".
 REVISION = Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)]
 COUNT = Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)]
+# How long a revision may take to become healthy on a target after its apply succeeded (seconds).
+DEADLINE = Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)]
+PROGRESS_DEADLINE_SECONDS: Final = 600
 
 
 class Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -110,6 +113,10 @@ class RevisionSubmitted(Event, frozen=True):
     message: str = ""
     matched_targets: list[str] = []
     scope: Scope = Scope()
+    # Health (docs/health.md): a target still not healthy this long after its apply succeeded is
+    # recorded degraded; with self_heal false, drift is reported and left alone.
+    progress_deadline_seconds: DEADLINE = PROGRESS_DEADLINE_SECONDS
+    self_heal: bool = True
     # Progressive rollouts (docs/rollouts.md): the strategy as submitted, the waves decided from it.
     strategy: rollouts.Strategy | None = None
     waves: list[rollouts.WaveMembers] = []
@@ -160,6 +167,45 @@ class ApplyFailed(Event, frozen=True):
     retryable: bool = False
     status: int | None = None
     retry_in_ms: int | None = None
+
+
+class TargetHealthy(Event, frozen=True):
+    """Every object the target's apply touched is current (projections/health.py), ``duration_ms``
+    after that apply was recorded. ``attempt`` is the apply attempt followed, ``sequence`` counts
+    the health events recorded for that attempt (ids: handlers/outcomes.py)."""
+
+    deployment: str
+    revision: REVISION
+    target: str
+    objects: list[ObjectRef] = []
+    duration_ms: COUNT = 0
+    attempt: COUNT = 1
+    sequence: COUNT = 1
+
+
+class TargetDegraded(Event, frozen=True):
+    """An object failed (``reason`` is the rule's, e.g. ProgressDeadlineExceeded), or the
+    revision's progress deadline passed while one was still progressing (reason
+    ``ProgressDeadline``)."""
+
+    deployment: str
+    revision: REVISION
+    target: str
+    object: ObjectRef
+    reason: str
+    message: str = ""
+    attempt: COUNT = 1
+    sequence: COUNT = 1
+
+
+class DriftDetected(Event, frozen=True):
+    """A live object differs from what the ledger applied (``fields``: the paths that differ)."""
+
+    deployment: str
+    revision: REVISION
+    target: str
+    object: ObjectRef
+    fields: list[str] = []
 
 
 class WaveStarted(Event, frozen=True):
@@ -247,6 +293,9 @@ AnyEvent = Union[  # noqa: UP007 - the union is also used at runtime
     DeploymentRemoved,
     ApplySucceeded,
     ApplyFailed,
+    TargetHealthy,
+    TargetDegraded,
+    DriftDetected,
     TokenIssued,
     TokenRevoked,
     WaveStarted,
@@ -278,6 +327,9 @@ CATEGORY: Final[dict[str, tuple[str, str]]] = {
     "DeploymentRemoved": ("deployment", "deployment"),
     "ApplySucceeded": ("rollout", "deployment"),
     "ApplyFailed": ("rollout", "deployment"),
+    "TargetHealthy": ("rollout", "deployment"),
+    "TargetDegraded": ("rollout", "deployment"),
+    "DriftDetected": ("rollout", "deployment"),
     "TokenIssued": ("token", "name"),
     "TokenRevoked": ("token", "name"),
     **{name: ("rollout", "deployment") for name in (

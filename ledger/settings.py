@@ -43,7 +43,7 @@ class Settings:
     applier_concurrency: int = field(default=32, metadata={"help": "targets applied at once"})
     apply_timeout: float = field(default=30.0, metadata={"help": "seconds per Kubernetes request"})
     backoff_cap: float = field(default=300.0, metadata={"help": "longest retry delay, seconds"})
-    resync_interval: float = field(default=180.0, metadata={"help": "seconds between full re-applies"})
+    resync_interval: float = field(default=180.0, metadata={"help": "seconds between drift checks (resyncs)"})
     backoff_base: float = field(default=1.0, metadata={"help": "first retry delay, seconds; doubles per attempt up to backoff_cap"})
     claim_interval: float = field(default=2.0, metadata={"help": "seconds between applier claim rounds (takeover delay)"})
     sse_heartbeat: float = field(default=15.0, metadata={"help": "seconds between SSE heartbeats"})

@@ -74,6 +74,8 @@ class SubmitRevision:
     selector: str | None = None
     message: str = ""
     scope: events.Scope = field(default_factory=events.Scope)
+    progress_deadline_seconds: int = events.PROGRESS_DEADLINE_SECONDS
+    self_heal: bool = True
     strategy: rollouts.Strategy | None = None
 
 
@@ -186,6 +188,8 @@ def submit_revision(deployment: fleet.Deployment | None, command: SubmitRevision
         message=command.message,
         matched_targets=matched,
         scope=command.scope,
+        progress_deadline_seconds=command.progress_deadline_seconds,
+        self_heal=command.self_heal,
         strategy=command.strategy,
         waves=waves_of(command.strategy, matched, targets),
     )

@@ -26,9 +26,16 @@ Decisions:
   rollout (the applier prunes it there); one that starts matching gets a pending rollout. Outcomes
   for a target without a rollout change nothing.
 - **Rollout state** concerns the desired (current) revision: ``pending`` until an outcome for it is
-  recorded; ``applied`` after ApplySucceeded; ``applying`` after a retryable ApplyFailed (the applier
-  is retrying); ``failed`` after a permanent one; ``paused`` whatever the outcome while the deployment
-  is paused. ``applied_revision`` is what the target last applied successfully, whichever revision.
+  recorded; ``progressing`` after ApplySucceeded, until the applier has followed the objects to a
+  verdict: ``healthy`` after TargetHealthy, ``degraded`` after TargetDegraded (the later of the two
+  wins; a new successful apply of the revision, such as a healed drift, is followed anew and so
+  is ``progressing`` again, and a verdict about an earlier attempt no longer counts); ``applying`` after a retryable ApplyFailed (the applier is retrying);
+  ``failed`` after a permanent one; ``paused`` whatever the outcome while the deployment is paused.
+  ``reason`` and ``message`` are those of the last degraded or failed state of the revision (kept
+  once healthy again, cleared by a new revision). ``applied_revision`` is what the target last
+  applied successfully, whichever revision. Health events of another revision change nothing.
+- **A revision's health settings** (``progress_deadline_seconds``, ``self_heal``) are the
+  revision's; a rollback restores those of the revision it restores.
 - **A new revision revives a removed deployment**; numbering continues, history is never reused.
 - **Undecodable events** only advance ``position`` here (all decode through ``ledger.events.decode``).
   Every path into the log refuses them (projections/rules.py), so they appear only in a log written
@@ -51,15 +58,19 @@ from ledger import access as access_mod
 from ledger import events, records
 from projections import selectors, waves
 
-RolloutState = Literal["pending", "applying", "applied", "failed", "paused"]
+RolloutState = Literal["pending", "applying", "progressing", "healthy", "degraded", "failed", "paused"]
+STATES: Final[tuple[RolloutState, ...]] = (
+    "pending", "applying", "progressing", "healthy", "degraded", "failed", "paused")
 Outcome = Literal["succeeded", "retrying", "failed"]
+Health = Literal["healthy", "degraded"]
 
 _STATE_OF: Final[dict[str | None, RolloutState]] = {
     None: "pending",
-    "succeeded": "applied",
+    "succeeded": "progressing",
     "retrying": "applying",
     "failed": "failed",
 }
+APPLY_FAILED: Final = "ApplyFailed"
 _EMPTY_MANIFESTS: Final = b"[]"
 
 
@@ -85,6 +96,8 @@ class Revision(msgspec.Struct, gc=False, array_like=True):
     position: int
     rolled_back_to: int | None = None
     scope: str = ""
+    progress_deadline_seconds: int = events.PROGRESS_DEADLINE_SECONDS
+    self_heal: bool = True
 
 
 class Rollout(msgspec.Struct, gc=False, array_like=True):
@@ -97,6 +110,9 @@ class Rollout(msgspec.Struct, gc=False, array_like=True):
     last_attempt_at: dt.datetime | None = None
     attempts: int = 0
     objects_applied: int = 0
+    health: Health | None = None
+    reason: str | None = None
+    message: str | None = None
 
 
 class Deployment(msgspec.Struct, gc=False, array_like=True):
@@ -202,7 +218,11 @@ def manifests_at(fleet: Fleet, deployment: str, revision: int) -> list[dict[str,
 
 
 def _state(deployment: Deployment, rollout: Rollout) -> RolloutState:
-    return "paused" if deployment.paused else _STATE_OF[rollout.outcome]
+    if deployment.paused:
+        return "paused"
+    if rollout.outcome == "succeeded" and rollout.health is not None:
+        return rollout.health
+    return _STATE_OF[rollout.outcome]
 
 
 def _retarget(fleet: Fleet, deployment: Deployment) -> None:
@@ -303,6 +323,9 @@ def _make_current(fleet: Fleet, deployment: Deployment, revision: Revision) -> N
         rollout.outcome = None
         rollout.last_error = None
         rollout.attempts = 0
+        rollout.health = None
+        rollout.reason = None
+        rollout.message = None
         rollout.state = state
 
 
@@ -317,6 +340,7 @@ def _submit(fleet: Fleet, event: events.RevisionSubmitted, meta: Meta) -> None:
         number=event.revision, manifests=manifests, selector=selector, message=event.message,
         matched_targets=matched, actor=meta.actor, recorded_at=meta.recorded_at,
         position=meta.position, scope=event.scope.targets,
+        progress_deadline_seconds=event.progress_deadline_seconds, self_heal=event.self_heal,
     ))
 
 
@@ -335,6 +359,9 @@ def _roll_back(fleet: Fleet, event: events.RolledBack, meta: Meta) -> None:
         matched_targets=matched, actor=meta.actor, recorded_at=meta.recorded_at,
         position=meta.position, rolled_back_to=event.to_revision,
         scope=conjunction(base.scope if base is not None else "", event.scope.targets),
+        progress_deadline_seconds=(base.progress_deadline_seconds if base is not None
+                                   else events.PROGRESS_DEADLINE_SECONDS),
+        self_heal=base.self_heal if base is not None else True,
     ))
 
 
@@ -369,11 +396,36 @@ def _outcome(fleet: Fleet, event: events.ApplySucceeded | events.ApplyFailed, me
             rollout.outcome = "succeeded"
             rollout.last_error = None
             rollout.attempts = event.attempt
+            rollout.health = None
     elif current:
         rollout.outcome = "retrying" if event.retryable else "failed"
         rollout.last_error = event.error
         rollout.attempts = event.attempt
+        if not event.retryable:
+            rollout.reason = APPLY_FAILED
+            rollout.message = event.error
     rollout.state = _state(deployment, rollout)
+
+
+def _health(fleet: Fleet, event: events.TargetHealthy | events.TargetDegraded, meta: Meta) -> None:
+    deployment = fleet.deployments.get(event.deployment)
+    rollout = deployment.rollouts.get(event.target) if deployment is not None else None
+    if (deployment is None or rollout is None or event.revision != rollout.desired_revision
+            or rollout.outcome != "succeeded" or event.attempt != rollout.attempts):
+        return  # another revision, or an apply since that is not followed yet
+    if isinstance(event, events.TargetHealthy):
+        rollout.health = "healthy"
+    else:
+        rollout.health = "degraded"
+        rollout.reason = event.reason
+        rollout.message = f"{object_text(event.object)}: {event.message}" if event.message else \
+            object_text(event.object)
+    rollout.state = _state(deployment, rollout)
+
+
+def object_text(ref: events.ObjectRef) -> str:
+    """``Kind namespace/name`` (or ``Kind name`` for a cluster-scoped object)."""
+    return f"{ref.kind} {ref.namespace}/{ref.name}" if ref.namespace else f"{ref.kind} {ref.name}"
 
 
 def _paused(fleet: Fleet, event: events.DeploymentPaused, meta: Meta) -> None:
@@ -398,6 +450,12 @@ def _wave_health(fleet: Fleet, deployment_name: str, revision: int, target: str,
         waves.observe(deployment.progress, revision, target, health, meta.recorded_at, meta.position)
 
 
+def _health_and_waves(fleet: Fleet, event: events.TargetHealthy | events.TargetDegraded, meta: Meta) -> None:
+    _health(fleet, event, meta)
+    verdict: waves.Health = "healthy" if isinstance(event, events.TargetHealthy) else "degraded"
+    _wave_health(fleet, event.deployment, event.revision, event.target, verdict, meta)
+
+
 def _apply_failed(fleet: Fleet, event: events.ApplyFailed, meta: Meta) -> None:
     _outcome(fleet, event, meta)
     if not event.retryable:
@@ -417,6 +475,8 @@ _HANDLERS: Final[dict[type[events.Event], Callable[[Fleet, Any, Meta], None]]] =
     events.DeploymentRemoved: _remove,
     events.ApplySucceeded: _outcome,
     events.ApplyFailed: _apply_failed,
+    events.TargetHealthy: _health_and_waves,
+    events.TargetDegraded: _health_and_waves,
     **{kind: _progress for kind in (
         events.WaveStarted, events.WaveCompleted, events.ApprovalRequested, events.ApprovalGranted,
         events.RolloutHalted, events.RolloutResumed, events.RolloutCompleted, events.RolloutSuperseded)},
@@ -440,7 +500,8 @@ class _Actor(msgspec.Struct):
 
 _actor_decoder: Final = msgspec.json.Decoder(_Actor)
 # Outcomes are the bulk of the log and their actor is the applier: not worth decoding.
-_NO_ACTOR: Final = frozenset({"ApplySucceeded", "ApplyFailed"})
+_NO_ACTOR: Final = frozenset({"ApplySucceeded", "ApplyFailed", "TargetHealthy", "TargetDegraded",
+                              "DriftDetected"})
 
 
 _REVISIONS: Final = frozenset({"RevisionSubmitted", "RolledBack"})

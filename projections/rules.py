@@ -84,7 +84,8 @@ def _retire(state: fleet.Fleet, event: events.TargetRetired, _ctx: Context) -> e
 def _submit(state: fleet.Fleet, event: events.RevisionSubmitted, ctx: Context, present: Set[str]) -> events.AnyEvent:
     selector = event.selector if "selector" in present else None
     return commands.submit_revision(state.deployments.get(event.deployment), commands.SubmitRevision(
-        event.deployment, event.manifests, selector, event.message, ctx.scope, event.strategy), ctx.targets)
+        event.deployment, event.manifests, selector, event.message, ctx.scope,
+        event.progress_deadline_seconds, event.self_heal, event.strategy), ctx.targets)
 
 
 def _roll_back(state: fleet.Fleet, event: events.RolledBack, ctx: Context) -> events.AnyEvent:

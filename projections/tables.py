@@ -22,7 +22,7 @@ import msgspec
 from ledger import access, events
 from projections import fleet
 
-FORMAT: Final = 2
+FORMAT: Final = 3
 NAME: Final = "fleet"
 TABLES: Final = ("read_targets", "read_deployments", "read_revisions", "read_rollouts", "fleet_snapshots")
 
@@ -31,7 +31,7 @@ _TARGET_COLUMNS: Final = ("name, labels::text, access::text, retired, version, p
 _DEPLOYMENT_COLUMNS: Final = ("name, current_revision, selector, paused, pause_reason, removed, version,"
                               " position, created_at, updated_at")
 _ROLLOUT_COLUMNS: Final = ("target, desired_revision, applied_revision, state, outcome, last_error,"
-                           " last_attempt_at, attempts, objects_applied")
+                           " last_attempt_at, attempts, objects_applied, health, reason, message")
 
 _UPSERT_TARGETS: Final = """
 INSERT INTO read_targets (name, labels, access, retired, version, position, registered_at, updated_at)
@@ -56,26 +56,30 @@ ON CONFLICT (name) DO UPDATE SET
 """
 _UPSERT_REVISIONS: Final = """
 INSERT INTO read_revisions (deployment, revision, manifests, selector, message, matched_targets, actor,
-                            recorded_at, position, rolled_back_to)
-SELECT d, n, m::jsonb, s, msg, ARRAY(SELECT jsonb_array_elements_text(mt::jsonb)), a, ra, p, rb
+                            recorded_at, position, rolled_back_to, progress_deadline_seconds, self_heal)
+SELECT d, n, m::jsonb, s, msg, ARRAY(SELECT jsonb_array_elements_text(mt::jsonb)), a, ra, p, rb, pd, sh
 FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::timestamptz[], $9::bigint[], $10::int[]) AS u(d, n, m, s, msg, mt, a, ra, p, rb)
+            $8::timestamptz[], $9::bigint[], $10::int[], $11::int[], $12::bool[])
+     AS u(d, n, m, s, msg, mt, a, ra, p, rb, pd, sh)
 ON CONFLICT (deployment, revision) DO UPDATE SET
     manifests = EXCLUDED.manifests, selector = EXCLUDED.selector, message = EXCLUDED.message,
     matched_targets = EXCLUDED.matched_targets, actor = EXCLUDED.actor,
     recorded_at = EXCLUDED.recorded_at, position = EXCLUDED.position,
-    rolled_back_to = EXCLUDED.rolled_back_to
+    rolled_back_to = EXCLUDED.rolled_back_to,
+    progress_deadline_seconds = EXCLUDED.progress_deadline_seconds, self_heal = EXCLUDED.self_heal
 """
 _UPSERT_ROLLOUTS: Final = """
 INSERT INTO read_rollouts (deployment, target, desired_revision, applied_revision, state, outcome,
-                           last_error, last_attempt_at, attempts, objects_applied)
+                           last_error, last_attempt_at, attempts, objects_applied, health, reason,
+                           message)
 SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[], $7::text[],
-                     $8::timestamptz[], $9::int[], $10::int[])
+                     $8::timestamptz[], $9::int[], $10::int[], $11::text[], $12::text[], $13::text[])
 ON CONFLICT (deployment, target) DO UPDATE SET
     desired_revision = EXCLUDED.desired_revision, applied_revision = EXCLUDED.applied_revision,
     state = EXCLUDED.state, outcome = EXCLUDED.outcome, last_error = EXCLUDED.last_error,
     last_attempt_at = EXCLUDED.last_attempt_at, attempts = EXCLUDED.attempts,
-    objects_applied = EXCLUDED.objects_applied
+    objects_applied = EXCLUDED.objects_applied, health = EXCLUDED.health, reason = EXCLUDED.reason,
+    message = EXCLUDED.message
 """
 _SAVE_CHECKPOINT: Final = """
 INSERT INTO projection_checkpoints (name, position, format, updated_at) VALUES ($1, $2, $3, now())
@@ -89,6 +93,7 @@ _encode: Final = msgspec.json.Encoder()
 _OUTCOME, _TARGET, _REVISION, _DEPLOYMENT = range(4)
 _KINDS: Final[dict[type[Any], int]] = {
     events.ApplySucceeded: _OUTCOME, events.ApplyFailed: _OUTCOME,
+    events.TargetHealthy: _OUTCOME, events.TargetDegraded: _OUTCOME,
     events.TargetRegistered: _TARGET, events.TargetUpdated: _TARGET, events.TargetRetired: _TARGET,
     events.RevisionSubmitted: _REVISION, events.RolledBack: _REVISION,
     events.DeploymentPaused: _DEPLOYMENT, events.DeploymentResumed: _DEPLOYMENT,
@@ -153,7 +158,7 @@ def _rollout_rows(state: fleet.Fleet, changes: Changes) -> list[tuple[Any, ...]]
             keep[(name, target)] = single
     return [
         (name, target, r.desired_revision, r.applied_revision, r.state, r.outcome, r.last_error,
-         r.last_attempt_at, r.attempts, r.objects_applied)
+         r.last_attempt_at, r.attempts, r.objects_applied, r.health, r.reason, r.message)
         for (name, target), r in keep.items()
     ]
 
@@ -197,7 +202,7 @@ def rows(state: fleet.Fleet, changes: Changes) -> Rows:
         if r is not None:
             revisions.append((name, number, r.manifests.decode(), r.selector, r.message,
                               _encode.encode(r.matched_targets).decode(), r.actor, r.recorded_at,
-                              r.position, r.rolled_back_to))
+                              r.position, r.rolled_back_to, r.progress_deadline_seconds, r.self_heal))
     return Rows(
         targets=_columns([
             (t.name, _encode.encode(t.labels).decode(), _encode.encode(t.access).decode(), t.retired,
@@ -207,8 +212,8 @@ def rows(state: fleet.Fleet, changes: Changes) -> Rows:
             (d.name, d.current_revision, d.selector, d.paused, d.pause_reason, d.removed, d.version,
              d.position, d.created_at, d.updated_at)
             for d in deployments], 10),
-        revisions=_columns(revisions, 10),
-        rollouts=_columns(_rollout_rows(state, changes), 10),
+        revisions=_columns(revisions, 12),
+        rollouts=_columns(_rollout_rows(state, changes), 13),
         drop_deployments=sorted(changes.rollouts_of_deployments),
         drop_targets=sorted(changes.rollouts_of_targets),
     )
@@ -291,7 +296,7 @@ async def load_revisions(conn: asyncpg.Connection, deployment: str, *, with_mani
                          limit: int | None = None) -> list[fleet.Revision]:
     manifests = "manifests::text" if with_manifests else "'[]'"
     query = (f"SELECT revision, {manifests}, selector, message, matched_targets, actor, recorded_at,"
-             " position, rolled_back_to FROM read_revisions WHERE deployment = $1 AND revision >= $2")
+             " position, rolled_back_to, progress_deadline_seconds, self_heal FROM read_revisions WHERE deployment = $1 AND revision >= $2")
     args: list[Any] = [deployment, from_revision]
     if numbers is not None:
         args.append(numbers)
@@ -301,4 +306,5 @@ async def load_revisions(conn: asyncpg.Connection, deployment: str, *, with_mani
         args.append(limit)
         query += f" LIMIT ${len(args)}"
     rows = await conn.fetch(query, *args)
-    return [fleet.Revision(r[0], r[1].encode(), r[2], r[3], tuple(r[4]), *r[5:]) for r in rows]
+    return [fleet.Revision(r[0], r[1].encode(), r[2], r[3], tuple(r[4]), r[5], r[6], r[7], r[8],
+                           progress_deadline_seconds=r[9], self_heal=r[10]) for r in rows]

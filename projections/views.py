@@ -15,7 +15,7 @@ from typing import Any, Final
 from ledger import access, hashing
 from projections import fleet, waves
 
-STATES: Final = ("pending", "applying", "applied", "failed", "paused")
+STATES: Final[tuple[str, ...]] = fleet.STATES
 
 
 def time(moment: dt.datetime | None) -> str | None:
@@ -47,6 +47,9 @@ def rollout(deployment: str, r: fleet.Rollout) -> dict[str, Any]:
         "last_attempt_at": time(r.last_attempt_at),
         "attempts": r.attempts,
         "objects_applied": r.objects_applied,
+        "health": r.health,
+        "reason": r.reason,
+        "message": r.message,
     }
 
 
@@ -86,6 +89,8 @@ def revision(deployment_name: str, r: fleet.Revision) -> dict[str, Any]:
         "matched_targets": list(r.matched_targets),
         "rolled_back_to": r.rolled_back_to,
         "position": r.position,
+        "progress_deadline_seconds": r.progress_deadline_seconds,
+        "self_heal": r.self_heal,
     }
 
 

@@ -54,7 +54,7 @@ async def test_a_deploy_session_reads_as_tables_and_json(live, capsys, tmp_path)
     assert out.strip() == "web: paused (position 6)"
     code, out, _ = await ledger(capsys, "status", "web", *common)
     assert out.splitlines()[:2] == ["web: revision 3, selector region=eu (paused: freeze)",
-                                    "0/1 applied, 0 failed, 0 pending"]
+                                    "0/1 healthy, 0 progressing, 0 degraded, 0 failed, 0 pending"]
     assert out.splitlines()[-1].split()[:4] == ["eu-1", "3", "-", "paused"]
     code, out, _ = await ledger(capsys, "status", *common)
     assert out.splitlines()[1].split()[:4] == ["web", "3", "region=eu", "paused"]
@@ -163,7 +163,7 @@ async def test_status_exits_1_while_a_target_has_failed(live, capsys):
         records.NewEvent(uuid.uuid4(), "ApplyFailed", {"deployment": "web", "revision": 1, "target": "eu-2",
                                                        "error": "HTTP 422: bad field"})])
     code, out, _ = await ledger(capsys, "status", "web", "--url", url)
-    assert code == exits.Code.FAILED and "1/2 applied, 1 failed" in out
+    assert code == exits.Code.FAILED and "0/2 healthy, 1 progressing, 0 degraded, 1 failed" in out
     code, out, _ = await ledger(capsys, "status", "--json", "--url", url)
     assert code == exits.Code.FAILED and json.loads(out)["deployments"][0]["summary"]["failed"] == 1
 

@@ -174,7 +174,8 @@ async def test_deployment_state_shows_rollouts_per_target_and_summary_counts(liv
     result = await store.append("rollout-web", "any", [
         records.NewEvent(uuid.uuid4(), kind, {"deployment": "web", "revision": 1, **data}) for kind, data in outcomes])
     state = await read(live, "/v1/deployments/web", result.positions[-1])
-    assert state["summary"] == {"targets": 4, "pending": 1, "applying": 1, "applied": 1, "failed": 1, "paused": 0}
+    assert state["summary"] == {"targets": 4, "pending": 1, "applying": 1, "progressing": 1,
+                                "healthy": 0, "degraded": 0, "failed": 1, "paused": 0}
     by_target = {r["target"]: r for r in state["rollouts"]}
     assert (by_target["a"]["applied_revision"], by_target["a"]["objects_applied"]) == (1, 1)
     assert (by_target["c"]["last_error"], by_target["c"]["attempts"]) == ("HTTP 422: bad field", 3)

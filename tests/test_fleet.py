@@ -47,7 +47,7 @@ def test_outcomes_drive_the_rollout_state_of_the_desired_revision():
     log.add(events.ApplyFailed(deployment="web", revision=1, target="b", error="503", retryable=True))
     f = log.add(events.ApplyFailed(deployment="web", revision=1, target="c", error="invalid", attempt=2))
     rollouts = f.deployments["web"].rollouts
-    assert [rollouts[t].state for t in "abc"] == ["applied", "applying", "failed"]
+    assert [rollouts[t].state for t in "abc"] == ["progressing", "applying", "failed"]
     assert (rollouts["a"].applied_revision, rollouts["a"].objects_applied) == (1, 1)
     assert (rollouts["c"].last_error, rollouts["c"].attempts) == ("invalid", 2)
     assert rollouts["c"].last_attempt_at == T0.replace(second=7)
@@ -76,7 +76,7 @@ def test_pause_shows_every_rollout_paused_and_resume_restores_the_outcome():
     assert {r.state for r in f.deployments["web"].rollouts.values()} == {"paused"}
     assert fleet.desired(f, "web") == {"a": 1, "b": 1}
     f = log.add(events.DeploymentResumed(deployment="web"))
-    assert [f.deployments["web"].rollouts[t].state for t in "ab"] == ["applied", "pending"]
+    assert [f.deployments["web"].rollouts[t].state for t in "ab"] == ["progressing", "pending"]
     assert f.deployments["web"].pause_reason == ""
 
 

@@ -24,6 +24,7 @@ TARGETS = ("t0", "t1", "t2", "t3")
 DEPLOYMENTS = ("web", "api")
 CATALOGUE = {name: credentials.Credential(name=name, server=f"https://{name}:6443") for name in TARGETS}
 SELECTORS = (None, "", "env=prod", "env!=prod", "region in (eu)", "!region,env")
+OUTCOMES = ("succeeded", "retrying", "failed", "healthy", "degraded")
 
 labels = st.fixed_dictionaries({}, optional={"env": st.sampled_from(["prod", "dev"]),
                                              "region": st.sampled_from(["eu", "us"])})
@@ -34,7 +35,7 @@ ops = st.one_of(
     st.tuples(st.just("rollback"), st.sampled_from(DEPLOYMENTS), st.integers(1, 4)),
     st.tuples(st.sampled_from(["pause", "resume", "remove"]), st.sampled_from(DEPLOYMENTS)),
     st.tuples(st.just("outcome"), st.sampled_from(DEPLOYMENTS), st.sampled_from(TARGETS),
-              st.sampled_from(["succeeded", "retrying", "failed"]), st.booleans()),
+              st.sampled_from(OUTCOMES), st.booleans()),
 )
 
 
@@ -45,7 +46,7 @@ def histories(draw: st.DrawFn) -> list[tuple[Any, ...]]:
     prelude: list[tuple[Any, ...]] = [("register", name, draw(labels)) for name in TARGETS]
     prelude += [("submit", name, draw(st.sampled_from(SELECTORS[1:])), 0) for name in DEPLOYMENTS]
     outcome = st.tuples(st.just("outcome"), st.sampled_from(DEPLOYMENTS), st.sampled_from(TARGETS),
-                        st.sampled_from(["succeeded", "retrying", "failed"]), st.booleans())
+                        st.sampled_from(OUTCOMES), st.booleans())
     return prelude + draw(st.lists(st.one_of(ops, outcome, outcome), min_size=1, max_size=40))
 
 
@@ -62,7 +63,8 @@ def decide(model: fleet.Fleet, op: tuple[Any, ...]) -> events.AnyEvent | None:
                 return commands.retire_target(name, model.targets.get(name))
             case "submit":
                 return commands.submit_revision(deployment, commands.SubmitRevision(
-                    name, [manifest(name, k=str(op[3]))], op[2]), model.targets)
+                    name, [manifest(name, k=str(op[3]))], op[2], progress_deadline_seconds=60 * (op[3] + 1),
+                    self_heal=op[3] % 2 == 0), model.targets)
             case "rollback":
                 return commands.roll_back(deployment, commands.RollBack(name, op[2]), model.targets)
             case "pause":
@@ -79,6 +81,13 @@ def decide(model: fleet.Fleet, op: tuple[Any, ...]) -> events.AnyEvent | None:
     revision = rollout.desired_revision - (1 if op[4] and rollout.desired_revision > 1 else 0)
     if op[3] == "succeeded":
         return events.ApplySucceeded(deployment=name, revision=revision, target=op[2])
+    if op[3] == "healthy":
+        return events.TargetHealthy(deployment=name, revision=revision, target=op[2],
+                                    attempt=max(rollout.attempts, 1))
+    if op[3] == "degraded":
+        return events.TargetDegraded(deployment=name, revision=revision, target=op[2],
+                                     attempt=max(rollout.attempts, 1), reason="ProgressDeadline",
+                                     object=events.ObjectRef("apps/v1", "Deployment", name, "apps"))
     return events.ApplyFailed(deployment=name, revision=revision, target=op[2], error="e",
                               retryable=op[3] == "retrying")
 

@@ -47,8 +47,8 @@ async def first(db, type_: str, **match: Any) -> dict[str, Any] | None:
 STRATEGY = {"waves": [{"name": "canary", "size": 1}, {"name": "rest"}], "approval": ["canary", "rest"]}
 
 
-async def test_approvals_gate_waves_with_four_eyes_and_unstarted_waves_get_nothing(client, store, db,  # noqa: F811
-                                                                                    emu: Emulator):
+async def test_approvals_gate_waves_with_four_eyes_and_unstarted_waves_get_nothing(
+        client, store, db, emu: Emulator):  # noqa: F811
     for name in ("eu-1", "eu-2", "us-1"):
         await register(store, emu, name)
     ci = await issue(client, "ci", "deployer")
@@ -77,6 +77,7 @@ async def test_approvals_gate_waves_with_four_eyes_and_unstarted_waves_get_nothi
     again = await client.post("/v1/deployments/web/approve", json={"wave": "canary"})
     assert again.status == 409, await again.text()
     approval = await first(db, "ApprovalGranted", wave="canary")
+    assert approval is not None
     assert approval["by"] == "bob" and approval["reason"] == "change 42 reviewed"
     started = await eventually(lambda: first(db, "WaveStarted", wave="canary"), what="canary started")
     assert started["targets"] == ["eu-1"]
@@ -91,8 +92,8 @@ async def test_approvals_gate_waves_with_four_eyes_and_unstarted_waves_get_nothi
     assert state["rollouts"][0]["waves"][0]["state"] == "awaiting-approval"
 
 
-async def _on(emu: Emulator, cluster: str) -> bool:
-    return emu.cluster(cluster).get("v1", "ConfigMap", "apps", "web-config") is not None
+async def _on(where: Emulator, cluster: str) -> bool:
+    return where.cluster(cluster).get("v1", "ConfigMap", "apps", "web-config") is not None
 
 
 async def test_halt_and_resume_are_recorded_and_resume_of_a_halted_rollout_is_not_a_deployment_resume(
@@ -120,7 +121,7 @@ async def test_halt_and_resume_are_recorded_and_resume_of_a_halted_rollout_is_no
     ({"waves": [{"name": "a", "selector": "x in ("}]}, "strategy.waves[0].selector"),
     ({"waves": [{"name": "a"}], "on_failure": "explode"}, "$.strategy.on_failure"),
 ])
-async def test_an_invalid_strategy_is_a_422_naming_the_field_and_nothing_is_written(client, db, strategy, field):
+async def test_an_invalid_strategy_is_a_422_naming_the_field_and_nothing_is_written(client, db, strategy, field):  # noqa: F811
     resp = await client.post("/v1/deployments/web/revisions", json={
         "manifests": [configmap("c")], "selector": "", "strategy": strategy})
     assert resp.status == 422, await resp.text()
@@ -128,7 +129,7 @@ async def test_an_invalid_strategy_is_a_422_naming_the_field_and_nothing_is_writ
     assert await db.fetchval("SELECT count(*) FROM events WHERE stream = 'deployment-web'") == 0
 
 
-async def test_a_strategy_comes_as_a_yaml_document_of_its_own(client, db):
+async def test_a_strategy_comes_as_a_yaml_document_of_its_own(client, db):  # noqa: F811
     body = ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: apps}\n---\n"
             "strategy:\n  waves:\n    - name: canary\n      size: 1\n    - name: rest\n  soak_seconds: 60\n")
     resp = await client.post("/v1/deployments/web/revisions?selector=", data=body,
