@@ -17,7 +17,9 @@ same log a second time for what the applier needs to decide what to *do*, and no
   :func:`credential_changed`): earlier outcomes do not count any more, so the current revisions are
   applied again through the new client, and a permanent failure is tried again.
 
-:func:`plan` is the decision, pure: the work one target needs now. The whole state is a msgspec
+:func:`plan` is the decision, pure: the work one target needs now. For a revision with a rollout
+strategy it brings a target only to the revision its wave allows (projections/waves.py
+``revision_for``), and :func:`fold` names the targets a wave just released. The whole state is a msgspec
 Struct so that the applier's checkpoint can store it (handlers.checkpoint).
 """
 
