@@ -76,6 +76,8 @@ BODIES: Final[dict[tuple[str, str], Any]] = {
     ("POST", "/v1/deployments/{name}/promote"): {"wave": "b"},
     ("POST", "/v1/deployments/{name}/halt"): {"reason": "outage test"},
     ("POST", "/v1/tokens"): {"name": "outage", "role": "viewer"},
+    ("PUT", "/v1/freezes/{name}"): {"selector": "env=none", "reason": "outage test", "schedule": {
+        "cron": "0 22 * * FRI", "duration_seconds": 3600, "time_zone": "Europe/Berlin"}},
 }
 LIVE: Final = "/v1/feed/live"
 
