@@ -64,7 +64,7 @@ class Driver:
         """Decide for every deployment once, then whenever one may have moved (cancel to stop)."""
         self._awaiting.clear()
         for name in self._state().deployments:
-            self._dirty.add(name)
+            self._mark(name)  # a soak that ended while no process ran ends now
         try:
             while True:
                 await self._wake.wait()
