@@ -17,6 +17,7 @@ from api import (
     problems,
     reference,
     streams,
+    waiting,
 )
 from api import deployments as deployments_api
 from api import freezes as freezes_api
@@ -49,6 +50,7 @@ def make_app(settings: settings_mod.Settings, *, access_control: bool = True) ->
     app.add_routes(streams.routes)
     app.cleanup_ctx.append(live.tail_context)
     app.on_shutdown.append(live.close_streams)
+    waiting.install(app)
     app.add_routes(feed.routes)
     app.add_routes(live.routes)
     app.add_routes(verify_api.routes)

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Final, TypeVar
 import msgspec
 from aiohttp import web
 
-from api import auth, bodies, envelope, keys, params, problems, reads, rollouts, submission
+from api import auth, bodies, envelope, keys, params, problems, reads, rollouts, submission, waiting
 from ledger import events
 from ledger import rollouts as strategy_types
 from ledger import streams as stream_names
@@ -259,6 +259,9 @@ async def list_deployments(request: web.Request) -> web.Response:
 @routes.get("/v1/deployments/{name}")
 async def get_deployment(request: web.Request) -> web.Response:
     name = reads.name_param(request, "deployment name")
+    revision = params.optional(request, "revision")
+    if "wait" in request.query:
+        return await waiting.respond(request, name, revision)
     await reads.wait_for_position(request)
     async with reads.connection(request) as conn:
         found = await queries.deployment(conn, name)

@@ -110,6 +110,12 @@ TYPES: Final = text("types", "event types, comma-separated or repeated")
 CATEGORY: Final = text("category", "stream categories, comma-separated or repeated")
 AFTER: Final = integer("after", 0, INT64_MAX, "the position after which to start")
 PAGE: Final = integer("limit", 1, 1000, "events per page")
+WAIT: Final = text("wait", "healthy: answer once every target of the revision is healthy, one is degraded "
+                   "or failed, the revision is superseded or the deployment removed, or the timeout "
+                   "passes; the body's wait.result says which (api/waiting.py)", enum=["healthy"])
+WAIT_TIMEOUT: Final = text("timeout", "with wait: how long to wait, e.g. 90s, 10m or plain seconds "
+                           "(default 60 s; at most the service's wait_timeout_max, 300 s unless "
+                           "configured; more is 422)", pattern=r"^\s*[0-9]+(\.[0-9]+)?[smhSMH]?\s*$")
 READ_MODEL: Final = frozenset({504})
 WRITE: Final = frozenset({409})
 
@@ -237,8 +243,11 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         {200: _one(schemas.DeploymentList)}, READ_MODEL,
         params=(Param("include_removed", "query", FLAG, "list removed deployments too"), MIN_POSITION, CONSISTENCY)),
     ("GET", "/v1/deployments/{name}"): Operation(
-        "get_deployment", "A deployment with its rollout on every target", "deployments",
-        {200: _one(schemas.DeploymentDetail)}, READ_MODEL | {404}, params=(MIN_POSITION, CONSISTENCY)),
+        "get_deployment", "A deployment with its rollout on every target; with ?wait=healthy, once its "
+        "rollout is over", "deployments",
+        {200: _one(schemas.DeploymentDetail)}, READ_MODEL | {404},
+        params=(MIN_POSITION, CONSISTENCY, WAIT, WAIT_TIMEOUT,
+                integer("revision", 1, INT32_MAX, "with wait: the revision to wait for (default: the current one)"))),
     ("GET", "/v1/deployments/{name}/revisions"): Operation(
         "list_revisions", "A deployment's history: who deployed what, when and why", "deployments",
         {200: _one(schemas.RevisionPage)}, READ_MODEL | {404},

@@ -99,7 +99,7 @@ ROUTES: Final[dict[tuple[str, str], tuple[Param, ...]]] = {
     ("GET", "/v1/deployments/{name}/rollout"): (),
     ("DELETE", "/v1/deployments/{name}"): _WRITE,
     ("GET", "/v1/deployments"): _READ_MODEL,
-    ("GET", "/v1/deployments/{name}"): _READ_MODEL,
+    ("GET", "/v1/deployments/{name}"): (*_READ_MODEL, _query("revision", REVISION)),
     ("GET", "/v1/deployments/{name}/revisions"): (
         _query("from_revision", REVISION), _query("limit", PAGE), _MIN_POSITION),
     ("GET", "/v1/deployments/{name}/revisions/{number}"): (Param("number", "path", REVISION), _MIN_POSITION),

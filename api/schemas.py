@@ -17,7 +17,7 @@ from typing import Any, Literal
 import msgspec
 
 from ledger import access, events
-from projections import fleet
+from projections import fleet, waiting
 
 
 class Problem(msgspec.Struct, kw_only=True):
@@ -181,8 +181,17 @@ class DeploymentWithRollouts(Deployment, kw_only=True):
     rollouts: list[Rollout]
 
 
+class Wait(msgspec.Struct):
+    """How a ``?wait=healthy`` ended (api/waiting.py)."""
+
+    result: waiting.Outcome
+    revision: int
+    timeout_seconds: float
+
+
 class DeploymentDetail(DeploymentWithRollouts, kw_only=True):
     as_of: int
+    wait: Wait | None = None
 
 
 class DeploymentList(msgspec.Struct):

@@ -5,7 +5,8 @@ two cannot drift apart; several such processes, and ``ledger serve`` processes w
 on, share the targets through handlers.claims. With ``--http-port`` other than 0 it answers
 ``GET /healthz`` (alive) and ``GET /readyz`` (caught up and claiming, and every component up, as
 api/health.py judges it) for orchestrators; SIGTERM or SIGINT stops it cleanly (claims released,
-checkpoint saved). It runs on uvloop, as ``ledger serve`` does.
+checkpoint saved). It runs on uvloop, as ``ledger serve`` does. Like cli/serve.py, it imports the
+service's modules when it runs, not when the parser is built.
 
 The database: ``LEDGER_DATABASE_URL`` in production. Without it the embedded PostgreSQL under the
 data directory is used — adopted if ``ledger serve`` already runs it, and then left running at
@@ -20,14 +21,13 @@ import asyncio
 import logging
 import socket
 import sys
+from typing import TYPE_CHECKING
 
-import uvloop
-from aiohttp import web
-
-from api import health, keys, lifecycle
 from cli import listen, options, parsers, signals
-from ledger import components
 from ledger import settings as settings_mod
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 def register(sub: parsers.Subparsers) -> None:
@@ -42,6 +42,11 @@ def register(sub: parsers.Subparsers) -> None:
 
 
 def make_app(settings: settings_mod.Settings) -> web.Application:
+    from aiohttp import web
+
+    from api import health, keys, lifecycle
+    from ledger import components
+
     app = web.Application()
     app[keys.SETTINGS] = settings.replace(applier=True, projector=False)
     app[keys.COMPONENTS] = components.Registry()
@@ -65,6 +70,10 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
 
 async def serve(settings: settings_mod.Settings, sock: socket.socket | None) -> list[str]:
     """Run until SIGINT or SIGTERM; what made the process stop itself, if anything (keys.FATAL)."""
+    from aiohttp import web
+
+    from api import keys
+
     app = make_app(settings)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -80,6 +89,8 @@ async def serve(settings: settings_mod.Settings, sock: socket.socket | None) -> 
 
 
 def run_applier(args: argparse.Namespace) -> int:
+    import uvloop
+
     settings = options.settings_from(args)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -14,11 +14,11 @@ An error prints the server's problem detail on one line and exits with the code 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from typing import Any
 
 from cli import exits, files, http, options, output, parsers
+from cli import wait as wait_cli
 
 
 def _written(a: dict[str, Any]) -> str:
@@ -43,6 +43,10 @@ def deploy(args: argparse.Namespace) -> int:
                 "progress_deadline_seconds": args.progress_deadline,
                 "self_heal": "false" if args.no_self_heal else None},
     ).json()
+    if args.wait:
+        if not output.structured(args):
+            print(_written(answer))
+        return wait_cli.follow(args, args.name, answer["revision"], min_position=answer["position"])
     output.show(args, answer, _written)
     return 0
 
@@ -82,8 +86,8 @@ def history(args: argparse.Namespace) -> int:
 def diff(args: argparse.Namespace) -> int:
     client = options.client_from(args)
     params = {"from": args.a, "to": args.b}
-    if args.json:
-        print(json.dumps(client.read(f"/v1/deployments/{args.name}/diff", **params), indent=2))
+    if output.structured(args):
+        print(output.dumps(args.output, client.read(f"/v1/deployments/{args.name}/diff", **params)))
     else:
         text = client.request("GET", f"/v1/deployments/{args.name}/diff", accept="text/plain",
                               params=params).text
@@ -159,6 +163,7 @@ def register(sub: parsers.Subparsers) -> None:
         description="Submit the manifests in a multi-document YAML file as the deployment's next revision.\n"
                     "The YAML is checked here first; the service validates each manifest.",
         example_lines=["ledger deploy web -f web.yaml --selector region=eu -m 'nginx 1.27'",
+                       "ledger deploy web -f web.yaml -m 'from CI' --wait --timeout 10m",
                        "kustomize build . | ledger deploy web -f - -m 'from CI'"])
     _name(dep)
     dep.add_argument("-f", "--file", required=True, help="multi-document YAML manifests ('-' reads stdin)")
@@ -172,6 +177,10 @@ def register(sub: parsers.Subparsers) -> None:
                      help="a target not healthy this long after its apply is degraded (default 600)")
     dep.add_argument("--no-self-heal", action="store_true",
                      help="report drift on the targets but leave it alone")
+    dep.add_argument("--wait", action="store_true",
+                     help="then wait until the revision is healthy on every target: exit 0, 1 (degraded, "
+                          "failed), 2 (timeout); with --output json|yaml, only the final state is printed")
+    wait_cli.add_timeout_flag(dep)
     dep.set_defaults(func=deploy)
 
     hist = parsers.command(

@@ -10,7 +10,8 @@ over the HTTP API, waits until both EU clusters report it applied, and prints wh
 The sample manifests are written as YAML into the temporary directory for ``ledger deploy -f``.
 Then it keeps running until Ctrl-C; the temporary directory is deleted at exit. ``--once`` (for
 scripts and tests) stops at once and says only what happened: nothing it prints points at what
-is gone when it returns, and nothing is written outside the temporary directory.
+is gone when it returns, and nothing is written outside the temporary directory. The service and
+the emulator are imported when the demo runs, not when the parser is built (cli/main.py).
 """
 
 from __future__ import annotations
@@ -24,17 +25,18 @@ import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import aiohttp
 import yaml
-from aiohttp import web
 
-from api import app as app_mod
-from api import auth
 from cli import exits, listen, options, parsers, signals
-from emulator import Emulator
 from ledger import settings as settings_mod
+
+if TYPE_CHECKING:
+    import aiohttp
+    from aiohttp import web
+
+    from emulator import Emulator
 
 CLUSTERS: Final = {
     "eu-1": {"region": "eu", "tier": "prod"},
@@ -164,6 +166,13 @@ async def demo(settings: settings_mod.Settings, *, workdir: Path, emulator_port:
     """Run the demo with its sample manifests and credentials in ``workdir`` until ``until`` returns
     (``once``: at once). The listening socket is bound first, so a port in use fails before anything
     starts."""
+    import aiohttp
+    from aiohttp import web
+
+    from api import app as app_mod
+    from api import auth
+    from emulator import Emulator
+
     sock = listen.bind(settings.http_host, settings.http_port)
     sample = workdir / "web.yaml"
     sample.write_text(yaml.safe_dump_all(MANIFESTS, sort_keys=False))

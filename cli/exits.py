@@ -19,6 +19,9 @@ class Code(enum.IntEnum):
     USAGE = 2
     """The command or its input is wrong: bad flag, invalid name, unreadable file, invalid YAML,
     or a request the service rejected as invalid (400, 413, 415, 422)."""
+    TIMED_OUT = 2
+    """``wait`` and ``deploy --wait``: the revision was not healthy within ``--timeout`` (the code
+    issue 12 asks for; it shares 2 with USAGE, as ``timeout(1)``-style tools share theirs)."""
     UNREACHABLE = 3
     """The service (or database) could not be reached, or stayed unavailable (502, 503, 504,
     429) past the retry budget."""

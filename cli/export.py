@@ -12,7 +12,8 @@ reads the database directly through a server-side cursor instead (cli/database.p
 
 Import reads the database directly (it must: it restores rows the writer could not produce) into
 an EMPTY ledger, checking the chain as it goes and refusing the whole file at the first bad line
-(ledger/importer.py). A progress bar is drawn only when stderr is a terminal.
+(ledger/importer.py). A progress bar is drawn only when stderr is a terminal. The feed, the driver
+and aiohttp are imported when a command here runs, not when the parser is built (cli/main.py).
 """
 
 from __future__ import annotations
@@ -24,21 +25,17 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import aiohttp
-import asyncpg
-import msgspec
-
-from api import cloudevents, feed
-from cli import database, exits, http, options, parsers
-from cli import verify as verify_cli
-from ledger import errors, importer, records, scan
+from cli import aio, exits, http, options, parsers
 from ledger import settings as settings_mod
-from ledger import verify as verify_mod
 
-PAGE = feed.MAX_LIMIT
-_batch: msgspec.json.Decoder[list[msgspec.Raw]] = msgspec.json.Decoder(list[msgspec.Raw])
+if TYPE_CHECKING:
+    import aiohttp
+    import asyncpg
+
+    from ledger import importer, records
+
 
 
 def register(sub: parsers.Subparsers) -> None:
@@ -88,37 +85,22 @@ def _output(path: Path | None) -> Iterator[BinaryIO]:
         yield handle
 
 
-async def _open(session: aiohttp.ClientSession, url: str, accept: str, client: http.Client) -> aiohttp.ClientResponse:
-    """The page's response once its headers say 200; a busy service is waited for as the
-    client's other requests wait (its Retry-After, within the retry budget)."""
-    patience = http.Patience(client.budget, client.backoff)
-    while True:
-        try:
-            resp = await session.get(url, headers={"Accept": accept})
-        except aiohttp.ClientConnectionError as exc:
-            raise http.ApiError(0, f"cannot reach the ledger at {client.base_url}: {exc}") from exc
-        if resp.status == 200:
-            return resp
-        body = await resp.read()
-        resp.release()
-        message, problem = http.problem_message(resp.status, body)
-        header = resp.headers.get("Retry-After")
-        delay = patience.delay(header) if resp.status in http.RETRY_STATUSES else None
-        if delay is None:
-            if resp.status in http.RETRY_STATUSES:
-                message += patience.gave_up(header)
-            raise http.ApiError(resp.status, message, problem)
-        await asyncio.sleep(delay)
-
-
 async def export_http(client: http.Client, out: BinaryIO, *, after: int, until: int | None, fmt: str) -> int:
     """Follow the feed's next links; ndjson pages are copied through, CloudEvents batches split.
 
     The next page is requested as soon as a page's headers name it, so the service prepares it
     while this one is still being received and written.
     """
+    import aiohttp
+    import msgspec
+
+    from api import cloudevents, feed
+    from cli import verify as verify_cli
+
+    page_size = feed.MAX_LIMIT
+    batch = msgspec.json.Decoder(list[msgspec.Raw])
     accept = feed.NDJSON if fmt == "ndjson" else cloudevents.BATCH_CONTENT_TYPE
-    query = f"after={after}&limit={PAGE}" + (f"&until={until}" if until is not None else "")
+    query = f"after={after}&limit={page_size}" + (f"&until={until}" if until is not None else "")
     count = 0
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
     async with aiohttp.ClientSession(timeout=timeout, headers=client.default_headers) as session:
@@ -126,7 +108,7 @@ async def export_http(client: http.Client, out: BinaryIO, *, after: int, until: 
         head = (await asyncio.to_thread(client.get, "/v1/digest"))["position"]
         total = max(0, min(head, until if until is not None else head) - after)
         upcoming: asyncio.Task[aiohttp.ClientResponse] | None = asyncio.create_task(
-            _open(session, f"{base}/v1/feed?{query}", accept, client))
+            aio.open_get(session, f"{base}/v1/feed?{query}", accept, client))
         try:
             with verify_cli.progress_bar(total, "export") as bar:
                 while upcoming is not None:
@@ -135,20 +117,20 @@ async def export_http(client: http.Client, out: BinaryIO, *, after: int, until: 
                     upcoming = None
                     if following is not None:
                         upcoming = asyncio.create_task(
-                            _open(session, str(resp.url.join(following["url"])), accept,  # type: ignore[arg-type]
-                                  client))
+                            aio.open_get(session, str(resp.url.join(following["url"])),  # type: ignore[arg-type]
+                                         accept, client))
                     async with resp:
                         body = await resp.read()
                     if fmt == "ndjson":
                         out.write(body)
                         n = body.count(b"\n")
                     else:
-                        events = _batch.decode(body)
+                        events = batch.decode(body)
                         out.write(b"".join(bytes(e) + b"\n" for e in events))
                         n = len(events)
                     count += n
                     bar.update(n)
-                    if n < PAGE:
+                    if n < page_size:
                         break
         finally:
             if upcoming is not None:
@@ -159,6 +141,8 @@ async def export_http(client: http.Client, out: BinaryIO, *, after: int, until: 
 
 
 def _encode(page: list[records.RecordedEvent], fmt: str, source: str) -> bytes:
+    from api import cloudevents, feed
+
     if fmt == "ndjson":
         return feed.ndjson(page)
     return b"".join(cloudevents.encode(e, source) + b"\n" for e in page)
@@ -166,6 +150,11 @@ def _encode(page: list[records.RecordedEvent], fmt: str, source: str) -> bytes:
 
 async def export_db(conn: asyncpg.Connection, out: BinaryIO, *, after: int, until: int | None, fmt: str,
                     source: str) -> int:
+    from api import feed
+    from cli import verify as verify_cli
+    from ledger import scan
+    from ledger import verify as verify_mod
+
     count = 0
     head, _, _ = await verify_mod.head(conn)
     total = max(0, min(head, until if until is not None else head) - after)
@@ -174,7 +163,7 @@ async def export_db(conn: asyncpg.Connection, out: BinaryIO, *, after: int, unti
         async with contextlib.aclosing(scan.rows(conn, after, until)) as rows:
             async for event in rows:
                 page.append(event)
-                if len(page) == PAGE:
+                if len(page) == feed.MAX_LIMIT:
                     out.write(_encode(page, fmt, source))
                     count += len(page)
                     bar.update(len(page))
@@ -186,11 +175,15 @@ async def export_db(conn: asyncpg.Connection, out: BinaryIO, *, after: int, unti
 
 
 async def _export_database(args: argparse.Namespace, out: BinaryIO, source: str) -> int:
+    from cli import database
+
     async with database.read_only(args.database_url, args.data_dir) as conn:
         return await export_db(conn, out, after=args.after, until=args.until, fmt=args.format, source=source)
 
 
 def run_export(args: argparse.Namespace) -> int:
+    import aiohttp
+
     if args.after < 0 or (args.until is not None and args.until < args.after):
         raise exits.Failure(exits.Code.USAGE, "--after must be 0 or more and --until at least --after")
     source = settings_mod.load(os.environ).source_uri
@@ -224,12 +217,18 @@ def _input(path: Path | None) -> BinaryIO:
 
 
 async def _import(settings: settings_mod.Settings, handle: BinaryIO) -> importer.Result:
+    from cli import database
+    from cli import verify as verify_cli
+    from ledger import importer
+
     async with database.migrated(settings) as conn:
         with verify_cli.progress_bar(None, "import") as bar:
             return await importer.restore(conn, _lines(handle), progress=bar.update)
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from ledger import errors, importer
+
     settings = options.settings_from(args)
     handle = _input(args.input)
     try:

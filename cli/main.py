@@ -1,19 +1,27 @@
+# PYTHON_ARGCOMPLETE_OK
 """Entry point of the ``ledger`` command; each subcommand lives in its own module.
 
 A user's mistake ends as one line on stderr and an exit code from cli/exits.py, never a traceback:
 commands raise :class:`exits.Failure`, and the few library errors that mean "the environment is
 not right" (settings, the embedded PostgreSQL, a closed pipe) are translated here.
+
+Start-up is kept cheap, because scripts call ``ledger status`` in loops and the shell runs
+``ledger`` on every Tab (cli/completion.py): building the parser imports no part of the service.
+The command modules that run the service or open the database import aiohttp, the API, the
+applier and the driver inside their command functions; tests/test_cli_output.py holds a client
+command to that.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
+import argparse
 import os
 import sys
 from collections.abc import Sequence
 
 from cli import applier as applier_cli
 from cli import client as client_cli
+from cli import completion as completion_cli
 from cli import demo as demo_cli
 from cli import exits, http, parsers, serve
 from cli import export as export_cli
@@ -23,18 +31,34 @@ from cli import rollout as rollout_cli
 from cli import targets as targets_cli
 from cli import tokens as tokens_cli
 from cli import verify as verify_cli
+from cli import wait as wait_cli
 from ledger import pgembed
 from ledger import settings as settings_mod
 
-MODULES = [serve, applier_cli, demo_cli, targets_cli, client_cli, tokens_cli, freezes_cli, export_cli, verify_cli,
-           rebuild_cli, rollout_cli]
+MODULES = [serve, applier_cli, demo_cli, targets_cli, client_cli, wait_cli, tokens_cli, freezes_cli, export_cli,
+           verify_cli, rebuild_cli, completion_cli, rollout_cli]
 
 
 def version() -> str:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("deployment-ledger")
     except importlib.metadata.PackageNotFoundError:
         return "unknown (not installed)"
+
+
+class _Version(argparse.Action):
+    """``--version``, looking the version up only when asked (importlib.metadata is slow to load)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(f"ledger {version()}")
+        parser.exit()
 
 
 def parser() -> parsers.Parser:
@@ -48,7 +72,7 @@ def parser() -> parsers.Parser:
         ["ledger serve", "ledger targets add eu-1 --server https://eu-1.example:6443 -l region=eu",
          "ledger deploy web -f web.yaml --selector region=eu -m 'nginx 1.27'",
          "ledger status web", "ledger <command> --help"])
-    top.add_argument("--version", action="version", version=f"ledger {version()}")
+    top.add_argument("--version", action=_Version)
     sub = parsers.subcommands(top, "command")
     for module in MODULES:
         module.register(sub)
@@ -61,7 +85,12 @@ def _fail(code: int, message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    top = parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: answer and exit
+        import argcomplete
+
+        argcomplete.autocomplete(top)
+    args = top.parse_args(argv)
     try:
         return int(args.func(args))
     except exits.Failure as exc:

@@ -4,7 +4,7 @@ Use it after restoring a database, after changing the fold, or to check that the
 exactly what the log says. It takes the projection lock, so it refuses to run beside a service
 whose projector is live (stop it, or start it with ``--projector false``, first). Events stream
 through a server-side cursor, so memory stays flat however long the log; a progress bar shows on
-a terminal.
+a terminal. The projector is imported when the command runs, not when the parser is built.
 """
 
 from __future__ import annotations
@@ -14,12 +14,8 @@ import asyncio
 import sys
 import time
 
-import asyncpg
-import tqdm
-
 from cli import exits, options, parsers
-from ledger import db, errors, migrate, pgembed
-from projections import replay, runner
+from ledger import pgembed
 
 
 def register(sub: parsers.Subparsers) -> None:
@@ -36,6 +32,11 @@ def register(sub: parsers.Subparsers) -> None:
 
 
 async def _rebuild(dsn: str, until: int | None, show: bool) -> tuple[int, float]:
+    import tqdm
+
+    from ledger import db, migrate
+    from projections import replay, runner
+
     conn = await db.connect(dsn)
     try:
         await migrate.migrate(conn)
@@ -53,6 +54,11 @@ async def _rebuild(dsn: str, until: int | None, show: bool) -> tuple[int, float]
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from ledger import errors
+    from projections import runner
+
     settings = options.settings_from(args)
     embedded = None
     dsn = settings.database_url

@@ -1,4 +1,9 @@
-"""``ledger serve``: API, projector and applier in one process; ``ledger db migrate``."""
+"""``ledger serve``: API, projector and applier in one process; ``ledger db migrate``.
+
+The service's own modules (aiohttp, the API, the applier's Kubernetes client) are imported when a
+command here runs, not when the parser is built, so a client command such as ``ledger status``
+starts without loading them (cli/main.py).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +16,13 @@ import socket
 import ssl
 import sys
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import uvloop
-from aiohttp import web
-
-from api import app as app_mod
-from api import keys, server
-from cli import database, listen, options, parsers
+from cli import listen, options, parsers
 from ledger import settings as settings_mod
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 def register(sub: parsers.Subparsers) -> None:
@@ -65,6 +68,8 @@ def tls_context(settings: settings_mod.Settings) -> ssl.SSLContext | None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from api import app as app_mod
+
     settings = options.settings_from(args)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -79,6 +84,10 @@ def run(app: web.Application, settings: settings_mod.Settings, tls: ssl.SSLConte
     ``tls`` is given); the exit code: 1 when the service stopped itself (``keys.FATAL`` says why).
     The port is bound before anything starts (cli/listen.py; ``sock``: already bound), so a port in
     use stops it at once."""
+    import uvloop
+
+    from api import keys, server
+
     if sock is None:
         sock = listen.bind(settings.http_host, settings.http_port)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
@@ -104,6 +113,8 @@ def run(app: web.Application, settings: settings_mod.Settings, tls: ssl.SSLConte
 def _run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
     """Run ``main`` on a new loop until SIGINT or SIGTERM (aiohttp's GracefulExit), then cancel it so
     that the app's cleanup contexts run, as ``web.run_app`` does."""
+    from aiohttp import web
+
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     task = loop.create_task(main)
@@ -127,6 +138,8 @@ def _run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
+    from cli import database
+
     settings = options.settings_from(args)
 
     async def go() -> list[str]:

@@ -23,7 +23,7 @@ def create(args: argparse.Namespace) -> int:
     if args.expires:
         body["expires"] = args.expires
     answer = options.client_from(args).request("POST", "/v1/tokens", json_body=body).json()
-    if args.json:
+    if output.structured(args):
         output.show(args, answer, str)
         return 0
     scope = _scope(answer)

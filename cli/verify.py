@@ -3,7 +3,7 @@
 Both ask the service (``--url``, else ``LEDGER_URL``, else http://127.0.0.1:8080: ``/v1/verify``,
 ``/v1/digest``), so an auditor needs no database access. With ``--database-url``, or
 ``--data-dir`` of an existing ledger, they read that database directly instead (cli/database.py:
-nothing is created or migrated).
+nothing is created or migrated); the driver is imported only then.
 
 ``ledger digest -o FILE`` saves the head ``{position, hash, recorded_at}``; kept where the
 database's owner cannot change it, it lets ``ledger verify --digest FILE`` prove later that the
@@ -18,14 +18,15 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-import tqdm
 
-from cli import database, exits, files, options, parsers
+from cli import exits, files, options, output, parsers
 from ledger import hashing
-from ledger import verify as verify_mod
+
+if TYPE_CHECKING:
+    import tqdm
 
 
 class Digest(msgspec.Struct):
@@ -55,6 +56,7 @@ def register(sub: parsers.Subparsers) -> None:
     check.add_argument("--digest", type=Path, default=None,
                        help="a saved digest file: prove the history up to it unchanged")
     _source_flags(check)
+    output.add_flags(check)
     check.set_defaults(func=run_verify)
 
     digest = parsers.command(
@@ -68,6 +70,8 @@ def register(sub: parsers.Subparsers) -> None:
 
 
 def progress_bar(total: int | None, what: str) -> tqdm.tqdm[Any]:
+    import tqdm
+
     return tqdm.tqdm(total=total, unit=" events", unit_scale=True, desc=what, file=sys.stderr,
                      disable=not sys.stderr.isatty(), leave=False)
 
@@ -76,16 +80,22 @@ def _direct(args: argparse.Namespace) -> bool:
     return bool(args.database_url or args.data_dir)
 
 
-def _print_report(body: dict[str, Any]) -> int:
+def _report_text(body: dict[str, Any]) -> str:
     if body["ok"]:
-        print(f"OK: positions {body['from']}..{body['to']} intact ({body['checked']} checked); "
-              f"head {body['position']} {body['hash']}")
-        return exits.Code.OK
-    print(f"BROKEN at position {body['position']}: {body['problem']}: {body['detail']}")
-    return exits.Code.FAILED
+        return (f"OK: positions {body['from']}..{body['to']} intact ({body['checked']} checked); "
+                f"head {body['position']} {body['hash']}")
+    return f"BROKEN at position {body['position']}: {body['problem']}: {body['detail']}"
+
+
+def _print_report(args: argparse.Namespace, body: dict[str, Any]) -> int:
+    output.show(args, body, _report_text)
+    return exits.Code.OK if body["ok"] else exits.Code.FAILED
 
 
 async def _verify_db(args: argparse.Namespace, digest: Digest | None) -> dict[str, Any]:
+    from cli import database
+    from ledger import verify as verify_mod
+
     async with database.read_only(args.database_url, args.data_dir) as conn:
         head, _, _ = await verify_mod.head(conn)
         last = digest.position if digest else args.last
@@ -127,14 +137,18 @@ def run_verify(args: argparse.Namespace) -> int:
         raise exits.Failure(exits.Code.USAGE, "--from must be at least 1 and --to at least --from")
     digest = _read_digest(args.digest) if args.digest is not None else None
     if digest is not None and digest.position == 0:
-        print(f"OK: the digest is of an empty log ({hashing.GENESIS})")
+        output.show(args, {"ok": True, "from": 1, "to": 0, "checked": 0, "position": 0, "hash": hashing.GENESIS},
+                    lambda b: f"OK: the digest is of an empty log ({b['hash']})")
         return exits.Code.OK
     if _direct(args):
-        return _print_report(asyncio.run(_verify_db(args, digest)))
-    return _print_report(_verify_http(args, digest))
+        return _print_report(args, asyncio.run(_verify_db(args, digest)))
+    return _print_report(args, _verify_http(args, digest))
 
 
 async def _digest_db(args: argparse.Namespace) -> dict[str, Any]:
+    from cli import database
+    from ledger import verify as verify_mod
+
     async with database.read_only(args.database_url, args.data_dir) as conn:
         position, head_hash, recorded_at = await verify_mod.head(conn)
     return {"position": position, "hash": head_hash,

@@ -38,6 +38,7 @@ class Settings:
     retry_after: int = field(default=2, metadata={"help": "Retry-After seconds sent with 503"})
     max_batch_events: int = field(default=5000, metadata={"help": "events per append transaction"})
     read_wait_timeout: float = field(default=10.0, metadata={"help": "seconds a read waits for the read models to reach the head before 504"})
+    wait_timeout_max: float = field(default=300.0, metadata={"help": "longest timeout a GET /v1/deployments/{name}?wait=healthy may ask for, seconds"})
     projector: bool = field(default=True, metadata={"help": "run the projector in this process"})
     applier: bool = field(default=True, metadata={"help": "run the applier in this process"})
     applier_concurrency: int = field(default=32, metadata={"help": "targets applied at once"})

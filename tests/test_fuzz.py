@@ -81,7 +81,7 @@ def live(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     directory = tmp_path_factory.mktemp("fuzz")
     credentials = credfiles.write(directory, {"local": {"server": "https://127.0.0.1:9", "anonymous": True}})
     service = servers.ServiceProcess(url, directory / "data", LEDGER_APPLIER="false",
-                                     LEDGER_READ_WAIT_TIMEOUT="2",
+                                     LEDGER_READ_WAIT_TIMEOUT="2", LEDGER_WAIT_TIMEOUT_MAX="1",
                                      LEDGER_CREDENTIALS=str(credentials))
     try:
         loop.run_until_complete(service.start())
