@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api import (
+    access,
     auth,
     feed,
     health,
@@ -34,11 +35,14 @@ from ledger import settings as settings_mod
 def make_app(settings: settings_mod.Settings, *, access_control: bool = True) -> web.Application:
     """The service. ``access_control=False`` exists for bench/append.py alone, to measure what
     authentication costs; no setting, flag or variable reaches it."""
+    access_log = access.Log(auth.actor)
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[problems.middleware(settings.retry_after, auth.authorize if access_control else None)],
+        middlewares=[problems.middleware(settings.retry_after, auth.authorize if access_control else None,
+                                         access_log)],
     )
     app[keys.SETTINGS] = settings
+    app[access.LOG] = access_log
     app[keys.COMPONENTS] = components.Registry()
     lifecycle.load_credentials(app)
     app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store, lanes.context])

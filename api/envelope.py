@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
-from api import auth, params, problems
+from api import access, auth, params, problems
 from ledger import events, records
 
 ExpectedVersion = (
@@ -40,8 +40,9 @@ def expected_version(request: web.Request, body_value: ExpectedVersion | None,
 def metadata_for(request: web.Request, submitted: dict[str, Any], index: int,
                  cache: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Submitted metadata with actor (the token's name, api/auth.py), on_behalf_of (``X-Actor``),
-    request id and client filled in from the request. A submitted actor other than the token's is
-    refused: the audit trail's actor is never a client's claim."""
+    request id (api/access.py) and client filled in from the request. A submitted actor other than
+    the token's is refused: the audit trail's actor is never a client's claim. So is a request id
+    other than the request's, so that an access-log line finds every event its request wrote."""
     if not submitted:
         # The usual case, without a Struct round trip: what the request says, None left out.
         if cache is not None and "default" in cache:
@@ -49,7 +50,7 @@ def metadata_for(request: web.Request, submitted: dict[str, Any], index: int,
         filled_in = {
             "actor": auth.actor(request),
             "on_behalf_of": auth.on_behalf_of(request),
-            "request_id": request.headers.get("X-Request-Id"),
+            "request_id": access.request_id(request),
             "client": request.headers.get("User-Agent"),
         }
         plain = {k: v for k, v in filled_in.items() if v is not None}
@@ -65,11 +66,16 @@ def metadata_for(request: web.Request, submitted: dict[str, Any], index: int,
         raise problems.invalid(f"$.events[{index}].metadata.actor",
                                f"the actor is the token's name ({actor!r}); say who you act for with "
                                "on_behalf_of or X-Actor")
+    request_id = access.request_id(request)
+    if meta.request_id is not None and meta.request_id != request_id:
+        raise problems.invalid(f"$.events[{index}].metadata.request_id",
+                               f"the request id is the request's ({request_id!r}); send yours as the "
+                               "X-Request-Id header (correlation_id links events to other work)")
     filled = msgspec.structs.replace(
         meta,
         actor=actor,
         on_behalf_of=meta.on_behalf_of or auth.on_behalf_of(request),
-        request_id=meta.request_id or request.headers.get("X-Request-Id"),
+        request_id=request_id,
         client=meta.client or request.headers.get("User-Agent"),
     )
     result: dict[str, Any] = msgspec.to_builtins(filled)

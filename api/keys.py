@@ -12,12 +12,14 @@ from ledger import probe as probe_mod
 from ledger import settings as settings_mod
 from ledger import store as store_mod
 from projections import progress as progress_mod
+from projections import runner as runner_mod
 from projections import tokens as tokens_mod
 
 SETTINGS = web.AppKey("settings", settings_mod.Settings)
 DSN = web.AppKey("dsn", str)
 STORE = web.AppKey("store", store_mod.EventStore)
 PROGRESS = web.AppKey("progress", progress_mod.Progress)
+PROJECTOR = web.AppKey("projector", runner_mod.Projector)
 STREAM_LOCKS = web.AppKey("stream_locks", locks_mod.StreamLocks)
 APPLIER = web.AppKey("applier", applier_mod.Applier)
 COMPONENTS = web.AppKey("components", components_mod.Registry)

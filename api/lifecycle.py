@@ -120,6 +120,7 @@ async def projection(app: web.Application) -> AsyncIterator[None]:
         if settings.projector:
             projector = runner.Projector(app[keys.DSN], store=app[keys.STORE], progress_=tracker,
                                          connect_timeout=settings.db_timeout, registry=registry)
+            app[keys.PROJECTOR] = projector
             await stack.enter_async_context(tasks.running(runner.NAME, projector.run, registry))
         yield
 

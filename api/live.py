@@ -53,7 +53,7 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from api import cloudevents, feed, keys, lanes, params
+from api import access, cloudevents, feed, keys, lanes, params
 from ledger import errors, fanout, records, streams, tasks
 from ledger import settings as settings_mod
 
@@ -87,6 +87,9 @@ CONFIG: Final = web.AppKey("live_config", Config)
 TAIL: Final = web.AppKey("live_tail", fanout.Tail)
 CATCH_UP: Final = web.AppKey("live_catch_up", asyncio.Semaphore)
 SUBSCRIBERS: Final = web.AppKey("live_subscribers", set["_Stream"])
+# Subscribers cut off for being slow, by reason: a write that timed out, or too far behind the head.
+CUT_REASONS: Final = ("write_timeout", "behind")
+CUT_OFF: Final = web.AppKey("live_cut_off", dict[str, int])
 _HEARTBEAT: Final = b": heartbeat\n\n"
 _SHUTDOWN: Final = b": server shutting down, reconnect with Last-Event-ID\n\n"
 
@@ -98,6 +101,7 @@ async def tail_context(app: web.Application) -> AsyncIterator[None]:
     app[TAIL] = tail
     app[CATCH_UP] = asyncio.Semaphore(config.catching_up)
     app[SUBSCRIBERS] = set()
+    app[CUT_OFF] = dict.fromkeys(CUT_REASONS, 0)
     async with tasks.running("live-tail", tail.run, app[keys.COMPONENTS]):
         yield
 
@@ -127,11 +131,13 @@ def frame(event: records.RecordedEvent, source: str) -> bytes:
 
 
 class _Cut(Exception):
-    """The consumer is too slow to be served; ``why`` goes into the overflow message."""
+    """The consumer is too slow to be served; ``why`` goes into the overflow message, ``reason``
+    (one of ``CUT_REASONS``) into the metrics."""
 
-    def __init__(self, why: str) -> None:
+    def __init__(self, why: str, reason: str) -> None:
         super().__init__(why)
         self.why = why
+        self.reason = reason
 
 
 def _cursor(request: web.Request) -> int | None:
@@ -204,7 +210,8 @@ class _Stream:
             async with asyncio.timeout(self.config.write_timeout):
                 await self.response.write(data)
         except TimeoutError as exc:
-            raise _Cut(f"a write waited more than {self.config.write_timeout:g}s for the client") from exc
+            raise _Cut(f"a write waited more than {self.config.write_timeout:g}s for the client",
+                       "write_timeout") from exc
 
         self._written_at = self._loop.time()
 
@@ -252,7 +259,8 @@ class _Stream:
             try:
                 entries = tail.since(scan, self.config.page)
             except fanout.Behind as exc:
-                raise _Cut(f"fell more than {self.config.capacity} events behind the live head") from exc
+                raise _Cut(f"fell more than {self.config.capacity} events behind the live head",
+                           "behind") from exc
             if entries:
                 scan = entries[-1].event.position
                 await self.send([(e.event.position, self._encoded(e))
@@ -310,7 +318,8 @@ async def live(request: web.Request) -> web.StreamResponse:
     await _available(request, tail)
     if cursor is None:
         cursor = tail.position
-    headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+               access.HEADER: access.request_id(request) or ""}
     if request.method == "HEAD":
         # The headers a GET would start with, and no stream: a HEAD response has no body.
         return web.Response(headers=headers)
@@ -329,6 +338,8 @@ async def live(request: web.Request) -> web.StreamResponse:
         if tail.closed and not stream.gone():
             await stream.write(_SHUTDOWN)
     except _Cut as cut:
+        cut_off = request.app[CUT_OFF]
+        cut_off[cut.reason] = cut_off.get(cut.reason, 0) + 1
         await stream.overflow(cut.why)
     except (errors.StoreUnavailable, ConnectionError):
         pass

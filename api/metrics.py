@@ -1,24 +1,32 @@
-"""``GET /metrics``: Prometheus text exposition of the append path, the log's head, and the health
-of every supervised component (restarts per task, up or not, the projector's position and stall).
+"""``GET /metrics``: Prometheus text exposition of every component this process runs: the append
+path and the log's head, HTTP requests, the projector (position, lag, stall), the applier (queue,
+applies in flight, outcomes, retries, apply latency, claims), targets by rollout state, SSE
+subscribers, the database pools and errors, and the health of every supervised task.
 
-Values are read at scrape time from the store's plain counters by a custom collector, so the hot
-path does no metric bookkeeping beyond incrementing integers, and each app has its own registry
-(no process-global state shared between apps or tests).
+This is the one module that defines metrics (names, types, help texts, labels). Components keep
+plain numbers (counters, ``ledger.meters`` histograms) that a custom collector reads at scrape
+time, so a hot path does no bookkeeping beyond incrementing an integer, and each app has its own
+registry. A collector exports what the process runs and skips the rest, so a process that runs
+only some roles (an applier alone) exposes just those. docs/operations.md lists every metric;
+tests/test_metrics.py scrapes and checks that list against this endpoint.
 """
 
 from __future__ import annotations
 
+import time
+import typing
 from collections.abc import Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from api import keys, lanes, live, server
-from ledger import components
+from api import access, keys, lanes, live, server
+from handlers import applier as applier_mod
+from ledger import components, db, dbfaults, meters
 from ledger import store as store_mod
-from projections import runner
+from projections import fleet, runner
 
 routes = web.RouteTableDef()
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
@@ -144,6 +152,12 @@ class IsolationCollector(Collector):
             yield _counter("ledger_client_limited", "Requests answered 429 past a per-client limit", lane.limited)
         if live.SUBSCRIBERS in self._app:
             yield _gauge("ledger_sse_subscribers", "Open SSE streams", len(self._app[live.SUBSCRIBERS]))
+            cut = CounterMetricFamily("ledger_sse_cut_off", "SSE subscribers cut off for being too slow "
+                                      "(write_timeout: a write waited too long; behind: too far behind the head)",
+                                      labels=["reason"])
+            for reason, count in sorted(self._app.get(live.CUT_OFF, {}).items()):
+                cut.add_metric([reason], count)
+            yield cut
             yield _gauge("ledger_sse_buffered_bytes", "Bytes held for SSE subscribers (queued frames and "
                          "transport buffers)", live.buffered(self._app))
         gate = self._app.get(server.GATE)
@@ -152,6 +166,142 @@ class IsolationCollector(Collector):
             yield _gauge("ledger_connections_limit", "Client connections allowed at once", gate.limit)
             yield _counter("ledger_connections_refused", "Connections answered 503 at accept (over the limit)",
                            gate.refused)
+
+
+class ProjectorCollector(Collector):
+    """How far the read models are behind the log, in positions and in seconds (whichever process
+    runs the projector: this one follows its progress, api/lifecycle.py)."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        store = self._app.get(keys.STORE)
+        progress = self._app.get(keys.PROGRESS)
+        if store is None or progress is None:
+            return
+        behind = max(0, store.notifier.head - progress.position)
+        since = store.notifier.moves.since(progress.position) if behind else None
+        yield _gauge("ledger_projector_lag_positions", "Events in the log not yet folded into the read models",
+                     behind)
+        yield _gauge("ledger_projector_lag_seconds", "How long the oldest event not yet folded into the read "
+                     "models has been in the log (0 when caught up)",
+                     max(0.0, time.monotonic() - since) if since is not None else 0.0)
+
+
+class ApplierCollector(Collector):
+    """The applier of this process: its work queue, applies, outcomes, retries, latency and claims."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        applier = self._app.get(keys.APPLIER)
+        if applier is None:
+            return
+        yield _gauge("ledger_applier_position", "Last log position the applier has folded", applier.state.position)
+        yield _gauge("ledger_applier_queue_depth", "Targets with a pass waiting for an apply slot",
+                     applier.queued)
+        yield _gauge("ledger_applier_applies_in_flight", "Applies (or prunes) talking to a cluster now",
+                     applier.in_flight)
+        yield _gauge("ledger_applier_claims", "Targets this applier process has claimed",
+                     len(applier.claims.owned))
+        outcomes = CounterMetricFamily("ledger_applier_outcomes", "Outcomes recorded, by result (succeeded; "
+                                       "retryable: failed, retried with backoff; failed: for good)",
+                                       labels=["result"])
+        for result in applier_mod.RESULTS:
+            outcomes.add_metric([result], applier.outcomes.get(result, 0))
+        yield outcomes
+        yield _counter("ledger_applier_retries", "Applies started again after a failed attempt", applier.retries)
+        yield _histogram("ledger_apply_duration_seconds", "Time one apply (or prune) of a deployment on a target "
+                         "took, from its turn to the cluster's last answer", applier.latency)
+
+
+class RolloutCollector(Collector):
+    """Targets by rollout state per deployment, from the fleet this process folds (the projector's,
+    else the applier's)."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        projector = self._app.get(keys.PROJECTOR)
+        applier = self._app.get(keys.APPLIER)
+        if projector is not None:
+            folded = projector.state
+        elif applier is not None:
+            folded = applier.state.fleet
+        else:
+            return
+        family = GaugeMetricFamily("ledger_rollout_targets", "Targets of a deployment's current revision, by "
+                                   "rollout state", labels=["deployment", "state"])
+        for name, deployment in sorted(folded.deployments.items()):
+            if deployment.removed:
+                continue
+            counts = dict.fromkeys(STATES, 0)
+            for rollout in deployment.rollouts.values():
+                counts[rollout.state] = counts.get(rollout.state, 0) + 1
+            for state, count in counts.items():
+                family.add_metric([name, state], count)
+        yield family
+
+
+class DatabaseCollector(Collector):
+    """Connections of the pools this process holds, and database errors by kind (process-wide)."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        pools = []
+        store = self._app.get(keys.STORE)
+        if store is not None:
+            pools.append(("default", store.pool))
+        lane = self._app.get(lanes.LANE)
+        if lane is not None:
+            pools.append(("expensive", lane.pool))
+        used = GaugeMetricFamily("ledger_db_pool_connections", "Connections of a PostgreSQL pool, in use or idle",
+                                 labels=["pool", "state"])
+        limit = GaugeMetricFamily("ledger_db_pool_max_connections", "Connections a PostgreSQL pool may open",
+                                  labels=["pool"])
+        for name, pool in pools:
+            idle = pool.get_idle_size()
+            used.add_metric([name, "in_use"], pool.get_size() - idle)
+            used.add_metric([name, "idle"], idle)
+            limit.add_metric([name], pool.get_max_size())
+        yield used
+        yield limit
+        errors = CounterMetricFamily("ledger_db_errors", "Failed database calls by kind (timeout, connection, "
+                                     "shutdown, resources: unavailable; integrity, data, conflict, other)",
+                                     labels=["kind"])
+        for kind in dbfaults.KINDS:
+            errors.add_metric([kind], db.ERRORS.get(kind, 0))
+        yield errors
+
+
+class HttpCollector(Collector):
+    """Requests answered, by route template, method and status (api/access.py counts them)."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        log = self._app.get(access.LOG)
+        if log is None:
+            return
+        family = CounterMetricFamily("ledger_http_requests", "HTTP requests answered, by route template, "
+                                     "method and status", labels=["route", "method", "status"])
+        for (route, method, status), count in sorted(log.requests.items()):
+            family.add_metric([route, method, str(status)], count)
+        yield family
+
+
+STATES: tuple[str, ...] = typing.get_args(fleet.RolloutState)
+
+
+def _histogram(name: str, doc: str, histogram: meters.Histogram) -> HistogramMetricFamily:
+    buckets = [("+Inf" if le == float("inf") else repr(le), count) for le, count in histogram.cumulative()]
+    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=histogram.sum)
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -172,6 +322,8 @@ def install(app: web.Application) -> None:
     registry.register(IsolationCollector(app))
     registry.register(ComponentsCollector(app))
     registry.register(CredentialsCollector(app))
+    for collector in (ProjectorCollector, ApplierCollector, RolloutCollector, DatabaseCollector, HttpCollector):
+        registry.register(collector(app))
     app[REGISTRY] = registry
     app.add_routes(routes)
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
+from api import access
 from ledger import errors
 
 log = logging.getLogger(__name__)
@@ -96,26 +98,38 @@ def translate(exc: BaseException, retry_after: int) -> Problem | None:
 
 
 def middleware(retry_after: int, admit: Callable[[web.Request], None] | None = None,
-               ) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """The one middleware: ``admit`` (access control, api/auth.py) runs first, then the handler;
-    whatever either raises leaves as problem+json."""
+               access_log: access.Log | None = None) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """The one middleware: the request gets its id (api/access.py), ``admit`` (access control,
+    api/auth.py) runs first, then the handler; whatever either raises leaves as problem+json, and
+    the request is counted and logged once answered."""
 
     @web.middleware
     async def problem_middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        started = time.perf_counter()
+        rid = access_log.begin(request) if access_log is not None else None
         try:
             if admit is not None:
                 admit(request)
-            return await handler(request)
+            answer = await handler(request)
         except Exception as exc:
             problem = translate(exc, retry_after)
             if problem is None:
                 if isinstance(exc, web.HTTPException):
+                    if rid is not None and access_log is not None:
+                        exc.headers[access.HEADER] = rid
+                        access_log.end(request, exc.status, started)
                     raise
-                log.exception("unhandled error on %s %s", request.method, request.path)
+                log.exception("unhandled error on %s %s", request.method, request.path,
+                              extra={"request_id": rid})
                 problem = Problem(500, "Internal server error",
                                   "the server failed to handle this request; it has been logged")
-            return response(problem, request.path)
+            answer = response(problem, request.path)
+        if rid is not None and access_log is not None:
+            if not answer.prepared:
+                answer.headers[access.HEADER] = rid
+            access_log.end(request, answer.status, started)
+        return answer
 
     return problem_middleware

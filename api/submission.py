@@ -42,7 +42,7 @@ from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
-from api import bodies, envelope, idempotency, keys, problems
+from api import access, bodies, envelope, idempotency, keys, problems
 from ledger import db, errors, events, ids, records
 from projections import commands, loading, manifests, selectors
 
@@ -247,6 +247,8 @@ async def _decide_and_append(request: web.Request, plan_: Plan, decide: DecideAl
             earlier = await _lookup(request, plan_)
             if earlier is not None:
                 return earlier
+        else:
+            access.wrote(request, result.positions)
         return Recorded(stream, tuple(e.type for e in new), tuple(e.data for e in new), result.positions,
                         result.first_version, result.last_version, replayed=result.duplicate)
     raise problems.Problem(503, "Too much contention",

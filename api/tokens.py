@@ -19,7 +19,7 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from api import auth, bodies, envelope, keys, problems, reads, submission
+from api import access, auth, bodies, envelope, keys, problems, reads, submission
 from ledger import errors, events, ids, records, secrets
 from ledger import streams as stream_names
 from projections import commands, selectors, tokens
@@ -93,6 +93,7 @@ async def _write(request: web.Request, name: str,
                 envelope.metadata_for(request, {}, 0))])
         except errors.WrongExpectedVersion:
             continue
+        access.wrote(request, result.positions)
         now = dt.datetime.now(dt.UTC)
         for table in (request.app[keys.TOKENS], local):
             tokens.apply(table, event, result.positions[0], result.last_version, now, auth.actor(request))

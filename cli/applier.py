@@ -4,9 +4,10 @@ It runs the same cleanup contexts as ``ledger serve`` for the event store and th
 two cannot drift apart; several such processes, and ``ledger serve`` processes with the applier
 on, share the targets through handlers.claims. With ``--http-port`` other than 0 it answers
 ``GET /healthz`` (alive) and ``GET /readyz`` (caught up and claiming, and every component up, as
-api/health.py judges it) for orchestrators; SIGTERM or SIGINT stops it cleanly (claims released,
-checkpoint saved). It runs on uvloop, as ``ledger serve`` does. Like cli/serve.py, it imports the
-service's modules when it runs, not when the parser is built.
+api/health.py judges it) for orchestrators, and ``GET /metrics`` (this process's applier metrics)
+when ``LEDGER_METRICS_PUBLIC`` is true, as the port checks no token; SIGTERM or SIGINT stops it
+cleanly (claims released, checkpoint saved). It runs on uvloop, as ``ledger serve`` does. Like
+cli/serve.py, it imports the service's modules when it runs, not when the parser is built.
 
 The database: ``LEDGER_DATABASE_URL`` in production. Without it the embedded PostgreSQL under the
 data directory is used — adopted if ``ledger serve`` already runs it, and then left running at
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import socket
 import sys
 from typing import TYPE_CHECKING
@@ -44,7 +44,7 @@ def register(sub: parsers.Subparsers) -> None:
 def make_app(settings: settings_mod.Settings) -> web.Application:
     from aiohttp import web
 
-    from api import health, keys, lifecycle
+    from api import health, keys, lifecycle, metrics
     from ledger import components
 
     app = web.Application()
@@ -65,6 +65,8 @@ def make_app(settings: settings_mod.Settings) -> web.Application:
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if settings.metrics_public:
+        metrics.install(app)  # no tokens here: only when the operator made metrics public
     return app
 
 
@@ -92,8 +94,7 @@ def run_applier(args: argparse.Namespace) -> int:
     import uvloop
 
     settings = options.settings_from(args)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options.configure_logging(settings)
     sock = listen.bind(settings.http_host, settings.http_port) if settings.http_port else None
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         fatal = runner.run(serve(settings, sock))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import secrets
 import shutil
@@ -220,7 +219,7 @@ def run_demo(args: argparse.Namespace) -> int:
     settings = settings.replace(data_dir=workdir, applier=True, projector=True)
     if args.setting_log_level is None and "LEDGER_LOG_LEVEL" not in os.environ:
         settings = settings.replace(log_level="WARNING")  # the guide is the output; logs on request
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options.configure_logging(settings)
     try:
         return asyncio.run(demo(settings, workdir=workdir, emulator_port=args.emulator_port, once=args.once))
     except RuntimeError as exc:

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from cli import credentials, exits, http
+from ledger import logs, streams
 from ledger import settings as settings_mod
-from ledger import streams
 
 DATABASE: Final = ("database_url", "data_dir")
 
@@ -48,6 +48,13 @@ def settings_from(args: argparse.Namespace) -> settings_mod.Settings:
         if key.startswith("setting_") and value is not None
     }
     return settings_mod.load(os.environ, overrides)
+
+
+def configure_logging(settings: settings_mod.Settings) -> None:
+    """The process's logging, once, from its settings (ledger/logs.py): stderr, in the settings'
+    format and level, with the operator's admin token among the secrets every line is scrubbed of."""
+    logs.configure(settings.log_format, settings.log_level,
+                   secrets=[settings.admin_token] if settings.admin_token else [])
 
 
 def add_url_flag(parser: argparse._ActionsContainer) -> None:

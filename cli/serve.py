@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import logging
 import socket
 import ssl
 import sys
@@ -71,8 +70,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from api import app as app_mod
 
     settings = options.settings_from(args)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options.configure_logging(settings)
     tls = tls_context(settings)
     sock = listen.bind(settings.http_host, settings.http_port)
     return run(app_mod.make_app(settings), settings, tls, sock=sock)

@@ -61,7 +61,7 @@ from handlers import (
     rollouts,
     tracking,
 )
-from ledger import components, credfile, events, records, store, tasks
+from ledger import components, credfile, events, logs, meters, records, store, tasks
 from ledger import credentials as credentials_mod
 from ledger import settings as settings_mod
 from projections import fleet
@@ -73,6 +73,8 @@ CHECKPOINT_SECONDS: Final = 30.0
 CHECKPOINT_MIN_EVENTS: Final = 1000
 _TARGET_TYPES: Final = frozenset({"TargetRegistered", "TargetUpdated", "TargetRetired"})
 WORKER: Final = "applier-worker"
+# What an outcome recorded says: applied, failed to be retried, failed for good.
+RESULTS: Final = ("succeeded", "retryable", "failed")
 
 
 def worker_component(target: str) -> str:
@@ -91,6 +93,11 @@ class Applier:
         self._catalogue = catalogue
         self._cache_dir = cache_dir or settings.data_dir.resolve() / "applier" / "discovery"
         self.ready = asyncio.Event()
+        # For the metrics (api/metrics.py): kept across restarts of ``run``, as counters must be.
+        self.in_flight = 0
+        self.retries = 0
+        self.outcomes: dict[str, int] = dict.fromkeys(RESULTS, 0)
+        self.latency = meters.Histogram(meters.APPLY_BUCKETS)
         self._reset()
 
     def _make_claims(self) -> claims.Claims:
@@ -164,14 +171,16 @@ class Applier:
         if loaded is not None:
             self.state = loaded
             self._saved = loaded.position
-            log.info("applier resumes from its checkpoint at position %d", loaded.position)
+            log.info("applier resumes from its checkpoint at position %d", loaded.position,
+                     extra={"position": loaded.position})
         while True:
             page = await self._store.read_all(self.state.position, CATCH_UP_PAGE)
             for rec in page:
                 tracking.fold(self.state, rec)
             if len(page) < CATCH_UP_PAGE:
                 break
-        log.info("applier caught up at position %d", self.state.position)
+        log.info("applier caught up at position %d", self.state.position,
+                 extra={"position": self.state.position})
 
     async def _follow(self) -> None:
         async for rec in self._store.subscribe(self.state.position, batch=CATCH_UP_PAGE):
@@ -283,12 +292,12 @@ class Applier:
         wait = backoff.delay(crashes, base=self._settings.backoff_base, cap=self._settings.backoff_cap)
         if tasks.lost_database(exc):
             log.warning("applier pass for target %s lost the database (%s); retrying in %.1fs", target,
-                        components.error_text(exc), wait)
+                        components.error_text(exc), wait, extra={"target": target})
             self._timer(target, asyncio.get_running_loop().time() + wait)
             return
         self._crashes[target] = crashes
         log.error("applier pass for target %s crashed (%d in a row); retrying in %.1fs", target, crashes,
-                  wait, exc_info=exc)
+                  wait, exc_info=exc, extra={"target": target})
         self.registry.count_restart(WORKER)
         self.registry.restarting(worker_component(target), exc, target=target, crashes=crashes)
         self._timer(target, asyncio.get_running_loop().time() + wait)
@@ -340,14 +349,22 @@ class Applier:
         try:
             async with self._slots:  # bounds the clusters talked to at once; recording is outside
                 started = loop.time()
-                credential = credentials.credential_for(self.state.fleet.targets[target], self._catalogue.current())
-                client = await self._pool.get(target, credential)
-                scopes = self._scopes.get(self.state.fleet, work.deployment)
-                if work.revision:
-                    manifests = fleet.manifests_at(self.state.fleet, work.deployment, work.revision)
-                    result = await apply.converge(client, work.deployment, work.revision, manifests, scopes)
-                else:
-                    result = await apply.remove(client, work.deployment, scopes)
+                self.in_flight += 1
+                if work.attempt > 1:
+                    self.retries += 1
+                try:
+                    credential = credentials.credential_for(self.state.fleet.targets[target],
+                                                            self._catalogue.current())
+                    client = await self._pool.get(target, credential)
+                    scopes = self._scopes.get(self.state.fleet, work.deployment)
+                    if work.revision:
+                        manifests = fleet.manifests_at(self.state.fleet, work.deployment, work.revision)
+                        result = await apply.converge(client, work.deployment, work.revision, manifests, scopes)
+                    else:
+                        result = await apply.remove(client, work.deployment, scopes)
+                finally:
+                    self.in_flight -= 1
+                    self.latency.observe(loop.time() - started)
         except errors.ApplyError as exc:
             if isinstance(exc, errors.TemporaryError):
                 retry_after = exc.delay
@@ -373,11 +390,14 @@ class Applier:
         try:
             position = await outcomes.record(self._store, outcome)
         except outcomes.AlreadyRecorded as exc:
-            log.info("%s; catching up before deciding again", exc)
+            log.info("%s; catching up before deciding again", exc, extra=logs.fields(
+                deployment=work.deployment, target=target, revision=work.revision, position=exc.position))
             await self._reach(exc.position)
             self._again.add(target)
             return
         tracking.observe(self.state, outcome, position)
+        result_word = _log_outcome(outcome, position)
+        self.outcomes[result_word] = self.outcomes.get(result_word, 0) + 1
         key = (work.deployment, target)
         if isinstance(outcome, events.ApplyFailed) and outcome.retry_in_ms is not None:
             wait = outcome.retry_in_ms / 1000
@@ -423,7 +443,8 @@ class Applier:
         except errors.ApplyError as exc:
             if heal:
                 return True  # the converge meets it again and records it, as a resync always did
-            log.warning("drift of %s on %s not inspected: %s", work.deployment, target, exc.message)
+            log.warning("drift of %s on %s not inspected: %s", work.deployment, target, exc.message,
+                        extra=logs.fields(deployment=work.deployment, target=target, revision=work.revision))
             return False
         finally:
             if client is not None:
@@ -439,13 +460,19 @@ class Applier:
                 positions = await outcomes.append(self._store, outcomes.stream(work.deployment),
                                                   drift.new_events(p, detected))
             except outcomes.AlreadyRecorded as exc:
-                log.info("%s; catching up before inspecting again", exc)
+                log.info("%s; catching up before inspecting again", exc, extra=logs.fields(
+                    deployment=work.deployment, target=target, revision=work.revision, position=exc.position))
                 await self._reach(exc.position)
                 self._resync.add(target)
                 self._again.add(target)
                 return False
             for event, position in zip(detected, positions, strict=True):
                 tracking.observe_drift(self.state, event, position)
+                log.info("drift of deployment %s revision %d on target %s: %s %s/%s differs (%s)",
+                         event.deployment, event.revision, target, event.object.kind,
+                         event.object.namespace or "", event.object.name, ", ".join(event.fields) or "the whole object",
+                         extra={"deployment": event.deployment, "target": target, "revision": event.revision,
+                                "position": position})
         return heal and found.unsynced
 
     # ------------------------------------------------------------------ periodic
@@ -477,6 +504,11 @@ class Applier:
 
     # ------------------------------------------------------------------ status
 
+    @property
+    def queued(self) -> int:
+        """Targets whose pass waits for an apply slot (``applier_concurrency``)."""
+        return max(0, len(self._workers) - self.in_flight)
+
     def status(self) -> dict[str, Any]:
         return {
             "ready": self.ready.is_set(),
@@ -485,3 +517,22 @@ class Applier:
             "applying": len(self._workers),
             "retry_timers": len(self._timers),
         }
+
+
+def _log_outcome(outcome: outcomes.Outcome, position: int) -> str:
+    """One line per outcome recorded, with the deployment, target, revision and position it concerns;
+    returns its result (``RESULTS``)."""
+    extra = {"deployment": outcome.deployment, "target": outcome.target, "revision": outcome.revision,
+             "position": position, "attempt": outcome.attempt}
+    if isinstance(outcome, events.ApplySucceeded):
+        what = "pruned" if not outcome.revision else "applied"
+        log.info("%s deployment %s revision %d on target %s (%d objects, %d pruned, %d ms)", what,
+                 outcome.deployment, outcome.revision, outcome.target, len(outcome.objects),
+                 len(outcome.pruned), outcome.duration_ms, extra={**extra, "result": "succeeded"})
+        return "succeeded"
+    result = "retryable" if outcome.retryable else "failed"
+    log.warning("apply of deployment %s revision %d on target %s failed (attempt %d, %s): %s",
+                outcome.deployment, outcome.revision, outcome.target, outcome.attempt,
+                "retrying" if outcome.retry_in_ms is not None else "permanent", outcome.error,
+                extra={**extra, "result": result})
+    return result

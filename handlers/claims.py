@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from ledger import db, dbfaults
+from ledger import db, dbfaults, errors
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,8 @@ class Claims:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if not isinstance(exc, errors.StoreUnavailable):
+                    db.count_error(exc)  # a statement of a round; a failed connect is counted by db
                 if dbfaults.is_unavailable(exc):
                     log.warning("applier claims connection lost: %r", exc)
                 else:

@@ -29,12 +29,26 @@ import asyncpg
 
 from ledger import dbfaults, errors
 
+# Database errors by kind (dbfaults.KINDS), counted where driver errors are translated; process-wide,
+# as the driver's connections are (api/metrics.py exposes them as ledger_db_errors_total).
+ERRORS: dict[str, int] = dict.fromkeys(dbfaults.KINDS, 0)
+
+
+def count_error(exc: BaseException) -> None:
+    """Count a failed database call (once, where its error is translated)."""
+    found = dbfaults.kind(exc)
+    ERRORS[found] = ERRORS.get(found, 0) + 1
+
 
 def unavailable(exc: BaseException) -> errors.StoreUnavailable:
     """The store's error for a driver failure; raise it ``from exc``."""
     if isinstance(exc, errors.StoreUnavailable):
         return exc
     return errors.StoreUnavailable(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError,
+                  asyncio.TimeoutError)
 
 
 @contextlib.asynccontextmanager
@@ -45,6 +59,8 @@ async def translated() -> AsyncIterator[None]:
     except errors.StoreUnavailable:
         raise
     except Exception as exc:
+        if isinstance(exc, _DRIVER_ERRORS):
+            count_error(exc)
         if dbfaults.is_unavailable(exc):
             raise unavailable(exc) from exc
         raise

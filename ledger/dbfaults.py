@@ -42,3 +42,25 @@ def is_data_error(exc: BaseException) -> bool:
         sqlstate = getattr(exc, "sqlstate", None) or ""
         return sqlstate[:2] == "22"
     return False
+
+
+# Kinds of database errors, as counted in ``ledger_db_errors_total{kind}`` (docs/operations.md).
+KINDS = ("timeout", "connection", "shutdown", "resources", "integrity", "data", "conflict", "other")
+_KIND_OF_CLASS = {"08": "connection", "53": "resources", "57": "shutdown", "23": "integrity", "22": "data",
+                  "40": "conflict"}
+
+
+def kind(exc: BaseException) -> str:
+    """What kind of failure ``exc`` is (one of ``KINDS``), by class and SQLSTATE as above."""
+    if isinstance(exc, errors.StoreUnavailable):
+        return kind(exc.__cause__) if exc.__cause__ is not None else "connection"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timeout"
+    if isinstance(exc, (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)):
+        return "connection"
+    if isinstance(exc, asyncpg.PostgresError):
+        sqlstate = getattr(exc, "sqlstate", None) or ""
+        if sqlstate == "57014":  # query_canceled: a statement timeout
+            return "timeout"
+        return _KIND_OF_CLASS.get(sqlstate[:2], "other")
+    return "other"

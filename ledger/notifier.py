@@ -25,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Any, Final
 
 import asyncpg
 
-from ledger import db, dbfaults, errors, writer
+from ledger import db, dbfaults, errors, meters, writer
 
 _HEAD: Final = "SELECT coalesce(max(position), 0) FROM events"
 
@@ -43,6 +44,8 @@ class Notifier:
         self._connect_timeout = connect_timeout
         self._event = asyncio.Event()
         self.head = 0
+        # When the head moved (for the projector's lag in seconds, api/metrics.py).
+        self.moves = meters.HeadTimes()
         self.connected = asyncio.Event()
         self._conn: asyncpg.Connection | None = None
         self._round = asyncio.Lock()
@@ -81,6 +84,7 @@ class Notifier:
                     if not dbfaults.is_unavailable(exc):
                         raise
                     self._failures += 1
+                    db.count_error(exc)
                     self._conn = None
                     conn.terminate()
                     raise db.unavailable(exc) from exc
@@ -101,9 +105,12 @@ class Notifier:
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         try:
-            self.head = max(self.head, int(payload))
+            position = int(payload)
         except ValueError:
-            pass
+            position = 0
+        if position > self.head:
+            self.head = position
+            self.moves.moved(position, time.monotonic())
         self.wake()
 
     async def run(self) -> None:
@@ -116,7 +123,10 @@ class Notifier:
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(writer.NOTIFY_CHANNEL, self._on_notify)
                 # After LISTEN: whatever commits from now on is notified, whatever came before is read.
-                self.head = max(self.head, int(await conn.fetchval(_HEAD, timeout=self._connect_timeout)))
+                head = int(await conn.fetchval(_HEAD, timeout=self._connect_timeout))
+                if head > self.head:
+                    self.head = head
+                    self.moves.moved(head, time.monotonic())
                 self._conn = conn
                 self.connected.set()
                 self.wake()

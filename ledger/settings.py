@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, get_type_hints
 
-from ledger import secrets
+from ledger import logs, secrets
 
 PREFIX: Final = "LEDGER_"
 # Variables that belong to the test suite or tooling, not to the service.
@@ -50,6 +50,8 @@ class Settings:
     sse_heartbeat: float = field(default=15.0, metadata={"help": "seconds between SSE heartbeats"})
     source_uri: str = field(default="urn:deployment-ledger", metadata={"help": "CloudEvents source"})
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+    log_format: str = field(default="auto", metadata={
+        "help": "json, text, or auto: text on a terminal, JSON otherwise (docs/operations.md, Logs)"})
     admin_token: str | None = field(
         default=None, repr=False,
         metadata={"help": "the admin token (at least 32 characters; for containers); unset: one is issued "
@@ -137,6 +139,9 @@ def load(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | No
     settings = Settings(**values)
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"setting log_level: {settings.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+    if settings.log_format not in logs.FORMATS:
+        raise SettingsError(f"setting log_format ({PREFIX}LOG_FORMAT): {settings.log_format!r} is not one of "
+                            + ", ".join(logs.FORMATS))
     if settings.admin_token is not None and len(settings.admin_token) < secrets.MIN_OPERATOR_LENGTH:
         raise SettingsError(f"setting admin_token ({PREFIX}ADMIN_TOKEN) must be at least "
                             f"{secrets.MIN_OPERATOR_LENGTH} characters of random text (e.g. `openssl rand -base64 32`)")

@@ -444,6 +444,7 @@ class BatchingWriter:
 
     @staticmethod
     def _translate(exc: BaseException) -> BaseException:
+        db.count_error(exc)
         if dbfaults.is_unavailable(exc):
             return errors.StoreUnavailable(f"{type(exc).__name__}: {exc}")
         if dbfaults.is_data_error(exc):

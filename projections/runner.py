@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import asyncpg
+import msgspec
 
 from ledger import components, db, dbfaults, errors, events
 from ledger import store as store_mod
@@ -60,11 +61,18 @@ class ProjectorBusy(RuntimeError):
 class Stalled(Exception):
     """Positions ``first``..``last`` could not be folded or stored (one event when they are equal)."""
 
-    def __init__(self, first: int, last: int, cause: BaseException) -> None:
+    def __init__(self, first: int, last: int, cause: BaseException, *, concerns: dict[str, Any] | None = None
+                 ) -> None:
         self.first, self.last, self.cause = first, last, cause
+        self.concerns = concerns or {}
         where = f"position {first}" if first == last else f"positions {first}..{last}"
         self.reason = f"cannot fold and store {where}: {components.error_text(cause)}"
         super().__init__(self.reason)
+
+    def fields(self) -> dict[str, Any]:
+        """The log fields of the stall: its position and, when known, the event's stream, type,
+        deployment, target and revision."""
+        return {"position": self.first, **self.concerns}
 
 
 def _undecodable(row: Any) -> Stalled:
@@ -74,8 +82,25 @@ def _undecodable(row: Any) -> Stalled:
     try:
         events.decode(type_, data)
     except events.DecodeError as exc:
-        return Stalled(position, position, exc)
-    return Stalled(position, position, RuntimeError(f"{type_} at position {position} did not fold"))
+        return Stalled(position, position, exc, concerns=_concerns(row))
+    return Stalled(position, position, RuntimeError(f"{type_} at position {position} did not fold"),
+                   concerns=_concerns(row))
+
+
+def _concerns(row: Any) -> dict[str, Any]:
+    """What the event in ``row`` is about, for the stall's log line: its stream and type, and the
+    deployment, target and revision its data names (read leniently: the data may be what failed)."""
+    found: dict[str, Any] = {"stream": row[1], "type": row[3]}
+    try:
+        data = msgspec.json.decode(row[4])
+    except (msgspec.DecodeError, TypeError):
+        return found
+    if isinstance(data, dict):
+        for name in ("deployment", "target", "revision"):
+            value = data.get(name)
+            if isinstance(value, (str, int)) and not isinstance(value, bool):
+                found[name] = value
+    return found
 
 
 class Projector:
@@ -130,10 +155,11 @@ class Projector:
                 self._careful_until = max(self._careful_until, stall.last)
                 if not pinned:
                     log.error("projector stalled: %s; retrying one event per transaction to find which",
-                              stall.reason, exc_info=stall.cause)
+                              stall.reason, exc_info=stall.cause,
+                              extra={"position": stall.first, "to_position": stall.last})
                     continue
                 log.error("projector stalled: %s; the event is not skipped, retrying in %.1fs",
-                          stall.reason, delay, exc_info=stall.cause)
+                          stall.reason, delay, exc_info=stall.cause, extra=stall.fields())
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, STALL_MAX_DELAY)
 
@@ -145,7 +171,8 @@ class Projector:
                 await conn.execute("SELECT pg_advisory_lock($1)", LOCK)
             await self._resume(conn)
             await self._catch_up(conn)
-            log.info("projector caught up at position %d; following", self.state.position)
+            log.info("projector caught up at position %d; following", self.state.position,
+                     extra={"position": self.state.position})
             await self._follow(conn, store)
         finally:
             conn.terminate()
@@ -187,7 +214,7 @@ class Projector:
         try:
             event = fleet.fold_row(self.state, *row)
         except Exception as exc:
-            raise Stalled(row[0], row[0], exc) from exc
+            raise Stalled(row[0], row[0], exc, concerns=_concerns(row)) from exc
         if event is None:
             raise _undecodable(row)
         changes.note(event)
@@ -214,7 +241,7 @@ class Projector:
                             try:
                                 event = fold_row(state, *row)
                             except Exception as exc:
-                                raise Stalled(position, position, exc) from exc
+                                raise Stalled(position, position, exc, concerns=_concerns(row)) from exc
                             if event is None:
                                 raise _undecodable(row)
                             note(event)
@@ -302,13 +329,15 @@ class Projector:
                         await snapshots.save(conn, position, recorded_at, snapshot)
                     await conn.execute("SELECT pg_notify($1, $2)", progress.CHANNEL, str(position))
             except Exception as exc:
+                db.count_error(exc)
                 if isinstance(exc, errors.StoreUnavailable) or dbfaults.is_unavailable(exc):
                     raise
                 raise Stalled(first, position, exc) from exc
             self.flushes += 1
             self.progress.advance(position)
             if self.stalled_at is not None and position >= max(self.stalled_at, self._careful_until):
-                log.info("projector moved past position %d, where it had stalled", self.stalled_at)
+                log.info("projector moved past position %d, where it had stalled", self.stalled_at,
+                         extra={"position": self.stalled_at})
                 self.stalled_at = None
                 self._careful_until = 0
                 self.registry.up(NAME)

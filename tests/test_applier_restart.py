@@ -5,7 +5,9 @@ taking over the targets of one that dies."""
 from __future__ import annotations
 
 import collections
+import re
 
+import aiohttp
 import pytest
 
 from api import app as app_mod
@@ -100,7 +102,7 @@ async def test_two_appliers_share_the_targets_and_one_takes_over_when_the_other_
     names = [f"c{n:02d}" for n in range(20)]
     emu = Emulator(names)
     await emu.start()
-    env = process_env(LEDGER_CREDENTIALS=str(credfiles.add_emulator(tmp_path, emu)))
+    env = process_env(LEDGER_CREDENTIALS=str(credfiles.add_emulator(tmp_path, emu)), LEDGER_METRICS_PUBLIC="true")
     for name in names:
         await register(store, emu, name, fleet="edge")
     a = ApplierProcess(database_url, tmp_path / "a", **env)
@@ -118,6 +120,7 @@ async def test_two_appliers_share_the_targets_and_one_takes_over_when_the_other_
                 and min(split) > 0 and len(sa["claims"]["members"]) == 2 else None
 
         split = await eventually(shared, what="targets split between two appliers")
+        assert (await claims_metric(a), await claims_metric(b)) == split  # claims held per process
         await submit(store, "web", [namespace(), configmap("cfg", v="1")], "fleet=edge")
         found = await eventually(lambda: _all(db, set(names)))
         by_client = collections.Counter(o["metadata"]["client"] for o in found)
@@ -175,3 +178,10 @@ async def test_a_stopped_applier_saves_its_checkpoint_and_the_next_one_resumes_f
         assert await db.fetchval("SELECT position FROM applier_checkpoints") > saved["position"]
     finally:
         await emu.stop()
+
+
+async def claims_metric(process: ApplierProcess) -> int:
+    async with aiohttp.ClientSession() as session, session.get(process.url + "/metrics") as resp:
+        text = await resp.text()
+    (value,) = re.findall(r"^ledger_applier_claims (\S+)$", text, re.MULTILINE)
+    return int(float(value))

@@ -98,7 +98,8 @@ def test_a_named_file_must_exist_and_the_default_one_may_be_absent(tmp_path: Pat
 
 def test_serve_with_a_malformed_file_stops_start_up_naming_the_field(tmp_path: Path, capsys):
     path = _write(tmp_path, "credentials: {eu-1: {server: 'https://u:p@eu-1', token_file: t}}\n")
-    code = cli_main.main(["serve", "--credentials", str(path), "--data-dir", str(tmp_path / "data")])
+    code = cli_main.main(["serve", "--credentials", str(path), "--data-dir", str(tmp_path / "data"),
+                          "--http-port", "0"])  # not 8080: another service may hold it
     err = capsys.readouterr().err
     assert code == 2 and "credentials.eu-1.server" in err and "user information" in err
     assert "u:p@" not in err  # a password in a URL is not repeated

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import uuid
 
@@ -79,6 +80,10 @@ async def test_stalled_subscribers_are_cut_off_with_bounded_buffers_while_a_live
     assert 0 < peak <= STALLED * per_subscriber, (peak, STALLED * per_subscriber)
     assert live.buffered(app) == 0
     assert len(app[live.SUBSCRIBERS]) == 1
+    metrics = await (await client.get("/metrics")).text()
+    cut = {reason: float(m) for reason, m in re.findall(r'^ledger_sse_cut_off_total\{reason="(\w+)"\} (\S+)$',
+                                                         metrics, re.MULTILINE)}
+    assert sum(cut.values()) == STALLED and set(cut) == set(live.CUT_REASONS), cut
 
     for reader, writer in stalled:
         received = b""
