@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.rebuild
 	$(BIN)/python -m bench.export
 	$(BIN)/python -m bench.fanout
+	$(BIN)/python -m bench.health
 
 clean:
 	rm -rf $(VENV) .ledger

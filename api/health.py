@@ -6,16 +6,19 @@ PostgreSQL, the applier's targets, the LISTEN connection — and the database an
 (ledger/probe.py: ``SELECT 1`` on a connection of its own, never the pool) within
 ``PROBE_BUDGET``; else 503 with Retry-After and, per component that is not up, what it is doing
 and why. Whatever the database does (stopped, frozen), the answer comes within 1 s, a Kubernetes
-probe's default timeout.
+probe's default timeout. In a multi-process ``ledger serve`` the API process also asks the
+supervisor, the projector's and the applier's processes (api/peers.py) and names what is not up
+there, with the process it is in.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Final
 
 from aiohttp import web
 
-from api import bodies, keys
+from api import bodies, keys, peers
 from ledger import probe
 
 PROBE_BUDGET: Final = 0.5
@@ -31,6 +34,8 @@ async def healthz(_request: web.Request) -> web.Response:
 async def not_ready(app: web.Application) -> dict[str, dict[str, Any]]:
     """Every component that is not up, by name, with what it is doing and why."""
     found = app[keys.COMPONENTS].not_ready()
+    # The other processes are asked meanwhile: both waits together stay within a probe's 1 s.
+    elsewhere = asyncio.ensure_future(peers.not_ready(app))
     database = app.get(keys.PROBE)
     if database is not None:
         why = await database.answer(PROBE_BUDGET)
@@ -41,6 +46,8 @@ async def not_ready(app: web.Application) -> dict[str, dict[str, Any]]:
     store = app.get(keys.STORE)
     if store is not None and not store.notifier.connected.is_set():
         found["notifier"] = {"status": "restarting", "reason": "the LISTEN connection is reconnecting"}
+    for name, entry in (await elsewhere).items():
+        found[name if name not in found else f"{name}@{entry['process']}"] = entry
     return found
 
 

@@ -18,7 +18,6 @@ from aiohttp import web
 
 from api import keys
 from api import locks as stream_locks
-from handlers import applier as applier_mod
 from ledger import credfile, db, migrate, notifier, pgembed, pgwatch, probe, store, tasks
 from projections import progress, runner
 
@@ -145,6 +144,10 @@ async def applier(app: web.Application) -> AsyncIterator[None]:
     if not settings.applier:
         yield
         return
+    # Imported here: the Kubernetes client costs a process some 60 MB and 2 s to load, and of the
+    # processes of a multi-process ``ledger serve`` only the applier's needs it.
+    from handlers import applier as applier_mod
+
     runner_ = applier_mod.Applier(app[keys.STORE], app[keys.DSN], settings, app[keys.CREDENTIALS],
                                   registry=app[keys.COMPONENTS])
     app[keys.APPLIER] = runner_

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from api import access, keys, lanes, live, server
+from api import access, keys, lanes, live, peers, server
 from handlers import applier as applier_mod
 from ledger import components, db, dbfaults, meters
 from ledger import store as store_mod
@@ -304,6 +304,28 @@ def _histogram(name: str, doc: str, histogram: meters.Histogram) -> HistogramMet
     return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=histogram.sum)
 
 
+class HealthCollector(Collector):
+    """The applier's health following (handlers/follow.py): follows, watches, what they cost."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        applier = self._app.get(keys.APPLIER)
+        if applier is None:
+            return
+        found = applier.health.status()
+        yield _gauge("ledger_health_following", "Applies whose objects are followed now", found["following"])
+        yield _gauge("ledger_health_watches", "Shared watches (cluster, kind, namespace)", found["watches"])
+        yield _gauge("ledger_health_watches_connected", "Shared watches with an open connection", found["connected"])
+        yield _gauge("ledger_health_watches_failing", "Shared watches whose last attempt failed", found["failing"])
+        yield _counter("ledger_health_recorded", "TargetHealthy and TargetDegraded recorded by this process",
+                       found["recorded"])
+        yield _counter("ledger_health_lists", "Lists made by the shared watches (start and 410 Gone)",
+                       found["lists"])
+        yield _counter("ledger_health_resumes", "Watches resumed from their resourceVersion", found["resumes"])
+
+
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, doc)
     family.add_metric([], value)
@@ -322,7 +344,8 @@ def install(app: web.Application) -> None:
     registry.register(IsolationCollector(app))
     registry.register(ComponentsCollector(app))
     registry.register(CredentialsCollector(app))
-    for collector in (ProjectorCollector, ApplierCollector, RolloutCollector, DatabaseCollector, HttpCollector):
+    for collector in (ProjectorCollector, ApplierCollector, RolloutCollector, DatabaseCollector, HttpCollector,
+                      HealthCollector):
         registry.register(collector(app))
     app[REGISTRY] = registry
     app.add_routes(routes)
@@ -330,5 +353,5 @@ def install(app: web.Application) -> None:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[REGISTRY])
+    body = await peers.merged_metrics(request.app, generate_latest(request.app[REGISTRY]))
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

@@ -178,7 +178,7 @@ def main() -> None:
     rounds: list[dict[str, dict[str, float] | float]] = []
     pairs: list[dict[str, dict[str, float]]] = []
     with harness.Postgres() as database_url:
-        service, url = harness.start_service(database_url, work / "data", LEDGER_PROJECTOR="false",
+        service, url = harness.start_service(database_url, work / "data", LEDGER_PROCESSES="single", LEDGER_PROJECTOR="false",
                                              LEDGER_APPLIER="false", LEDGER_ADMIN_TOKEN=token,
                                              LEDGER_CREDENTIALS=credentials)
         opened, open_url = harness.start_service(database_url, work / "open", module=("bench.open_service",),

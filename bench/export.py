@@ -156,7 +156,7 @@ def service(url: str, workdir: Path) -> Any:
     credentials = workdir / "credentials.yaml"  # the one (anonymous) credential subscribers' targets name
     credentials.write_text(yaml.safe_dump({"credentials": {"bench": {"server": "https://127.0.0.1:6443",
                                                                      "anonymous": True}}}))
-    proc, base = harness.start_service(url, workdir / "data", LEDGER_PROJECTOR="false", LEDGER_APPLIER="false",
+    proc, base = harness.start_service(url, workdir / "data", LEDGER_PROCESSES="single", LEDGER_PROJECTOR="false", LEDGER_APPLIER="false",
                                        LEDGER_CREDENTIALS=str(credentials))
     try:
         yield proc, base

@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         with harness.Postgres() as dsn:
             credentials = write_credentials(work / "credentials.yaml", emulator,
                                             [*(f"edge-{n:04d}" for n in range(args.clusters)), "solo"])
-            proc, url = harness.start_service(dsn, work / "data", LEDGER_APPLIER="true",
+            proc, url = harness.start_service(dsn, work / "data", LEDGER_PROCESSES="single", LEDGER_APPLIER="true",
                                               LEDGER_CREDENTIALS=str(credentials))
             try:
                 print(f"service {url}, emulator {emulator} (separate process)", flush=True)

@@ -68,7 +68,11 @@ HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def start_service(database_url: str, data_dir: Path, *, module: tuple[str, ...] = ("cli.main", "serve"),
-                  **env: str) -> tuple[subprocess.Popen[bytes], str]:
+                  log: Path | None = None, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``ledger serve`` as a subprocess. The benchmarks that read one process's CPU time or RSS
+    (append, export, rebuild, fanout) pass ``LEDGER_PROCESSES="single"`` so that their pid is the
+    whole service; bench/isolation.py measures the default multi-process service (``tree``).
+    ``log``: where its output goes (else the bench's own)."""
     port = pgembed.free_port()
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")},
@@ -79,8 +83,9 @@ def start_service(database_url: str, data_dir: Path, *, module: tuple[str, ...] 
         "LEDGER_ADMIN_TOKEN": TOKEN,
         **env,
     }
+    output = log.open("ab") if log is not None else None
     proc = subprocess.Popen([sys.executable, "-m", *module], cwd=ROOT, env=full_env,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT if output else None)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/readyz", proc)
     return proc, url
@@ -92,6 +97,22 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(15)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and every process descended from it (a multi-process ``ledger serve``'s children)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         no_snapshot = asyncio.run(fold_from_zero(url, head))
         print(f"fold from 0 to the head without snapshots: {no_snapshot:.2f} s", flush=True)
 
-        proc, base = harness.start_service(url, Path(tempfile.mkdtemp()), LEDGER_APPLIER="false")
+        proc, base = harness.start_service(url, Path(tempfile.mkdtemp()), LEDGER_PROCESSES="single", LEDGER_APPLIER="false")
         try:
             with urllib.request.urlopen(urllib.request.Request(f"{base}/v1/deployments?min_position={head}", headers=harness.HEADERS), timeout=120):
                 pass

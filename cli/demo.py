@@ -1,12 +1,12 @@
 """``ledger demo``: the whole loop on one machine in a few seconds, nothing to install.
 
-It starts the service in-process exactly as ``ledger serve`` does (API, projector, applier; the
+It starts the service in-process as ``ledger serve --processes single`` does (API, projector, applier; the
 embedded PostgreSQL in a fresh temporary directory unless LEDGER_DATABASE_URL is set) and the
 Kubernetes API emulator with three clusters, writes a credentials file for them (one token file
 per cluster, as an operator would; the service reads it like any other), registers them as targets
 naming those credentials, labelled by region and tier, submits a sample deployment (a Namespace, a
 ConfigMap and a Deployment) to ``region=eu``
-over the HTTP API, waits until both EU clusters report it applied, and prints where to look.
+over the HTTP API, waits until both EU clusters report it healthy, and prints where to look.
 The sample manifests are written as YAML into the temporary directory for ``ledger deploy -f``.
 Then it keeps running until Ctrl-C; the temporary directory is deleted at exit. ``--once`` (for
 scripts and tests) stops at once and says only what happened: nothing it prints points at what
@@ -58,13 +58,13 @@ def register(sub: parsers.Subparsers) -> None:
     cmd = parsers.command(
         sub, "demo", summary="service + emulated clusters + a sample deployment, on this machine",
         description="Start the service and three emulated clusters on this machine, register them as targets,\n"
-                    "deploy a sample to region=eu, wait until it is applied and say where to look. Everything\n"
+                    "deploy a sample to region=eu, wait until it is healthy and say where to look. Everything\n"
                     "lives in a temporary directory, deleted when the demo stops (Ctrl-C; --once: at once).",
         example_lines=["ledger demo", "ledger demo --http-port 9000", "ledger demo --once"])
     options.add_settings_flags(cmd, ("http_host", "http_port", "database_url", "log_level"))
     cmd.add_argument("--emulator-port", type=int, default=0, help="port of the emulated clusters (0: any free)")
     cmd.add_argument("--once", action="store_true",
-                     help="stop (and delete the demo's data) once the sample deployment is applied")
+                     help="stop (and delete the demo's data) once the sample deployment is healthy")
     cmd.set_defaults(func=run_demo)
 
 
@@ -84,16 +84,15 @@ async def _applied(session: aiohttp.ClientSession, url: str, expected: int, time
         async with session.get(f"{url}/v1/deployments/web") as resp:
             if resp.status == 200:
                 body = await resp.json()
-                summary = body.get("summary", {})
-                if summary.get("progressing", 0) + summary.get("healthy", 0) == expected:
+                if body.get("summary", {}).get("healthy") == expected:
                     return body
         await asyncio.sleep(0.1)
-    raise RuntimeError(f"the sample deployment was not applied within {timeout:.0f}s: {body}")
+    raise RuntimeError(f"the sample deployment was not healthy within {timeout:.0f}s: {body}")
 
 
 def _rollouts(status: dict[str, Any]) -> str:
     return "\n".join(
-        f"    {r['target']:6} {r['state']:8} revision {r['applied_revision']}  "
+        f"    {r['target']:6} {r['state']:11} revision {r['applied_revision']}  "
         f"({','.join(f'{k}={v}' for k, v in CLUSTERS[r['target']].items())})"
         for r in sorted(status.get("rollouts", []), key=lambda r: r["target"]))
 

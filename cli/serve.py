@@ -1,4 +1,5 @@
-"""``ledger serve``: API, projector and applier in one process; ``ledger db migrate``.
+"""``ledger serve``: the API, the projector and the applier, as supervised processes by default
+(cli/supervisor.py) or on one event loop (``--processes single``); ``ledger db migrate``.
 
 The service's own modules (aiohttp, the API, the applier's Kubernetes client) are imported when a
 command here runs, not when the parser is built, so a client command such as ``ledger status``
@@ -27,8 +28,9 @@ if TYPE_CHECKING:
 def register(sub: parsers.Subparsers) -> None:
     serve = parsers.command(
         sub, "serve", summary="run the service (embedded PostgreSQL unless LEDGER_DATABASE_URL)",
-        description="Run the service: the HTTP API, the projector and the applier in one process. Without\n"
-                    "LEDGER_DATABASE_URL it keeps a private PostgreSQL under the data directory.\n"
+        description="Run the service: the HTTP API, the projector and the applier, each in a supervised process\n"
+                    "of its own (--processes single: all in one). Without LEDGER_DATABASE_URL it keeps a\n"
+                    "private PostgreSQL under the data directory.\n"
                     "Every flag is also a LEDGER_<NAME> environment variable; a flag wins.",
         example_lines=["ledger serve", "ledger serve --http-port 9000 --data-dir /var/lib/ledger",
                        "ledger serve --http-host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem "
@@ -73,6 +75,10 @@ def run_serve(args: argparse.Namespace) -> int:
     options.configure_logging(settings)
     tls = tls_context(settings)
     sock = listen.bind(settings.http_host, settings.http_port)
+    if settings.processes == "multi":
+        from cli import supervisor
+
+        return supervisor.run(settings, sock)
     return run(app_mod.make_app(settings), settings, tls, sock=sock)
 
 

@@ -42,6 +42,7 @@ import contextlib
 import datetime as dt
 import logging
 import random
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -55,6 +56,8 @@ from handlers import (
     credentials,
     drift,
     errors,
+    follow,
+    followed,
     freezegate,
     objects,
     outcomes,
@@ -124,6 +127,9 @@ class Applier:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._saved = 0
         self._driver = rollouts.Driver(self._store, lambda: self.state.fleet)
+        self.health = follow.Follower(self._store, lambda: self.state, lambda t: self.claims.owns(t),
+                                      self._client_for, self._reach, self.registry,
+                                      lost_database=tasks.lost_database)
         self._settled: set[int] = set()  # positions of DriftDetected whose occurrence ended unhealed
 
     # ------------------------------------------------------------------ lifecycle
@@ -144,6 +150,8 @@ class Applier:
                                    name="applier-resync")
                 tg.create_task(tasks.supervise("applier-checkpoint", self._checkpoint_loop, self.registry),
                                name="applier-checkpoint")
+                tg.create_task(tasks.supervise(follow.COMPONENT, self.health.run, self.registry),
+                               name=follow.COMPONENT)
                 self.ready.set()
         except Exception:
             # Python 3.11's TaskGroup raises a child's error instead of the CancelledError when both
@@ -195,6 +203,8 @@ class Applier:
         for target in affected:
             self._changed(target)
         self._driver.note(rec)
+        if rec.type in followed.TYPES:
+            self.health.touched(rec)
         if self._gates:
             self._open_gates()
         if self._waiters:
@@ -236,12 +246,14 @@ class Applier:
             task = self._workers.get(target)
             if task is not None:
                 task.cancel()
+            self.health.reconcile(target)
 
     # ------------------------------------------------------------------ scheduling
 
     def _changed(self, target: str) -> None:
         if not self.claims.owns(target) or target in self._gates or self._tg is None:
             return
+        self.health.reconcile(target)
         if target in self._workers:
             self._again.add(target)
             return
@@ -395,7 +407,8 @@ class Applier:
             await self._reach(exc.position)
             self._again.add(target)
             return
-        tracking.observe(self.state, outcome, position)
+        tracking.observe(self.state, outcome, position, time.time())
+        self.health.reconcile(target)
         result_word = _log_outcome(outcome, position)
         self.outcomes[result_word] = self.outcomes.get(result_word, 0) + 1
         key = (work.deployment, target)
@@ -424,6 +437,13 @@ class Applier:
             else:
                 still.append((wanted, future))
         self._waiters = still
+
+    async def _client_for(self, target: str) -> clients.Client:
+        """The target's client as a pass would get it (the health watches share it)."""
+        found = self.state.fleet.targets.get(target)
+        if found is None:
+            raise errors.PermanentError(f"target {target} is not registered")
+        return await self._pool.get(target, credentials.credential_for(found, self._catalogue.current()))
 
     # ------------------------------------------------------------------ drift
 
@@ -516,6 +536,7 @@ class Applier:
             "claims": self.claims.snapshot(),
             "applying": len(self._workers),
             "retry_timers": len(self._timers),
+            "health": self.health.status(),
         }
 
 

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import msgspec
 from kubernetes_asyncio.dynamic import DynamicClient
 from kubernetes_asyncio.dynamic.exceptions import ResourceNotFoundError, ResourceNotUniqueError
@@ -148,6 +149,22 @@ class Client:
             force_conflicts=True, serialize=False, _request_timeout=self.timeout, **extra))
         return result if isinstance(result, dict) else {}
 
+    async def list_at(self, resource: Resource, namespace: str | None,
+                      label_selector: str) -> tuple[list[dict[str, Any]], str]:
+        """Every matching object and the list's resourceVersion, to watch from (handlers.watching)."""
+        dyn = await self.dynamic()
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page = await self._call(f"list {resource.kind}", functools.partial(
+                dyn.get, resource, namespace=namespace, label_selector=label_selector, limit=500,
+                _continue=token, serialize=False, _request_timeout=self.timeout))
+            items.extend(i for i in (page or {}).get("items") or [] if isinstance(i, dict))
+            meta = (page or {}).get("metadata") or {}
+            token = meta.get("continue")
+            if not token:
+                return items, str(meta.get("resourceVersion") or "")
+
     async def get(self, resource: Resource, name: str, namespace: str | None) -> dict[str, Any] | None:
         """One object, or None when it does not exist."""
         dyn = await self.dynamic()
@@ -172,6 +189,39 @@ class Client:
             token = ((page or {}).get("metadata") or {}).get("continue")
             if not token:
                 return items
+
+    async def open_watch(self, resource: Resource, namespace: str | None, label_selector: str,
+                         resource_version: str, timeout_seconds: int) -> aiohttp.ClientResponse:
+        """A watch from ``resource_version`` with bookmarks, as a response whose body the caller reads
+        line by line and releases. Opening is bounded by ``timeout``; the stream by
+        ``timeout_seconds`` on the server and, should the connection die silently, a read timeout."""
+        path = resource.path(namespace=namespace)
+        query = [("watch", "true"), ("allowWatchBookmarks", "true"), ("labelSelector", label_selector),
+                 ("resourceVersion", resource_version), ("timeoutSeconds", str(timeout_seconds))]
+        limits = aiohttp.ClientTimeout(connect=self.timeout, sock_connect=self.timeout,
+                                       sock_read=timeout_seconds + self.timeout)
+        what = f"watch {resource.kind}"
+        try:
+            async with asyncio.timeout(self.timeout):
+                resp: aiohttp.ClientResponse = await self.api.call_api(
+                    path, "GET", query_params=query, header_params={"Accept": "application/json"},
+                    auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+                    _request_timeout=limits)
+        except errors.ApplyError:
+            raise
+        except Exception as exc:
+            raise errors.from_exception(exc, what=what) from exc
+        if resp.status >= 400:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    raw = await resp.read()
+            except Exception as exc:
+                raise errors.from_exception(exc, what=what) from exc
+            finally:
+                resp.release()
+            raise errors.from_status(resp.status, _decode(raw, resp.headers.get("Content-Type")), resp.headers,
+                                     what=what)
+        return resp
 
     async def delete(self, resource: Resource, name: str, namespace: str | None) -> bool:
         """Delete one object (background propagation); False when it was already gone."""
@@ -208,12 +258,20 @@ class Pool:
         self.timeout = timeout
         self.user_agent = user_agent
         self._clients: dict[str, Client] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     def cache_file(self, name: str, credential: credentials_mod.Credential) -> Path:
         digest = hashlib.sha256(repr(credential).encode()).hexdigest()[:12]
         return self.cache_dir / f"{name}-{digest}.json"
 
     async def get(self, name: str, credential: credentials_mod.Credential) -> Client:
+        # One at a time per target: the applier's pass and the health watches may ask together, and
+        # two replacing one client at once would leave one of the new ones unclosed.
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            return await self._get(name, credential)
+
+    async def _get(self, name: str, credential: credentials_mod.Credential) -> Client:
         client = self._clients.get(name)
         if client is not None and client.credential == credential:
             return client

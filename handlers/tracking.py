@@ -30,6 +30,7 @@ from typing import Literal
 
 import msgspec
 
+from handlers import followed
 from ledger import access, events, records
 from projections import fleet, waves
 
@@ -60,6 +61,7 @@ class State(msgspec.Struct, array_like=True):
     fleet: fleet.Fleet = msgspec.field(default_factory=fleet.empty)
     pairs: dict[str, dict[str, Pair]] = {}
     reached: dict[str, int] = {}
+    book: followed.Book = msgspec.field(default_factory=followed.Book)  # what health follows
 
     @property
     def position(self) -> int:
@@ -100,8 +102,12 @@ def credential_changed(state: State, names: set[str]) -> set[str]:
     return found
 
 
-def observe(state: State, outcome: events.ApplySucceeded | events.ApplyFailed, position: int) -> None:
-    """Take in one outcome (from the log, or just appended by this process)."""
+def observe(state: State, outcome: events.ApplySucceeded | events.ApplyFailed, position: int,
+            at: float = 0.0) -> None:
+    """Take in one outcome (from the log, or just appended by this process); ``at`` is when it was
+    recorded (seconds since the epoch), from which health is followed."""
+    if isinstance(outcome, events.ApplySucceeded):
+        followed.succeeded(state.book, outcome, at)
     p = pair(state, outcome.deployment, outcome.target)
     p.attempts[outcome.revision] = max(p.attempts.get(outcome.revision, 0), outcome.attempt)
     if position < p.position:
@@ -160,6 +166,7 @@ def fold(state: State, rec: records.RecordedEvent) -> set[str]:
             case events.TargetRegistered(target=name) | events.TargetUpdated(target=name):
                 before = _access(state.fleet.targets.get(name))
             case events.TargetRetired(target=name):
+                followed.forget_target(state.book, name)
                 for by_target in state.pairs.values():
                     p = by_target.get(name)
                     if p is not None:
@@ -193,7 +200,9 @@ def fold(state: State, rec: records.RecordedEvent) -> set[str]:
             _place(state, event.deployment)
             affected.update(_involved(state, event.deployment))
         case events.ApplySucceeded() | events.ApplyFailed():
-            observe(state, event, rec.position)
+            observe(state, event, rec.position, rec.recorded_at.timestamp())
+        case events.TargetHealthy() | events.TargetDegraded():
+            followed.judged(state.book, event)
         case events.FreezeSet() | events.FreezeRemoved():  # holds may begin or end anywhere
             affected.update(n for n, t in state.fleet.targets.items() if not t.retired)
         case events.DriftDetected():

@@ -38,6 +38,9 @@ class Settings:
     retry_after: int = field(default=2, metadata={"help": "Retry-After seconds sent with 503"})
     max_batch_events: int = field(default=5000, metadata={"help": "events per append transaction"})
     read_wait_timeout: float = field(default=10.0, metadata={"help": "seconds a read waits for the read models to reach the head before 504"})
+    processes: str = field(default="multi", metadata={
+        "help": "ledger serve: 'multi' runs the API, the projector and the applier as supervised processes "
+                "(docs/architecture.md); 'single' runs them on one event loop (debugging)"})
     wait_timeout_max: float = field(default=300.0, metadata={"help": "longest timeout a GET /v1/deployments/{name}?wait=healthy may ask for, seconds"})
     projector: bool = field(default=True, metadata={"help": "run the projector in this process"})
     applier: bool = field(default=True, metadata={"help": "run the applier in this process"})
@@ -139,6 +142,8 @@ def load(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | No
     settings = Settings(**values)
     if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"setting log_level: {settings.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+    if settings.processes not in ("multi", "single"):
+        raise SettingsError(f"setting processes ({PREFIX}PROCESSES): {settings.processes!r} is not multi or single")
     if settings.log_format not in logs.FORMATS:
         raise SettingsError(f"setting log_format ({PREFIX}LOG_FORMAT): {settings.log_format!r} is not one of "
                             + ", ".join(logs.FORMATS))

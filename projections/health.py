@@ -525,6 +525,11 @@ def _group(api_version: str) -> str:
     return api_version.rpartition("/")[0]
 
 
+def has_rule(api_version: str, kind: str) -> bool:
+    """Whether ``kind`` has a rule of its own here (any other kind: generic checks, Ready condition)."""
+    return (_group(api_version), kind) in _RULES
+
+
 def assess(obj: Mapping[str, Any]) -> Health:
     """The health of one live object (kstatus status.go ``Compute``)."""
     try:

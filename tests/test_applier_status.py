@@ -47,7 +47,7 @@ async def test_rollout_status_shows_applied_failed_retrying_and_paused_targets(c
     resp = await client.post("/v1/deployments/web/revisions", json={
         "manifests": [namespace(), configmap("web-config", greeting="hello")], "selector": "region=eu"})
     assert resp.status == 201, await resp.text()
-    body = await eventually(lambda: _rollouts(client, "web", **{"eu-1": "progressing", "eu-2": "failed",
+    body = await eventually(lambda: _rollouts(client, "web", **{"eu-1": "healthy", "eu-2": "failed",
                                                                   "us-1": "applying"}))
     rollouts = {r["target"]: r for r in body["rollouts"]}
     assert rollouts["eu-1"]["applied_revision"] == 1 and rollouts["eu-1"]["desired_revision"] == 1
@@ -56,11 +56,11 @@ async def test_rollout_status_shows_applied_failed_retrying_and_paused_targets(c
     assert rollouts["eu-2"]["applied_revision"] is None
     assert "is invalid" in rollouts["eu-2"]["last_error"]
     assert rollouts["us-1"]["last_error"]
-    assert body["summary"]["progressing"] == 1 and body["summary"]["failed"] == 1 and body["summary"]["applying"] == 1
+    assert body["summary"]["healthy"] == 1 and body["summary"]["failed"] == 1 and body["summary"]["applying"] == 1
     assert live(emu.cluster("eu-1"), "v1", "ConfigMap", "apps", "web-config")["data"] == {"greeting": "hello"}
     # The retried target converges once the cluster recovers.
     emu.cluster("us-1").clear_faults()
-    await eventually(lambda: _rollouts(client, "web", **{"us-1": "progressing"}))
+    await eventually(lambda: _rollouts(client, "web", **{"us-1": "healthy"}))
     resp = await client.post("/v1/deployments/web/pause", json={"reason": "freeze"})
     assert resp.status in (200, 201), await resp.text()
     body = await eventually(lambda: _rollouts(client, "web", **{"eu-1": "paused", "eu-2": "paused"}))
