@@ -24,6 +24,7 @@ from api import (
 from api import deployments as deployments_api
 from api import freezes as freezes_api
 from api import history as history_api
+from api import rollouts as rollouts_api
 from api import state as state_api
 from api import targets as targets_api
 from api import tokens as tokens_api
@@ -61,6 +62,7 @@ def make_app(settings: settings_mod.Settings, *, access_control: bool = True) ->
     app.cleanup_ctx.append(lifecycle.projection)
     app.add_routes(targets_api.routes)
     app.add_routes(deployments_api.routes)
+    app.add_routes(rollouts_api.routes)
     app.add_routes(history_api.routes)
     app.add_routes(state_api.routes)
     app.add_routes(tokens_api.routes)

@@ -3,7 +3,8 @@
 A revision's manifests arrive as a JSON list (``manifests``), as multi-document YAML text in JSON
 (``manifests_yaml``), or as the whole body with a YAML content type (then ``selector``, ``message``
 and ``expected_version`` come from the query string; ``?expected_version=`` is honoured with a JSON
-body too, and must agree with the body's). They are validated before anything is
+body too, and must agree with the body's). A rollout strategy (docs/rollouts.md) comes as ``strategy``
+in a JSON body, or as a YAML document whose only key is ``strategy``. They are validated before anything is
 recorded; errors name the manifest index and field. The selector is validated too (422 naming
 ``selector`` and the position); it may be omitted after the first revision to keep the current one.
 
@@ -24,8 +25,9 @@ from typing import Annotated, Any, Final, TypeVar
 import msgspec
 from aiohttp import web
 
-from api import auth, bodies, envelope, keys, params, problems, reads, submission, waiting
+from api import auth, bodies, envelope, keys, params, problems, reads, rollouts, submission, waiting
 from ledger import events
+from ledger import rollouts as strategy_types
 from ledger import streams as stream_names
 from projections import commands, freezerules, loading, manifests, queries, selectors
 
@@ -47,6 +49,7 @@ class RevisionBody(msgspec.Struct, forbid_unknown_fields=True):
     selector: str | None = None
     message: str = ""
     expected_version: envelope.ExpectedVersion | None = None
+    strategy: strategy_types.Strategy | None = None
     override: OverrideBody | None = None
     progress_deadline_seconds: events.DEADLINE | None = None
     self_heal: bool | None = None
@@ -108,17 +111,28 @@ def _agree(name: str, in_body: T | None, in_query: T | None) -> T | None:
     return in_body if in_body is not None else in_query
 
 
-def _manifests(body: RevisionBody) -> list[Any]:
-    """The manifests as sent; the decision validates them (``commands.submit_revision``)."""
+def _manifests(body: RevisionBody) -> tuple[list[Any], strategy_types.Strategy | None]:
+    """The manifests as sent (the decision validates them, ``commands.submit_revision``) and the
+    strategy, from the body or from a YAML document of its own."""
     if (body.manifests is None) == (body.manifests_yaml is None):
         raise problems.invalid("manifests", "send exactly one of manifests (a JSON list) and manifests_yaml "
                                             "(multi-document YAML), or a YAML body")
     if body.manifests is not None:
-        return body.manifests
+        return body.manifests, body.strategy
     try:
-        return manifests.parse_yaml(body.manifests_yaml or "")
+        documents = manifests.parse_yaml(body.manifests_yaml or "")
     except manifests.ManifestError as exc:
         raise submission.problem_for(exc) from exc
+    found = [d for d in documents if isinstance(d, dict) and set(d) == {"strategy"}]
+    if not found:
+        return documents, body.strategy
+    if len(found) > 1 or body.strategy is not None:
+        raise problems.invalid("strategy", "give the strategy once (one YAML document, or the body's field)")
+    try:
+        strategy = msgspec.convert(found[0]["strategy"], strategy_types.Strategy)
+    except msgspec.ValidationError as exc:
+        raise problems.from_validation(exc, "$.strategy") from exc
+    return [d for d in documents if d is not found[0]], strategy
 
 
 def _override(request: web.Request, override: OverrideBody | None) -> str | None:
@@ -145,7 +159,7 @@ def _answer(name: str, written: submission.Written, status: int = 200) -> web.Re
         "position": written.position,
         "version": written.version,
     }
-    for field in ("revision", "to_revision", "selector", "matched_targets", "reason"):
+    for field in ("revision", "to_revision", "selector", "matched_targets", "reason", "waves"):
         if field in written.data:
             body["rolled_back_to" if field == "to_revision" else field] = written.data[field]
     headers = written.headers()
@@ -163,10 +177,11 @@ async def submit(request: web.Request) -> web.Response:
             selectors.parse(body.selector)
         except selectors.SelectorError as exc:
             raise submission.problem_for(exc) from exc
+    documents, strategy = _manifests(body)
     command = commands.SubmitRevision(
-        name, _manifests(body), body.selector, body.message, auth.principal(request).scope,
+        name, documents, body.selector, body.message, auth.principal(request).scope,
         events.PROGRESS_DEADLINE_SECONDS if body.progress_deadline_seconds is None else body.progress_deadline_seconds,
-        True if body.self_heal is None else body.self_heal)
+        True if body.self_heal is None else body.self_heal, strategy)
     override = _override(request, body.override)
     store = request.app[keys.STORE]
 
@@ -238,7 +253,8 @@ async def pause(request: web.Request) -> web.Response:
 
 @routes.post("/v1/deployments/{name}/resume")
 async def resume(request: web.Request) -> web.Response:
-    return await _lifecycle(request, commands.resume)
+    halted = await rollouts.resume_if_halted(request, reads.name_param(request, "deployment name"))
+    return halted if halted is not None else await _lifecycle(request, commands.resume)
 
 
 @routes.delete("/v1/deployments/{name}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from api import cloudevents, deployments, feed, freezes, schemas, streams, targets, tokens
+from api import cloudevents, deployments, feed, freezes, rollouts, schemas, streams, targets, tokens
 from ledger import streams as stream_names
 
 JSON: Final = ("application/json",)
@@ -126,6 +126,7 @@ def _one(schema: type, description: str = "OK") -> Reply:
 
 TARGET_WRITE: Final = _one(schemas.TargetWrite, "recorded (or nothing to record: changed is false)")
 DEPLOYMENT_WRITE: Final = _one(schemas.DeploymentWrite, "recorded")
+ROLLOUT_WRITE: Final = _one(schemas.RolloutWrite, "recorded")
 
 OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
     ("GET", "/healthz"): Operation(
@@ -217,8 +218,22 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         "pause", "Pause a deployment (the applier leaves it alone)", "deployments", {200: DEPLOYMENT_WRITE},
         WRITE | {404}, Body(deployments.ReasonBody, required=False), WRITE_HEADERS),
     ("POST", "/v1/deployments/{name}/resume"): Operation(
-        "resume", "Resume a paused deployment", "deployments", {200: DEPLOYMENT_WRITE},
+        "resume", "Resume a paused deployment, or else a halted rollout (then the reply is a rollout "
+        "write)", "deployments", {200: DEPLOYMENT_WRITE},
         WRITE | {404}, Body(deployments.ReasonBody, required=False), WRITE_HEADERS),
+    ("POST", "/v1/deployments/{name}/approve"): Operation(
+        "approve_wave", "Approve a wave of the current revision's rollout (approver or admin; never the "
+        "submitter's own, unless admin)", "rollouts", {200: ROLLOUT_WRITE}, WRITE | {404},
+        Body(rollouts.ApproveBody), WRITE_HEADERS),
+    ("POST", "/v1/deployments/{name}/promote"): Operation(
+        "promote_wave", "Start the next wave now, ending its soak early", "rollouts", {200: ROLLOUT_WRITE},
+        WRITE | {404}, Body(rollouts.PromoteBody), WRITE_HEADERS),
+    ("POST", "/v1/deployments/{name}/halt"): Operation(
+        "halt_rollout", "Halt the current revision's rollout (no further wave starts)", "rollouts",
+        {200: ROLLOUT_WRITE}, WRITE | {404}, Body(rollouts.HaltBody, required=False), WRITE_HEADERS),
+    ("GET", "/v1/deployments/{name}/rollout"): Operation(
+        "get_rollout", "The current revision's rollout: waves, approvals, health, halts", "rollouts",
+        {200: _one(schemas.RolloutState)}, frozenset({404})),
     ("DELETE", "/v1/deployments/{name}"): Operation(
         "remove_deployment", "Remove a deployment (the applier prunes it everywhere)", "deployments",
         {200: DEPLOYMENT_WRITE}, WRITE | {404}, Body(deployments.ReasonBody, required=False),

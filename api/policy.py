@@ -11,8 +11,8 @@ Permissions:
   which render /openapi.json in the browser but hold nothing about the API themselves);
 - ``read``: every read, the feed, live events, export, verification, metrics;
 - ``deploy``: revisions, rollback, pause and resume, within the token's scope;
-- ``approve``: approving rollout waves, within the token's scope (the routes arrive with
-  progressive rollouts; the permission exists so tokens can be issued for it now);
+- ``approve``: approving rollout waves, within the token's scope (never one's own revision's,
+  unless admin: projections/rollout_commands.py);
 - ``admin``: targets, tokens, freezes (and overriding one), removal, import, and the generic append
   ``POST /v1/streams/{stream}/events``. Only admins may use the generic append, and admin tokens
   carry no scope, so it can never be a way around a scope.
@@ -88,6 +88,10 @@ RULES: Final[dict[tuple[str, str], Rule]] = {
     ("POST", "/v1/deployments/{name}/rollback"): DEPLOY,
     ("POST", "/v1/deployments/{name}/pause"): DEPLOY,
     ("POST", "/v1/deployments/{name}/resume"): DEPLOY,
+    ("POST", "/v1/deployments/{name}/approve"): Rule("approve", scoped=True),
+    ("POST", "/v1/deployments/{name}/promote"): DEPLOY,
+    ("POST", "/v1/deployments/{name}/halt"): DEPLOY,
+    ("GET", "/v1/deployments/{name}/rollout"): READ,
     ("DELETE", "/v1/deployments/{name}"): ADMIN,
     ("GET", "/v1/deployments"): READ,
     ("GET", "/v1/deployments/{name}"): READ,

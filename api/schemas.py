@@ -213,6 +213,78 @@ class DeploymentWrite(msgspec.Struct, kw_only=True):
     selector: str | None = None
     matched_targets: list[str] | None = None
     reason: str | None = None
+    waves: list[WaveMembers] | None = None
+    wave: str | None = None  # a halted rollout's /resume
+
+
+class WaveMembers(msgspec.Struct):
+    name: str
+    targets: list[str] = []
+
+
+class RolloutWrite(msgspec.Struct, kw_only=True):
+    """What a rollout command (approve, promote, halt, resume) recorded in ``rollout-<name>``."""
+
+    deployment: str
+    stream: str
+    event: str | None
+    position: int
+    version: int
+    revision: int | None = None
+    wave: str | None = None
+    reason: str | None = None
+
+
+class WaveApproval(msgspec.Struct, kw_only=True):
+    required: bool
+    requested: bool
+    by: str | None
+    reason: str
+
+
+class RolloutWave(msgspec.Struct, kw_only=True):
+    name: str
+    targets: list[str]
+    state: Literal["pending", "awaiting-approval", "progressing", "halted", "completed"]
+    max_concurrency: int | None
+    approval: WaveApproval | None
+    started_at: dt.datetime | None
+    promoted_by: str | None
+    completed_at: dt.datetime | None
+    healthy: int
+    failing: list[str]
+    duration_ms: int | None
+
+
+class RolloutHalt(msgspec.Struct, kw_only=True):
+    wave: str
+    reason: str
+    failed_targets: list[str]
+
+
+class RolloutProgress(msgspec.Struct, kw_only=True):
+    """A revision's progressive rollout (docs/rollouts.md)."""
+
+    revision: int
+    phase: Literal["rolling", "halted", "completed"]
+    submitter: str | None
+    strategy: dict[str, Any]
+    halted: RolloutHalt | None
+    completed_at: dt.datetime | None
+    waves: list[RolloutWave]
+
+
+class DeploymentRollout(RolloutProgress, kw_only=True):
+    deployment: str
+
+
+class RolloutState(msgspec.Struct, kw_only=True):
+    """``GET /v1/deployments/{name}/rollout``: ``rollout`` is null without a strategy."""
+
+    deployment: str
+    current_revision: int
+    position: int
+    rollout: RolloutProgress | None
 
 
 class Revision(msgspec.Struct, kw_only=True):
@@ -258,6 +330,7 @@ class FleetState(msgspec.Struct):
     targets: list[TargetWithRollouts]
     deployments: list[DeploymentWithRollouts]
     freezes: list[Freeze]
+    rollouts: list[DeploymentRollout] = []
 
 
 class TokenScope(msgspec.Struct):

@@ -25,7 +25,7 @@ def _written(a: dict[str, Any]) -> str:
     what = {"RevisionSubmitted": "revision {revision} submitted",
             "RolledBack": "revision {revision} rolls back to {rolled_back_to}",
             "DeploymentPaused": "paused", "DeploymentResumed": "resumed",
-            "DeploymentRemoved": "removed"}.get(a.get("event") or "", "unchanged").format(**a)
+            "DeploymentRemoved": "removed", "RolloutResumed": "rollout resumed"}.get(a.get("event") or "", "unchanged").format(**a)
     line = f"{a['deployment']}: {what} (position {a['position']})"
     if "matched_targets" in a:
         matched = a["matched_targets"]

@@ -27,6 +27,7 @@ from cli import exits, http, parsers, serve
 from cli import export as export_cli
 from cli import freezes as freezes_cli
 from cli import rebuild as rebuild_cli
+from cli import rollout as rollout_cli
 from cli import targets as targets_cli
 from cli import tokens as tokens_cli
 from cli import verify as verify_cli
@@ -35,7 +36,7 @@ from ledger import pgembed
 from ledger import settings as settings_mod
 
 MODULES = [serve, applier_cli, demo_cli, targets_cli, client_cli, wait_cli, tokens_cli, freezes_cli, export_cli,
-           verify_cli, rebuild_cli, completion_cli]
+           verify_cli, rebuild_cli, completion_cli, rollout_cli]
 
 
 def version() -> str:

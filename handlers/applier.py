@@ -17,6 +17,9 @@ Shape of one run (``Applier.run``, restarted from scratch by ledger.tasks.superv
    drift (handlers.compare, handlers.drift: recorded once per occurrence, before it is healed) and
    converged again if out of sync, unless the revision says ``self_heal: false``; such a pass
    records an outcome only if it changed something (drift healed, leftovers pruned).
+5. Progressive rollouts: the rollout driver (handlers.rollouts) runs beside the passes on the same
+   fold and records each wave's steps; a target whose wave has not started keeps what it had
+   (tracking.plan asks projections.waves which revision it may run).
 
 Level-triggered: decisions compare desired state with recorded outcomes, never "events not yet
 handled", so a restart, a takeover or a lost notification can only cause a redundant apply, not
@@ -58,6 +61,7 @@ from handlers import (
     freezegate,
     objects,
     outcomes,
+    rollouts,
     tracking,
 )
 from ledger import components, credfile, events, logs, meters, records, store, tasks
@@ -122,6 +126,7 @@ class Applier:
         self._not_before: dict[tuple[str, str], float] = {}
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._saved = 0
+        self._driver = rollouts.Driver(self._store, lambda: self.state.fleet)
         self.health = follow.Follower(self._store, lambda: self.state, lambda t: self.claims.owns(t),
                                       self._client_for, self._reach, self.registry,
                                       lost_database=tasks.lost_database)
@@ -138,6 +143,8 @@ class Applier:
                 await self._start()
                 tg.create_task(self._follow(), name="applier-follow")
                 tg.create_task(self.claims.run(), name="applier-claims")
+                tg.create_task(tasks.supervise("rollout-driver", self._driver.run, self.registry),
+                               name="rollout-driver")
                 if self._settings.resync_interval > 0:
                     tg.create_task(tasks.supervise("applier-resync", self._resync_loop, self.registry),
                                    name="applier-resync")
@@ -195,6 +202,7 @@ class Applier:
             self.claims.poke()
         for target in affected:
             self._changed(target)
+        self._driver.note(rec)
         if rec.type in followed.TYPES:
             self.health.touched(rec)
         if self._gates:

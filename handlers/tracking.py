@@ -17,7 +17,9 @@ same log a second time for what the applier needs to decide what to *do*, and no
   :func:`credential_changed`): earlier outcomes do not count any more, so the current revisions are
   applied again through the new client, and a permanent failure is tried again.
 
-:func:`plan` is the decision, pure: the work one target needs now. The whole state is a msgspec
+:func:`plan` is the decision, pure: the work one target needs now. For a revision with a rollout
+strategy it brings a target only to the revision its wave allows (projections/waves.py
+``revision_for``), and :func:`fold` names the targets a wave just released. The whole state is a msgspec
 Struct so that the applier's checkpoint can store it (handlers.checkpoint).
 """
 
@@ -30,7 +32,7 @@ import msgspec
 
 from handlers import followed
 from ledger import access, events, records
-from projections import fleet
+from projections import fleet, waves
 
 Outcome = Literal["succeeded", "retrying", "failed", ""]
 
@@ -205,7 +207,18 @@ def fold(state: State, rec: records.RecordedEvent) -> set[str]:
             affected.update(n for n, t in state.fleet.targets.items() if not t.retired)
         case events.DriftDetected():
             observe_drift(state, event, rec.position)
+    affected.update(_released(state, event, rec.position))
     return affected
+
+
+def _released(state: State, event: events.AnyEvent | None, position: int) -> list[str]:
+    """Targets a wave of a progressive rollout let through at ``position`` (projections/waves.py)."""
+    name = getattr(event, "deployment", None)
+    deployment = state.fleet.deployments.get(name) if name is not None else None
+    progress = deployment.progress if deployment is not None else None
+    if progress is None or progress.released_at != position:
+        return []
+    return progress.last_released
 
 
 def _involved(state: State, deployment: str) -> set[str]:
@@ -229,7 +242,10 @@ def plan(state: State, target: str, *, resync: bool = False) -> list[Work]:
         selected = (not deployment.removed and deployment.current_revision > 0
                     and target in deployment.rollouts)
         if selected:
-            revision = deployment.current_revision
+            # A progressive rollout holds targets of waves not started yet at what they had.
+            revision = waves.revision_for(deployment.progress, deployment.current_revision, target)
+            if revision == 0:
+                continue
             if p is not None and p.revision == revision:
                 if p.outcome == "succeeded" and p.position > reached:
                     if resync:

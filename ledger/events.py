@@ -25,7 +25,7 @@ from typing import Annotated, Any, Final, Literal, Union
 
 import msgspec
 
-from ledger import access, errors
+from ledger import access, errors, rollouts
 
 INT32_MAX: Final = 2**31 - 1
 # A revision number as the read models store it (integer columns); 0 is the applier's "pruned".
@@ -126,6 +126,9 @@ class RevisionSubmitted(Event, frozen=True):
     progress_deadline_seconds: DEADLINE = PROGRESS_DEADLINE_SECONDS
     self_heal: bool = True
     override: FreezeOverride | None = None
+    # Progressive rollouts (docs/rollouts.md): the strategy as submitted, the waves decided from it.
+    strategy: rollouts.Strategy | None = None
+    waves: list[rollouts.WaveMembers] = []
 
 
 class RolledBack(Event, frozen=True):
@@ -136,6 +139,8 @@ class RolledBack(Event, frozen=True):
     matched_targets: list[str] = []
     scope: Scope = Scope()
     override: FreezeOverride | None = None
+    strategy: rollouts.Strategy | None = None
+    waves: list[rollouts.WaveMembers] = []
 
 
 class DeploymentPaused(Event, frozen=True):
@@ -213,6 +218,62 @@ class DriftDetected(Event, frozen=True):
     fields: list[str] = []
 
 
+class WaveStarted(Event, frozen=True):
+    deployment: str
+    revision: REVISION
+    wave: str
+    targets: list[str] = []
+
+
+class WaveCompleted(Event, frozen=True):
+    deployment: str
+    revision: REVISION
+    wave: str
+    healthy: COUNT = 0
+    duration_ms: COUNT = 0
+
+
+class ApprovalRequested(Event, frozen=True):
+    deployment: str
+    revision: REVISION
+    wave: str
+
+
+class ApprovalGranted(Event, frozen=True):
+    deployment: str
+    revision: REVISION
+    wave: str
+    by: str
+    reason: str = ""
+
+
+class RolloutHalted(Event, frozen=True):
+    deployment: str
+    revision: REVISION
+    wave: str = ""
+    failed_targets: list[str] = []
+    reason: str = ""
+
+
+class RolloutResumed(Event, frozen=True):
+    deployment: str
+    revision: REVISION
+    wave: str = ""
+    reason: str = ""
+
+
+class RolloutCompleted(Event, frozen=True):
+    deployment: str
+    revision: REVISION
+    duration_ms: COUNT = 0
+
+
+class RolloutSuperseded(Event, frozen=True):
+    deployment: str
+    revision: REVISION
+    by_revision: REVISION
+
+
 class TokenIssued(Event, frozen=True):
     """An access token came into being. Never the secret: ``secret_sha256`` is the SHA-256 of a
     256-bit random secret (see docs/security.md for why it may be public), ``fingerprint`` its
@@ -276,6 +337,14 @@ AnyEvent = Union[  # noqa: UP007 - the union is also used at runtime
     TokenRevoked,
     FreezeSet,
     FreezeRemoved,
+    WaveStarted,
+    WaveCompleted,
+    ApprovalRequested,
+    ApprovalGranted,
+    RolloutHalted,
+    RolloutResumed,
+    RolloutCompleted,
+    RolloutSuperseded,
 ]
 
 TYPES: Final[dict[str, type[Event]]] = {cls.__name__: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]
@@ -304,6 +373,9 @@ CATEGORY: Final[dict[str, tuple[str, str]]] = {
     "TokenRevoked": ("token", "name"),
     "FreezeSet": ("freeze", "name"),
     "FreezeRemoved": ("freeze", "name"),
+    **{name: ("rollout", "deployment") for name in (
+        "WaveStarted", "WaveCompleted", "ApprovalRequested", "ApprovalGranted", "RolloutHalted",
+        "RolloutResumed", "RolloutCompleted", "RolloutSuperseded")},
 }
 
 # Types whose data holds free-form JSON (manifests): a key repeated in one of its objects is refused

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger import access as access_mod
-from ledger import credentials, events
-from projections import fleet, manifests, selectors
+from ledger import credentials, events, rollouts
+from projections import fleet, manifests, selectors, strategies
 
 
 class DomainError(Exception):
@@ -76,6 +76,7 @@ class SubmitRevision:
     scope: events.Scope = field(default_factory=events.Scope)
     progress_deadline_seconds: int = events.PROGRESS_DEADLINE_SECONDS
     self_heal: bool = True
+    strategy: rollouts.Strategy | None = None
 
 
 @dataclass(frozen=True)
@@ -178,17 +179,32 @@ def submit_revision(deployment: fleet.Deployment | None, command: SubmitRevision
     selector = selectors.parse(text)
     checked = manifests.validate(command.manifests)
     reach = selectors.parse(fleet.conjunction(str(selector), command.scope.targets))
+    matched = _matched(targets, reach)
     return events.RevisionSubmitted(
         deployment=command.deployment,
         revision=next_revision(deployment),
         manifests=checked,
         selector=str(selector),
         message=command.message,
-        matched_targets=_matched(targets, reach),
+        matched_targets=matched,
         scope=command.scope,
         progress_deadline_seconds=command.progress_deadline_seconds,
         self_heal=command.self_heal,
+        strategy=command.strategy,
+        waves=waves_of(command.strategy, matched, targets),
     )
+
+
+def waves_of(strategy: rollouts.Strategy | None, matched: Sequence[str],
+             targets: Mapping[str, fleet.Target]) -> list[rollouts.WaveMembers]:
+    """The waves a strategy makes of ``matched`` (none without a strategy); refusals name the field."""
+    if strategy is None:
+        return []
+    labels = {n: targets[n].labels for n in matched if n in targets}
+    try:
+        return strategies.assign(strategy, matched, labels)
+    except strategies.StrategyError as exc:
+        raise Invalid(exc.message, field=exc.field) from exc
 
 
 def roll_back(deployment: fleet.Deployment | None, command: RollBack,

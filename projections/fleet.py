@@ -60,7 +60,7 @@ import msgspec
 from ledger import access as access_mod
 from ledger import events, records
 from projections import freezes as freezes_mod
-from projections import selectors
+from projections import selectors, waves
 
 RolloutState = Literal["pending", "applying", "progressing", "healthy", "degraded", "failed", "paused"]
 STATES: Final[tuple[RolloutState, ...]] = (
@@ -134,6 +134,7 @@ class Deployment(msgspec.Struct, gc=False, array_like=True):
     revisions: dict[int, Revision] = {}
     rollouts: dict[str, Rollout] = {}
     scope: str = ""
+    progress: waves.Progress | None = None  # the current revision's rollout (projections/waves.py)
 
 
 class Fleet(msgspec.Struct, gc=False, array_like=True):
@@ -152,6 +153,7 @@ class Meta(msgspec.Struct, frozen=True, gc=False):
     version: int
     recorded_at: dt.datetime
     actor: str | None = None
+    on_behalf_of: str | None = None  # read for revisions only (the four-eyes rule of approvals)
 
 
 def empty() -> Fleet:
@@ -338,6 +340,8 @@ def _submit(fleet: Fleet, event: events.RevisionSubmitted, meta: Meta) -> None:
     previous = deployment.revisions.get(deployment.current_revision)
     manifests, selector, matched = _shared(
         previous, events.encode(event.manifests), event.selector, event.matched_targets)
+    deployment.progress = waves.begin(deployment.progress, event, deployment.current_revision,
+                                      deployment.rollouts, meta)
     _make_current(fleet, deployment, Revision(
         number=event.revision, manifests=manifests, selector=selector, message=event.message,
         matched_targets=matched, actor=meta.actor, recorded_at=meta.recorded_at,
@@ -355,6 +359,8 @@ def _roll_back(fleet: Fleet, event: events.RolledBack, meta: Meta) -> None:
     _, selector, matched = _shared(
         previous, restored, base.selector if base is not None else deployment.selector,
         event.matched_targets)
+    deployment.progress = waves.begin(deployment.progress, event, deployment.current_revision,
+                                      deployment.rollouts, meta)
     _make_current(fleet, deployment, Revision(
         number=event.revision, manifests=restored, selector=selector, message=event.message,
         matched_targets=matched, actor=meta.actor, recorded_at=meta.recorded_at,
@@ -442,6 +448,32 @@ def _resumed(fleet: Fleet, event: events.DeploymentResumed, meta: Meta) -> None:
     _pause(fleet, event.deployment, False, event.reason, meta)
 
 
+def _progress(fleet: Fleet, event: Any, meta: Meta) -> None:
+    """A wave or rollout event: into the deployment's rollout progress (projections/waves.py)."""
+    deployment = fleet.deployments.get(event.deployment)
+    if deployment is not None and deployment.progress is not None:
+        waves.apply(deployment.progress, event, meta.recorded_at, meta.actor, meta.position)
+
+
+def _wave_health(fleet: Fleet, deployment_name: str, revision: int, target: str, health: waves.Health,
+            meta: Meta) -> None:
+    deployment = fleet.deployments.get(deployment_name)
+    if deployment is not None and deployment.progress is not None:
+        waves.observe(deployment.progress, revision, target, health, meta.recorded_at, meta.position)
+
+
+def _health_and_waves(fleet: Fleet, event: events.TargetHealthy | events.TargetDegraded, meta: Meta) -> None:
+    _health(fleet, event, meta)
+    verdict: waves.Health = "healthy" if isinstance(event, events.TargetHealthy) else "degraded"
+    _wave_health(fleet, event.deployment, event.revision, event.target, verdict, meta)
+
+
+def _apply_failed(fleet: Fleet, event: events.ApplyFailed, meta: Meta) -> None:
+    _outcome(fleet, event, meta)
+    if not event.retryable:
+        _wave_health(fleet, event.deployment, event.revision, event.target, "failed", meta)
+
+
 # Dispatch on the exact type: one dict lookup instead of a chain of isinstance checks, which
 # matters when a rebuild folds a million events.
 _HANDLERS: Final[dict[type[events.Event], Callable[[Fleet, Any, Meta], None]]] = {
@@ -454,11 +486,14 @@ _HANDLERS: Final[dict[type[events.Event], Callable[[Fleet, Any, Meta], None]]] =
     events.DeploymentResumed: _resumed,
     events.DeploymentRemoved: _remove,
     events.ApplySucceeded: _outcome,
-    events.ApplyFailed: _outcome,
+    events.ApplyFailed: _apply_failed,
+    events.TargetHealthy: _health_and_waves,
+    events.TargetDegraded: _health_and_waves,
+    **{kind: _progress for kind in (
+        events.WaveStarted, events.WaveCompleted, events.ApprovalRequested, events.ApprovalGranted,
+        events.RolloutHalted, events.RolloutResumed, events.RolloutCompleted, events.RolloutSuperseded)},
     events.FreezeSet: _freeze,
     events.FreezeRemoved: _freeze,
-    events.TargetHealthy: _health,
-    events.TargetDegraded: _health,
 }
 
 
@@ -474,12 +509,23 @@ def apply(fleet: Fleet, event: events.AnyEvent, meta: Meta) -> Fleet:
 
 class _Actor(msgspec.Struct):
     actor: str | None = None
+    on_behalf_of: str | None = None
 
 
 _actor_decoder: Final = msgspec.json.Decoder(_Actor)
 # Outcomes are the bulk of the log and their actor is the applier: not worth decoding.
 _NO_ACTOR: Final = frozenset({"ApplySucceeded", "ApplyFailed", "TargetHealthy", "TargetDegraded",
                               "DriftDetected"})
+
+
+_REVISIONS: Final = frozenset({"RevisionSubmitted", "RolledBack"})
+
+
+def _who(metadata: str) -> _Actor:
+    try:
+        return _actor_decoder.decode(metadata)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return _Actor()
 
 
 def actor_of(type_: str, metadata: str) -> str | None:
@@ -504,8 +550,12 @@ def fold_row(fleet: Fleet, position: int, stream: str, version: int, type_: str,
         event = None
     handler = _HANDLERS.get(type(event)) if event is not None else None
     if handler is not None:  # token events, for one, are no concern of the fleet
-        actor = None if type_ in _NO_ACTOR else actor_of(type_, metadata)
-        handler(fleet, event, Meta(position, stream, version, recorded_at, actor))
+        if type_ in _REVISIONS:
+            who = _who(metadata)
+            handler(fleet, event, Meta(position, stream, version, recorded_at, who.actor, who.on_behalf_of))
+        else:
+            actor = None if type_ in _NO_ACTOR else actor_of(type_, metadata)
+            handler(fleet, event, Meta(position, stream, version, recorded_at, actor))
     fleet.position = position
     fleet.recorded_at = recorded_at
     return event

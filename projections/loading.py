@@ -24,6 +24,13 @@ SELECT position, stream, version, type,
        metadata::text, recorded_at
 FROM events WHERE stream = $1 ORDER BY version
 """
+_ROLLOUT: Final = """
+SELECT position, stream, version, type,
+       CASE WHEN type IN ('RevisionSubmitted', 'RolledBack') THEN (data || '{"manifests": []}'::jsonb)::text
+            ELSE data::text END,
+       metadata::text, recorded_at
+FROM events WHERE stream = ANY($1::text[]) AND position <= $2 ORDER BY position
+"""
 _FREEZES: Final = """
 SELECT position, stream, version, type, data::text, metadata::text, recorded_at
 FROM events WHERE category = 'freeze' ORDER BY position
@@ -63,6 +70,27 @@ async def stream_state(store: store_mod.EventStore, stream: str, *, timeout: flo
     for row in rows:
         fleet.fold_row(state, *row)
     return StreamState(state, rows[-1][2] if rows else 0, rows[-1][0] if rows else 0)
+
+
+async def deployment_with_rollout(store: store_mod.EventStore, name: str, *,
+                                  timeout: float | None = None) -> tuple[fleet.Fleet, StreamState]:
+    """A deployment as its progressive rollout sees it: the fleet's targets as of now, then the
+    ``deployment-<name>`` and ``rollout-<name>`` streams folded in log order (manifests elided).
+    Also the ``rollout-<name>`` stream's own state, for an append's expected version."""
+    found = await targets(store, timeout=timeout)
+    state = fleet.empty()
+    state.targets.update(found)
+    streams = [f"deployment-{name}", f"rollout-{name}"]
+    async with store.connection(timeout) as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM events", timeout=timeout)
+            rows = await conn.fetch(_ROLLOUT, streams, head, timeout=timeout)
+    version = position = 0
+    for row in rows:
+        fleet.fold_row(state, *row)
+        if row[1] == streams[1]:
+            version, position = row[2], row[0]
+    return state, StreamState(state, version, position)
 
 
 async def by_ids(store: store_mod.EventStore, event_ids: list[UUID], *,

@@ -34,8 +34,8 @@ from ledger import access, credentials, events
 from projections import commands, fleet, freezerules, freezes, selectors
 
 SERVER_FIELDS: Final[dict[type[events.Event], tuple[str, ...]]] = {
-    events.RevisionSubmitted: ("revision", "matched_targets", "scope"),
-    events.RolledBack: ("revision", "matched_targets", "scope"),
+    events.RevisionSubmitted: ("revision", "matched_targets", "scope", "waves"),
+    events.RolledBack: ("revision", "matched_targets", "scope", "strategy", "waves"),
 }
 # Types whose decision resolves matched targets (the caller loads the fleet's targets for them).
 NEEDS_TARGETS: Final = frozenset(SERVER_FIELDS)
@@ -88,7 +88,7 @@ def _submit(state: fleet.Fleet, event: events.RevisionSubmitted, ctx: Context, p
     selector = event.selector if "selector" in present else None
     decided = commands.submit_revision(state.deployments.get(event.deployment), commands.SubmitRevision(
         event.deployment, event.manifests, selector, event.message, ctx.scope,
-        event.progress_deadline_seconds, event.self_heal), ctx.targets)
+        event.progress_deadline_seconds, event.self_heal, event.strategy), ctx.targets)
     return _admit(decided, event.override, ctx)
 
 

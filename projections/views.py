@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from ledger import access, hashing
-from projections import fleet, freezes
+from projections import fleet, freezes, waves
 
 STATES: Final[tuple[str, ...]] = fleet.STATES
 
@@ -119,4 +119,17 @@ def state(f: fleet.Fleet, now: dt.datetime | None = None) -> dict[str, Any]:
         "targets": targets,
         "deployments": deployments,
         "freezes": frozen(f, now or f.recorded_at),
+        "rollouts": progressive(f),
     }
+
+
+def progressive(f: fleet.Fleet) -> list[dict[str, Any]]:
+    """Each deployment's progressive rollout of its current revision, as it stood (waves, approvals)."""
+    found = []
+    for name in sorted(f.deployments):
+        d = f.deployments[name]
+        shown = waves.view(d.progress) if not d.removed and d.progress is not None \
+            and d.progress.revision == d.current_revision else None
+        if shown is not None:
+            found.append({"deployment": name, **shown})
+    return found

@@ -75,6 +75,29 @@ async def _remove(live: Any, n: str) -> tuple[str, Any]:
     return f"/v1/deployments/d{n}", None
 
 
+WAVES: Any = {"waves": [{"name": "a", "selector": "none=here"}, {"name": "b"}], "approval": ["a"],
+              "soak_seconds": 3600}
+
+
+async def _approve(live: Any, n: str) -> tuple[str, Any]:
+    await submit(live, f"d{n}", "", strategy=WAVES)
+    return f"/v1/deployments/d{n}/approve", {"wave": "a", "reason": "matrix"}
+
+
+async def _promote(live: Any, n: str) -> tuple[str, Any]:
+    await submit(live, f"d{n}", "", strategy=WAVES)
+    done = [events.WaveStarted(deployment=f"d{n}", revision=1, wave="a"),
+            events.WaveCompleted(deployment=f"d{n}", revision=1, wave="a")]
+    await live.app[keys.STORE].append(f"rollout-d{n}", "any", [records.NewEvent(
+        uuid.uuid4(), events.type_name(e), events.to_data(e), {"actor": "ledger"}) for e in done])
+    return f"/v1/deployments/d{n}/promote", {"wave": "b"}
+
+
+async def _halt(live: Any, n: str) -> tuple[str, Any]:
+    await submit(live, f"d{n}", "", strategy=WAVES)
+    return f"/v1/deployments/d{n}/halt", {"reason": "matrix"}
+
+
 async def _issue(_live: Any, n: str) -> tuple[str, Any]:
     return "/v1/tokens", {"name": f"k{n}", "role": "viewer"}
 
@@ -150,6 +173,10 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/v1/deployments/{name}/pause"): _pause,
     ("POST", "/v1/deployments/{name}/resume"): _resume,
     ("DELETE", "/v1/deployments/{name}"): _remove,
+    ("POST", "/v1/deployments/{name}/approve"): _approve,
+    ("POST", "/v1/deployments/{name}/promote"): _promote,
+    ("POST", "/v1/deployments/{name}/halt"): _halt,
+    ("GET", "/v1/deployments/{name}/rollout"): _get("/v1/deployments/web/rollout"),
     ("GET", "/v1/deployments"): _get(f"/v1/deployments?{HEAD}"),
     ("GET", "/v1/deployments/{name}"): _get(f"/v1/deployments/web?{HEAD}"),
     ("GET", "/v1/deployments/{name}/revisions"): _get(f"/v1/deployments/web/revisions?{HEAD}"),
