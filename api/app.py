@@ -19,6 +19,7 @@ from api import (
     streams,
 )
 from api import deployments as deployments_api
+from api import freezes as freezes_api
 from api import history as history_api
 from api import state as state_api
 from api import targets as targets_api
@@ -56,6 +57,7 @@ def make_app(settings: settings_mod.Settings, *, access_control: bool = True) ->
     app.add_routes(history_api.routes)
     app.add_routes(state_api.routes)
     app.add_routes(tokens_api.routes)
+    app.add_routes(freezes_api.routes)
     app.cleanup_ctx.append(lifecycle.applier)
     openapi.install(app)
     app.add_routes(reference.routes)

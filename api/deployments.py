@@ -6,12 +6,18 @@ and ``expected_version`` come from the query string; ``?expected_version=`` is h
 body too, and must agree with the body's). They are validated before anything is
 recorded; errors name the manifest index and field. The selector is validated too (422 naming
 ``selector`` and the position); it may be omitted after the first revision to keep the current one.
+
+Freeze windows (docs/freezes.md): a revision or rollback whose matched targets are all frozen is
+refused with 409 naming the freezes; an admin may send ``override: {reason}`` (with a YAML body:
+``?override_reason=``), recorded in the event, to let it through.
+
 A JSON body may set the revision's ``progress_deadline_seconds`` (1 to 2^31-1, default 600) and
 ``self_heal`` (default true), docs/health.md, in the body or (as with a YAML body) the query string.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, Any, Final, TypeVar
 
@@ -21,12 +27,18 @@ from aiohttp import web
 from api import auth, bodies, envelope, keys, params, problems, reads, submission
 from ledger import events
 from ledger import streams as stream_names
-from projections import commands, loading, manifests, queries, selectors
+from projections import commands, freezerules, loading, manifests, queries, selectors
 
 routes = web.RouteTableDef()
 
 T = TypeVar("T")
 YAML_TYPES: Final = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+class OverrideBody(msgspec.Struct, forbid_unknown_fields=True):
+    """An admin lets the revision through freeze windows, saying why."""
+
+    reason: str
 
 
 class RevisionBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -35,6 +47,7 @@ class RevisionBody(msgspec.Struct, forbid_unknown_fields=True):
     selector: str | None = None
     message: str = ""
     expected_version: envelope.ExpectedVersion | None = None
+    override: OverrideBody | None = None
     progress_deadline_seconds: events.DEADLINE | None = None
     self_heal: bool | None = None
 
@@ -43,6 +56,7 @@ class RollbackBody(msgspec.Struct, forbid_unknown_fields=True):
     to_revision: Annotated[int, msgspec.Meta(ge=1, le=params.INT32_MAX)]
     message: str = ""
     expected_version: envelope.ExpectedVersion | None = None
+    override: OverrideBody | None = None
 
 
 class ReasonBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -68,9 +82,11 @@ async def _revision_body(request: web.Request) -> RevisionBody:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise problems.invalid("body", f"the YAML body is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+        reason = bodies.query_text(request, "override_reason")
         return RevisionBody(manifests_yaml=text, selector=bodies.query_text(request, "selector"),
                             message=bodies.query_text(request, "message", "") or "",
                             expected_version=_query_expected(request),
+                            override=OverrideBody(reason) if reason is not None else None,
                             progress_deadline_seconds=params.optional(request, "progress_deadline_seconds"),
                             self_heal=_query_flag(request, "self_heal"))
     body = await bodies.read_json(request, RevisionBody, free_form=True)
@@ -105,6 +121,22 @@ def _manifests(body: RevisionBody) -> list[Any]:
         raise submission.problem_for(exc) from exc
 
 
+def _override(request: web.Request, override: OverrideBody | None) -> str | None:
+    """The override's reason; only an admin may override a freeze (403 for anyone else)."""
+    if override is None:
+        return None
+    if auth.principal(request).role != "admin":
+        raise problems.Problem(403, "Forbidden", "only an admin may override a freeze window",
+                               field="override", missing="admin")
+    return override.reason
+
+
+async def _admitted(request: web.Request, decided: Any, targets: Any, override: str | None) -> Any:
+    """The decided revision past the freeze windows (409 when every target is frozen)."""
+    table = await loading.freezes_now(request.app[keys.STORE])
+    return freezerules.admit(decided, targets, table, dt.datetime.now(dt.UTC), override)
+
+
 def _answer(name: str, written: submission.Written, status: int = 200) -> web.Response:
     body: dict[str, Any] = {
         "deployment": name,
@@ -135,11 +167,13 @@ async def submit(request: web.Request) -> web.Response:
         name, _manifests(body), body.selector, body.message, auth.principal(request).scope,
         events.PROGRESS_DEADLINE_SECONDS if body.progress_deadline_seconds is None else body.progress_deadline_seconds,
         True if body.self_heal is None else body.self_heal)
+    override = _override(request, body.override)
     store = request.app[keys.STORE]
 
     async def decide(state: loading.StreamState) -> Any:
         targets = await loading.targets(store)
-        return commands.submit_revision(state.state.deployments.get(name), command, targets)
+        decided = commands.submit_revision(state.state.deployments.get(name), command, targets)
+        return await _admitted(request, decided, targets, override)
 
     written = await submission.run(request, _stream(name), body.expected_version, decide)
     return _answer(name, written, 201)
@@ -150,11 +184,13 @@ async def roll_back(request: web.Request) -> web.Response:
     name = reads.name_param(request, "deployment name")
     body = await bodies.read_json(request, RollbackBody)
     command = commands.RollBack(name, body.to_revision, body.message, auth.principal(request).scope)
+    override = _override(request, body.override)
     store = request.app[keys.STORE]
 
     async def decide(state: loading.StreamState) -> Any:
         targets = await loading.targets(store)
-        return commands.roll_back(state.state.deployments.get(name), command, targets)
+        decided = commands.roll_back(state.state.deployments.get(name), command, targets)
+        return await _admitted(request, decided, targets, override)
 
     written = await submission.run(request, _stream(name), body.expected_version, decide)
     return _answer(name, written, 201)

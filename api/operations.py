@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from api import cloudevents, deployments, feed, schemas, streams, targets, tokens
+from api import cloudevents, deployments, feed, freezes, schemas, streams, targets, tokens
 from ledger import streams as stream_names
 
 JSON: Final = ("application/json",)
@@ -196,6 +196,7 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         (*WRITE_HEADERS,
          text("selector", "with a YAML body: the label selector"),
          text("message", "with a YAML body: the message"),
+         text("override_reason", "with a YAML body: an admin's reason to let the revision through freezes"),
          Param("expected_version", "query",
                {"anyOf": [{"type": "integer", "minimum": 0, "maximum": INT32_MAX},
                           {"type": "string", "enum": ["any", "no_stream", "exists"]}]},
@@ -249,6 +250,19 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
     ("DELETE", "/v1/tokens/{name}"): Operation(
         "revoke_token", "Revoke a token", "tokens", {200: _one(schemas.Token, "revoked")}, WRITE | {404},
         Body(tokens.RevokeBody, required=False), (X_ACTOR,)),
+    ("PUT", "/v1/freezes/{name}"): Operation(
+        "put_freeze", "Set a freeze window (201 new, 200 changed or unchanged): no new revision reaches "
+        "the targets it covers while it holds", "freezes",
+        {201: _one(schemas.FreezeWrite, "set"), 200: _one(schemas.FreezeWrite, "changed (or nothing to record)")},
+        WRITE, Body(freezes.FreezeBody), WRITE_HEADERS),
+    ("DELETE", "/v1/freezes/{name}"): Operation(
+        "remove_freeze", "Remove a freeze window (held revisions then proceed)", "freezes",
+        {200: _one(schemas.FreezeWrite, "removed")}, WRITE | {404}, Body(freezes.RemoveBody, required=False),
+        (*WRITE_HEADERS, text("reason", "why (when there is no body)"))),
+    ("GET", "/v1/freezes"): Operation(
+        "list_freezes", "Freeze windows: whether each holds now, its next window, the targets it covers",
+        "freezes", {200: _one(schemas.FreezeList)},
+        params=(Param("include_removed", "query", FLAG, "list removed freezes too"),)),
 }
 
 

@@ -105,6 +105,9 @@ ROUTES: Final[dict[tuple[str, str], tuple[Param, ...]]] = {
     ("GET", "/v1/tokens"): (),
     ("GET", "/v1/tokens/{name}"): (),
     ("DELETE", "/v1/tokens/{name}"): (),
+    ("PUT", "/v1/freezes/{name}"): _WRITE,
+    ("DELETE", "/v1/freezes/{name}"): _WRITE,
+    ("GET", "/v1/freezes"): (),
 }
 
 

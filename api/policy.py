@@ -13,7 +13,7 @@ Permissions:
 - ``deploy``: revisions, rollback, pause and resume, within the token's scope;
 - ``approve``: approving rollout waves, within the token's scope (the routes arrive with
   progressive rollouts; the permission exists so tokens can be issued for it now);
-- ``admin``: targets, tokens, removal, import, and the generic append
+- ``admin``: targets, tokens, freezes (and overriding one), removal, import, and the generic append
   ``POST /v1/streams/{stream}/events``. Only admins may use the generic append, and admin tokens
   carry no scope, so it can never be a way around a scope.
 
@@ -79,6 +79,9 @@ RULES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/v1/tokens"): ADMIN,
     ("GET", "/v1/tokens/{name}"): ADMIN,
     ("DELETE", "/v1/tokens/{name}"): ADMIN,
+    ("PUT", "/v1/freezes/{name}"): ADMIN,
+    ("DELETE", "/v1/freezes/{name}"): ADMIN,
+    ("GET", "/v1/freezes"): READ,
 }
 
 ROLE_PERMISSIONS: Final[dict[events.Role, frozenset[Permission]]] = {

@@ -248,6 +248,7 @@ class FleetState(msgspec.Struct):
     recorded_at: dt.datetime | None
     targets: list[TargetWithRollouts]
     deployments: list[DeploymentWithRollouts]
+    freezes: list[Freeze]
 
 
 class TokenScope(msgspec.Struct):
@@ -279,3 +280,53 @@ class IssuedToken(Token, kw_only=True):
 
 class TokenList(msgspec.Struct):
     tokens: list[Token]
+
+
+class FreezeWrite(msgspec.Struct):
+    freeze: str
+    stream: str
+    event: str | None
+    position: int
+    version: int
+    changed: bool
+
+
+class FreezeWindow(msgspec.Struct):
+    start: dt.datetime
+    end: dt.datetime
+
+
+class FreezeSchedule(msgspec.Struct, kw_only=True):
+    """Either ``cron``, ``duration_seconds`` and ``time_zone``, or ``from`` and ``until``."""
+
+    cron: str | None = None
+    duration_seconds: int | None = None
+    time_zone: str | None = None
+    from_: dt.datetime | None = msgspec.field(default=None, name="from")
+    until: dt.datetime | None = None
+
+
+class Freeze(msgspec.Struct, kw_only=True):
+    """A freeze window; ``active``/``window`` say whether it holds now (at the state's time in
+    replay), ``targets`` the live targets its selector matches."""
+
+    name: str
+    selector: str
+    reason: str
+    schedule: FreezeSchedule
+    removed: bool
+    set_by: str | None
+    set_at: dt.datetime | None
+    removed_by: str | None
+    removed_at: dt.datetime | None
+    version: int
+    position: int
+    active: bool
+    window: FreezeWindow | None
+    next_window: FreezeWindow | None
+    targets: list[str]
+
+
+class FreezeList(msgspec.Struct):
+    now: dt.datetime
+    freezes: list[Freeze]

@@ -3,6 +3,8 @@
 The answer is folded from the log itself (nearest snapshot, then the events after it), not read
 from the read models, so it is available for any past moment and needs no projector to be running.
 A time selects the last event recorded at or before it; ``position`` in the answer says which.
+Freezes come as they stood, each said active or not at that time (at a position: when its event was
+recorded; at the head: now).
 """
 
 from __future__ import annotations
@@ -48,4 +50,6 @@ async def state(request: web.Request) -> web.Response:
         else:
             position = head
         fleet = await replay.fleet_at(conn, position)
-    return bodies.json_response({"at": raw, "head": head, **views.state(fleet)})
+    # Freezes are said active at the moment asked for; at a position, when its event was recorded.
+    now = moment if moment is not None else dt.datetime.now(dt.UTC) if wanted is None else None
+    return bodies.json_response({"at": raw, "head": head, **views.state(fleet, now)})

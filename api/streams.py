@@ -19,7 +19,7 @@ from aiohttp import web
 
 from api import auth, bodies, envelope, feed, keys, params, problems, submission, wire
 from ledger import events, streams
-from projections import commands, fleet, loading, rules, selectors
+from projections import commands, fleet, freezes, loading, rules, selectors
 
 routes = web.RouteTableDef()
 _YIELD_EVERY: Final = 64
@@ -89,10 +89,12 @@ def _decider(request: web.Request, stream: str,
 
     async def decide(state: loading.StreamState) -> Sequence[events.Event]:
         targets: dict[str, fleet.Target] = {}
+        frozen: dict[str, freezes.Freeze] = {}
         if any(type(event) in needs for event, _ in submitted):
             targets = await loading.targets(store, timeout=timeout)
-        ctx = rules.Context(targets, scope, catalogue)
+            frozen = await loading.freezes_now(store, timeout=timeout)
         now = dt.datetime.now(dt.UTC)
+        ctx = rules.Context(targets, scope, catalogue, frozen, now)
         decided: list[events.Event] = []
         for i, (event, present) in enumerate(submitted):
             if i and i % _YIELD_EVERY == 0:

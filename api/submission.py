@@ -111,7 +111,7 @@ def problem_for(exc: Exception, prefix: str = "") -> problems.Problem:
         case commands.NotFound():
             return problems.Problem(404, "Not found", exc.message, field=field)
         case commands.Conflict():
-            return problems.Problem(409, "Conflict", exc.message, field=field)
+            return problems.Problem(409, "Conflict", exc.message, field=field, **getattr(exc, "members", {}))
         case commands.Invalid():
             return problems.invalid(field or "body", exc.message)
         case commands.OutOfScope():

@@ -39,6 +39,7 @@ def deploy(args: argparse.Namespace) -> int:
     answer = options.client_from(args).request(
         "POST", f"/v1/deployments/{args.name}/revisions", data=text.encode(), content_type="application/yaml",
         params={"selector": args.selector, "message": args.message, "expected_version": args.expected_version,
+                "override_reason": args.override,
                 "progress_deadline_seconds": args.progress_deadline,
                 "self_heal": "false" if args.no_self_heal else None},
     ).json()
@@ -49,7 +50,8 @@ def deploy(args: argparse.Namespace) -> int:
 def rollback(args: argparse.Namespace) -> int:
     answer = options.client_from(args).request(
         "POST", f"/v1/deployments/{args.name}/rollback",
-        json_body={"to_revision": args.to, "message": args.message}).json()
+        json_body={"to_revision": args.to, "message": args.message,
+                   **({"override": {"reason": args.override}} if args.override else {})}).json()
     output.show(args, answer, _written)
     return 0
 
@@ -164,6 +166,8 @@ def register(sub: parsers.Subparsers) -> None:
     dep.add_argument("-m", "--message", default="", help="why: recorded with the revision")
     dep.add_argument("--expected-version", help="refuse (exit 5) unless the deployment is at this version "
                      "(default: any)")
+    dep.add_argument("--override", metavar="REASON", help="admin: let the revision through freeze windows, "
+                     "saying why (recorded with it)")
     dep.add_argument("--progress-deadline", type=int, metavar="SECONDS",
                      help="a target not healthy this long after its apply is degraded (default 600)")
     dep.add_argument("--no-self-heal", action="store_true",
@@ -195,6 +199,8 @@ def register(sub: parsers.Subparsers) -> None:
     _name(back)
     back.add_argument("--to", type=int, required=True, help="revision to restore")
     back.add_argument("-m", "--message", default="", help="why: recorded with the revision")
+    back.add_argument("--override", metavar="REASON", help="admin: let the rollback through freeze windows, "
+                      "saying why (recorded with it)")
     back.set_defaults(func=rollback)
 
     verbs = []

@@ -17,6 +17,7 @@ from cli import client as client_cli
 from cli import demo as demo_cli
 from cli import exits, http, parsers, serve
 from cli import export as export_cli
+from cli import freezes as freezes_cli
 from cli import rebuild as rebuild_cli
 from cli import targets as targets_cli
 from cli import tokens as tokens_cli
@@ -24,7 +25,8 @@ from cli import verify as verify_cli
 from ledger import pgembed
 from ledger import settings as settings_mod
 
-MODULES = [serve, applier_cli, demo_cli, targets_cli, client_cli, tokens_cli, export_cli, verify_cli, rebuild_cli]
+MODULES = [serve, applier_cli, demo_cli, targets_cli, client_cli, tokens_cli, freezes_cli, export_cli, verify_cli,
+           rebuild_cli]
 
 
 def version() -> str:

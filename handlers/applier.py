@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import random
 from pathlib import Path
@@ -51,6 +52,7 @@ from handlers import (
     credentials,
     drift,
     errors,
+    freezegate,
     objects,
     outcomes,
     tracking,
@@ -297,7 +299,7 @@ class Applier:
         while self.claims.owns(target):
             now = loop.time()
             due: tracking.Work | None = None
-            for work in tracking.plan(self.state, target, resync=resync):
+            for work in self._admitted(target, resync, now):
                 if work.deployment in done:
                     continue
                 not_before = self._not_before.get((work.deployment, target), 0.0)
@@ -309,6 +311,15 @@ class Applier:
                 return
             done.add(due.deployment)
             await self._execute(target, due)
+
+    def _admitted(self, target: str, resync: bool, now: float) -> list[tracking.Work]:
+        """The plan less what a freeze holds; a timer for when the earliest hold ends."""
+        wall = dt.datetime.now(dt.UTC)
+        admitted, lifts = freezegate.admit(self.state, target, tracking.plan(self.state, target, resync=resync),
+                                           wall, resync=resync)
+        if lifts is not None:
+            self._timer(target, now + max(0.0, (lifts - wall).total_seconds()))
+        return admitted
 
     async def _execute(self, target: str, work: tracking.Work) -> None:
         if work.resync and work.revision and not await self._inspect(target, work):

@@ -178,8 +178,13 @@ def fold(state: State, rec: records.RecordedEvent) -> set[str]:
             affected.add(event.target)
         case events.RevisionSubmitted() | events.RolledBack():
             by_target = state.pairs.get(event.deployment, {})
-            for p in by_target.values():  # attempts of older revisions are never needed again
-                p.attempts = {r: n for r, n in p.attempts.items() if r in (0, event.revision)}
+            rollouts = state.fleet.deployments[event.deployment].rollouts
+            for name, p in by_target.items():
+                # Older revisions' attempts are never needed again, but for the one the target has:
+                # a freeze keeps it there, and drift healing re-applies it (handlers/freezegate.py).
+                rollout = rollouts.get(name)
+                keep = (0, event.revision, rollout.applied_revision if rollout is not None else None)
+                p.attempts = {r: n for r, n in p.attempts.items() if r in keep}
             _place(state, event.deployment)
             affected.update(_involved(state, event.deployment))
         case events.DeploymentPaused() | events.DeploymentResumed() | events.DeploymentRemoved():
@@ -187,6 +192,8 @@ def fold(state: State, rec: records.RecordedEvent) -> set[str]:
             affected.update(_involved(state, event.deployment))
         case events.ApplySucceeded() | events.ApplyFailed():
             observe(state, event, rec.position)
+        case events.FreezeSet() | events.FreezeRemoved():  # holds may begin or end anywhere
+            affected.update(n for n, t in state.fleet.targets.items() if not t.retired)
         case events.DriftDetected():
             observe_drift(state, event, rec.position)
     return affected

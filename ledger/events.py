@@ -105,6 +105,14 @@ class Scope(Base, frozen=True):
     deployments: list[str] = []
 
 
+class FreezeOverride(Base, frozen=True):
+    """An admin let a revision through freeze windows (docs/freezes.md): why, and which freezes
+    covered its matched targets when it was submitted (for the record; it passes every freeze)."""
+
+    reason: str
+    freezes: list[str] = []
+
+
 class RevisionSubmitted(Event, frozen=True):
     deployment: str
     revision: REVISION
@@ -117,6 +125,7 @@ class RevisionSubmitted(Event, frozen=True):
     # recorded degraded; with self_heal false, drift is reported and left alone.
     progress_deadline_seconds: DEADLINE = PROGRESS_DEADLINE_SECONDS
     self_heal: bool = True
+    override: FreezeOverride | None = None
 
 
 class RolledBack(Event, frozen=True):
@@ -126,6 +135,7 @@ class RolledBack(Event, frozen=True):
     message: str = ""
     matched_targets: list[str] = []
     scope: Scope = Scope()
+    override: FreezeOverride | None = None
 
 
 class DeploymentPaused(Event, frozen=True):
@@ -221,6 +231,33 @@ class TokenRevoked(Event, frozen=True):
     reason: str = ""
 
 
+class FreezeSchedule(Base, frozen=True):
+    """When a freeze holds: a recurring window (``cron`` in ``time_zone``, each opening lasting
+    ``duration_seconds``) or one window ``[from, until)``. One Struct with optional fields rather than
+    a union (msgspec unions hold one untagged Struct at most); the API admits exactly one shape
+    (projections/freezes.py)."""
+
+    cron: str | None = None
+    duration_seconds: Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)] | None = None
+    time_zone: str | None = None
+    from_: dt.datetime | None = msgspec.field(default=None, name="from")
+    until: dt.datetime | None = None
+
+
+class FreezeSet(Event, frozen=True):
+    """A freeze window was set (created or replaced) under ``name``."""
+
+    name: str
+    schedule: FreezeSchedule
+    selector: str = ""
+    reason: str = ""
+
+
+class FreezeRemoved(Event, frozen=True):
+    name: str
+    reason: str = ""
+
+
 AnyEvent = Union[  # noqa: UP007 - the union is also used at runtime
     TargetRegistered,
     TargetUpdated,
@@ -237,6 +274,8 @@ AnyEvent = Union[  # noqa: UP007 - the union is also used at runtime
     DriftDetected,
     TokenIssued,
     TokenRevoked,
+    FreezeSet,
+    FreezeRemoved,
 ]
 
 TYPES: Final[dict[str, type[Event]]] = {cls.__name__: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]
@@ -263,6 +302,8 @@ CATEGORY: Final[dict[str, tuple[str, str]]] = {
     "DriftDetected": ("rollout", "deployment"),
     "TokenIssued": ("token", "name"),
     "TokenRevoked": ("token", "name"),
+    "FreezeSet": ("freeze", "name"),
+    "FreezeRemoved": ("freeze", "name"),
 }
 
 # Types whose data holds free-form JSON (manifests): a key repeated in one of its objects is refused

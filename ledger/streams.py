@@ -20,6 +20,7 @@ WRITERS: Final[dict[str, Writer]] = {
     "deployment": "clients",
     "rollout": "ledger",  # the applier's outcomes
     "token": "ledger",  # written through /v1/tokens (api/tokens.py), never appended by a client
+    "freeze": "ledger",  # written through /v1/freezes (api/freezes.py)
 }
 CATEGORIES: Final = frozenset(WRITERS)
 _ID: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")

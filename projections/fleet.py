@@ -37,6 +37,9 @@ Decisions:
 - **A revision's health settings** (``progress_deadline_seconds``, ``self_heal``) are the
   revision's; a rollback restores those of the revision it restores.
 - **A new revision revives a removed deployment**; numbering continues, history is never reused.
+- **Freezes** (``freezes``) are folded by projections/freezes.py, removed ones kept; whether one
+  holds is a question of time, answered outside the fold (projections/freezerules.py). A revision
+  keeps an admin's freeze ``override`` reason.
 - **Undecodable events** only advance ``position`` here (all decode through ``ledger.events.decode``).
   Every path into the log refuses them (projections/rules.py), so they appear only in a log written
   by an older version, or of a type this version does not know (after a downgrade). The projector
@@ -56,6 +59,7 @@ import msgspec
 
 from ledger import access as access_mod
 from ledger import events, records
+from projections import freezes as freezes_mod
 from projections import selectors
 
 RolloutState = Literal["pending", "applying", "progressing", "healthy", "degraded", "failed", "paused"]
@@ -98,6 +102,7 @@ class Revision(msgspec.Struct, gc=False, array_like=True):
     scope: str = ""
     progress_deadline_seconds: int = events.PROGRESS_DEADLINE_SECONDS
     self_heal: bool = True
+    override: str = ""  # an admin's reason for letting this revision through freezes
 
 
 class Rollout(msgspec.Struct, gc=False, array_like=True):
@@ -136,6 +141,7 @@ class Fleet(msgspec.Struct, gc=False, array_like=True):
     deployments: dict[str, Deployment] = {}
     position: int = 0
     recorded_at: dt.datetime | None = None
+    freezes: dict[str, freezes_mod.Freeze] = {}
 
 
 class Meta(msgspec.Struct, frozen=True, gc=False):
@@ -337,6 +343,7 @@ def _submit(fleet: Fleet, event: events.RevisionSubmitted, meta: Meta) -> None:
         matched_targets=matched, actor=meta.actor, recorded_at=meta.recorded_at,
         position=meta.position, scope=event.scope.targets,
         progress_deadline_seconds=event.progress_deadline_seconds, self_heal=event.self_heal,
+        override=event.override.reason if event.override else "",
     ))
 
 
@@ -356,6 +363,7 @@ def _roll_back(fleet: Fleet, event: events.RolledBack, meta: Meta) -> None:
         progress_deadline_seconds=(base.progress_deadline_seconds if base is not None
                                    else events.PROGRESS_DEADLINE_SECONDS),
         self_heal=base.self_heal if base is not None else True,
+        override=event.override.reason if event.override else "",
     ))
 
 
@@ -401,6 +409,10 @@ def _outcome(fleet: Fleet, event: events.ApplySucceeded | events.ApplyFailed, me
     rollout.state = _state(deployment, rollout)
 
 
+def _freeze(fleet: Fleet, event: events.FreezeSet | events.FreezeRemoved, meta: Meta) -> None:
+    freezes_mod.fold(fleet.freezes, event, meta.position, meta.version, meta.recorded_at, meta.actor)
+
+
 def _health(fleet: Fleet, event: events.TargetHealthy | events.TargetDegraded, meta: Meta) -> None:
     deployment = fleet.deployments.get(event.deployment)
     rollout = deployment.rollouts.get(event.target) if deployment is not None else None
@@ -443,6 +455,8 @@ _HANDLERS: Final[dict[type[events.Event], Callable[[Fleet, Any, Meta], None]]] =
     events.DeploymentRemoved: _remove,
     events.ApplySucceeded: _outcome,
     events.ApplyFailed: _outcome,
+    events.FreezeSet: _freeze,
+    events.FreezeRemoved: _freeze,
     events.TargetHealthy: _health,
     events.TargetDegraded: _health,
 }

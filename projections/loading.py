@@ -15,7 +15,7 @@ from typing import Final
 from uuid import UUID
 
 from ledger import store as store_mod
-from projections import fleet, tables
+from projections import fleet, freezes, tables
 
 _STREAM: Final = """
 SELECT position, stream, version, type,
@@ -23,6 +23,10 @@ SELECT position, stream, version, type,
             ELSE data::text END,
        metadata::text, recorded_at
 FROM events WHERE stream = $1 ORDER BY version
+"""
+_FREEZES: Final = """
+SELECT position, stream, version, type, data::text, metadata::text, recorded_at
+FROM events WHERE category = 'freeze' ORDER BY position
 """
 _TARGET_TAIL: Final = """
 SELECT position, stream, version, type, data::text, metadata::text, recorded_at
@@ -82,3 +86,13 @@ async def targets(store: store_mod.EventStore, *, timeout: float | None = None) 
             for row in await conn.fetch(_TARGET_TAIL, checkpoint, timeout=timeout):
                 fleet.apply_row(state, *row)
     return state.targets
+
+
+async def freezes_now(store: store_mod.EventStore, *, timeout: float | None = None) -> dict[str, freezes.Freeze]:
+    """Every freeze (removed ones included) folded from the log: they are few, so no read model."""
+    async with store.connection(timeout) as conn:
+        rows = await conn.fetch(_FREEZES, timeout=timeout)
+    state = fleet.empty()
+    for row in rows:
+        fleet.apply_row(state, *row)
+    return state.freezes

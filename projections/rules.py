@@ -25,12 +25,13 @@ Decisions:
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ledger import access, credentials, events
-from projections import commands, fleet, selectors
+from projections import commands, fleet, freezerules, freezes, selectors
 
 SERVER_FIELDS: Final[dict[type[events.Event], tuple[str, ...]]] = {
     events.RevisionSubmitted: ("revision", "matched_targets", "scope"),
@@ -54,6 +55,8 @@ class Context:
     targets: Mapping[str, fleet.Target] = field(default_factory=dict)  # for the types that need them
     scope: events.Scope = field(default_factory=events.Scope)  # the sending token's
     catalogue: credentials.Catalogue = field(default_factory=dict)  # the operator's credentials, now
+    freezes: Mapping[str, freezes.Freeze] = field(default_factory=dict)  # for the types in NEEDS_TARGETS
+    now: dt.datetime | None = None  # when freezes are judged
 
 
 def _data(field: str | None) -> str | None:
@@ -83,14 +86,25 @@ def _retire(state: fleet.Fleet, event: events.TargetRetired, _ctx: Context) -> e
 
 def _submit(state: fleet.Fleet, event: events.RevisionSubmitted, ctx: Context, present: Set[str]) -> events.AnyEvent:
     selector = event.selector if "selector" in present else None
-    return commands.submit_revision(state.deployments.get(event.deployment), commands.SubmitRevision(
+    decided = commands.submit_revision(state.deployments.get(event.deployment), commands.SubmitRevision(
         event.deployment, event.manifests, selector, event.message, ctx.scope,
         event.progress_deadline_seconds, event.self_heal), ctx.targets)
+    return _admit(decided, event.override, ctx)
 
 
 def _roll_back(state: fleet.Fleet, event: events.RolledBack, ctx: Context) -> events.AnyEvent:
-    return commands.roll_back(state.deployments.get(event.deployment), commands.RollBack(
+    decided = commands.roll_back(state.deployments.get(event.deployment), commands.RollBack(
         event.deployment, event.to_revision, event.message, ctx.scope), ctx.targets)
+    return _admit(decided, event.override, ctx)
+
+
+def _admit(decided: freezerules.Revision, override: events.FreezeOverride | None,
+           ctx: Context) -> freezerules.Revision:
+    """Freezes decide as for the command: refused when every target is frozen, unless overridden."""
+    if ctx.now is None:
+        return decided
+    return freezerules.admit(decided, ctx.targets, ctx.freezes, ctx.now,
+                             override.reason if override is not None else None)
 
 
 def _lifecycle(command: Callable[[str, fleet.Deployment | None, str], events.AnyEvent]) -> _Rule:

@@ -22,7 +22,7 @@ import msgspec
 from ledger import access, events
 from projections import fleet
 
-FORMAT: Final = 3
+FORMAT: Final = 4
 NAME: Final = "fleet"
 TABLES: Final = ("read_targets", "read_deployments", "read_revisions", "read_rollouts", "fleet_snapshots")
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from ledger import access, hashing
-from projections import fleet
+from projections import fleet, freezes
 
 STATES: Final[tuple[str, ...]] = fleet.STATES
 
@@ -94,8 +94,16 @@ def revision(deployment_name: str, r: fleet.Revision) -> dict[str, Any]:
     }
 
 
-def state(f: fleet.Fleet) -> dict[str, Any]:
-    """The whole fleet: every deployment with its rollouts, every target with what it runs."""
+def frozen(f: fleet.Fleet, now: dt.datetime | None) -> list[dict[str, Any]]:
+    """The freezes in force (not removed), with whether each held at ``now`` and what it selects."""
+    live = {name: t for name, t in f.targets.items() if not t.retired}
+    return [freezes.view(fr, now, [n for n, t in live.items() if freezes.selects(fr, t.labels)])
+            for _, fr in sorted(f.freezes.items()) if not fr.removed]
+
+
+def state(f: fleet.Fleet, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The whole fleet: every deployment with its rollouts, every target with what it runs, and the
+    freezes in force, each said active or not at ``now`` (default: when the last event was recorded)."""
     per_target: dict[str, list[dict[str, Any]]] = {name: [] for name in f.targets}
     deployments = []
     for name in sorted(f.deployments):
@@ -110,4 +118,5 @@ def state(f: fleet.Fleet) -> dict[str, Any]:
         "recorded_at": time(f.recorded_at),
         "targets": targets,
         "deployments": deployments,
+        "freezes": frozen(f, now or f.recorded_at),
     }

@@ -84,6 +84,22 @@ async def _revoke(live: Any, n: str) -> tuple[str, Any]:
     return f"/v1/tokens/k{n}", None
 
 
+def _freeze_body() -> dict[str, Any]:
+    """A freeze of the coming day over no target (so that it holds up no other sample)."""
+    now = dt.datetime.now(dt.UTC)
+    return {"selector": "matrix=none", "reason": "matrix", "schedule": {
+        "from": now.isoformat(), "until": (now + dt.timedelta(days=1)).isoformat()}}
+
+
+async def _set_freeze(_live: Any, n: str) -> tuple[str, Any]:
+    return f"/v1/freezes/f{n}", _freeze_body()
+
+
+async def _remove_freeze(live: Any, n: str) -> tuple[str, Any]:
+    assert (await live.put(f"/v1/freezes/f{n}", json=_freeze_body())).status == 201
+    return f"/v1/freezes/f{n}", None
+
+
 HEAD = "min_position=head"
 SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/healthz"): _get("/healthz"),
@@ -118,6 +134,9 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/v1/tokens"): _get("/v1/tokens"),
     ("GET", "/v1/tokens/{name}"): _get("/v1/tokens/seed"),
     ("DELETE", "/v1/tokens/{name}"): _revoke,
+    ("PUT", "/v1/freezes/{name}"): _set_freeze,
+    ("DELETE", "/v1/freezes/{name}"): _remove_freeze,
+    ("GET", "/v1/freezes"): _get("/v1/freezes"),
 }
 
 

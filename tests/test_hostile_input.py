@@ -41,6 +41,9 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("DELETE", "/v1/targets/{name}"): {"expected_version": "any"},
     ("POST", "/v1/tokens"): {"name": "hostile", "role": "deployer", "targets": "region=eu", "expires": "1h"},
     ("DELETE", "/v1/tokens/{name}"): {"reason": "r"},
+    ("PUT", "/v1/freezes/{name}"): {"selector": "hostile=none", "reason": "r", "schedule": {
+        "cron": "0 22 * * *", "duration_seconds": 3600, "time_zone": "Europe/Berlin"}},
+    ("DELETE", "/v1/freezes/{name}"): {"reason": "r"},
 }
 
 

@@ -35,6 +35,7 @@ _NOT_REACHED = {
     ("GET", "/v1/targets", "409"): "submission.problem_for: only the selector's 422 is passed to it",
     ("PUT", "/v1/targets/{name}", "404"): "register_target refuses with 409 or 422, never 404",
     ("POST", "/v1/tokens", "404"): "issuing refuses with 409 or 422, never 404",
+    ("PUT", "/v1/freezes/{name}", "404"): "setting a freeze refuses with 409 or 422, never 404",
 }
 
 

@@ -73,6 +73,8 @@ BODIES: Final[dict[tuple[str, str], Any]] = {
     ("POST", "/v1/deployments/{name}/pause"): {"reason": "outage test"},
     ("POST", "/v1/deployments/{name}/resume"): {"reason": "outage test"},
     ("POST", "/v1/tokens"): {"name": "outage", "role": "viewer"},
+    ("PUT", "/v1/freezes/{name}"): {"selector": "env=none", "reason": "outage test", "schedule": {
+        "cron": "0 22 * * FRI", "duration_seconds": 3600, "time_zone": "Europe/Berlin"}},
 }
 LIVE: Final = "/v1/feed/live"
 
