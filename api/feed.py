@@ -3,7 +3,8 @@
 Paging is by cursor: ``after`` is a position, the response's ``Link: <…>; rel="next"`` names the
 next page. Caching follows from the log's contract: positions are dense and commit in order, so
 once a page holds ``limit`` events no event can ever join it. Such a full page is immutable: it
-carries a strong ETag and ``Cache-Control: public, max-age=31536000, immutable``, and a matching
+carries a strong ETag and ``Cache-Control: public, max-age=31536000, immutable`` (``Vary: Accept,
+Authorization``: a shared cache serves it only to the token that fetched it), and a matching
 ``If-None-Match`` gets 304. The head page (fewer than ``limit`` events) may still grow, so it is
 ``no-cache`` and carries no ETag; its next link is the cursor to poll. With ``until`` the range is
 closed and a short page has no next link.
@@ -28,6 +29,9 @@ from api import bodies, cloudevents, keys, lanes, params, problems
 from ledger import events, exporter, records, streams
 
 IMMUTABLE: Final = "public, max-age=31536000, immutable"
+# Authorization too: a shared cache keeps a full page ("public") but hands it only to the same token,
+# never to a request without one (every read needs a token).
+VARY: Final = "Accept, Authorization"
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
 NDJSON: Final = "application/x-ndjson"
@@ -84,7 +88,7 @@ async def feed(request: web.Request) -> web.StreamResponse:
     page = await request.app[keys.STORE].read_all(after, limit, types=types, categories=categories,
                                                   until=closed_at, pool=lanes.pool(request.app))
     media = NDJSON if _wants_ndjson(request) else cloudevents.BATCH_CONTENT_TYPE
-    headers: dict[str, str] = {"Vary": "Accept"}
+    headers: dict[str, str] = {"Vary": VARY}
     full = len(page) == limit
     if full or closed_at is None:
         following = request.rel_url.update_query(after=str(page[-1].position if page else after))

@@ -17,7 +17,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from api import auth, bodies, envelope, keys, params, problems, submission, wire
+from api import auth, bodies, envelope, feed, keys, params, problems, submission, wire
 from ledger import events, streams
 from projections import commands, fleet, freezes, loading, rules, selectors
 
@@ -154,12 +154,7 @@ async def read_stream(request: web.Request) -> web.Response:
 async def read_all(request: web.Request) -> web.Response:
     after = params.integer(request, "after", 0)
     limit = params.integer(request, "limit", 100)
-    types = bodies.query_list(request, "types")
-    if types:
-        unknown = [t for t in types if t not in events.TYPES]
-        if unknown:
-            raise problems.invalid("types", f"unknown event type {unknown[0]!r}")
-    categories = bodies.query_list(request, "category")
+    types, categories = feed.filters(request)
     page = await request.app[keys.STORE].read_all(after, limit, types=types, categories=categories)
     return bodies.json_response(
         {"events": [wire.event(e) for e in page], "next_after": page[-1].position if page else after}

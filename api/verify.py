@@ -28,7 +28,10 @@ async def verify(request: web.Request) -> web.Response:
     if last is not None and last < first:
         raise problems.invalid("to", f"must be at least from ({first}), got {last}")
     async with lanes.connection(request) as conn:
-        report = await verify_mod.chain(conn, first, last)
+        try:
+            report = await verify_mod.chain(conn, first, last)
+        except verify_mod.BeyondHead as exc:
+            raise problems.invalid("from", str(exc)) from exc
     return bodies.json_response(report.as_dict())
 
 

@@ -38,6 +38,13 @@ def _table(body: Any) -> str:
                       ["name", "labels", "credentials", "status", "version"])
 
 
+def _retired(client: http.Client, name: str) -> bool:
+    try:
+        return bool(client.get(_path(name)).get("retired"))
+    except http.ApiError:
+        return False
+
+
 def add(args: argparse.Namespace) -> int:
     client = options.client_from(args)
     body = {"labels": dict(args.label), "credentials": args.credentials, "server": args.server,
@@ -46,6 +53,9 @@ def add(args: argparse.Namespace) -> int:
         answer = client.request("PUT", _path(args.name), json_body=body).json()
     except http.ApiError as exc:
         if exc.status == 409 and exc.problem.get("field") == "expected_version":
+            if _retired(client, args.name):
+                raise exits.Failure(exits.Code.CONFLICT, f"target {args.name} was retired (version "
+                                    f"{exc.problem.get('actual_version')}); a retired name is not reused") from exc
             raise exits.Failure(exits.Code.CONFLICT, f"target {args.name} already exists (version "
                                 f"{exc.problem.get('actual_version')}); change it with "
                                 f"'ledger targets update {args.name}'") from exc

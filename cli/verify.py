@@ -105,7 +105,10 @@ async def _verify_db(args: argparse.Namespace, digest: Digest | None) -> dict[st
                 report = await verify_mod.check_digest(conn, digest.position, digest.hash,
                                                        progress=bar.update)
             else:
-                report = await verify_mod.chain(conn, args.first, args.last, progress=bar.update)
+                try:
+                    report = await verify_mod.chain(conn, args.first, args.last, progress=bar.update)
+                except verify_mod.BeyondHead as exc:
+                    raise exits.Failure(exits.Code.USAGE, f"--from {exc}") from exc
     return report.as_dict()
 
 

@@ -57,6 +57,15 @@ class Break:
     found: str | int | None = None
 
 
+class BeyondHead(ValueError):
+    """A range that starts past the row after the head: nothing there to verify, and no break either."""
+
+    def __init__(self, first: int, head: int) -> None:
+        super().__init__(f"starts at position {first}, beyond the head ({head})")
+        self.first = first
+        self.head = head
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
     first: int
@@ -158,13 +167,18 @@ async def chain(
     prefetch: int = scan.PREFETCH,
     progress: Callable[[int], None] | None = None,
 ) -> Report:
-    """Verify positions ``first``..``last`` (to the head when None); stops at the first break."""
+    """Verify positions ``first``..``last`` (to the head when None); stops at the first break.
+
+    Raises ``BeyondHead`` when ``first`` is more than one past the head."""
     first = max(1, first)
     if first == 1:
         prev = hashing.GENESIS
     else:
         anchor = await conn.fetchval("SELECT hash FROM events WHERE position = $1", first - 1)
         if anchor is None:
+            head_position = await conn.fetchval("SELECT max(position) FROM events") or 0
+            if head_position < first - 1:
+                raise BeyondHead(first, head_position)
             return Report(first, first - 1, "", 0, Break(
                 first - 1, "gap", f"position {first - 1}, the anchor of the range, is missing"))
         prev = anchor

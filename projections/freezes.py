@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import importlib.resources
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -91,7 +92,10 @@ class Cover:
 
 @functools.cache
 def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    # The IANA list the tzdata package ships, the same on every host. The system's zoneinfo
+    # directory (zoneinfo.available_timezones) also offers "localtime", this host's /etc/localtime:
+    # one logged freeze would then open at different times on different machines and in replay.
+    return frozenset(importlib.resources.files("tzdata").joinpath("zones").read_text("utf-8").split())
 
 
 def zone(name: str) -> zoneinfo.ZoneInfo:

@@ -108,6 +108,17 @@ async def test_adding_an_existing_target_is_a_conflict_naming_it_and_changes_not
         ({"region": "eu", "tier": "prod"}, 1)]
 
 
+async def test_adding_a_retired_target_says_it_was_retired_not_to_update_it(live, capsys):
+    # Found walking the CLI: the answer sent the user to 'targets update', which then refused too.
+    url = str(live.make_url("")).rstrip("/")
+    await add_target(live, capsys, "eu-1", "-l", "region=eu")
+    code, _, err = await ledger(capsys, "targets", "retire", "eu-1", "--url", url)
+    assert code == 0, err
+    code, out, err = await ledger(capsys, "targets", "add", "eu-1", "--credentials", "eu-1", "--url", url)
+    assert code == exits.Code.CONFLICT and out == ""
+    assert err.strip() == "ledger: target eu-1 was retired (version 2); a retired name is not reused"
+
+
 async def test_update_changes_only_what_it_names(live, capsys):
     url = str(live.make_url("")).rstrip("/")
     await add_target(live, capsys, "eu-1", "--server", "https://eu-1:6443",

@@ -84,6 +84,9 @@ async def test_a_full_page_is_immutable_with_a_strong_etag_and_answers_304(clien
     etag = resp.headers["ETag"]
     assert etag.startswith('"') and not etag.startswith("W/")
     assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    # A shared cache may keep the page ("public"), but only for the same Authorization: without
+    # Vary on it a CDN would hand the log to a request that carries no token at all.
+    assert {v.strip() for v in resp.headers["Vary"].split(",")} == {"Accept", "Authorization"}
     await seed(store, 1, 1)
     again = await client.get("/v1/feed?after=1&limit=2", headers={"If-None-Match": etag})
     assert again.status == 304

@@ -160,6 +160,15 @@ async def test_bad_envelope_and_query_values_are_422(client, db):
     assert await count(db) == 0
 
 
+async def test_an_unknown_category_is_refused_as_the_feed_refuses_it(client):
+    """A misspelt category must not read as an empty log (the feed and SSE already say 422)."""
+    for path in ("/v1/events?category=deploymnet", "/v1/events?category=target,nope"):
+        resp = await client.get(path)
+        assert resp.status == 422 and resp.content_type == PROBLEM, path
+        body = await resp.json()
+        assert body["field"] == "category" and "known: deployment" in body["detail"]
+
+
 async def test_unknown_stream_is_404_and_unknown_route_is_problem(client):
     resp = await client.get("/v1/streams/target-missing")
     assert resp.status == 404 and resp.content_type == PROBLEM

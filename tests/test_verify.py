@@ -197,3 +197,22 @@ async def test_http_verify_to_the_largest_position_checks_to_the_head(client, st
     response = await client.get("/v1/verify?to=9223372036854775807")
     assert response.status == 200, await response.text()
     assert (await response.json())["checked"] == 3
+
+
+async def test_a_range_starting_beyond_the_head_is_refused_not_reported_as_a_gap(client, store, db,
+                                                                                 database_url, capsys):
+    # Found walking the CLI: `ledger verify --from 1000` on a log of 12 said BROKEN (exit 1), a false
+    # alarm for an intact log; the range asked for is what is wrong.
+    await seed(store)
+    with pytest.raises(verify_mod.BeyondHead) as raised:
+        await verify_mod.chain(db, 1000)
+    assert (raised.value.first, raised.value.head) == (1000, 12)
+    assert (await verify_mod.chain(db, 13)).ok  # just after the head: nothing to check yet
+    response = await client.get("/v1/verify?from=1000")
+    assert response.status == 422, await response.text()
+    body = await response.json(content_type=None)
+    assert body["field"] == "from" and "head (12)" in body["detail"]
+    assert await db.fetchval("SELECT count(*) FROM events") == 12
+    for source in (["--url", str(client.make_url(""))], ["--database-url", database_url]):
+        assert await run_cli("verify", *source, "--from", "1000") == 2
+        assert "BROKEN" not in capsys.readouterr().out
