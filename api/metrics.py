@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from api import access, keys, lanes, live, peers, server
-from handlers import applier as applier_mod
+from handlers import outcomes as outcomes_mod
 from ledger import components, db, dbfaults, meters
 from ledger import store as store_mod
 from projections import fleet, runner
@@ -209,7 +209,7 @@ class ApplierCollector(Collector):
         outcomes = CounterMetricFamily("ledger_applier_outcomes", "Outcomes recorded, by result (succeeded; "
                                        "retryable: failed, retried with backoff; failed: for good)",
                                        labels=["result"])
-        for result in applier_mod.RESULTS:
+        for result in outcomes_mod.RESULTS:
             outcomes.add_metric([result], applier.outcomes.get(result, 0))
         yield outcomes
         yield _counter("ledger_applier_retries", "Applies started again after a failed attempt", applier.retries)

@@ -76,8 +76,7 @@ CHECKPOINT_SECONDS: Final = 30.0
 CHECKPOINT_MIN_EVENTS: Final = 1000
 _TARGET_TYPES: Final = frozenset({"TargetRegistered", "TargetUpdated", "TargetRetired"})
 WORKER: Final = "applier-worker"
-# What an outcome recorded says: applied, failed to be retried, failed for good.
-RESULTS: Final = ("succeeded", "retryable", "failed")
+RESULTS: Final = outcomes.RESULTS
 
 
 def worker_component(target: str) -> str:

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 NAMESPACE: Final = uuid.UUID("5b0f6f4e-2f7a-5d57-9a4e-6c6564676572")
 ACTOR: Final = "applier"
+# What an outcome recorded says: applied, failed to be retried, failed for good.
+RESULTS: Final = ("succeeded", "retryable", "failed")
 PRUNE: Final = 0
 
 
