@@ -45,6 +45,10 @@ SAMPLES: dict[str, list[str]] = {
     "ledger status": ["status", "web"],
     "ledger state": ["state", "--at", "head"],
     "ledger wait": ["wait", "web", "--timeout", "0.2s"],
+    "ledger rollout": ["rollout", "web", "--once"],
+    "ledger approve": ["approve", "web", "--wave", "rest", "-m", "checked"],
+    "ledger promote": ["promote", "web", "--wave", "rest", "-m", "early"],
+    "ledger halt": ["halt", "web", "-m", "stop"],
     "ledger pause": ["pause", "web", "--reason", "freeze"],
     "ledger resume": ["resume", "web"],
     "ledger tokens create": ["tokens", "create", "ci", "--role", "viewer"],
@@ -59,12 +63,18 @@ SAMPLES: dict[str, list[str]] = {
     "ledger remove": ["remove", "web", "--reason", "gone"],
     "ledger targets retire": ["targets", "retire", "eu-1"],
 }
-READS = {"ledger targets list", "ledger history", "ledger diff", "ledger status", "ledger state",
+READS = {"ledger rollout", "ledger targets list", "ledger history", "ledger diff", "ledger status", "ledger state",
          "ledger tokens list", "ledger tokens show", "ledger verify", "ledger wait", "ledger freezes list"}
+# The deployed revision rolls out in waves, so that the rollout commands have something to act on.
+STRATEGY = ("---\nstrategy:\n  waves:\n    - name: canary\n      selector: region=eu\n    - name: rest\n"
+            "  soak_seconds: 600\n  approval: [rest]\n")
 # Top-level fields that differ between two reads of the same state (the server's clock).
 VOLATILE = {"now"}
 # Exit codes other than 0 that a sample gives on purpose (no applier runs: the wait times out).
 EXITS = {"ledger wait": 2}
+# Samples refused on purpose, with the exit code and the reason on stderr: no applier runs here, so
+# the canary wave never completes and there is no soak to end early.
+REFUSED = {"ledger promote": (5, "not soaking")}
 HEAVY = ("aiohttp", "kubernetes_asyncio", "asyncpg", "api", "handlers", "emulator", "uvloop")
 
 
@@ -101,12 +111,15 @@ async def test_every_client_command_prints_json_that_parses_and_yaml_that_agrees
     url = str(live.make_url("")).rstrip("/")
     credfiles.add_anonymous(live.app[keys.SETTINGS], "eu-1")
     manifest = tmp_path / "web.yaml"
-    manifest.write_text(CONFIG_MAP.format(2))
+    manifest.write_text(CONFIG_MAP.format(2) + STRATEGY)
     await projected.submit(live, "web", value="1")  # revision 1, so that rollback and diff have two
     for path, sample in SAMPLES.items():
         argv = [manifest.as_posix() if a == FILE else a for a in sample] + ["--url", url]
         expected = EXITS.get(path, 0)
         code, out, err = await ledger(capsys, *argv, "--output", "json")
+        if path in REFUSED:
+            assert (code, out) == (REFUSED[path][0], "") and REFUSED[path][1] in err, f"{path}: {code} {err}"
+            continue
         assert code == expected, f"{path}: exit {code}: {err}"
         answer = json.loads(out)
         assert isinstance(answer, dict) and answer, f"{path} printed {out!r}"
