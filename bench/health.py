@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -91,14 +92,34 @@ def connections(pid: int, port: int) -> int:
     return found
 
 
+def service_cpu(pid: int) -> float:
+    """CPU seconds of the service: the supervisor and its role processes (API, projector, applier)."""
+    total = 0.0
+    for each in harness.tree(pid):
+        with contextlib.suppress(OSError):
+            total += harness.cpu_seconds(each)
+    return total
+
+
+def service_connections(pid: int, port: int) -> int:
+    total = 0
+    for each in harness.tree(pid):
+        with contextlib.suppress(OSError):
+            total += connections(each, port)
+    return total
+
+
 async def metrics(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """The ledger_health_* samples, summed over their labels (the API's /metrics carries the applier
+    process's samples under a ``process`` label)."""
     async with session.get(f"{url}/metrics") as resp:
         text = await resp.text()
     found: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("ledger_health_"):
-            name, _, value = line.partition(" ")
-            found[name] = float(value)
+            sample, _, value = line.rpartition(" ")
+            name = sample.split("{", 1)[0]
+            found[name] = found.get(name, 0.0) + float(value)
     return found
 
 
@@ -114,7 +135,7 @@ async def measure(url: str, dsn: str, emulator_port: int, clusters: int, idle: f
                                      connector=aiohttp.TCPConnector(limit=64)) as session:
         await fanout.register(session, url, emulator, names, {"fleet": "bench"})
         await asyncio.wait_for(fanout.claimed(conn, names), 120)
-        cpu, emulator_cpu = harness.cpu_seconds(pid), harness.cpu_seconds(emulator_pid)
+        cpu, emulator_cpu = service_cpu(pid), harness.cpu_seconds(emulator_pid)
         started = time.perf_counter()
         await fanout.post(session, url, "deployment-health", "RevisionSubmitted",
                           {"deployment": "health", "revision": 1, "manifests": fanout.manifests(1),
@@ -123,7 +144,7 @@ async def measure(url: str, dsn: str, emulator_port: int, clusters: int, idle: f
                                       900)
         result["applied_s"] = seen["ApplySucceeded"] - started
         result["healthy_s"] = seen["TargetHealthy"] - started
-        result["rollout_cpu"] = harness.cpu_seconds(pid) - cpu
+        result["rollout_cpu"] = service_cpu(pid) - cpu
         result["rollout_emulator_cpu"] = harness.cpu_seconds(emulator_pid) - emulator_cpu
         result["degraded"] = int(await conn.fetchval(
             "SELECT count(*) FROM events WHERE type = 'TargetDegraded'"))
@@ -131,11 +152,11 @@ async def measure(url: str, dsn: str, emulator_port: int, clusters: int, idle: f
               flush=True)
         await asyncio.sleep(5)  # let the last records and the projector settle
         before = await metrics(session, url)
-        cpu, emulator_cpu = harness.cpu_seconds(pid), harness.cpu_seconds(emulator_pid)
+        cpu, emulator_cpu = service_cpu(pid), harness.cpu_seconds(emulator_pid)
         await asyncio.sleep(idle)
-        result["idle_cpu"] = harness.cpu_seconds(pid) - cpu
+        result["idle_cpu"] = service_cpu(pid) - cpu
         result["idle_emulator_cpu"] = harness.cpu_seconds(emulator_pid) - emulator_cpu
-        result["connections"] = connections(pid, emulator_port)
+        result["connections"] = service_connections(pid, emulator_port)
         after = await metrics(session, url)
         result["metrics"] = after
         result["idle_lists"] = after.get("ledger_health_lists_total", 0) - before.get("ledger_health_lists_total", 0)
@@ -183,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {harness.machine()}.",
         "",
         f"`python -m bench.health --clusters {args.clusters} --idle {args.idle:.0f}`: `ledger serve` with its"
-        " defaults (API, projector and applier in one process, `applier_concurrency` 32) as a subprocess on"
+        " defaults (API, projector and applier as supervised processes, `applier_concurrency` 32; CPU and"
+        " connections summed over all of them) as a subprocess on"
         " an embedded PostgreSQL; the emulator in a separate process with `--rollout-delay 1` (a Deployment"
         " is available 1 s after the emulator observes it). One revision of three objects (Namespace,"
         " ConfigMap, Deployment) to every cluster; times from the POST, in the same run. The applier"
