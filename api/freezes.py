@@ -37,18 +37,6 @@ class RemoveBody(msgspec.Struct, forbid_unknown_fields=True):
     expected_version: envelope.ExpectedVersion | None = None
 
 
-def _answer(name: str, written: submission.Written, status: int) -> web.Response:
-    body: dict[str, Any] = {
-        "freeze": name,
-        "stream": written.stream,
-        "event": written.type,
-        "position": written.position,
-        "version": written.version,
-        "changed": written.changed,
-    }
-    return bodies.json_response(body, status=status, headers=written.headers())
-
-
 @routes.put("/v1/freezes/{name}")
 async def put_freeze(request: web.Request) -> web.Response:
     name = reads.name_param(request, "freeze name")
@@ -69,7 +57,7 @@ async def put_freeze(request: web.Request) -> web.Response:
                                       dt.datetime.now(dt.UTC))
 
     written = await submission.run(request, stream_names.name("freeze", name), body.expected_version, decide)
-    return _answer(name, written, 201 if written.changed and not existed and not written.replayed else 200)
+    return written.response("freeze", name, 201 if written.changed and not existed and not written.replayed else 200)
 
 
 @routes.delete("/v1/freezes/{name}")
@@ -82,7 +70,7 @@ async def remove_freeze(request: web.Request) -> web.Response:
         return freezerules.remove_freeze(state.state.freezes.get(name), name, reason)
 
     written = await submission.run(request, stream_names.name("freeze", name), body.expected_version, decide)
-    return _answer(name, written, 200)
+    return written.response("freeze", name, 200)
 
 
 @routes.get("/v1/freezes")

@@ -89,6 +89,12 @@ class Written:
             found["Idempotent-Replayed"] = "true"
         return found
 
+    def response(self, kind: str, name: str, status: int) -> web.Response:
+        """The answer of a resource write (a target, a freeze): what was written, where and whether."""
+        body = {kind: name, "stream": self.stream, "event": self.type, "position": self.position,
+                "version": self.version, "changed": self.changed}
+        return bodies.json_response(body, status=status, headers=self.headers())
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -34,18 +34,6 @@ class RetireBody(msgspec.Struct, forbid_unknown_fields=True):
     expected_version: envelope.ExpectedVersion | None = None
 
 
-def _answer(name: str, written: submission.Written, status: int) -> web.Response:
-    body: dict[str, Any] = {
-        "target": name,
-        "stream": written.stream,
-        "event": written.type,
-        "position": written.position,
-        "version": written.version,
-        "changed": written.changed,
-    }
-    return bodies.json_response(body, status=status, headers=written.headers())
-
-
 @routes.put("/v1/targets/{name}")
 async def put_target(request: web.Request) -> web.Response:
     name = reads.name_param(request, "target name")
@@ -57,7 +45,7 @@ async def put_target(request: web.Request) -> web.Response:
         return commands.register_target(state.state.targets.get(name), command, catalogue)
 
     written = await submission.run(request, stream_names.name("target", name), body.expected_version, decide)
-    return _answer(name, written, 201 if written.type == "TargetRegistered" else 200)
+    return written.response("target", name, 201 if written.type == "TargetRegistered" else 200)
 
 
 @routes.delete("/v1/targets/{name}")
@@ -69,7 +57,7 @@ async def retire_target(request: web.Request) -> web.Response:
         return commands.retire_target(name, state.state.targets.get(name))
 
     written = await submission.run(request, stream_names.name("target", name), body.expected_version, decide)
-    return _answer(name, written, 200)
+    return written.response("target", name, 200)
 
 
 @routes.get("/v1/targets")
