@@ -410,7 +410,7 @@ def _outcome(fleet: Fleet, event: events.ApplySucceeded | events.ApplyFailed, me
         rollout.last_error = event.error
         rollout.attempts = event.attempt
         if not event.retryable:
-            rollout.reason = APPLY_FAILED
+            rollout.reason = event.reason or APPLY_FAILED
             rollout.message = event.error
     rollout.state = _state(deployment, rollout)
 
