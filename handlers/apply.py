@@ -11,6 +11,9 @@ whether anything actually changed: a periodic resync records an outcome only whe
 or pruned something, and stays out of the log otherwise. Errors propagate as handlers.errors;
 the first failing call ends the attempt (later objects may depend on it, as namespaced objects do
 on their namespace).
+
+Nothing is applied while one of the objects belongs to another deployment (handlers.ownership), and
+a prune deletes only objects whose label names the deployment itself.
 """
 
 from __future__ import annotations

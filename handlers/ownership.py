@@ -61,9 +61,9 @@ def check(deployment: str, key: Key, live: Mapping[str, Any] | None, holds: Hold
         return
     if holds(owner, key):
         raise errors.PermanentError(
-            f"{text(key)} belongs to deployment {owner} (label {objects.DEPLOYMENT_LABEL}={owner}); "
-            f"it is not applied for {deployment}: two deployments may not share an object, "
-            "remove it from one of them", status=409, reason=SHARED_RESOURCE)
+            f"{text(key)} belongs to deployment {owner}, not {deployment}: two deployments may not share "
+            f"an object (label {objects.DEPLOYMENT_LABEL}={owner}); remove it from one of them",
+            status=409, reason=SHARED_RESOURCE)
     raise errors.TemporaryError(
         f"{text(key)} still belongs to deployment {owner}, which no longer deploys it here; "
         f"waiting for {owner} to prune it", status=409, reason=SHARED_RESOURCE)
