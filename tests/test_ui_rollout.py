@@ -7,12 +7,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
+from api import keys
+from ledger import events, records
 from tests import servers
 from tests.projected import live_client, register, submit  # noqa: F401 - fixture
 from tests.tokens_support import issue
@@ -164,3 +167,22 @@ async def test_each_target_shows_its_rollout_word_and_frozen_with_the_freeze_whi
     assert '<span class="st s-frozen">frozen</span>' in eu and "held by freeze black-friday until" in eu
     assert '<span class="st s-pending">pending</span>' in us and "waits for wave rest" in us
     assert '<span class="n s-frozen">1 frozen</span>' in text
+
+
+async def test_promote_starts_a_soaking_wave_and_records_who_with_the_reason(live, browser, db):
+    await register(live, "eu-1", region="eu")
+    await register(live, "us-1", region="us")
+    await submit(live, "web", "", "1", strategy={**STRATEGY, "approval": [], "soak_seconds": 3600})
+    done = [events.WaveStarted(deployment="web", revision=1, wave="canary", targets=["eu-1"]),
+            events.WaveCompleted(deployment="web", revision=1, wave="canary", healthy=1)]
+    await live.app[keys.STORE].append("rollout-web", "any", [records.NewEvent(
+        uuid.uuid4(), events.type_name(e), events.to_data(e), {"actor": "ledger"}) for e in done])
+    await _sign_in(browser)
+    text = await _page(browser, "/deployments/web?min_position=head")
+    assert '<select id="promote-wave" name="wave"><option value="rest">rest</option></select>' in text
+    text = await _post(browser, "promote", wave="rest", reason="hotfix, skip the soak")
+    assert "Recorded WaveStarted" in text
+    started = await _last(db)
+    assert started["type"] == "WaveStarted" and started["data"]["wave"] == "rest"
+    assert started["metadata"] == {**started["metadata"], "actor": "admin-env", "reason": "hotfix, skip the soak"}
+    assert "promoted by admin-env" in _wave_row(text, "rest") and 'id="promote"' not in text
