@@ -74,7 +74,8 @@ async def page(request: web.Request) -> web.Response:
                                   from_label=f"{name}/revisions/{start}", to_label=f"{name}/revisions/{to}")
         recorded = await queries.event_at(conn, recorded_at) if recorded_at else None
         latest = await queries.deployment_events(conn, name)
-    waved, targets = await rollout.load(request, name)
+        in_waves = await queries.in_waves(conn, name)
+    waved, targets = await rollout.load(request, name, in_waves)
     rollout.explain(current["rollouts"], waved.view)
     if await rollout.hold(request, current["rollouts"], targets):
         current["summary"] = views.summary(r["state"] for r in current["rollouts"])

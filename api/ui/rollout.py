@@ -63,10 +63,14 @@ def _actions(d: fleet.Deployment, p: waves.Progress, found: Rollout, request: we
         found.own_revision = bool(submitted & {n for n in (token.name, auth.on_behalf_of(request)) if n})
 
 
-async def load(request: web.Request, name: str) -> tuple[Rollout, dict[str, fleet.Target]]:
-    """The rollout of ``name``'s current revision (folded as the API folds it), and the targets."""
-    state, _ = await loading.deployment_with_rollout(
-        request.app[keys.STORE], name, timeout=request.app[keys.SETTINGS].db_timeout)
+async def load(request: web.Request, name: str, in_waves: bool) -> tuple[Rollout, dict[str, fleet.Target]]:
+    """The rollout of ``name``'s current revision (folded as the API folds it, when ``in_waves``: a
+    revision without a strategy has no waves, and its deployment's history need not be folded), and
+    the targets."""
+    store, timeout = request.app[keys.STORE], request.app[keys.SETTINGS].db_timeout
+    if not in_waves:
+        return Rollout(None), await loading.targets(store, timeout=timeout)
+    state, _ = await loading.deployment_with_rollout(store, name, timeout=timeout)
     d = state.deployments.get(name)
     if d is None or d.progress is None or d.progress.strategy is None:
         return Rollout(None), state.targets
