@@ -2,7 +2,9 @@
 
 One SSE event per ledger event: ``id:`` the position, ``event:`` the type, ``data:`` the CloudEvent
 JSON (api/cloudevents.py). The stream starts after ``Last-Event-ID`` (what a reconnecting
-EventSource sends), else after ``?after=``, else at the live head. ``types=`` and ``category=``
+EventSource sends), else after ``?after=``, else at the live head. A cursor beyond the head of the
+log answers 422 naming ``Last-Event-ID`` or ``after`` (api/reads.py ``beyond_head``, as for
+``min_position``): the stream would otherwise wait silently for positions that may never come. ``types=`` and ``category=``
 filter as on /v1/feed. A comment line is sent when nothing was written for settings.sse_heartbeat
 seconds, so proxies and clients can tell a quiet stream from a dead one.
 
@@ -53,7 +55,7 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from api import access, cloudevents, feed, keys, lanes, params
+from api import access, cloudevents, feed, keys, lanes, params, reads
 from ledger import errors, fanout, records, streams, tasks
 from ledger import settings as settings_mod
 
@@ -140,9 +142,12 @@ class _Cut(Exception):
         self.reason = reason
 
 
-def _cursor(request: web.Request) -> int | None:
+def _cursor(request: web.Request) -> tuple[str, int | None]:
+    """The cursor and the name it came under (a 422 beyond the head names it)."""
     header = params.optional(request, "Last-Event-ID")
-    return header if header is not None else params.optional(request, "after")
+    if header is not None:
+        return "Last-Event-ID", header
+    return "after", params.optional(request, "after")
 
 
 class _Stream:
@@ -312,12 +317,14 @@ async def _available(request: web.Request, tail: fanout.Tail) -> None:
 @lanes.stream
 async def live(request: web.Request) -> web.StreamResponse:
     types, categories = feed.filters(request)
-    cursor = _cursor(request)
+    field, cursor = _cursor(request)
     config = config_of(request.app)
     tail = request.app[TAIL]
     await _available(request, tail)
     if cursor is None:
         cursor = tail.position
+    elif cursor > tail.position:
+        await reads.within_head(request, field, cursor)
     headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
                access.HEADER: access.request_id(request) or ""}
     if request.method == "HEAD":

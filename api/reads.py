@@ -10,7 +10,7 @@ the listening connection, shared by the reads that arrive together, makes sure n
 its way (``EventStore.synced_head``). After ``settings.read_wait_timeout`` seconds it answers 504.
 
 ``?min_position=N`` waits for N as well (a position a write answered with); N beyond the head
-answers 422 at once, naming the head. ``?min_position=head`` is the default spelled out.
+answers 422 at once, naming the head (:func:`beyond_head`, which the live feed's cursor shares). ``?min_position=head`` is the default spelled out.
 ``?consistency=eventual`` opts out: the read models as they are, waiting only for an explicit
 ``min_position``.
 """
@@ -18,6 +18,7 @@ answers 422 at once, naming the head. ``?min_position=head`` is the default spel
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -37,6 +38,26 @@ async def _head(request: web.Request) -> int:
     return head
 
 
+def beyond_head(field: str, value: int, head: int) -> problems.Problem:
+    """422 naming ``field``: ``value`` is a position the log has not reached, so waiting for it
+    could last forever (a cursor from another ledger, or from before a restore)."""
+    named: dict[str, Any] = {field.lower().replace("-", "_"): value}  # min_position, after, last_event_id
+    return problems.Problem(
+        422, "Invalid request",
+        f"{field}: {value} is beyond the head of the log ({head}); pass a position a write or the "
+        f"feed answered with, or omit {field}",
+        field=field, head=head, **named,
+        errors=[{"field": field, "reason": f"beyond the head of the log ({head})"}])
+
+
+async def within_head(request: web.Request, field: str, value: int) -> None:
+    """``value`` (a cursor) is at most the head of the log as every process has acknowledged it,
+    or 422 naming ``field``."""
+    head = await _head(request)
+    if value > head:
+        raise beyond_head(field, value, head)
+
+
 async def wait_for_position(request: web.Request) -> None:
     consistency = request.query.get("consistency", "strong").strip().lower() or "strong"
     if consistency not in CONSISTENCY:
@@ -46,12 +67,7 @@ async def wait_for_position(request: web.Request) -> None:
     follows_head = consistency == "strong" or raw == "head"
     head = await _head(request) if follows_head or explicit else 0
     if explicit > head:
-        raise problems.Problem(
-            422, "Invalid request",
-            f"min_position: {explicit} is beyond the head of the log ({head}); pass a position a write "
-            f"answered with, or omit min_position",
-            field="min_position", head=head, min_position=explicit,
-            errors=[{"field": "min_position", "reason": f"beyond the head of the log ({head})"}])
+        raise beyond_head("min_position", explicit, head)
     wanted = max(head if follows_head else 0, explicit)
     if wanted == 0:
         return

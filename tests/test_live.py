@@ -132,6 +132,24 @@ async def test_bad_last_event_id_is_a_problem(client):
     assert (await resp.json(content_type=None))["field"] == "Last-Event-ID"
 
 
+async def test_a_cursor_beyond_the_head_is_422_naming_where_it_came_from(client, store):
+    await store.append("target-a", "any", [registered("a") for _ in range(3)])
+    for url, headers, field in (("/v1/feed/live?after=4", {}, "after"),
+                                ("/v1/feed/live?after=1", {"Last-Event-ID": "9"}, "Last-Event-ID"),
+                                ("/v1/feed/live", {"Last-Event-ID": str(2**62)}, "Last-Event-ID")):
+        async with asyncio.timeout(10):  # a bound, not a measurement: it used to wait for good
+            resp = await client.get(url, headers=headers)
+            assert resp.status == 422, (url, headers)
+            problem = await resp.json(content_type=None)
+        assert resp.content_type == "application/problem+json"
+        assert (problem["field"], problem["head"]) == (field, 3), problem
+    resp = await client.get("/v1/feed/live", headers={"Last-Event-ID": "3"})
+    await until(lambda: client.app[live.TAIL].readers == 1)
+    await store.append("target-b", "any", [registered("b")])
+    assert [int(b["id"]) for b in await events(resp.content, 1)] == [4]
+    resp.close()
+
+
 @tuned(heartbeat=0.05)
 async def test_a_quiet_stream_sends_heartbeat_comments(client):
     resp = await client.get("/v1/feed/live")
