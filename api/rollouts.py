@@ -57,9 +57,11 @@ async def _load(request: web.Request, name: str) -> tuple[fleet.Deployment | Non
     return state.deployments.get(name), stream
 
 
-async def _record(request: web.Request, name: str, expected: envelope.ExpectedVersion | None,
-                  decide: Decide, *, fixed_id: bool = False) -> web.Response:
-    """Decide on the deployment with its rollout and append to ``rollout-<name>``."""
+async def record(request: web.Request, name: str, expected: envelope.ExpectedVersion | None,
+                 decide: Decide, *, fixed_id: bool = False,
+                 metadata: dict[str, Any] | None = None) -> submission.Recorded:
+    """Decide on the deployment with its rollout and append to ``rollout-<name>`` (``metadata``: what
+    the caller records besides what the request says, such as the web UI's reason)."""
     scope = auth.principal(request).scope
     envelope.expected_version(request, expected)  # a malformed If-Match is refused before anything is read
     found, _ = await _load(request, name)
@@ -71,7 +73,7 @@ async def _record(request: web.Request, name: str, expected: envelope.ExpectedVe
     if fixed_id and isinstance(first, events.ApprovalGranted | events.WaveStarted):
         given = rollout_commands.id_for(first)
     stream = stream_names.name("rollout", name)
-    plan = await submission.plan(request, stream, expected, [(given, {})])
+    plan = await submission.plan(request, stream, expected, [(given, metadata or {})])
 
     async def decide_all(_state: loading.StreamState) -> list[events.Event]:
         deployment, _ = await _load(request, name)
@@ -82,8 +84,11 @@ async def _record(request: web.Request, name: str, expected: envelope.ExpectedVe
         except commands.DomainError as exc:
             raise _problem(exc) from exc
 
-    recorded = await submission.write(request, plan, decide_all)
-    body: dict[str, Any] = {"deployment": name, "stream": stream,
+    return await submission.write(request, plan, decide_all)
+
+
+def _answer(name: str, recorded: submission.Recorded) -> web.Response:
+    body: dict[str, Any] = {"deployment": name, "stream": recorded.stream,
                             "event": recorded.types[0] if recorded.types else None,
                             "position": recorded.positions[0], "version": recorded.last_version}
     data = recorded.data[0] if recorded.data else {}
@@ -96,41 +101,71 @@ async def _record(request: web.Request, name: str, expected: envelope.ExpectedVe
     return bodies.json_response(body, headers=headers)
 
 
+# The commands, for the API's routes and the web UI's forms alike.
+async def approve_wave(request: web.Request, name: str, wave: str, reason: str,
+                       expected: envelope.ExpectedVersion | None = None,
+                       metadata: dict[str, Any] | None = None) -> submission.Recorded:
+    principal = auth.principal(request)
+    return await record(request, name, expected, lambda d: rollout_commands.approve(
+        name, d, wave, principal.name, admin=principal.role == "admin", reason=reason,
+        on_behalf_of=auth.on_behalf_of(request)), fixed_id=True, metadata=metadata)
+
+
+async def promote_wave(request: web.Request, name: str, wave: str,
+                       expected: envelope.ExpectedVersion | None = None,
+                       metadata: dict[str, Any] | None = None) -> submission.Recorded:
+    return await record(request, name, expected, lambda d: rollout_commands.promote(name, d, wave),
+                        fixed_id=True, metadata=metadata)
+
+
+async def halt_rollout(request: web.Request, name: str, reason: str,
+                       expected: envelope.ExpectedVersion | None = None,
+                       metadata: dict[str, Any] | None = None) -> submission.Recorded:
+    return await record(request, name, expected, lambda d: rollout_commands.halt(name, d, reason),
+                        metadata=metadata)
+
+
+async def resume_rollout(request: web.Request, name: str, reason: str,
+                         expected: envelope.ExpectedVersion | None = None,
+                         metadata: dict[str, Any] | None = None) -> submission.Recorded:
+    return await record(request, name, expected, lambda d: rollout_commands.resume(name, d, reason),
+                        metadata=metadata)
+
+
+async def halted(request: web.Request, name: str) -> bool:
+    """Whether ``/resume`` of ``name`` means its halted rollout rather than the deployment."""
+    found, _ = await _load(request, name)
+    return rollout_commands.halted(found)
+
+
 @routes.post("/v1/deployments/{name}/approve")
 async def approve(request: web.Request) -> web.Response:
     name = reads.name_param(request, "deployment name")
     body = await bodies.read_json(request, ApproveBody)
-    principal = auth.principal(request)
-    return await _record(request, name, body.expected_version, lambda d: rollout_commands.approve(
-        name, d, body.wave, principal.name, admin=principal.role == "admin", reason=body.reason,
-        on_behalf_of=auth.on_behalf_of(request)), fixed_id=True)
+    return _answer(name, await approve_wave(request, name, body.wave, body.reason, body.expected_version))
 
 
 @routes.post("/v1/deployments/{name}/promote")
 async def promote(request: web.Request) -> web.Response:
     name = reads.name_param(request, "deployment name")
     body = await bodies.read_json(request, PromoteBody)
-    return await _record(request, name, body.expected_version,
-                         lambda d: rollout_commands.promote(name, d, body.wave), fixed_id=True)
+    return _answer(name, await promote_wave(request, name, body.wave, body.expected_version))
 
 
 @routes.post("/v1/deployments/{name}/halt")
 async def halt(request: web.Request) -> web.Response:
     name = reads.name_param(request, "deployment name")
     body = await submission.optional_json(request, HaltBody)
-    return await _record(request, name, body.expected_version,
-                         lambda d: rollout_commands.halt(name, d, body.reason))
+    return _answer(name, await halt_rollout(request, name, body.reason, body.expected_version))
 
 
 async def resume_if_halted(request: web.Request, name: str) -> web.Response | None:
     """``/resume`` of a deployment whose rollout is halted (and that is not paused): RolloutResumed.
     None when ``/resume`` is the deployment's own (DeploymentResumed)."""
-    found, _ = await _load(request, name)
-    if not rollout_commands.halted(found):
+    if not await halted(request, name):
         return None
     body = await submission.optional_json(request, HaltBody)
-    return await _record(request, name, body.expected_version,
-                         lambda d: rollout_commands.resume(name, d, body.reason))
+    return _answer(name, await resume_rollout(request, name, body.reason, body.expected_version))
 
 
 @routes.get("/v1/deployments/{name}/rollout")

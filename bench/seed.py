@@ -15,6 +15,12 @@ Use from another benchmark::
     from bench import seed
     count = asyncio.run(seed.fill(database_url, 1_000_000))
 
+or, for a log of another shape, append through the same set-up (migrated database, pool, store and
+its running writer)::
+
+    async with seed.opened(database_url) as es:
+        await es.append(...)
+
 or from the shell: ``.venv/bin/python -m bench.seed DATABASE_URL --events 100000``.
 """
 
@@ -22,11 +28,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
@@ -159,9 +166,10 @@ async def _deployment(es: store.EventStore, fleet: _Fleet, name: str, rng: rando
         await asyncio.gather(*(append for _, append in pending))
 
 
-async def fill(database_url: str, events: int, *, seed: int = 1, targets: int = 200,
-               deployments: int = 32, pipeline: int = 8, progress: Callable[[int], None] | None = None) -> int:
-    """Append ``events`` events (exactly) to the ledger at ``database_url``; returns the head position."""
+@contextlib.asynccontextmanager
+async def opened(database_url: str) -> AsyncIterator[store.EventStore]:
+    """The event store of the (migrated) ledger at ``database_url`` with its batching writer running,
+    stopped and closed on the way out."""
     conn = await asyncpg.connect(database_url)
     try:
         await migrate.migrate(conn)
@@ -171,20 +179,27 @@ async def fill(database_url: str, events: int, *, seed: int = 1, targets: int = 
     assert pool is not None
     es = store.EventStore(pool, notifier.Notifier(database_url), timeout=60.0, max_batch_events=5000)
     writing = asyncio.create_task(es.writer.run())
+    try:
+        yield es
+    finally:
+        writing.cancel()
+        await asyncio.gather(writing, return_exceptions=True)
+        await pool.close()
+
+
+async def fill(database_url: str, events: int, *, seed: int = 1, targets: int = 200,
+               deployments: int = 32, pipeline: int = 8, progress: Callable[[int], None] | None = None) -> int:
+    """Append ``events`` events (exactly) to the ledger at ``database_url``; returns the head position."""
     rng = random.Random(seed)
     fleet = _Fleet(rng, targets)
     budget = _Budget(events, progress)
-    try:
+    async with opened(database_url) as es:
         await _targets(es, fleet, budget)
         await asyncio.gather(*(
             _deployment(es, fleet, f"app-{i:03d}", random.Random(rng.getrandbits(64)), budget, pipeline)
             for i in range(deployments)))
         head, _, _ = await es.head()
         return head
-    finally:
-        writing.cancel()
-        await asyncio.gather(writing, return_exceptions=True)
-        await pool.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,8 @@ an append to the changed cell in a browser.
 Setup: an embedded PostgreSQL holding 1,000 targets and 50 deployments that select all of them
 (50,000 rollouts: mostly applied, some failed, some pending), written straight to the store; then
 ``ledger serve`` as a subprocess (projector on, applier off, so nothing changes the cells but the
-benchmark), which folds them into its read models.
+benchmark), which folds them into its read models. The log is appended through bench/seed.py's
+store set-up (``seed.opened``), in this benchmark's own shape.
 
 1. Server time: ``GET /fleet`` (the default view: a page of 100 targets x 50 deployments, the column
    counts over all 1,000 targets) and ``GET /fleet?group=region`` (every target, grouped), each
@@ -35,11 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import yaml
 
-from bench import harness
-from ledger import migrate, notifier, records, store
+from bench import harness, seed
+from ledger import records
 from tests import browser
 
 REGIONS = ("eu", "us", "ap", "sa")
@@ -50,19 +50,11 @@ def manifests(name: str, revision: int) -> list[dict[str, Any]]:
              "data": {"revision": str(revision)}}]
 
 
-async def seed(database_url: str, targets: int, deployments: int) -> int:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await migrate.migrate(conn)
-    finally:
-        await conn.close()
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-    assert pool is not None
-    es = store.EventStore(pool, notifier.Notifier(database_url), timeout=60.0, max_batch_events=5000)
-    writing = asyncio.create_task(es.writer.run())
+async def seed_fleet(database_url: str, targets: int, deployments: int) -> int:
+    """The fleet's log, appended through bench/seed.py's store; returns the head position."""
     rng = random.Random(7)
     names = [f"edge-{i:04d}" for i in range(targets)]
-    try:
+    async with seed.opened(database_url) as es:
         await asyncio.gather(*(es.append(f"target-{n}", "no_stream", [records.NewEvent(
             uuid.uuid4(), "TargetRegistered",
             {"target": n, "labels": {"region": REGIONS[i % len(REGIONS)], "tier": "edge"}, "credentials": "bench"},
@@ -87,10 +79,6 @@ async def seed(database_url: str, targets: int, deployments: int) -> int:
             await es.append(f"rollout-{name}", "any", outcomes)
         head, _, _ = await es.head()
         return int(head)
-    finally:
-        writing.cancel()
-        await asyncio.gather(writing, return_exceptions=True)
-        await pool.close()
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -195,7 +183,7 @@ async def append_to_cell(url: str, rounds: int) -> list[float]:
 
 async def run(args: argparse.Namespace) -> None:
     with harness.Postgres() as database_url:
-        head = await seed(database_url, args.targets, args.deployments)
+        head = await seed_fleet(database_url, args.targets, args.deployments)
         data = Path(tempfile.mkdtemp(prefix="ledger-bench-ui-"))
         credentials = data / "credentials.yaml"
         credentials.write_text(yaml.safe_dump({"credentials": {"bench": {"server": "https://127.0.0.1:9",

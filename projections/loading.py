@@ -5,17 +5,25 @@ writes to is folded from the events table (manifests elided server-side, since n
 them and a long history would otherwise be read in full), and the targets used to resolve
 ``matched_targets`` come from the targets read model plus the target events after its checkpoint,
 both read in one snapshot of the database.
+
+A rollout stream grows by an outcome per target per revision, so a long history is tens of
+thousands of rows: beyond ``INLINE_ROWS`` the fold runs in a worker thread (as replay's does,
+api/lanes.py), and the event loop keeps serving meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 from uuid import UUID
 
 from ledger import store as store_mod
 from projections import fleet, freezes, tables
+
+INLINE_ROWS: Final = 2_000
 
 _STREAM: Final = """
 SELECT position, stream, version, type,
@@ -67,9 +75,21 @@ async def stream_state(store: store_mod.EventStore, stream: str, *, timeout: flo
     async with store.connection(timeout) as conn:
         rows = await conn.fetch(_STREAM, stream, timeout=timeout)
     state = fleet.empty()
-    for row in rows:
-        fleet.fold_row(state, *row)
+    await _fold(state, rows)
     return StreamState(state, rows[-1][2] if rows else 0, rows[-1][0] if rows else 0)
+
+
+def _fold_rows(state: fleet.Fleet, rows: Sequence[Sequence[object]]) -> None:
+    for row in rows:
+        fleet.fold_row(state, *row)  # type: ignore[arg-type]
+
+
+async def _fold(state: fleet.Fleet, rows: Sequence[Sequence[object]]) -> None:
+    """Fold ``rows`` into ``state``; off the event loop when there are many."""
+    if len(rows) > INLINE_ROWS:
+        await asyncio.to_thread(_fold_rows, state, rows)
+    else:
+        _fold_rows(state, rows)
 
 
 async def deployment_with_rollout(store: store_mod.EventStore, name: str, *,
@@ -85,11 +105,12 @@ async def deployment_with_rollout(store: store_mod.EventStore, name: str, *,
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM events", timeout=timeout)
             rows = await conn.fetch(_ROLLOUT, streams, head, timeout=timeout)
+    await _fold(state, rows)
     version = position = 0
-    for row in rows:
-        fleet.fold_row(state, *row)
+    for row in reversed(rows):
         if row[1] == streams[1]:
             version, position = row[2], row[0]
+            break
     return state, StreamState(state, version, position)
 
 

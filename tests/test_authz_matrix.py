@@ -148,6 +148,21 @@ async def _ui_resume(live: Any, n: str) -> tuple[str, Any]:
     return f"/deployments/u{n}/resume", Form(reason="matrix")
 
 
+async def _ui_approve(live: Any, n: str) -> tuple[str, Any]:
+    _, body = await _approve(live, n)
+    return f"/deployments/d{n}/approve", Form(wave=body["wave"], reason="matrix")
+
+
+async def _ui_promote(live: Any, n: str) -> tuple[str, Any]:
+    _, body = await _promote(live, n)
+    return f"/deployments/d{n}/promote", Form(wave=body["wave"], reason="matrix")
+
+
+async def _ui_halt(live: Any, n: str) -> tuple[str, Any]:
+    await _halt(live, n)
+    return f"/deployments/d{n}/halt", Form(reason="matrix")
+
+
 HEAD = "min_position=head"
 SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/healthz"): _get("/healthz"),
@@ -200,6 +215,9 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/deployments/{name}/rollback"): _ui_rollback,
     ("POST", "/deployments/{name}/pause"): _ui_pause,
     ("POST", "/deployments/{name}/resume"): _ui_resume,
+    ("POST", "/deployments/{name}/approve"): _ui_approve,
+    ("POST", "/deployments/{name}/promote"): _ui_promote,
+    ("POST", "/deployments/{name}/halt"): _ui_halt,
     ("GET", "/targets/{name}"): _get("/targets/seed"),
     ("GET", "/timeline"): _get("/timeline"),
     ("GET", "/timeline/rows"): _get("/timeline/rows?after=0"),

@@ -94,6 +94,9 @@ BODIES: Final[dict[tuple[str, str], Any]] = {
     ("POST", "/deployments/{name}/rollback"): Form(to_revision="1", reason="outage test"),
     ("POST", "/deployments/{name}/pause"): Form(reason="outage test"),
     ("POST", "/deployments/{name}/resume"): Form(reason="outage test"),
+    ("POST", "/deployments/{name}/approve"): Form(wave="a", reason="outage test"),
+    ("POST", "/deployments/{name}/promote"): Form(wave="b", reason="outage test"),
+    ("POST", "/deployments/{name}/halt"): Form(reason="outage test"),
 }
 LIVE: Final = "/v1/feed/live"
 

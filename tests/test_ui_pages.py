@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from api import policy
+from api import keys, policy
 from api.ui import render, sessions
-from tests import servers
+from tests import credfiles, servers
 from tests.projected import live_client, register, submit  # noqa: F401 - fixture
 from tests.tokens_support import issue
 
@@ -285,3 +285,16 @@ async def test_a_target_a_freeze_holds_shows_frozen_with_the_freeze_and_its_end(
     assert re.search(r'<td class="s-frozen" title="held by freeze black-friday until [^"]+">frozen</td>', eu), eu
     assert '<td class="s-pending">pending</td>' in us
     assert "<code>black-friday</code>" in text
+
+
+async def test_the_target_page_names_its_credential_and_shows_nothing_of_the_secret_or_where_it_lives(live, browser):
+    directory = live.app[keys.SETTINGS].credentials.parent
+    credfiles.add(directory, vault=credfiles.token_entry(directory, "vault", "https://eu-9.example:6443"))
+    response = await live.put("/v1/targets/eu-9", json={"labels": {"region": "eu"}, "credentials": "vault"})
+    assert response.status == 201, await response.text()
+    await _sign_in(browser)
+    async with browser.get("/targets/eu-9?min_position=head") as resp:
+        text = await resp.text()
+    assert resp.status == 200 and "<dt>Credential</dt><dd><code>vault</code>" in text
+    for leak in (credfiles.token("vault"), str(directory), "token_file", "eu-9.example"):
+        assert leak not in text, leak

@@ -5,8 +5,8 @@ state with the last error), the history (who, when, why, selector, targets match
 rollback restored), the diff between any two revisions (``from``/``to``, by default the current
 one against its predecessor), and the deployment's latest events.
 
-Actions are forms that POST to ``/deployments/{name}/{rollback|pause|resume}``; each asks for a
-reason, goes through the very command the API's route runs (api/deployments.py: same decision,
+Actions are forms that POST to ``/deployments/{name}/{rollback|pause|resume}`` (and, for a rollout
+in waves, ``approve``, ``promote`` and ``halt``: api/ui/rollout.py); each asks for a reason, goes through the very command the API's route runs (api/deployments.py: same decision,
 same scope checks, same event), records the reason in the event and its metadata, and redirects
 back with ``?recorded=<position>`` so the page shows the event it recorded. Only a token that may
 use an action is offered it (api/ui/render.py ``can``).
@@ -21,8 +21,10 @@ from aiohttp import web
 
 from api import deployments as deployments_api
 from api import params, problems, reads
-from api.ui import queries, render, sessions
-from projections import commands, diffs
+from api import rollouts as rollouts_api
+from api.ui import queries, render, rollout, sessions
+from ledger import events
+from projections import commands, diffs, views
 from projections import queries as read_models
 
 routes = web.RouteTableDef()
@@ -72,35 +74,57 @@ async def page(request: web.Request) -> web.Response:
                                   from_label=f"{name}/revisions/{start}", to_label=f"{name}/revisions/{to}")
         recorded = await queries.event_at(conn, recorded_at) if recorded_at else None
         latest = await queries.deployment_events(conn, name)
+        in_waves = await queries.in_waves(conn, name)
+    waved, targets = await rollout.load(request, name, in_waves)
+    rollout.explain(current["rollouts"], waved.view)
+    if await rollout.hold(request, current["rollouts"], targets):
+        current["summary"] = views.summary(r["state"] for r in current["rollouts"])
     if recorded is not None and recorded.stream not in (f"deployment-{name}", f"rollout-{name}"):
         recorded = None
     return render.page(request, "deployment.html", {
         "d": current, "history": list(reversed(history["revisions"])), "diff": _diff_lines(diff),
         "diff_from": start, "diff_to": to, "recorded": recorded, "events": latest,
-        "numbers": list(range(current["current_revision"], 0, -1)),
+        "numbers": list(range(current["current_revision"], 0, -1)), "rollout": waved,
+        "live_types": LIVE_TYPES,
     })
 
 
-Action = Callable[[web.Request, str, dict[str, str], str], Awaitable[Any]]
+# An action takes the form and its reason and returns the position of the event it recorded.
+Action = Callable[[web.Request, str, dict[str, str], str], Awaitable[int]]
 
 
-async def _rollback(request: web.Request, name: str, form: dict[str, str], reason: str) -> Any:
+async def _rollback(request: web.Request, name: str, form: dict[str, str], reason: str) -> int:
     raw = form.get("to_revision", "")
     to_revision = params.parse("to_revision", raw, params.REVISION)
-    return await deployments_api.roll_back_to(request, name, to_revision, reason, metadata={"reason": reason})
+    written = await deployments_api.roll_back_to(request, name, to_revision, reason, metadata={"reason": reason})
+    return written.position
 
 
 def _lifecycle(command: Callable[[str, Any, str], Any]) -> Action:
-    async def act(request: web.Request, name: str, _form: dict[str, str], reason: str) -> Any:
-        return await deployments_api.change(request, name, command, reason, metadata={"reason": reason})
+    async def act(request: web.Request, name: str, _form: dict[str, str], reason: str) -> int:
+        written = await deployments_api.change(request, name, command, reason, metadata={"reason": reason})
+        return written.position
     return act
+
+
+async def _resume(request: web.Request, name: str, form: dict[str, str], reason: str) -> int:
+    """Resume as the API's ``/resume`` does: a halted rollout (not paused) if there is one, else the
+    paused deployment."""
+    if await rollouts_api.halted(request, name):
+        return await rollout.resume(request, name, form, reason)
+    return await _lifecycle(commands.resume)(request, name, form, reason)
 
 
 ACTIONS: Final[dict[str, Action]] = {
     "rollback": _rollback,
     "pause": _lifecycle(commands.pause),
-    "resume": _lifecycle(commands.resume),
+    "resume": _resume,
+    "approve": rollout.approve,
+    "promote": rollout.promote,
+    "halt": rollout.halt,
 }
+# What the page follows live: whatever moves the deployment, its rollout, or a freeze over it.
+LIVE_TYPES: Final = tuple(sorted(t for t, (category, _) in events.CATEGORY.items() if category != "token"))
 
 
 async def _act(request: web.Request, action: str) -> web.Response:
@@ -113,8 +137,8 @@ async def _act(request: web.Request, action: str) -> web.Response:
         raise problems.invalid("reason", "say why: every action records its reason")
     if len(reason) > REASON_MAX or "\x00" in reason:
         raise problems.invalid("reason", f"at most {REASON_MAX} characters, no NUL")
-    written = await ACTIONS[action](request, name, form, reason)
-    raise web.HTTPSeeOther(f"/deployments/{name}?recorded={written.position}#recorded")
+    position = await ACTIONS[action](request, name, form, reason)
+    raise web.HTTPSeeOther(f"/deployments/{name}?recorded={position}#recorded")
 
 
 @routes.post("/deployments/{name}/rollback", name="ui.rollback")
@@ -130,3 +154,18 @@ async def pause(request: web.Request) -> web.Response:
 @routes.post("/deployments/{name}/resume", name="ui.resume")
 async def resume(request: web.Request) -> web.Response:
     return await _act(request, "resume")
+
+
+@routes.post("/deployments/{name}/approve", name="ui.approve")
+async def approve(request: web.Request) -> web.Response:
+    return await _act(request, "approve")
+
+
+@routes.post("/deployments/{name}/promote", name="ui.promote")
+async def promote(request: web.Request) -> web.Response:
+    return await _act(request, "promote")
+
+
+@routes.post("/deployments/{name}/halt", name="ui.halt")
+async def halt(request: web.Request) -> web.Response:
+    return await _act(request, "halt")

@@ -221,3 +221,11 @@ async def deployment_events(conn: asyncpg.Connection, name: str, limit: int = 20
         f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream = ANY($1::text[]) ORDER BY position DESC LIMIT $2",
         [f"deployment-{name}", f"rollout-{name}"], limit)
     return [_event(r) for r in rows]
+
+
+async def in_waves(conn: asyncpg.Connection, name: str) -> bool:
+    """Whether the deployment's latest revision carries a rollout strategy (waves to fold and show)."""
+    found = await conn.fetchval(
+        "SELECT coalesce(data->'strategy', 'null'::jsonb) <> 'null'::jsonb FROM events WHERE stream = $1"
+        " AND type IN ('RevisionSubmitted', 'RolledBack') ORDER BY version DESC LIMIT 1", f"deployment-{name}")
+    return bool(found)

@@ -38,6 +38,8 @@ FLEET_CATEGORIES: Final = frozenset({"target", "deployment", "rollout", "freeze"
 # The per-target rollout states (projections/fleet.py), and ``frozen`` for a target a freeze window
 # covers; each has a colour in app.css. A word not listed here still shows, in grey.
 STATES: Final = ("healthy", "progressing", "applying", "pending", "degraded", "failed", "paused", "frozen")
+# The words of a rollout in waves and of each wave (projections/waves.py ``view``), each coloured too.
+ROLLOUT_WORDS: Final = ("rolling", "completed", "halted", "awaiting-approval")
 
 
 def _when(value: Any) -> str:
@@ -49,7 +51,7 @@ def _when(value: Any) -> str:
 
 
 def state_class(state: str | None) -> str:
-    return f"s-{state}" if state in STATES else "s-other"
+    return f"s-{state}" if state in STATES or state in ROLLOUT_WORDS else "s-other"
 
 
 def setup(app: web.Application) -> None:

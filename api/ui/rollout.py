@@ -1,0 +1,135 @@
+"""The deployment page's rollout: its waves, what holds its targets, and the rollout's actions.
+
+A revision with a strategy rolls out in waves (issue 13). The page shows them as the API's
+``GET /v1/deployments/{name}/rollout`` does (projections/waves.py ``view``: the same fold of the
+deployment's two streams), each wave with its number, members, state, healthy and failing counts,
+approval, start and end; and each target's state in the words every client uses (pending, applying,
+progressing, healthy, degraded, failed, paused), with ``frozen`` for a target a freeze window holds
+while it waits (as on the fleet page).
+
+Actions are forms that POST to ``/deployments/{name}/{approve|promote|halt}`` (and ``/resume``,
+which resumes a halted rollout as the API's ``/resume`` does, api/ui/deployment.py). Each asks for a
+reason, runs the very command of the API's route (api/rollouts.py: same decision, four eyes, scope
+checks, event ids), records the reason in the event's metadata, and redirects back with
+``?recorded=<position>``. A control is offered only when the token's role may use it (approve:
+``approve``; promote, halt, resume: ``deploy``) and the rollout is in a state where it applies;
+whoever submitted a revision is told that another approver must approve it instead of being offered
+a button that would be refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from aiohttp import web
+
+from api import auth, keys, rollouts
+from ledger import hashing
+from projections import fleet, freezes, loading, waves
+
+# A target waiting for its revision (these states) while a freeze window covers it is held by the
+# freeze (projections/freezerules.py): the page says frozen.
+WAITING: Final = frozenset({"pending", "applying"})
+
+
+@dataclass
+class Rollout:
+    """What the page shows of a rollout and which of its actions apply now."""
+
+    view: dict[str, Any] | None
+    approvable: list[str] = field(default_factory=list)  # waves an approver may approve now
+    promotable: list[str] = field(default_factory=list)  # waves soaking, which promote starts now
+    may_halt: bool = False
+    may_resume: bool = False
+    own_revision: bool = False  # the signed-in token (or whom it acts for) submitted this revision
+
+
+def _actions(d: fleet.Deployment, p: waves.Progress, found: Rollout, request: web.Request) -> None:
+    if d.removed or p.revision != d.current_revision:
+        return
+    if p.phase != "completed":
+        found.approvable = [w.name for w in p.waves if w.needs_approval and w.approved_by is None]
+    if p.phase == "rolling":
+        found.may_halt = True
+        found.promotable = [w.name for i, w in enumerate(p.waves)
+                            if i > 0 and w.started_at is None and p.waves[i - 1].completed_at is not None
+                            and not (w.needs_approval and w.approved_by is None)]
+    found.may_resume = p.phase == "halted" and not d.paused
+    token = request.get(auth.PRINCIPAL)
+    if token is not None and token.role != "admin":
+        submitted = {n for n in (p.submitter, p.submitter_for) if n}
+        found.own_revision = bool(submitted & {n for n in (token.name, auth.on_behalf_of(request)) if n})
+
+
+async def load(request: web.Request, name: str, in_waves: bool) -> tuple[Rollout, dict[str, fleet.Target]]:
+    """The rollout of ``name``'s current revision (folded as the API folds it, when ``in_waves``: a
+    revision without a strategy has no waves, and its deployment's history need not be folded), and
+    the targets."""
+    store, timeout = request.app[keys.STORE], request.app[keys.SETTINGS].db_timeout
+    if not in_waves:
+        return Rollout(None), await loading.targets(store, timeout=timeout)
+    state, _ = await loading.deployment_with_rollout(store, name, timeout=timeout)
+    d = state.deployments.get(name)
+    if d is None or d.progress is None or d.progress.strategy is None:
+        return Rollout(None), state.targets
+    found = Rollout(waves.view(d.progress))
+    _actions(d, d.progress, found, request)
+    return found, state.targets
+
+
+def explain(rows: list[dict[str, Any]], view: dict[str, Any] | None) -> None:
+    """Rows of targets waiting for a wave that has not started say which, and what it waits for."""
+    if view is None:
+        return
+    waiting = {}
+    for wave in view["waves"]:
+        if wave["started_at"] is None:
+            why = " (awaiting approval)" if wave["state"] == "awaiting-approval" else ""
+            waiting.update(dict.fromkeys(wave["targets"], f"waits for wave {wave['name']}{why}"))
+    for row in rows:
+        if row["state"] in WAITING and row["target"] in waiting and not row.get("reason"):
+            row["reason"] = waiting[row["target"]]
+
+
+async def hold(request: web.Request, rows: list[dict[str, Any]], targets: dict[str, fleet.Target]) -> bool:
+    """Rows (``views.rollout``) of waiting targets a freeze window covers now say ``frozen``, and
+    why; whether any does."""
+    table = await loading.freezes_now(request.app[keys.STORE], timeout=request.app[keys.SETTINGS].db_timeout)
+    if not table:
+        return False
+    now = dt.datetime.now(dt.UTC)
+    held = False
+    for row in rows:
+        target = targets.get(row["target"])
+        if target is None or row["state"] not in WAITING:
+            continue
+        covers = freezes.covering(table, target.labels, now)
+        if covers:
+            until = hashing.format_time(max(c.until for c in covers))
+            row["state"] = "frozen"
+            row["reason"] = f"held by freeze {', '.join(c.freeze for c in covers)} until {until}"
+            held = True
+    return held
+
+
+# The actions: each takes the form and its reason and returns the position of what it recorded.
+async def approve(request: web.Request, name: str, form: dict[str, str], reason: str) -> int:
+    recorded = await rollouts.approve_wave(request, name, form.get("wave", ""), reason, metadata={"reason": reason})
+    return recorded.positions[0]
+
+
+async def promote(request: web.Request, name: str, form: dict[str, str], reason: str) -> int:
+    recorded = await rollouts.promote_wave(request, name, form.get("wave", ""), metadata={"reason": reason})
+    return recorded.positions[0]
+
+
+async def halt(request: web.Request, name: str, _form: dict[str, str], reason: str) -> int:
+    recorded = await rollouts.halt_rollout(request, name, reason, metadata={"reason": reason})
+    return recorded.positions[0]
+
+
+async def resume(request: web.Request, name: str, _form: dict[str, str], reason: str) -> int:
+    recorded = await rollouts.resume_rollout(request, name, reason, metadata={"reason": reason})
+    return recorded.positions[0]
