@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from api import access, keys, lanes, live, peers, server
+from api import access, componentmetrics, keys, lanes, live, peers, server
 from handlers import outcomes as outcomes_mod
 from ledger import components, db, dbfaults, meters
 from ledger import store as store_mod
@@ -81,18 +81,7 @@ class ComponentsCollector(Collector):
         registry = self._app.get(keys.COMPONENTS)
         if registry is None:
             return
-        restarts = CounterMetricFamily("ledger_task_restarts",
-                                       "Unexpected crashes of a supervised task, each followed by a restart",
-                                       labels=["task"])
-        for name, count in sorted(registry.restarts.items()):
-            restarts.add_metric([name], count)
-        yield restarts
-        up = GaugeMetricFamily("ledger_component_up", "1 while a component is up, 0 while it is restarting, "
-                               "stalled or down", labels=["component", "status"])
-        for component in registry.all():
-            up.add_metric([component.name, component.status.value],
-                          1.0 if component.status is components.Status.UP else 0.0)
-        yield up
+        yield from componentmetrics.families(registry)
         progress = self._app.get(keys.PROGRESS)
         if progress is not None:
             position = GaugeMetricFamily("ledger_projector_position", "Last position folded into the read models")

@@ -12,6 +12,9 @@ The API process serves the application exactly as a single-process ``ledger serv
 projector and the applier off in it and the peers installed (api/peers.py). The projector and the
 applier processes run the same cleanup contexts as the single process does for their part, and
 answer ``/healthz``, ``/readyz`` and ``/metrics`` on their status socket (loopback, the run's secret).
+Each imports what its role runs, when it knows its role: the web UI's templates stay out of the
+projector and the applier, the Kubernetes client out of the API and the projector
+(tests/test_imports.py).
 """
 
 from __future__ import annotations
@@ -22,20 +25,23 @@ import signal
 import socket
 import sys
 import threading
+from typing import TYPE_CHECKING
 
-import uvloop
-from aiohttp import web
-
-from api import app as app_mod
-from api import health, keys, lifecycle, metrics, peers
-from cli import options, serve, signals
+from cli import options, signals
 from cli import spec as spec_mod
-from ledger import components
 from ledger import settings as settings_mod
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 def status_app(settings: settings_mod.Settings, role: spec_mod.Role, secret: str) -> web.Application:
     """The projector's or the applier's process: its part of the service, and its status port."""
+    from aiohttp import web
+
+    from api import health, keys, lifecycle, metrics, peers
+    from ledger import components
+
     app = web.Application(middlewares=[peers.guard(secret)])
     app[keys.SETTINGS] = settings
     app[keys.COMPONENTS] = components.Registry()
@@ -48,6 +54,19 @@ def status_app(settings: settings_mod.Settings, role: spec_mod.Role, secret: str
     app.add_routes(health.routes)
     metrics.install(app)
     return app
+
+
+def prepare(spec: spec_mod.Spec, settings: settings_mod.Settings) -> web.Application:
+    """The application of ``spec.role``'s process, with the modules that role runs (and no others)."""
+    if spec.role == "api":
+        from api import app as app_mod
+        from api import peers
+
+        app = app_mod.make_app(settings.replace(projector=False, applier=False))
+        peers.install(app, spec.peers, spec.secret)
+        return app
+    return status_app(settings.replace(projector=spec.role == "projector", applier=spec.role == "applier"),
+                      spec.role, spec.secret)
 
 
 def _stop_when_orphaned() -> None:
@@ -63,6 +82,8 @@ def _stop_when_orphaned() -> None:
 
 
 async def _serve_status(app: web.Application, sock: socket.socket) -> None:
+    from aiohttp import web
+
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:
@@ -77,12 +98,13 @@ def main() -> int:
     options.configure_logging(settings)
     _stop_when_orphaned()
     sock = socket.socket(fileno=spec.fd)
+    app = prepare(spec, settings)
     if spec.role == "api":
-        app = app_mod.make_app(settings.replace(projector=False, applier=False))
-        peers.install(app, spec.peers, spec.secret)
+        from cli import serve
+
         return serve.run(app, settings, serve.tls_context(settings), sock=sock)
-    app = status_app(settings.replace(projector=spec.role == "projector", applier=spec.role == "applier"),
-                     spec.role, spec.secret)
+    import uvloop
+
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_serve_status(app, sock))
     return 0

@@ -69,8 +69,6 @@ def tls_context(settings: settings_mod.Settings) -> ssl.SSLContext | None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from api import app as app_mod
-
     settings = options.settings_from(args)
     options.configure_logging(settings)
     tls = tls_context(settings)
@@ -79,6 +77,8 @@ def run_serve(args: argparse.Namespace) -> int:
         from cli import supervisor
 
         return supervisor.run(settings, sock)
+    from api import app as app_mod
+
     return run(app_mod.make_app(settings), settings, tls, sock=sock)
 
 

@@ -9,7 +9,8 @@ Decisions:
 
 - **One command, one data directory, one owner of the database.** This process (the supervisor)
   starts or adopts the embedded PostgreSQL and watches it (ledger/pgwatch.py), or uses
-  ``--database-url``; it migrates once, then starts the children with the database's URL. It binds
+  ``--database-url``; it migrates once (``ledger db migrate`` as a child: a failure stops it with
+  that message), then starts the children with the database's URL. It binds
   the API's port before anything starts (a port in use stops it at once) and every status port
   (api/peers.py) too, and hands each child its socket: a child that is restarted serves on the same
   port, and connections that arrive meanwhile wait in the backlog instead of being refused.
@@ -21,6 +22,10 @@ Decisions:
   status, counted (``ledger_task_restarts_total{task="<role>-process"}``) and shown in /readyz as
   ``<role>-process`` restarting, with that status, until it runs again; the API process also sees
   the child's status port not answering meanwhile.
+- **A small process.** It is one of four resident interpreters, so it imports only what it runs:
+  no aiohttp, no database driver, no API, no Kubernetes client (about 30 MB of RSS instead of 55;
+  tests/test_imports.py holds it to that). Its status port is the standard library's HTTP server
+  (cli/status.py); the children import what their role needs (cli/roles.py).
 - **SIGINT or SIGTERM stops everything**: every child gets SIGTERM and stops cleanly (the applier
   releases its claims, the API finishes its requests); one still running after ``STOP_GRACE`` s is
   killed; then the embedded PostgreSQL is stopped. A supervisor that is killed outright leaves no
@@ -33,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -41,12 +47,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 import uvloop
-from aiohttp import web
 
-from api import health, keys, lifecycle, metrics, peers, server
-from cli import listen, signals
+from cli import exits, listen, signals, status
 from cli import spec as spec_mod
-from ledger import components
+from ledger import components, credfile, pgembed, pgwatch
 from ledger import settings as settings_mod
 
 log = logging.getLogger(__name__)
@@ -152,61 +156,100 @@ class Supervisor:
                 proc.stdin.close()
 
 
-def children(secret: str, api_sock: socket.socket,
-             status: dict[str, socket.socket]) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The children as a cleanup context, after the database's (they need its URL)."""
+async def _migrate(dsn: str) -> str | None:
+    """``ledger db migrate`` in a process of its own (the database driver stays out of this one);
+    what went wrong, or None."""
+    env = {**os.environ, "LEDGER_DATABASE_URL": dsn}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli.main", "db", "migrate", env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode == 0:
+        applied = out.decode(errors="replace").strip()
+        if not applied.endswith("(up to date)"):
+            log.info("migrations %s", applied)
+        return None
+    said = err.decode(errors="replace").strip().removeprefix("ledger: ")
+    return said or f"ledger db migrate {exit_text(proc.returncode or 0)}"
 
-    async def context(app: web.Application) -> AsyncIterator[None]:
-        settings = app[keys.SETTINGS].replace(database_url=app[keys.DSN])
-        encoded = spec_mod.encode_settings(settings)
-        urls = {role: listen.url(sock) for role, sock in status.items()}
-        specs = [spec_mod.Spec("api", encoded, api_sock.fileno(), secret, peers=urls)]
-        specs += [spec_mod.Spec(role, encoded, status[role].fileno(), secret)
-                  for role in ("projector", "applier") if role in status]
-        supervisor = Supervisor(app[keys.COMPONENTS], specs)
-        supervisor.start()
+
+@contextlib.asynccontextmanager
+async def database(settings: settings_mod.Settings, registry: components.Registry,
+                   give_up: Callable[[str], None]) -> AsyncIterator[str]:
+    """The database's URL: the configured one, or the embedded PostgreSQL's, started or adopted
+    here, watched (ledger/pgwatch.py) and stopped at exit; migrated once before anything starts."""
+    owned: pgembed.EmbeddedPostgres | None = None
+    if settings.database_url:
+        dsn = settings.database_url
+    else:
+        dsn, owned = await asyncio.to_thread(pgembed.start_or_join, settings.data_dir, stop_adopted=True)
+        log.info("embedded PostgreSQL at %s (data in %s)", dsn, settings.data_dir.resolve() / "pg")
+    try:
+        failed = await _migrate(dsn)
+        if failed is not None:
+            raise exits.Failure(exits.Code.FAILED, failed)
+        if owned is None:
+            yield dsn
+            return
+        watch = pgwatch.Watch(owned, registry, give_up)
+
+        def watched(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                log.critical("the embedded PostgreSQL's watch failed", exc_info=task.exception())
+                give_up(f"the embedded PostgreSQL's watch failed: {task.exception()}")
+
+        watching = asyncio.create_task(watch.run(), name=f"{pgwatch.NAME}-watch")
+        watching.add_done_callback(watched)
         try:
-            yield
+            yield dsn
         finally:
-            await supervisor.stop()
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
+    finally:
+        if owned is not None:
+            await asyncio.to_thread(owned.stop)
 
-    return context
 
-
-def make_app(settings: settings_mod.Settings, api_sock: socket.socket) -> tuple[web.Application, socket.socket]:
-    """The supervisor's app (database, children, status port) and the status socket it serves on."""
+async def _serve(settings: settings_mod.Settings, api_sock: socket.socket, fatal: list[str]) -> None:
     secret = secrets.token_urlsafe(32)
-    status = {SUPERVISOR: listen.bind("127.0.0.1", 0)}
+    status_socks = {SUPERVISOR: listen.bind("127.0.0.1", 0)}
     for role in ("projector", "applier"):
         if getattr(settings, role):
-            status[role] = listen.bind("127.0.0.1", 0)
-    app = web.Application(middlewares=[peers.guard(secret)])
-    app[keys.SETTINGS] = settings
-    app[keys.COMPONENTS] = components.Registry()
-    lifecycle.load_credentials(app)
-    app.cleanup_ctx.extend([lifecycle.database, children(secret, api_sock, status)])
-    app.add_routes(health.routes)
-    metrics.install(app)
-    return app, status[SUPERVISOR]
+            status_socks[role] = listen.bind("127.0.0.1", 0)
+    registry = components.Registry()
 
+    def give_up(message: str) -> None:
+        fatal.append(message)
+        signal.raise_signal(signal.SIGTERM)
 
-async def _serve(app: web.Application, sock: socket.socket) -> None:
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
+    stopped = asyncio.ensure_future(signals.until_stopped())
+    status_port = status.StatusServer(status_socks[SUPERVISOR], registry, secret, asyncio.get_running_loop())
+    status_port.start()
     try:
-        await web.SockSite(runner, sock).start()
-        await signals.until_stopped()
+        async with database(settings, registry, give_up) as dsn:
+            encoded = spec_mod.encode_settings(settings.replace(database_url=dsn))
+            urls = {role: listen.url(sock) for role, sock in status_socks.items()}
+            specs = [spec_mod.Spec("api", encoded, api_sock.fileno(), secret, peers=urls)]
+            specs += [spec_mod.Spec(role, encoded, status_socks[role].fileno(), secret)
+                      for role in ("projector", "applier") if role in status_socks]
+            supervisor = Supervisor(registry, specs)
+            supervisor.start()
+            try:
+                await stopped
+            finally:
+                await supervisor.stop()
     finally:
-        await runner.cleanup()
+        stopped.cancel()
+        status_port.close()
 
 
 def run(settings: settings_mod.Settings, api_sock: socket.socket) -> int:
-    """Serve until SIGINT or SIGTERM; 1 when the service stopped itself (``keys.FATAL`` says why)."""
-    server.raise_fd_limit()
-    app, status_sock = make_app(settings, api_sock)
+    """Serve until SIGINT or SIGTERM; 1 when the service stopped itself (the message on stderr)."""
+    credfile.Watched.from_settings(settings)  # a malformed credentials file stops start-up here
+    fatal: list[str] = []
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(app, status_sock))
-    for message in app.get(keys.FATAL, []):
+        runner.run(_serve(settings, api_sock, fatal))
+    for message in fatal:
         print(f"ledger serve: {message}", file=sys.stderr, flush=True)
         return 1
     return 0
