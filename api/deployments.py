@@ -10,7 +10,9 @@ recorded; errors name the manifest index and field. The selector is validated to
 
 Freeze windows (docs/freezes.md): a revision or rollback whose matched targets are all frozen is
 refused with 409 naming the freezes; an admin may send ``override: {reason}`` (with a YAML body:
-``?override_reason=``), recorded in the event, to let it through.
+``?override_reason=``), recorded in the event, to let it through. ``GET /v1/deployments/{name}``
+says of each rollout whether a freeze holds it now (``frozen``: the freezes and until when), by the
+applier's own rule (projections/freezerules.py ``shown_frozen``, which the web UI's cells use too).
 
 A JSON body may set the revision's ``progress_deadline_seconds`` (1 to 2^31-1, default 600) and
 ``self_heal`` (default true), docs/health.md, in the body or (as with a YAML body) the query string.
@@ -278,8 +280,9 @@ async def get_deployment(request: web.Request) -> web.Response:
     if "wait" in request.query:
         return await waiting.respond(request, name, revision)
     await reads.wait_for_position(request)
+    table = await loading.freezes_now(request.app[keys.STORE], timeout=request.app[keys.SETTINGS].db_timeout)
     async with reads.connection(request) as conn:
-        found = await queries.deployment(conn, name)
+        found = await queries.deployment(conn, name, table=table, now=dt.datetime.now(dt.UTC))
     if found is None:
         raise problems.Problem(404, "Not found", f"deployment {name} has no revisions (or none projected yet)")
     return bodies.json_response(found, headers={"ETag": f'"{found["version"]}"'})

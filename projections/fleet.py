@@ -103,6 +103,7 @@ class Revision(msgspec.Struct, gc=False, array_like=True):
     progress_deadline_seconds: int = events.PROGRESS_DEADLINE_SECONDS
     self_heal: bool = True
     override: str = ""  # an admin's reason for letting this revision through freezes
+    override_freezes: tuple[str, ...] = ()  # the freezes that covered its targets then
 
 
 class Rollout(msgspec.Struct, gc=False, array_like=True):
@@ -348,6 +349,7 @@ def _submit(fleet: Fleet, event: events.RevisionSubmitted, meta: Meta) -> None:
         position=meta.position, scope=event.scope.targets,
         progress_deadline_seconds=event.progress_deadline_seconds, self_heal=event.self_heal,
         override=event.override.reason if event.override else "",
+        override_freezes=tuple(event.override.freezes) if event.override else (),
     ))
 
 
@@ -370,6 +372,7 @@ def _roll_back(fleet: Fleet, event: events.RolledBack, meta: Meta) -> None:
                                    else events.PROGRESS_DEADLINE_SECONDS),
         self_heal=base.self_heal if base is not None else True,
         override=event.override.reason if event.override else "",
+        override_freezes=tuple(event.override.freezes) if event.override else (),
     ))
 
 
