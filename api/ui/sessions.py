@@ -8,7 +8,7 @@ Decisions:
   expires, and acts with that token's role and scope (api/auth.py).
 - **Kept in memory, and in the database so a restart keeps browsers signed in.** Requests are
   answered from memory (the auth check is synchronous); signing in and out writes through to
-  ``ui_sessions`` (sql/013_ui_sessions.sql), which the process loads when it starts. Only a
+  ``ui_sessions`` (sql/014_ui_sessions.sql), which the process loads when it starts. Only a
   SHA-256 of the session id is stored, never the id (a copy of the table signs no one in) and never
   the token. A session ends after ``IDLE`` seconds unused: its row's end moves forward when a
   request finds less than half of that left (one write per session per ``IDLE / 2`` at most). Rows
