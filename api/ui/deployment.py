@@ -14,17 +14,18 @@ use an action is offered it (api/ui/render.py ``can``).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiohttp import web
 
 from api import deployments as deployments_api
-from api import params, problems, reads
+from api import keys, params, problems, reads
 from api import rollouts as rollouts_api
 from api.ui import queries, render, rollout, sessions
 from ledger import events
-from projections import commands, diffs, views
+from projections import commands, diffs, loading, views
 from projections import queries as read_models
 
 routes = web.RouteTableDef()
@@ -56,8 +57,9 @@ async def page(request: web.Request) -> web.Response:
     wanted_to = params.optional(request, "to")
     recorded_at = params.optional(request, "recorded")
     await reads.wait_for_position(request)
+    table = await loading.freezes_now(request.app[keys.STORE], timeout=request.app[keys.SETTINGS].db_timeout)
     async with reads.connection(request) as conn:
-        current = await read_models.deployment(conn, name)
+        current = await read_models.deployment(conn, name, table=table, now=dt.datetime.now(dt.UTC))
         if current is None:
             raise problems.Problem(404, "Not found", f"deployment {name} has no revisions (or none projected yet)")
         first = max(1, current["current_revision"] - HISTORY + 1)
@@ -75,9 +77,8 @@ async def page(request: web.Request) -> web.Response:
         recorded = await queries.event_at(conn, recorded_at) if recorded_at else None
         latest = await queries.deployment_events(conn, name)
         in_waves = await queries.in_waves(conn, name)
-    waved, targets = await rollout.load(request, name, in_waves)
-    rollout.explain(current["rollouts"], waved.view)
-    if await rollout.hold(request, current["rollouts"], targets):
+    waved = await rollout.load(request, name, in_waves)
+    if rollout.explain(current["rollouts"], waved.view):
         current["summary"] = views.summary(r["state"] for r in current["rollouts"])
     if recorded is not None and recorded.stream not in (f"deployment-{name}", f"rollout-{name}"):
         recorded = None
