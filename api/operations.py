@@ -110,7 +110,7 @@ WRITE_HEADERS: Final = (IF_MATCH, IDEMPOTENCY_KEY, X_ACTOR)
 REQUEST_ID: Final = text(access.HEADER, f"a correlation id recorded as request_id in the access log and in "
                          f"the metadata of every event the request writes; used when it matches "
                          f"^{access.PATTERN}$, else the service makes one (never refused)", where="header")
-REQUEST_ID_HEADER: Final = {
+REQUEST_ID_HEADER: Final[dict[str, Any]] = {
     "description": "the request's id: the one sent when it was usable, else one the service made",
     "required": True, "schema": {"type": "string", "pattern": f"^{access.PATTERN}$"}}
 TYPES: Final = text("types", "event types, comma-separated or repeated")
