@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from api import cloudevents, deployments, feed, freezes, rollouts, schemas, streams, targets, tokens
+from api import access, cloudevents, deployments, feed, freezes, rollouts, schemas, streams, targets, tokens
 from ledger import streams as stream_names
 
 JSON: Final = ("application/json",)
@@ -106,6 +106,13 @@ IDEMPOTENCY_KEY: Final = text("Idempotency-Key", "1 to 255 characters; a retry w
 X_ACTOR: Final = text("X-Actor", "recorded as on_behalf_of: whom the token's holder acts for",
                       where="header")
 WRITE_HEADERS: Final = (IF_MATCH, IDEMPOTENCY_KEY, X_ACTOR)
+# Every operation takes and answers a request id (api/access.py); api/openapi.py adds both to each.
+REQUEST_ID: Final = text(access.HEADER, f"a correlation id recorded as request_id in the access log and in "
+                         f"the metadata of every event the request writes; used when it matches "
+                         f"^{access.PATTERN}$, else the service makes one (never refused)", where="header")
+REQUEST_ID_HEADER: Final[dict[str, Any]] = {
+    "description": "the request's id: the one sent when it was usable, else one the service made",
+    "required": True, "schema": {"type": "string", "pattern": f"^{access.PATTERN}$"}}
 TYPES: Final = text("types", "event types, comma-separated or repeated")
 CATEGORY: Final = text("category", "stream categories, comma-separated or repeated")
 AFTER: Final = integer("after", 0, INT64_MAX, "the position after which to start")
