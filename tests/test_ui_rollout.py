@@ -208,7 +208,7 @@ async def test_the_page_of_a_deployment_in_waves_on_1000_targets_weighs_under_30
     text = html.decode()
     rows = re.findall(r'<tr id="t-([a-z0-9-]+)">', text)
     assert len(rows) == 200 and rows[0] == "edge-0999" and rows[1:4] == ["edge-0000", "edge-0001", "edge-0002"]
-    assert "Targets 1–200 of 1000, the worst first" in text and 'href="/deployments/web?page=5#rollout"' in text
+    assert "Targets 1\u2013200 of 1000, the worst first" in text and 'href="/deployments/web?page=5#rollout"' in text
     assert "<summary>740</summary>" in _wave_row(text, "rest") and "and 690 more" in _wave_row(text, "rest")
     total = len(html)
     for asset in ("app.css", "deployment.js", "live.js", "favicon.svg"):
