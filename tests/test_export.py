@@ -44,7 +44,7 @@ async def seed(store) -> int:
              "matched_targets": [f"t{t}" for t in range(10)]}, meta)])
         await store.append("rollout-web", "any", [records.NewEvent(
             uuid.uuid4(), "ApplySucceeded",
-            {"deployment": "web", "revision": r, "target": f"t{i % 10}", "duration_ms": i * 1.5,
+            {"deployment": "web", "revision": r, "target": f"t{i % 10}", "duration_ms": i * 3 // 2,
              "attempt": 1}) for i in range(228)])
     return 10 + 10 * 229
 
