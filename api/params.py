@@ -14,6 +14,9 @@ Decisions:
   other scripts' digits, and raise on more than 4,300 digits. Longer than 20 characters is out of
   range without being converted.
 - Out of range or not a number answers 422 naming the parameter; the value is echoed shortened.
+- The one source of the bounds: the OpenAPI document (api/operations.py) states each parameter's
+  from these ``Bound``s, and tests/test_openapi.py holds every route's documented integers to
+  ``ROUTES``.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from typing import Final, Literal
 from aiohttp import web
 
 from api import problems
+from ledger import events
 
-INT32_MAX: Final = 2**31 - 1
-INT64_MAX: Final = 2**63 - 1
+INT32_MAX: Final = events.INT32_MAX  # stream versions and revisions: the read models' int columns
+INT64_MAX: Final = 2**63 - 1  # positions: bigint
 _DIGITS: Final = re.compile(r"-?[0-9]{1,20}")
 _LONG_DIGITS: Final = re.compile(r"-?[0-9]+")
 _ECHO: Final = 40

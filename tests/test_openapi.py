@@ -16,7 +16,7 @@ import msgspec
 import pytest
 from openapi_spec_validator import validate
 
-from api import access, openapi, operations, policy, reference
+from api import access, openapi, operations, params, policy, reference
 
 _SCHEMA_REF = {"$ref": "#/components/schemas/Problem"}
 # How the handlers read query parameters and headers, and how they refuse.
@@ -130,6 +130,35 @@ async def test_a_response_carries_the_request_id_the_document_declares(client, a
     for unusable in ("", "x" * (access.MAX_LENGTH + 1), "has space"):
         made = await client.get("/v1/verify?from=0", headers={access.HEADER: unusable})
         assert made.status == 422 and pattern.fullmatch(made.headers[access.HEADER]), unusable
+
+
+def _integer_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The integer alternative of a parameter's schema (a position, or ``head``), if it has one."""
+    for alternative in [schema, *schema.get("anyOf", [])]:
+        if alternative.get("type") == "integer":
+            return alternative
+    return None
+
+
+def test_the_documented_integer_bounds_are_the_enforced_ones(app):
+    """api/params.py holds the bounds the handlers enforce; the document states the same, for every
+    integer a route reads (If-Match has a syntax of its own: an entity tag) and none besides."""
+    document = _document(app)
+    wrong: list[str] = []
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            enforced = {p.name: p.bound for p in params.ROUTES[method.upper(), path] if p.name != "If-Match"}
+            documented = {p["name"]: _integer_schema(p["schema"]) for p in op["parameters"]}
+            for name, bound in enforced.items():
+                schema = documented.get(name)
+                if schema is None or (schema.get("minimum"), schema.get("maximum")) != (bound.low, bound.high):
+                    wrong.append(f"{method.upper()} {path} {name}: enforced {bound.low}..{bound.high}, "
+                                 f"documented {schema}")
+            for name, schema in documented.items():
+                if schema is not None and name not in enforced:
+                    wrong.append(f"{method.upper()} {path} {name}: documented as an integer, not declared in "
+                                 f"api/params.py")
+    assert wrong == [], "\n".join(wrong)
 
 
 def _api_functions() -> dict[str, Callable[..., Any]]:
