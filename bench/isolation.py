@@ -349,7 +349,7 @@ async def measure(args: argparse.Namespace, url: str, pid: int) -> dict[str, Any
         found["sse"] = await sse(session, url, pid, args.subscribers, args.sse_seconds)
         found["sse_load"] = load_average()
     print(f"{args.idle} idle connections …", flush=True)
-    async with aiohttp.ClientSession(headers=HEADERS, connector=aiohttp.TCPConnector(limit=1)) as kept:
+    async with aiohttp.ClientSession(headers=HEADERS, connector=aiohttp.TCPConnector(limit=1, keepalive_timeout=3600)) as kept:
         found["idle"] = await idle(kept, url, args.idle)
     found["idle_load"] = load_average()
     return found
