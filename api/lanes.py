@@ -41,6 +41,8 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 import functools
 import sys
@@ -55,6 +57,8 @@ from ledger import db, errors
 
 R = TypeVar("R", bound=web.StreamResponse)
 
+# Seconds the lane stays idle before the memory its requests freed is handed back (give_back_memory).
+TRIM_AFTER: Final = 1.0
 OFF_LOOP_THREADS: Final = 1
 SWITCH_INTERVAL: Final = 0.001
 
@@ -95,6 +99,20 @@ class Lane:
 
     def __post_init__(self) -> None:
         self.turns = asyncio.Semaphore(self.limit)
+        self._idle_since = 0.0
+        self._trim: asyncio.TimerHandle | None = None
+
+    def _trim_when_idle(self) -> None:
+        """Once the lane has been idle for ``TRIM_AFTER`` s, give the heap's free pages back."""
+        loop = asyncio.get_running_loop()
+        self._trim = None
+        if self.busy:
+            return  # the next request to finish schedules it again
+        left = self._idle_since + TRIM_AFTER - loop.time()
+        if left > 0:
+            self._trim = loop.call_later(left, self._trim_when_idle)
+        else:
+            loop.run_in_executor(None, give_back_memory)
 
     def connection(self) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
         return db.pooled(self.pool, timeout=self.timeout)
@@ -147,8 +165,34 @@ class Lane:
             finally:
                 self.busy -= 1
                 self.turns.release()
+                if self.busy == 0:
+                    self._idle_since = loop.time()
+                    if self._trim is None:
+                        self._trim = loop.call_later(TRIM_AFTER, self._trim_when_idle)
         finally:
             _drop(self.expensive, client)
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC: Final = _libc()
+
+
+def give_back_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere nothing).
+
+    Why: a replay builds the whole fleet as it stood, and its answer; freed when the request is done,
+    their memory stays in the process (the heap's free lists) until something trims it. Run when the
+    lane has been idle for ``TRIM_AFTER`` s (a trim holds the allocator's lock: never under load),
+    in the worker thread (ctypes releases the interpreter's lock for the call)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 def _drop(counter: collections.Counter[str], client: str) -> None:
