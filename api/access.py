@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 HEADER: Final = "X-Request-Id"
 MAX_LENGTH: Final = 128
 UNMATCHED: Final = "<unmatched>"
-_VALID: Final = re.compile(rf"[A-Za-z0-9._:/+=@\-]{{1,{MAX_LENGTH}}}")
+# What a request id may be (else a new one is made); api/operations.py declares it from this.
+PATTERN: Final = rf"[A-Za-z0-9._:/+=@\-]{{1,{MAX_LENGTH}}}"
+_VALID: Final = re.compile(PATTERN)
 
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 WRITTEN: Final = web.RequestKey("positions_written", tuple)

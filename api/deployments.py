@@ -10,7 +10,9 @@ recorded; errors name the manifest index and field. The selector is validated to
 
 Freeze windows (docs/freezes.md): a revision or rollback whose matched targets are all frozen is
 refused with 409 naming the freezes; an admin may send ``override: {reason}`` (with a YAML body:
-``?override_reason=``), recorded in the event, to let it through.
+``?override_reason=``), recorded in the event, to let it through. ``GET /v1/deployments/{name}``
+says of each rollout whether a freeze holds it now (``frozen``: the freezes and until when), by the
+applier's own rule (projections/freezerules.py ``shown_frozen``, which the web UI's cells use too).
 
 A JSON body may set the revision's ``progress_deadline_seconds`` (1 to 2^31-1, default 600) and
 ``self_heal`` (default true), docs/health.md, in the body or (as with a YAML body) the query string.
@@ -29,7 +31,7 @@ from api import auth, bodies, envelope, keys, params, problems, reads, rollouts,
 from ledger import events
 from ledger import rollouts as strategy_types
 from ledger import streams as stream_names
-from projections import commands, freezerules, loading, manifests, queries, selectors
+from projections import commands, freezerules, loading, manifests, queries, selectors, sharing
 
 routes = web.RouteTableDef()
 
@@ -151,6 +153,25 @@ async def _admitted(request: web.Request, decided: Any, targets: Any, override: 
     return freezerules.admit(decided, targets, table, dt.datetime.now(dt.UTC), override)
 
 
+async def _unshared(request: web.Request, name: str, decided: Any, targets: Any,
+                    restored: list[Any] | None = None) -> None:
+    """409 when the revision would share an object with another deployment (projections/sharing.py);
+    ``restored``: a rollback's manifests, named by its ``to_revision``."""
+    found = decided.manifests if restored is None else restored
+    timeout = request.app[keys.SETTINGS].db_timeout
+    state = await loading.holders(request.app[keys.STORE], name, sharing.names(found), targets, timeout=timeout)
+    sharing.check(name, found, decided.matched_targets, sharing.holdings(state, name),
+                  **({} if restored is None else {"field": "to_revision",
+                                                 "what": f"revision {decided.to_revision}'s "}))
+
+
+async def _restores(request: web.Request, name: str, to_revision: int) -> list[Any]:
+    """The manifests a rollback to ``to_revision`` restores ([] when there is no such revision)."""
+    state = await loading.holders(request.app[keys.STORE], name, [], {}, own=True,
+                                  timeout=request.app[keys.SETTINGS].db_timeout)
+    return sharing.restored(name, to_revision, state)
+
+
 def _answer(name: str, written: submission.Written, status: int = 200) -> web.Response:
     body: dict[str, Any] = {
         "deployment": name,
@@ -188,6 +209,7 @@ async def submit(request: web.Request) -> web.Response:
     async def decide(state: loading.StreamState) -> Any:
         targets = await loading.targets(store)
         decided = commands.submit_revision(state.state.deployments.get(name), command, targets)
+        await _unshared(request, name, decided, targets)
         return await _admitted(request, decided, targets, override)
 
     written = await submission.run(request, _stream(name), body.expected_version, decide)
@@ -205,6 +227,7 @@ async def roll_back_to(request: web.Request, name: str, to_revision: int, messag
     async def decide(state: loading.StreamState) -> Any:
         targets = await loading.targets(store)
         decided = commands.roll_back(state.state.deployments.get(name), command, targets)
+        await _unshared(request, name, decided, targets, await _restores(request, name, to_revision))
         return await _admitted(request, decided, targets, override)
 
     return await submission.run(request, _stream(name), expected_version, decide, metadata)
@@ -278,8 +301,9 @@ async def get_deployment(request: web.Request) -> web.Response:
     if "wait" in request.query:
         return await waiting.respond(request, name, revision)
     await reads.wait_for_position(request)
+    table = await loading.freezes_now(request.app[keys.STORE], timeout=request.app[keys.SETTINGS].db_timeout)
     async with reads.connection(request) as conn:
-        found = await queries.deployment(conn, name)
+        found = await queries.deployment(conn, name, table=table, now=dt.datetime.now(dt.UTC))
     if found is None:
         raise problems.Problem(404, "Not found", f"deployment {name} has no revisions (or none projected yet)")
     return bodies.json_response(found, headers={"ETag": f'"{found["version"]}"'})

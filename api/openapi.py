@@ -2,7 +2,8 @@
 
 Its operations are the router's routes (``app.router.routes()``), described by their rows in
 api/operations.py; its security comes from the policy table (api/policy.py: a public route needs
-no token, every other one a bearer token); its schemas are msgspec's JSON Schemas of the request
+no token, every other one a bearer token); every operation takes and every response carries the
+``X-Request-Id`` header (api/access.py, ``operations.REQUEST_ID``); its schemas are msgspec's JSON Schemas of the request
 Structs the handlers decode with and of the response Structs (api/schemas.py). OpenAPI 3.1 uses
 JSON Schema 2020-12, so msgspec's schemas go in as they are, with references pointed at
 ``#/components/schemas``.
@@ -21,7 +22,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from api import keys, lanes, operations, policy, problems, schemas
+from api import access, keys, lanes, operations, policy, problems, schemas
 
 routes = web.RouteTableDef()
 # Filled on the first request (the app is frozen by then, so the cache is a dict set at install).
@@ -45,7 +46,7 @@ def _schema_of(kind: type | None, wanted: list[type]) -> dict[str, Any]:
 
 
 def _problem_response(description: str) -> dict[str, Any]:
-    return {"description": description,
+    return {"description": description, "headers": {access.HEADER: operations.REQUEST_ID_HEADER},
             "content": {problems.CONTENT_TYPE: {"schema": {"$ref": REF.format(name="Problem")}}}}
 
 
@@ -73,9 +74,11 @@ def _operation(method: str, path: str, op: operations.Operation, rule: policy.Ru
     declared = {p.name: p for p in op.params}
     params = [declared.get(name) or operations.PATH_PARAMS[name] for name in operations.path_params(path)]
     params += [p for p in op.params if p.where != "path"]
+    params.append(operations.REQUEST_ID)
     responses: dict[str, Any] = {}
     for status, reply in sorted(op.replies.items()):
-        body: dict[str, Any] = {"description": reply.description}
+        body: dict[str, Any] = {"description": reply.description,
+                                "headers": {access.HEADER: operations.REQUEST_ID_HEADER}}
         if reply.content:
             body["content"] = {media: {"schema": _schema_of(kind, wanted)} for media, kind in reply.content.items()}
         responses[str(status)] = body

@@ -19,13 +19,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from api import cloudevents, deployments, feed, freezes, rollouts, schemas, streams, targets, tokens
+from api import (
+    access,
+    cloudevents,
+    deployments,
+    feed,
+    freezes,
+    params,
+    rollouts,
+    schemas,
+    streams,
+    targets,
+    tokens,
+)
 from ledger import streams as stream_names
 
 JSON: Final = ("application/json",)
 YAML: Final = deployments.YAML_TYPES
-INT32_MAX: Final = 2**31 - 1
-INT64_MAX: Final = 2**63 - 1
 
 Where = Literal["query", "header", "path"]
 
@@ -69,9 +79,14 @@ class Operation:
     uses_store: bool = True
 
 
-def integer(name: str, low: int, high: int, description: str, where: Where = "query") -> Param:
-    return Param(name, where, {"type": "integer", "minimum": low, "maximum": high}, description,
-                 required=where == "path")
+def bounded(bound: params.Bound) -> dict[str, Any]:
+    """The JSON Schema of an integer within ``bound``: the bounds are api/params.py's, which the
+    handlers enforce (tests/test_openapi.py holds every route's parameters to them)."""
+    return {"type": "integer", "minimum": bound.low, "maximum": bound.high}
+
+
+def integer(name: str, bound: params.Bound, description: str, where: Where = "query") -> Param:
+    return Param(name, where, bounded(bound), description, required=where == "path")
 
 
 def text(name: str, description: str, where: Where = "query", **schema: Any) -> Param:
@@ -85,12 +100,12 @@ PATH_PARAMS: Final[dict[str, Param]] = {
                     required=True),
     "name": Param("name", "path", {"type": "string", "pattern": _DNS_LABEL},
                   "a lower-case DNS-1123 label", required=True),
-    "number": integer("number", 1, INT32_MAX, "a revision number", where="path"),
+    "number": integer("number", params.REVISION, "a revision number", where="path"),
 }
 
 FLAG: Final = {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]}
 MIN_POSITION: Final = Param(
-    "min_position", "query", {"anyOf": [{"type": "integer", "minimum": 0, "maximum": INT64_MAX},
+    "min_position", "query", {"anyOf": [bounded(params.POSITION),
                                         {"type": "string", "enum": ["head"]}]},
     "wait until the read models have folded this log position (or the head when the request "
     "arrived); 504 if they do not within the read wait timeout")
@@ -106,10 +121,17 @@ IDEMPOTENCY_KEY: Final = text("Idempotency-Key", "1 to 255 characters; a retry w
 X_ACTOR: Final = text("X-Actor", "recorded as on_behalf_of: whom the token's holder acts for",
                       where="header")
 WRITE_HEADERS: Final = (IF_MATCH, IDEMPOTENCY_KEY, X_ACTOR)
+# Every operation takes and answers a request id (api/access.py); api/openapi.py adds both to each.
+REQUEST_ID: Final = text(access.HEADER, f"a correlation id recorded as request_id in the access log and in "
+                         f"the metadata of every event the request writes; used when it matches "
+                         f"^{access.PATTERN}$, else the service makes one (never refused)", where="header")
+REQUEST_ID_HEADER: Final[dict[str, Any]] = {
+    "description": "the request's id: the one sent when it was usable, else one the service made",
+    "required": True, "schema": {"type": "string", "pattern": f"^{access.PATTERN}$"}}
 TYPES: Final = text("types", "event types, comma-separated or repeated")
 CATEGORY: Final = text("category", "stream categories, comma-separated or repeated")
-AFTER: Final = integer("after", 0, INT64_MAX, "the position after which to start")
-PAGE: Final = integer("limit", 1, 1000, "events per page")
+AFTER: Final = integer("after", params.POSITION, "the position after which to start")
+PAGE: Final = integer("limit", params.PAGE, "events per page")
 WAIT: Final = text("wait", "healthy: answer once every target of the revision is healthy, one is degraded "
                    "or failed, the revision is superseded or the deployment removed, or the timeout "
                    "passes; the body's wait.result says which (api/waiting.py)", enum=["healthy"])
@@ -155,7 +177,7 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         WRITE | {404}, Body(streams.AppendBody), WRITE_HEADERS),
     ("GET", "/v1/streams/{stream}"): Operation(
         "read_stream", "Read a stream's events by version", "log", {200: _one(schemas.StreamPage)},
-        frozenset({404}), params=(integer("from_version", 1, INT32_MAX, "the first version to read"), PAGE)),
+        frozenset({404}), params=(integer("from_version", params.VERSION, "the first version to read"), PAGE)),
     ("GET", "/v1/events"): Operation(
         "read_events", "Read the global log by position", "log", {200: _one(schemas.EventPage)},
         params=(AFTER, PAGE, TYPES, CATEGORY)),
@@ -163,26 +185,27 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         "feed", "The log as pages of CloudEvents (or export ndjson), cursor-paged with Link rel=next", "feed",
         {200: Reply("a page", {cloudevents.BATCH_CONTENT_TYPE: list[cloudevents.CloudEvent], feed.NDJSON: None}),
          304: Reply("an immutable page the client holds (If-None-Match)")},
-        params=(AFTER, integer("limit", 1, feed.MAX_LIMIT, "events per page"),
-                integer("until", 0, INT64_MAX, "the last position of a closed range"), TYPES, CATEGORY,
+        params=(AFTER, integer("limit", params.PAGE, "events per page"),
+                integer("until", params.POSITION, "the last position of a closed range"), TYPES, CATEGORY,
                 text("If-None-Match", "the ETag of a full page already held", where="header"))),
     ("GET", "/v1/feed/live"): Operation(
         "feed_live", "The log as Server-Sent Events from a cursor to the live head and on", "feed",
         {200: Reply("an endless event stream", {"text/event-stream": None})},
         params=(AFTER, TYPES, CATEGORY,
-                Param("Last-Event-ID", "header", {"type": "string"}, "the position to resume after"))),
+                integer("Last-Event-ID", params.POSITION, "the position to resume after (what EventSource sends)", where="header"))),
     ("GET", "/v1/verify"): Operation(
         "verify", "Recompute the hash chain over a range of positions", "audit",
         {200: _one(schemas.VerifyReport, "the verdict, a broken chain included")},
-        params=(integer("from", 1, INT64_MAX, "the first position"),
-                integer("to", 1, INT64_MAX, "the last position (default: the head)"))),
+        params=(integer("from", params.POSITION_FROM_1, "the first position"),
+                integer("to", params.POSITION_FROM_1, "the last position (default: the head)"))),
     ("GET", "/v1/digest"): Operation(
         "digest", "The head of the log and its hash, to prove history later", "audit",
         {200: _one(schemas.Digest)}),
     ("GET", "/v1/state"): Operation(
         "state", "The whole fleet as it was at a position or time (audit replay)", "audit",
         {200: _one(schemas.FleetState)},
-        params=(text("at", "a log position, head, or an RFC 3339 time with an offset"),)),
+        params=(Param("at", "query", {"anyOf": [bounded(params.POSITION), {"type": "string"}]},
+                      "a log position, head, or an RFC 3339 time with an offset"),)),
     ("PUT", "/v1/targets/{name}"): Operation(
         "put_target", "Register a target (201) or update it (200)", "targets",
         {201: TARGET_WRITE, 200: TARGET_WRITE}, WRITE, Body(targets.TargetBody), WRITE_HEADERS),
@@ -205,10 +228,10 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
          text("message", "with a YAML body: the message"),
          text("override_reason", "with a YAML body: an admin's reason to let the revision through freezes"),
          Param("expected_version", "query",
-               {"anyOf": [{"type": "integer", "minimum": 0, "maximum": INT32_MAX},
+               {"anyOf": [bounded(params.EXPECTED_VERSION),
                           {"type": "string", "enum": ["any", "no_stream", "exists"]}]},
                "with a YAML body: the expected version"),
-         integer("progress_deadline_seconds", 1, INT32_MAX,
+         integer("progress_deadline_seconds", params.DEADLINE,
                  "seconds a target may take to become healthy (default 600); must agree with the body's"),
          Param("self_heal", "query", FLAG, "heal drift (default true); must agree with the body's"))),
     ("POST", "/v1/deployments/{name}/rollback"): Operation(
@@ -247,12 +270,12 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         "rollout is over", "deployments",
         {200: _one(schemas.DeploymentDetail)}, READ_MODEL | {404},
         params=(MIN_POSITION, CONSISTENCY, WAIT, WAIT_TIMEOUT,
-                integer("revision", 1, INT32_MAX, "with wait: the revision to wait for (default: the current one)"))),
+                integer("revision", params.REVISION, "with wait: the revision to wait for (default: the current one)"))),
     ("GET", "/v1/deployments/{name}/revisions"): Operation(
         "list_revisions", "A deployment's history: who deployed what, when and why", "deployments",
         {200: _one(schemas.RevisionPage)}, READ_MODEL | {404},
-        params=(integer("from_revision", 1, INT32_MAX, "the first revision"),
-                integer("limit", 1, 1000, "revisions per page"), MIN_POSITION, CONSISTENCY)),
+        params=(integer("from_revision", params.REVISION, "the first revision"),
+                integer("limit", params.PAGE, "revisions per page"), MIN_POSITION, CONSISTENCY)),
     ("GET", "/v1/deployments/{name}/revisions/{number}"): Operation(
         "get_revision", "One revision with its manifests (JSON, or YAML when preferred)", "deployments",
         {200: Reply("the revision", {"application/json": schemas.RevisionDetail, "application/yaml": None})},
@@ -260,8 +283,8 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
     ("GET", "/v1/deployments/{name}/diff"): Operation(
         "diff", "Unified diff of two revisions' manifests (JSON, or text when preferred)", "deployments",
         {200: Reply("the diff", {"application/json": schemas.Diff, "text/plain": None})}, READ_MODEL | {404},
-        params=(integer("from", 1, INT32_MAX, "the older revision (default: to - 1)"),
-                integer("to", 1, INT32_MAX, "the newer revision (default: the current one)"), MIN_POSITION, CONSISTENCY)),
+        params=(integer("from", params.REVISION, "the older revision (default: to - 1)"),
+                integer("to", params.REVISION, "the newer revision (default: the current one)"), MIN_POSITION, CONSISTENCY)),
     ("POST", "/v1/tokens"): Operation(
         "issue_token", "Issue an access token; its secret is answered once", "tokens",
         {201: _one(schemas.IssuedToken, "issued")}, WRITE, Body(tokens.IssueBody), (X_ACTOR,)),

@@ -14,6 +14,9 @@ Decisions:
   other scripts' digits, and raise on more than 4,300 digits. Longer than 20 characters is out of
   range without being converted.
 - Out of range or not a number answers 422 naming the parameter; the value is echoed shortened.
+- The one source of the bounds: the OpenAPI document (api/operations.py) states each parameter's
+  from these ``Bound``s, and tests/test_openapi.py holds every route's documented integers to
+  ``ROUTES``.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from typing import Final, Literal
 from aiohttp import web
 
 from api import problems
+from ledger import events
 
-INT32_MAX: Final = 2**31 - 1
-INT64_MAX: Final = 2**63 - 1
+INT32_MAX: Final = events.INT32_MAX  # stream versions and revisions: the read models' int columns
+INT64_MAX: Final = 2**63 - 1  # positions: bigint
 _DIGITS: Final = re.compile(r"-?[0-9]{1,20}")
 _LONG_DIGITS: Final = re.compile(r"-?[0-9]+")
 _ECHO: Final = 40
@@ -121,7 +125,7 @@ ROUTES: Final[dict[tuple[str, str], tuple[Param, ...]]] = {
     ("GET", "/ui/assets/{asset}"): (),
     ("GET", "/fleet"): (_query("page", PAGE_NUMBER), _MIN_POSITION),
     ("GET", "/fleet/matrix"): (_query("page", PAGE_NUMBER), _MIN_POSITION),
-    ("GET", "/deployments/{name}"): (_query("from", REVISION), _query("to", REVISION),
+    ("GET", "/deployments/{name}"): (_query("from", REVISION), _query("to", REVISION), _query("page", PAGE_NUMBER),
                                      _query("recorded", POSITION_FROM_1), _MIN_POSITION),
     ("POST", "/deployments/{name}/rollback"): (),
     ("POST", "/deployments/{name}/pause"): (),

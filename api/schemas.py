@@ -102,6 +102,13 @@ class Digest(msgspec.Struct):
     recorded_at: dt.datetime | None
 
 
+class Hold(msgspec.Struct):
+    """The freezes holding a target's rollout, and until when (projections/freezerules.py)."""
+
+    freezes: list[str]
+    until: dt.datetime
+
+
 class Rollout(msgspec.Struct):
     deployment: str
     target: str
@@ -116,6 +123,8 @@ class Rollout(msgspec.Struct):
     health: fleet.Health | None
     reason: str | None
     message: str | None
+    # GET /v1/deployments/{name}: present while a freeze holds the target's desired revision.
+    frozen: Hold | None = None
 
 
 class Target(access.Access, frozen=True, kw_only=True):
@@ -287,6 +296,13 @@ class RolloutState(msgspec.Struct, kw_only=True):
     rollout: RolloutProgress | None
 
 
+class Override(msgspec.Struct):
+    """An admin let the revision through freeze windows: why, and the freezes covering its targets then."""
+
+    reason: str
+    freezes: list[str]
+
+
 class Revision(msgspec.Struct, kw_only=True):
     deployment: str
     revision: int
@@ -299,6 +315,7 @@ class Revision(msgspec.Struct, kw_only=True):
     position: int
     progress_deadline_seconds: int
     self_heal: bool
+    override: Override | None
 
 
 class RevisionDetail(Revision, kw_only=True):

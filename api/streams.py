@@ -19,7 +19,7 @@ from aiohttp import web
 
 from api import auth, bodies, envelope, feed, keys, params, problems, submission, wire
 from ledger import events, streams
-from projections import commands, fleet, freezes, loading, rules, selectors
+from projections import commands, fleet, freezes, loading, rules, selectors, sharing
 
 routes = web.RouteTableDef()
 _YIELD_EVERY: Final = 64
@@ -90,11 +90,14 @@ def _decider(request: web.Request, stream: str,
     async def decide(state: loading.StreamState) -> Sequence[events.Event]:
         targets: dict[str, fleet.Target] = {}
         frozen: dict[str, freezes.Freeze] = {}
+        holders: fleet.Fleet | None = None
         if any(type(event) in needs for event, _ in submitted):
             targets = await loading.targets(store, timeout=timeout)
             frozen = await loading.freezes_now(store, timeout=timeout)
+        if any(type(event) in rules.NEEDS_TARGETS for event, _ in submitted):
+            holders = await _holders(store, stream, [event for event, _ in submitted], targets, timeout)
         now = dt.datetime.now(dt.UTC)
-        ctx = rules.Context(targets, scope, catalogue, frozen, now)
+        ctx = rules.Context(targets, scope, catalogue, frozen, now, holders)
         decided: list[events.Event] = []
         for i, (event, present) in enumerate(submitted):
             if i and i % _YIELD_EVERY == 0:
@@ -108,6 +111,19 @@ def _decider(request: web.Request, stream: str,
         return decided
 
     return decide
+
+
+async def _holders(store: Any, stream: str, submitted: list[events.AnyEvent], targets: dict[str, fleet.Target],
+                   timeout: float) -> fleet.Fleet:
+    """What the sharing rule needs (rules.Context.holders): the deployments that may hold an object
+    the submitted revisions name or their rollbacks restore, and with a rollback the stream's own."""
+    deployment = stream.split("-", 1)[1]
+    found = {n for e in submitted if isinstance(e, events.RevisionSubmitted) for n in sharing.names(e.manifests)}
+    backs = [e.to_revision for e in submitted if isinstance(e, events.RolledBack)]
+    if backs:
+        own = await loading.holders(store, deployment, [], {}, own=True, timeout=timeout)
+        found.update(n for r in backs for n in sharing.names(sharing.restored(deployment, r, own)))
+    return await loading.holders(store, deployment, sorted(found), targets, own=bool(backs), timeout=timeout)
 
 
 @routes.post("/v1/streams/{stream}/events")

@@ -74,13 +74,28 @@ def _reason(verb: str) -> Callable[[argparse.Namespace], int]:
 def history(args: argparse.Namespace) -> int:
     body = options.client_from(args).read(f"/v1/deployments/{args.name}/revisions", limit=args.limit,
                                           from_revision=args.from_revision)
-    output.show(args, body, lambda b: http.table(
+    output.show(args, body, _history_text)
+    return 0
+
+
+def _history_text(b: dict[str, Any]) -> str:
+    """One row per revision; a ``freeze override`` column (reason, freezes passed) when an admin let
+    one of them through freeze windows."""
+    overrides = any(r.get("override") for r in b["revisions"])
+    extra = ["freeze override"] if overrides else []
+    return http.table(
         [(("* " if r["revision"] == b["current_revision"] else "  ") + str(r["revision"]), r["recorded_at"],
           r["actor"], r["selector"] or '""', len(r["matched_targets"]),
-          r["rolled_back_to"], r["message"])
+          r["rolled_back_to"], r["message"], *([_override(r.get("override"))] if overrides else []))
          for r in b["revisions"]],
-        ["rev", "recorded at", "actor", "selector", "targets", "restores", "message"]))
-    return 0
+        ["rev", "recorded at", "actor", "selector", "targets", "restores", "message", *extra])
+
+
+def _override(found: dict[str, Any] | None) -> str:
+    if not found:
+        return ""
+    passed = f" (past {', '.join(found['freezes'])})" if found["freezes"] else ""
+    return f"{found['reason']}{passed}"
 
 
 def diff(args: argparse.Namespace) -> int:
@@ -100,8 +115,16 @@ def _summary(s: dict[str, int]) -> str:
             f"{s['failed']} failed, {s['pending'] + s['applying']} pending")
 
 
+def _state(r: dict[str, Any]) -> str:
+    """The state word, ``frozen`` while a freeze holds the target (as the web UI's cell says)."""
+    return "frozen" if r.get("frozen") else str(r["state"])
+
+
 def _why(r: dict[str, Any]) -> str:
-    """What the state owes its word to: the degraded or failed reason, or a retried error."""
+    """What the state owes its word to: the freezes holding it, the degraded or failed reason, or
+    a retried error."""
+    if r.get("frozen"):
+        return f"held by freeze {', '.join(r['frozen']['freezes'])} until {r['frozen']['until']}"
     if r["state"] in ("degraded", "failed") and r.get("reason"):
         return f"{r['reason']}: {r['message']}" if r.get("message") else str(r["reason"])
     return str(r["last_error"] or "")
@@ -111,7 +134,7 @@ def _deployment_text(d: dict[str, Any]) -> str:
     flags = " (removed)" if d["removed"] else f" (paused: {d['pause_reason'] or 'no reason'})" if d["paused"] else ""
     selector = d["selector"] or '""'
     head = f"{d['name']}: revision {d['current_revision']}, selector {selector}{flags}\n{_summary(d['summary'])}"
-    rows = [(r["target"], r["desired_revision"], r["applied_revision"], r["state"], r["attempts"],
+    rows = [(r["target"], r["desired_revision"], r["applied_revision"], _state(r), r["attempts"],
              _why(r)[:100]) for r in d["rollouts"]]
     return head + ("\n\n" + http.table(rows, ["target", "desired", "applied", "state", "attempts", "reason"])
                    if rows else "")

@@ -61,6 +61,7 @@ from handlers import (
     freezegate,
     objects,
     outcomes,
+    ownership,
     rollouts,
     tracking,
 )
@@ -370,7 +371,8 @@ class Applier:
                     scopes = self._scopes.get(self.state.fleet, work.deployment)
                     if work.revision:
                         manifests = fleet.manifests_at(self.state.fleet, work.deployment, work.revision)
-                        result = await apply.converge(client, work.deployment, work.revision, manifests, scopes)
+                        result = await apply.converge(client, work.deployment, work.revision, manifests, scopes,
+                                                      ownership.holder(self.state, target))
                     else:
                         result = await apply.remove(client, work.deployment, scopes)
                 finally:
@@ -385,7 +387,7 @@ class Applier:
             outcome = events.ApplyFailed(
                 deployment=work.deployment, revision=work.revision, target=target, error=exc.message,
                 attempt=work.attempt, retryable=exc.retryable, status=exc.status,
-                retry_in_ms=None if retry_in is None else int(retry_in * 1000))
+                retry_in_ms=None if retry_in is None else int(retry_in * 1000), reason=exc.reason)
         else:
             if work.resync and not result.changed:
                 return
@@ -458,7 +460,8 @@ class Applier:
                 client = await self._pool.get(target, credential)
                 manifests = fleet.manifests_at(self.state.fleet, work.deployment, work.revision)
                 found = await compare.inspect(client, work.deployment, work.revision, manifests,
-                                              self._scopes.get(self.state.fleet, work.deployment))
+                                              self._scopes.get(self.state.fleet, work.deployment),
+                                              ownership.holder(self.state, target))
         except errors.ApplyError as exc:
             if heal:
                 return True  # the converge meets it again and records it, as a resync always did

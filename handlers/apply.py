@@ -11,6 +11,9 @@ whether anything actually changed: a periodic resync records an outcome only whe
 or pruned something, and stays out of the log otherwise. Errors propagate as handlers.errors;
 the first failing call ends the attempt (later objects may depend on it, as namespaced objects do
 on their namespace).
+
+Nothing is applied while one of the objects belongs to another deployment (handlers.ownership), and
+a prune deletes only objects whose label names the deployment itself.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 from kubernetes_asyncio.dynamic.resource import Resource
 
-from handlers import clients, errors, objects
+from handlers import clients, errors, objects, ownership
 from ledger import events
 
 Key = tuple[str, str, str | None, str]  # apiVersion, kind, namespace, name
@@ -87,8 +90,10 @@ async def live(client: clients.Client, deployment: str, scopes: Sequence[objects
     return found
 
 
-async def _prune(client: clients.Client, live: dict[Key, Live], keep: set[Key], result: Result) -> None:
-    doomed = [(key, obj) for key, obj in live.items() if key not in keep]
+async def _prune(client: clients.Client, deployment: str, live: dict[Key, Live], keep: set[Key],
+                 result: Result) -> None:
+    doomed = [(key, obj) for key, obj in live.items()
+              if key not in keep and ownership.owner_of(obj.obj) == deployment]
     doomed.sort(key=lambda item: -objects.rank(item[0][1], item[1].resource.namespaced))
     for (api_version, kind, namespace, name), obj in doomed:
         if await client.delete(obj.resource, name, namespace):
@@ -115,11 +120,23 @@ async def desired(client: clients.Client, deployment: str, revision: int,
     return found
 
 
+async def unowned(client: clients.Client, deployment: str, wanted: Sequence[Desired], found: dict[Key, Live],
+                  holds: ownership.Holds) -> None:
+    """Refuse (handlers.ownership) when an object the deployment's listing does not hold belongs to
+    another deployment; read by name, so a converged target costs nothing more."""
+    for item in wanted:
+        if item.key not in found:
+            ownership.check(deployment, item.key, await client.get(item.resource, item.key[3], item.key[2]), holds)
+
+
 async def converge(client: clients.Client, deployment: str, revision: int,
-                   manifests: Sequence[dict[str, Any]], scopes: Sequence[objects.Scope]) -> Result:
-    """Apply ``revision``'s manifests to the target and prune the deployment's leftovers."""
+                   manifests: Sequence[dict[str, Any]], scopes: Sequence[objects.Scope],
+                   holds: ownership.Holds) -> Result:
+    """Apply ``revision``'s manifests to the target and prune the deployment's leftovers; nothing is
+    applied when one of them belongs to another deployment (``holds``: handlers.ownership)."""
     wanted = await desired(client, deployment, revision, manifests)
     found = await live(client, deployment, scopes)
+    await unowned(client, deployment, wanted, found, holds)
     result = Result()
     keep: set[Key] = set()
     for item in wanted:
@@ -131,12 +148,12 @@ async def converge(client: clients.Client, deployment: str, revision: int,
         if before is None or after is None or before.resource_version != after:
             result.changed = True
         result.applied.append(objects.ref(api_version, kind, name, namespace))
-    await _prune(client, found, keep, result)
+    await _prune(client, deployment, found, keep, result)
     return result
 
 
 async def remove(client: clients.Client, deployment: str, scopes: Sequence[objects.Scope]) -> Result:
     """Delete everything the deployment has on the target."""
     result = Result()
-    await _prune(client, await live(client, deployment, scopes), set(), result)
+    await _prune(client, deployment, await live(client, deployment, scopes), set(), result)
     return result

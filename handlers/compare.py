@@ -10,7 +10,8 @@ blind re-apply did (one LIST per scope, one PATCH per object) and writes nothing
 
 An object missing from the deployment's listing is fetched by name: someone may have removed the
 ledger's label (drift in that label) or deleted the object (drift of the whole object, no dry run:
-its namespace may be gone too). Objects the listing holds that the revision does not name are
+its namespace may be gone too). One that carries another deployment's label is not drift but a
+shared object (handlers.ownership): the refusal is raised, and a heal records it as ApplyFailed. Objects the listing holds that the revision does not name are
 leftovers, which a heal prunes.
 """
 
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from handlers import apply, clients, drift, objects
+from handlers import apply, clients, drift, objects, ownership
 
 
 @dataclass(slots=True)
@@ -35,8 +36,10 @@ class Inspection:
 
 
 async def inspect(client: clients.Client, deployment: str, revision: int,
-                  manifests: Sequence[dict[str, Any]], scopes: Sequence[objects.Scope]) -> Inspection:
-    """Compare the target's objects of ``deployment`` with ``revision``; changes nothing."""
+                  manifests: Sequence[dict[str, Any]], scopes: Sequence[objects.Scope],
+                  holds: ownership.Holds) -> Inspection:
+    """Compare the target's objects of ``deployment`` with ``revision``; changes nothing. An object
+    that belongs to another deployment is not drift: the ownership refusal is raised instead."""
     wanted = await apply.desired(client, deployment, revision, manifests)
     listed = await apply.live(client, deployment, scopes)
     result = Inspection(leftovers=len(listed.keys() - {item.key for item in wanted}))
@@ -45,6 +48,8 @@ async def inspect(client: clients.Client, deployment: str, revision: int,
         ref = objects.ref(api_version, kind, name, namespace)
         found = listed.get(item.key)
         before = found.obj if found is not None else await client.get(item.resource, name, namespace)
+        if found is None:
+            ownership.check(deployment, item.key, before, holds)
         if before is None:
             result.drifted.append(drift.Found(ref, [drift.DELETED]))
             continue

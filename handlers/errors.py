@@ -84,22 +84,25 @@ def decode_body(raw: bytes | str | None, content_type: str | None) -> Any:
 
 
 class ApplyError(Exception):
-    """Base of the two outcomes; ``status`` is the HTTP status when there was one."""
+    """Base of the two outcomes; ``status`` is the HTTP status when there was one, ``reason`` a word
+    for a refusal the ledger decided itself (ApplyFailed.reason; "" for the cluster's errors)."""
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, reason: str = "") -> None:
         message = clean(message, STATUS_MESSAGE_MAX)
         super().__init__(message)
         self.message = message
         self.status = status
+        self.reason = reason
 
 
 class TemporaryError(ApplyError):
     retryable = True
 
-    def __init__(self, message: str, *, status: int | None = None, delay: float | None = None) -> None:
-        super().__init__(message, status=status)
+    def __init__(self, message: str, *, status: int | None = None, delay: float | None = None,
+                 reason: str = "") -> None:
+        super().__init__(message, status=status, reason=reason)
         self.delay = delay
 
 

@@ -169,6 +169,9 @@ class ApplySucceeded(Event, frozen=True):
 
 
 class ApplyFailed(Event, frozen=True):
+    """``reason`` names a failure the ledger itself decided on (``SharedResource``: an object another
+    deployment owns, docs/applier.md); empty for the cluster's own errors."""
+
     deployment: str
     revision: REVISION
     target: str
@@ -177,6 +180,7 @@ class ApplyFailed(Event, frozen=True):
     retryable: bool = False
     status: int | None = None
     retry_in_ms: int | None = None
+    reason: str = ""
 
 
 class TargetHealthy(Event, frozen=True):

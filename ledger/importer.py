@@ -3,7 +3,10 @@
 Import bypasses the batching writer on purpose: the writer assigns positions and recorded_at, and
 a restore must keep the originals. Every line is checked before it is written: positions
 contiguous from 1, prev_hash equal to the previous line's hash, the hash recomputed from the
-canonical encoding, stream versions dense, ``recorded_at`` in its canonical form. Rows go in with
+canonical encoding, stream versions dense, ``recorded_at`` in its canonical form, and the data
+decoded as its type's (ledger/events.py: known type, numbers within the read models' bounds), as
+the API checks every submission, so a crafted log whose chain is recomputed cannot carry what no
+append could. Rows go in with
 COPY in large batches inside ONE transaction, so a refused line (named by its line number) rolls
 back everything and a refusal writes nothing. The transaction holds the writer's advisory lock
 (ledger/writer.py) and checks that the log is empty, so no service appends meanwhile; the single
@@ -24,7 +27,7 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 
-from ledger import errors, exporter, hashing, verify, writer
+from ledger import errors, events, exporter, hashing, verify, writer
 
 BATCH: Final = 10_000
 _COLUMNS: Final = ("position", "stream", "version", "id", "type", "data", "metadata", "recorded_at",
@@ -32,11 +35,14 @@ _COLUMNS: Final = ("position", "stream", "version", "id", "type", "data", "metad
 
 
 class Refused(errors.LedgerError):
-    """The input is not a contiguous, intact export; ``line`` is 1-based."""
+    """The input is not a contiguous, intact export of valid events; ``line`` is 1-based;
+    ``position`` and ``field`` (``$.path`` in the data, or ``type``) name an invalid event's fault."""
 
-    def __init__(self, line: int, reason: str) -> None:
+    def __init__(self, line: int, reason: str, *, position: int | None = None, field: str | None = None) -> None:
         self.line = line
         self.reason = reason
+        self.position = position
+        self.field = field
         super().__init__(f"line {line}: {reason}")
 
 
@@ -104,6 +110,7 @@ class _Checker:
             metadata = verify.load_json(bytes(line.metadata))
         except ValueError as exc:
             raise Refused(number, f"data or metadata is not JSON: {exc}") from exc
+        _check_event(number, line)
         canonical = hashing.canonical(
             position=line.position, stream=line.stream, version=line.version, id=line.id,
             type=line.type, data=data, metadata=metadata, recorded_at=line.recorded_at,
@@ -117,6 +124,19 @@ class _Checker:
         return (line.position, line.stream, line.version, line.id, line.type,
                 bytes(line.data).decode(), bytes(line.metadata).decode(), moment,
                 line.prev_hash, line.hash)
+
+
+def _check_event(number: int, line: exporter.Line) -> None:
+    """The event's data is its type's, within the bounds of the read models it folds into: an
+    imported log is held to what the API refuses at the door (ledger/events.py), or a projection
+    would stall on it after the restore."""
+    try:
+        events.decode(line.type, bytes(line.data))
+    except events.UnknownType as exc:
+        raise Refused(number, f"position {line.position}: {exc}", position=line.position, field="type") from exc
+    except events.InvalidData as exc:
+        raise Refused(number, f"position {line.position}: {line.type} data at {exc.path}: {exc.reason}",
+                      position=line.position, field=exc.path) from exc
 
 
 async def _copy(conn: asyncpg.Connection, rows: list[tuple[Any, ...]], numbers: list[int]) -> None:

@@ -31,7 +31,8 @@ Decisions:
   wins; a new successful apply of the revision, such as a healed drift, is followed anew and so
   is ``progressing`` again, and a verdict about an earlier attempt no longer counts); ``applying`` after a retryable ApplyFailed (the applier is retrying);
   ``failed`` after a permanent one; ``paused`` whatever the outcome while the deployment is paused.
-  ``reason`` and ``message`` are those of the last degraded or failed state of the revision (kept
+  ``reason`` and ``message`` are those of the last degraded or failed state of the revision (a
+  failed apply's reason is its ApplyFailed ``reason``, such as ``SharedResource``, else ``ApplyFailed``; kept
   once healthy again, cleared by a new revision). ``applied_revision`` is what the target last
   applied successfully, whichever revision. Health events of another revision change nothing.
 - **A revision's health settings** (``progress_deadline_seconds``, ``self_heal``) are the
@@ -103,6 +104,7 @@ class Revision(msgspec.Struct, gc=False, array_like=True):
     progress_deadline_seconds: int = events.PROGRESS_DEADLINE_SECONDS
     self_heal: bool = True
     override: str = ""  # an admin's reason for letting this revision through freezes
+    override_freezes: tuple[str, ...] = ()  # the freezes that covered its targets then
 
 
 class Rollout(msgspec.Struct, gc=False, array_like=True):
@@ -348,6 +350,7 @@ def _submit(fleet: Fleet, event: events.RevisionSubmitted, meta: Meta) -> None:
         position=meta.position, scope=event.scope.targets,
         progress_deadline_seconds=event.progress_deadline_seconds, self_heal=event.self_heal,
         override=event.override.reason if event.override else "",
+        override_freezes=tuple(event.override.freezes) if event.override else (),
     ))
 
 
@@ -370,6 +373,7 @@ def _roll_back(fleet: Fleet, event: events.RolledBack, meta: Meta) -> None:
                                    else events.PROGRESS_DEADLINE_SECONDS),
         self_heal=base.self_heal if base is not None else True,
         override=event.override.reason if event.override else "",
+        override_freezes=tuple(event.override.freezes) if event.override else (),
     ))
 
 
@@ -410,7 +414,7 @@ def _outcome(fleet: Fleet, event: events.ApplySucceeded | events.ApplyFailed, me
         rollout.last_error = event.error
         rollout.attempts = event.attempt
         if not event.retryable:
-            rollout.reason = APPLY_FAILED
+            rollout.reason = event.reason or APPLY_FAILED
             rollout.message = event.error
     rollout.state = _state(deployment, rollout)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -109,10 +109,22 @@ def admit(decided: Revision, targets: Mapping[str, fleet.Target], table: Mapping
     return decided
 
 
+def holding(table: Mapping[str, freezes.Freeze], labels: Mapping[str, str], now: dt.datetime, *,
+            revision: int, applied_revision: int | None, overridden: bool) -> Hold | None:
+    """The freeze gate: a target with ``labels`` must not receive ``revision`` at ``now`` when it
+    does not have it yet, the revision carries no override and a freeze covers the target."""
+    if overridden or applied_revision == revision or not table:
+        return None
+    held = freezes.covering(table, labels, now)
+    if not held:
+        return None
+    return Hold(tuple(c.freeze for c in held), max(c.until for c in held))
+
+
 def hold(state: fleet.Fleet, deployment: str, target: str, now: dt.datetime,
          revision: int | None = None) -> Hold | None:
     """Whether ``target`` must not receive ``revision`` of ``deployment`` (default: its current one)
-    at ``now``: the target does not have it yet, a freeze covers it and it carries no override."""
+    at ``now`` (:func:`holding`)."""
     found = state.deployments.get(deployment)
     where = state.targets.get(target)
     if found is None or where is None or not state.freezes:
@@ -120,12 +132,28 @@ def hold(state: fleet.Fleet, deployment: str, target: str, now: dt.datetime,
     number = found.current_revision if revision is None else revision
     recorded = found.revisions.get(number)
     rollout = found.rollouts.get(target)
-    if recorded is None or recorded.override or (rollout is not None and rollout.applied_revision == number):
+    if recorded is None:
         return None
-    held = freezes.covering(state.freezes, where.labels, now)
-    if not held:
+    return holding(state.freezes, where.labels, now, revision=number, overridden=bool(recorded.override),
+                   applied_revision=rollout.applied_revision if rollout is not None else None)
+
+
+# The rollout states in which a target waits for its desired revision: held there by a freeze, it
+# is shown ``frozen`` (the web UI's cell, ``ledger status``), naming the freezes.
+WAITING: Final = frozenset({"pending", "applying"})
+
+
+def shown_frozen(table: Mapping[str, freezes.Freeze], labels: Mapping[str, str], now: dt.datetime, *,
+                 state: str, revision: int, applied_revision: int | None, overridden: bool) -> Hold | None:
+    """Whether a rollout in ``state`` is shown frozen: it waits for a revision the gate holds."""
+    if state not in WAITING:
         return None
-    return Hold(tuple(c.freeze for c in held), max(c.until for c in held))
+    return holding(table, labels, now, revision=revision, applied_revision=applied_revision,
+                   overridden=overridden)
+
+
+def view(found: Hold) -> dict[str, Any]:
+    return {"freezes": list(found.freezes), "until": hashing.format_time(found.until)}
 
 
 def kept(state: fleet.Fleet, deployment: str, target: str) -> int | None:

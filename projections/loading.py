@@ -39,6 +39,26 @@ SELECT position, stream, version, type,
        metadata::text, recorded_at
 FROM events WHERE stream = ANY($1::text[]) AND position <= $2 ORDER BY position
 """
+# Active deployments whose current revision names an object called one of $2 (narrowed further by
+# projections.sharing), as of the read models' checkpoint.
+_HOLDING: Final = """
+SELECT d.name FROM read_deployments d
+JOIN read_revisions r ON r.deployment = d.name AND r.revision = d.current_revision
+WHERE NOT d.removed AND d.name <> $1
+  AND EXISTS (SELECT 1 FROM jsonb_array_elements(r.manifests) m WHERE m->'metadata'->>'name' = ANY($2::text[]))
+"""
+# ... and those changed since the checkpoint that ever named one (their stream's own index finds them).
+_CHANGED: Final = """
+SELECT c.stream FROM (SELECT DISTINCT stream FROM events
+                      WHERE category = 'deployment' AND position > $1 AND stream <> $2) c
+WHERE EXISTS (SELECT 1 FROM events e WHERE e.stream = c.stream AND e.type = 'RevisionSubmitted'
+              AND EXISTS (SELECT 1 FROM jsonb_array_elements(e.data->'manifests') m
+                          WHERE m->'metadata'->>'name' = ANY($3::text[])))
+"""
+_WHOLE: Final = """
+SELECT position, stream, version, type, data::text, metadata::text, recorded_at
+FROM events WHERE stream = ANY($1::text[]) ORDER BY position
+"""
 _FREEZES: Final = """
 SELECT position, stream, version, type, data::text, metadata::text, recorded_at
 FROM events WHERE category = 'freeze' ORDER BY position
@@ -145,3 +165,33 @@ async def freezes_now(store: store_mod.EventStore, *, timeout: float | None = No
     for row in rows:
         fleet.apply_row(state, *row)
     return state.freezes
+
+
+async def holders(store: store_mod.EventStore, deployment: str, names: list[str],
+                  found_targets: dict[str, fleet.Target], *, own: bool = False,
+                  timeout: float | None = None) -> fleet.Fleet:
+    """The other deployments that may hold an object called one of ``names`` now (projections/
+    sharing.py decides which do), folded whole from the log over ``found_targets`` (loaded by
+    :func:`targets`), so their rollouts are the targets they match now; with ``own``, the
+    deployment's own stream too (a rollback restores its manifests).
+
+    Candidates: those the read models show holding such a name at their checkpoint, and every
+    deployment with an event after it, read in one snapshot: a deployment holding one at the head
+    is one or the other, whatever the projector's lag.
+    """
+    own_stream = f"deployment-{deployment}"
+    async with store.connection(timeout) as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            streams = {own_stream} if own else set()
+            if names:
+                checkpoint = await tables.checkpoint(conn)
+                streams.update(f"deployment-{r[0]}" for r in await conn.fetch(
+                    _HOLDING, deployment, names, timeout=timeout))
+                streams.update(r[0] for r in await conn.fetch(
+                    _CHANGED, checkpoint, own_stream, names, timeout=timeout))
+            rows = await conn.fetch(_WHOLE, sorted(streams), timeout=timeout) if streams else []
+    state = fleet.empty()
+    state.targets.update(found_targets)
+    for row in rows:
+        fleet.fold_row(state, *row)
+    return state

@@ -20,6 +20,8 @@ Decisions:
   and a generic append always records what it was sent or nothing at all.
 - A ``RevisionSubmitted`` without a ``selector`` keeps the current one, and is refused on the first
   revision, exactly as the command without one.
+- A revision or rollback that would share an object with another deployment on a cluster is refused
+  as its command is (projections/sharing.py), when the caller loaded ``Context.holders``.
 - Fields are named relative to the submitted event: ``type``, or ``data.<path>``.
 """
 
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ledger import access, credentials, events
-from projections import commands, fleet, freezerules, freezes, selectors
+from projections import commands, fleet, freezerules, freezes, selectors, sharing
 
 SERVER_FIELDS: Final[dict[type[events.Event], tuple[str, ...]]] = {
     events.RevisionSubmitted: ("revision", "matched_targets", "scope", "waves"),
@@ -57,6 +59,9 @@ class Context:
     catalogue: credentials.Catalogue = field(default_factory=dict)  # the operator's credentials, now
     freezes: Mapping[str, freezes.Freeze] = field(default_factory=dict)  # for the types in NEEDS_TARGETS
     now: dt.datetime | None = None  # when freezes are judged
+    # Other deployments that may share an object with a revision, and the stream's own revisions with
+    # their manifests (loading.holders), for the types in NEEDS_TARGETS; None: not checked.
+    holders: fleet.Fleet | None = None
 
 
 def _data(field: str | None) -> str | None:
@@ -89,12 +94,19 @@ def _submit(state: fleet.Fleet, event: events.RevisionSubmitted, ctx: Context, p
     decided = commands.submit_revision(state.deployments.get(event.deployment), commands.SubmitRevision(
         event.deployment, event.manifests, selector, event.message, ctx.scope,
         event.progress_deadline_seconds, event.self_heal, event.strategy), ctx.targets)
+    if ctx.holders is not None:
+        sharing.check(event.deployment, decided.manifests, decided.matched_targets,
+                      sharing.holdings(ctx.holders, event.deployment))
     return _admit(decided, event.override, ctx)
 
 
 def _roll_back(state: fleet.Fleet, event: events.RolledBack, ctx: Context) -> events.AnyEvent:
     decided = commands.roll_back(state.deployments.get(event.deployment), commands.RollBack(
         event.deployment, event.to_revision, event.message, ctx.scope), ctx.targets)
+    if ctx.holders is not None:
+        sharing.check(event.deployment, sharing.restored(event.deployment, event.to_revision, ctx.holders, state),
+                      decided.matched_targets, sharing.holdings(ctx.holders, event.deployment),
+                      field="to_revision", what=f"revision {event.to_revision}'s ")
     return _admit(decided, event.override, ctx)
 
 

@@ -22,7 +22,7 @@ import msgspec
 from ledger import access, events
 from projections import fleet
 
-FORMAT: Final = 4
+FORMAT: Final = 5
 NAME: Final = "fleet"
 TABLES: Final = ("read_targets", "read_deployments", "read_revisions", "read_rollouts", "fleet_snapshots")
 
@@ -56,17 +56,20 @@ ON CONFLICT (name) DO UPDATE SET
 """
 _UPSERT_REVISIONS: Final = """
 INSERT INTO read_revisions (deployment, revision, manifests, selector, message, matched_targets, actor,
-                            recorded_at, position, rolled_back_to, progress_deadline_seconds, self_heal)
-SELECT d, n, m::jsonb, s, msg, ARRAY(SELECT jsonb_array_elements_text(mt::jsonb)), a, ra, p, rb, pd, sh
+                            recorded_at, position, rolled_back_to, progress_deadline_seconds, self_heal,
+                            override_reason, override_freezes)
+SELECT d, n, m::jsonb, s, msg, ARRAY(SELECT jsonb_array_elements_text(mt::jsonb)), a, ra, p, rb, pd, sh,
+       NULLIF(orr, ''), ARRAY(SELECT jsonb_array_elements_text(ofz::jsonb))
 FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::timestamptz[], $9::bigint[], $10::int[], $11::int[], $12::bool[])
-     AS u(d, n, m, s, msg, mt, a, ra, p, rb, pd, sh)
+            $8::timestamptz[], $9::bigint[], $10::int[], $11::int[], $12::bool[], $13::text[], $14::text[])
+     AS u(d, n, m, s, msg, mt, a, ra, p, rb, pd, sh, orr, ofz)
 ON CONFLICT (deployment, revision) DO UPDATE SET
     manifests = EXCLUDED.manifests, selector = EXCLUDED.selector, message = EXCLUDED.message,
     matched_targets = EXCLUDED.matched_targets, actor = EXCLUDED.actor,
     recorded_at = EXCLUDED.recorded_at, position = EXCLUDED.position,
     rolled_back_to = EXCLUDED.rolled_back_to,
-    progress_deadline_seconds = EXCLUDED.progress_deadline_seconds, self_heal = EXCLUDED.self_heal
+    progress_deadline_seconds = EXCLUDED.progress_deadline_seconds, self_heal = EXCLUDED.self_heal,
+    override_reason = EXCLUDED.override_reason, override_freezes = EXCLUDED.override_freezes
 """
 _UPSERT_ROLLOUTS: Final = """
 INSERT INTO read_rollouts (deployment, target, desired_revision, applied_revision, state, outcome,
@@ -202,7 +205,8 @@ def rows(state: fleet.Fleet, changes: Changes) -> Rows:
         if r is not None:
             revisions.append((name, number, r.manifests.decode(), r.selector, r.message,
                               _encode.encode(r.matched_targets).decode(), r.actor, r.recorded_at,
-                              r.position, r.rolled_back_to, r.progress_deadline_seconds, r.self_heal))
+                              r.position, r.rolled_back_to, r.progress_deadline_seconds, r.self_heal,
+                              r.override, _encode.encode(r.override_freezes).decode()))
     return Rows(
         targets=_columns([
             (t.name, _encode.encode(t.labels).decode(), _encode.encode(t.access).decode(), t.retired,
@@ -212,7 +216,7 @@ def rows(state: fleet.Fleet, changes: Changes) -> Rows:
             (d.name, d.current_revision, d.selector, d.paused, d.pause_reason, d.removed, d.version,
              d.position, d.created_at, d.updated_at)
             for d in deployments], 10),
-        revisions=_columns(revisions, 12),
+        revisions=_columns(revisions, 14),
         rollouts=_columns(_rollout_rows(state, changes), 13),
         drop_deployments=sorted(changes.rollouts_of_deployments),
         drop_targets=sorted(changes.rollouts_of_targets),
@@ -296,7 +300,8 @@ async def load_revisions(conn: asyncpg.Connection, deployment: str, *, with_mani
                          limit: int | None = None) -> list[fleet.Revision]:
     manifests = "manifests::text" if with_manifests else "'[]'"
     query = (f"SELECT revision, {manifests}, selector, message, matched_targets, actor, recorded_at,"
-             " position, rolled_back_to, progress_deadline_seconds, self_heal FROM read_revisions WHERE deployment = $1 AND revision >= $2")
+             " position, rolled_back_to, progress_deadline_seconds, self_heal, override_reason, override_freezes"
+             " FROM read_revisions WHERE deployment = $1 AND revision >= $2")
     args: list[Any] = [deployment, from_revision]
     if numbers is not None:
         args.append(numbers)
@@ -307,4 +312,5 @@ async def load_revisions(conn: asyncpg.Connection, deployment: str, *, with_mani
         query += f" LIMIT ${len(args)}"
     rows = await conn.fetch(query, *args)
     return [fleet.Revision(r[0], r[1].encode(), r[2], r[3], tuple(r[4]), r[5], r[6], r[7], r[8],
-                           progress_deadline_seconds=r[9], self_heal=r[10]) for r in rows]
+                           progress_deadline_seconds=r[9], self_heal=r[10], override=r[11] or "",
+                           override_freezes=tuple(r[12] or ())) for r in rows]

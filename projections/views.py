@@ -91,6 +91,7 @@ def revision(deployment_name: str, r: fleet.Revision) -> dict[str, Any]:
         "position": r.position,
         "progress_deadline_seconds": r.progress_deadline_seconds,
         "self_heal": r.self_heal,
+        "override": {"reason": r.override, "freezes": list(r.override_freezes)} if r.override else None,
     }
 
 

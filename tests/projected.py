@@ -22,8 +22,8 @@ async def live_client(aiohttp_client, settings: settings_mod.Settings) -> TestCl
     return await aiohttp_client(app_mod.make_app(settings.replace(projector=True, read_wait_timeout=20.0)))
 
 
-def manifests(value: str = "1") -> list[dict[str, Any]]:
-    return [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web", "namespace": "apps"},
+def manifests(value: str = "1", name: str = "web") -> list[dict[str, Any]]:
+    return [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "apps"},
              "data": {"k": value}}]
 
 
@@ -37,7 +37,8 @@ async def register(client: TestClient, name: str, **labels: str) -> dict[str, An
 
 async def submit(client: TestClient, name: str, selector: str | None = "", value: str = "1",
                  **extra: Any) -> dict[str, Any]:
-    payload: dict[str, Any] = {"manifests": manifests(value), **extra}
+    """A revision of a ConfigMap named like the deployment: two deployments never share an object."""
+    payload: dict[str, Any] = {"manifests": manifests(value, name), **extra}
     if selector is not None:
         payload["selector"] = selector
     response = await client.post(f"/v1/deployments/{name}/revisions", json=payload)

@@ -50,7 +50,7 @@ async def _append(live: Any, n: str) -> tuple[str, Any]:
 
 
 async def _revision(_live: Any, n: str) -> tuple[str, Any]:
-    return f"/v1/deployments/d{n}/revisions", {"manifests": manifests(), "selector": ""}
+    return f"/v1/deployments/d{n}/revisions", {"manifests": manifests(name=f"d{n}"), "selector": ""}
 
 
 async def _rollback(live: Any, n: str) -> tuple[str, Any]:

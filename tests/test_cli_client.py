@@ -179,6 +179,22 @@ async def test_status_exits_1_while_a_target_has_failed(live, capsys):
     assert code == exits.Code.FAILED and json.loads(out)["deployments"][0]["summary"]["failed"] == 1
 
 
+async def test_status_names_a_shared_object_and_its_owner_in_the_reason_column(live, capsys):
+    url = str(live.make_url("")).rstrip("/")
+    await add_target(live, capsys, "eu-1", "-l", "region=eu")
+    await live.post("/v1/deployments/web/revisions", json={"manifests": manifests(), "selector": "region=eu"})
+    error = ("ConfigMap apps/web belongs to deployment api, not web: two deployments may not share an object "
+             "(label ledger.dev/deployment=api); remove it from one of them")
+    await live.app[keys.STORE].append("rollout-web", "any", [records.NewEvent(uuid.uuid4(), "ApplyFailed", {
+        "deployment": "web", "revision": 1, "target": "eu-1", "error": error, "status": 409,
+        "reason": "SharedResource"})])
+    code, out, _ = await ledger(capsys, "status", "web", "--url", url)
+    row = next(line for line in out.splitlines() if line.startswith("eu-1"))
+    assert code == exits.Code.FAILED
+    assert row.split(None, 5)[3:] == ["failed", "1", "SharedResource: ConfigMap apps/web belongs to deployment "
+                                                     "api, not web: two deployments may not share"]
+
+
 async def test_verify_and_digest_ask_the_service_at_ledger_url_and_create_nothing(live, capsys, tmp_path):
     url = str(live.make_url("")).rstrip("/")
     for name in ("eu-1", "eu-2"):

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from cli import main as cli_main
-from ledger import records
+from ledger import hashing, records
 from tests import chain, pgfixtures
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "export.md"
@@ -44,7 +44,7 @@ async def seed(store) -> int:
              "matched_targets": [f"t{t}" for t in range(10)]}, meta)])
         await store.append("rollout-web", "any", [records.NewEvent(
             uuid.uuid4(), "ApplySucceeded",
-            {"deployment": "web", "revision": r, "target": f"t{i % 10}", "duration_ms": i * 1.5,
+            {"deployment": "web", "revision": r, "target": f"t{i % 10}", "duration_ms": i * 3 // 2,
              "attempt": 1}) for i in range(228)])
     return 10 + 10 * 229
 
@@ -153,6 +153,37 @@ async def test_import_refuses_a_cloudevents_export(client, store, empty_url, tmp
                          "-o", str(path)) == 0
     err = await refused([path.read_bytes()], empty_url, tmp_path, capsys)
     assert "line 1: this is a CloudEvents export" in err
+
+
+def crafted(lines: list[bytes], index: int, **changes) -> list[bytes]:
+    """The export with line ``index``'s type or data changed and the hash chain recomputed from
+    there on: a log whose chain verifies but that no append could have written."""
+    out = list(lines[:index])
+    prev = json.loads(lines[index - 1])["hash"] if index else hashing.GENESIS
+    for number, raw in enumerate(lines[index:], start=index):
+        line = json.loads(raw)
+        if number == index:
+            line["type"] = changes.get("type", line["type"])
+            line["data"] = {**line["data"], **changes.get("data", {})}
+        line["prev_hash"] = prev
+        line["hash"] = prev = hashing.chain(prev, hashing.canonical(
+            position=line["position"], stream=line["stream"], version=line["version"], id=line["id"],
+            type=line["type"], data=line["data"], metadata=line["metadata"], recorded_at=line["recorded_at"]))
+        out.append(json.dumps(line).encode() + b"\n")
+    return out
+
+
+@pytest.mark.parametrize(("changes", "named"), [
+    ({"data": {"revision": 2**31}}, "position 11: RevisionSubmitted data at $.revision: Expected `int` <= 2147483647"),
+    ({"data": {"matched_targets": ["t1", 7]}}, "position 11: RevisionSubmitted data at $.matched_targets[1]"),
+    ({"type": "RevisionErased"}, "position 11: unknown event type 'RevisionErased'"),
+], ids=["beyond-int32", "wrong-type", "unknown-type"])
+async def test_import_refuses_an_event_no_append_could_write_naming_its_position_and_field(
+        export_lines, empty_url, tmp_path, capsys, changes, named):
+    lines = crafted(export_lines, 10, **changes)
+    assert json.loads(lines[10])["position"] == 11 and json.loads(lines[12])["prev_hash"] == json.loads(lines[11])["hash"]
+    err = await refused(lines, empty_url, tmp_path, capsys)
+    assert f"nothing written: line 11: {named}" in err, err
 
 
 async def test_import_refuses_a_ledger_that_is_not_empty(export_lines, database_url, tmp_path, capsys):

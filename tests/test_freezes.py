@@ -325,6 +325,63 @@ async def test_an_admin_override_is_recorded_and_lets_the_revision_through_the_f
     await eventually(lambda: _all(emu, "2", "eu-1"), what="the overriding revision on the frozen target")
 
 
+class TestStatusDuringAFreeze:
+    """``ledger status`` and ``ledger history`` read the read models: the projector runs."""
+
+    @pytest.fixture
+    def settings(self, settings: settings_mod.Settings) -> settings_mod.Settings:
+        return fast_settings(settings, projector=True)
+
+    async def test_status_shows_a_held_target_frozen_naming_the_freeze_and_history_shows_an_override(
+                self, client, capsys, emu):  # noqa: F811
+        await _target(client, "eu-1", region="eu")
+        await _target(client, "us-1", region="us")
+        assert (await _deploy(client, "1")).status == 201
+        await eventually(lambda: _all(emu, "1", "eu-1", "us-1"), what="revision 1 everywhere")
+        assert (await _freeze(client, "us-peak", "region=us", _window(3600))).status == 201
+        assert (await _deploy(client, "2")).status == 201
+        await eventually(lambda: _all(emu, "2", "eu-1"), what="revision 2 on the unfrozen target")
+        shown = await client.get("/v1/deployments/web")
+        assert shown.status == 200, await shown.text()
+        rollouts = {r["target"]: r for r in (await shown.json())["rollouts"]}
+        assert (rollouts["us-1"]["state"], rollouts["us-1"]["frozen"]["freezes"]) == ("pending", ["us-peak"])
+        assert "frozen" not in rollouts["eu-1"]
+        url = str(client.make_url("")).rstrip("/")
+        code, out, err = await _ledger(capsys, "status", "web", "--url", url)
+        assert code == 0, err
+        row = next(line for line in out.splitlines() if line.startswith("us-1"))
+        assert row.split()[3] == "frozen" and "held by freeze us-peak until" in row, out
+        assert next(line for line in out.splitlines() if line.startswith("eu-1")).split()[3] != "frozen"
+
+        assert (await _deploy(client, "3", override={"reason": "CVE hotfix"})).status == 201
+        listed = await (await client.get("/v1/deployments/web/revisions")).json()
+        assert [r["override"] for r in listed["revisions"]] == [None, None, {"reason": "CVE hotfix", "freezes": ["us-peak"]}]
+        code, out, err = await _ledger(capsys, "history", "web", "--url", url)
+        assert code == 0, err
+        lines = out.splitlines()
+        assert lines[0].split()[-2:] == ["FREEZE", "OVERRIDE"]
+        assert lines[-1].startswith("* 3") and lines[-1].endswith("CVE hotfix (past us-peak)"), out
+        await eventually(lambda: _all(emu, "3", "us-1"), what="the overriding revision on the frozen target")
+
+
+def test_a_target_is_shown_frozen_only_while_it_waits_for_a_revision_the_gate_holds():
+    table = _fold(events.FreezeSet(name="peak", schedule=events.FreezeSchedule(
+        from_=at("2026-06-01T00:00:00Z"), until=at("2026-06-02T00:00:00Z")), selector="region=us", reason="r")).freezes
+    now, us = at("2026-06-01T12:00:00Z"), {"region": "us"}
+
+    def shown(state: str = "pending", labels: dict[str, str] = us, overridden: bool = False,
+              applied: int | None = 1) -> tuple[str, ...] | None:
+        found = freezerules.shown_frozen(table, labels, now, state=state, revision=2, applied_revision=applied,
+                                         overridden=overridden)
+        return found.freezes if found is not None else None
+
+    assert shown() == ("peak",) and shown("applying") == ("peak",)
+    assert shown(overridden=True) is None
+    assert shown(labels={"region": "eu"}) is None
+    assert shown(applied=2) is None
+    assert [shown(state) for state in ("healthy", "progressing", "degraded", "failed", "paused")] == [None] * 5
+
+
 class TestDriftDuringAFreeze:
     @pytest.fixture
     def settings(self, settings: settings_mod.Settings) -> settings_mod.Settings:

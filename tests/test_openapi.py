@@ -16,7 +16,7 @@ import msgspec
 import pytest
 from openapi_spec_validator import validate
 
-from api import openapi, operations, policy, reference
+from api import access, openapi, operations, params, policy, reference
 
 _SCHEMA_REF = {"$ref": "#/components/schemas/Problem"}
 # How the handlers read query parameters and headers, and how they refuse.
@@ -26,7 +26,7 @@ _HEADER = re.compile(r"""request\.headers\.get\(\s*"([^"]+)\"""")
 _STATUS = re.compile(r"Problem\(\s*(\d{3})")
 _CALL = re.compile(r"(?:\b|@)(?:(\w+)\.)?(\w+)(?:\(|\n)")
 # Headers every request may carry that are not parameters of an operation.
-_GENERAL_HEADERS = {"Authorization", "Accept", "User-Agent", "X-Request-Id", "Content-Type"}
+_GENERAL_HEADERS = {"Authorization", "Accept", "User-Agent", "Content-Type"}
 # Where reading the code over-approximates (a shared helper's branch this route never takes).
 _NOT_REACHED = {
     ("POST", "/v1/deployments/{name}/pause", "reason"): "the query's reason is read for DELETE only",
@@ -109,6 +109,56 @@ def test_every_error_response_is_problem_json_and_security_follows_the_policy(ap
                     method, path, status)
     problem = document["components"]["schemas"]["Problem"]
     assert {"type", "title", "status", "detail", "instance", "field"} <= set(problem["properties"])
+
+
+def test_every_operation_takes_and_every_response_declares_the_request_id(app):
+    document = _document(app)
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            declared = [p for p in op["parameters"] if p["name"] == access.HEADER]
+            assert [(p["in"], p.get("required", False)) for p in declared] == [("header", False)], (method, path)
+            for status, response in op["responses"].items():
+                header = response.get("headers", {}).get(access.HEADER)
+                assert header is not None and header["required"], (method, path, status)
+                assert re.fullmatch(header["schema"]["pattern"].strip("^$"), "3f2a-7_b.c:d/e+f=g@h")
+
+
+async def test_a_response_carries_the_request_id_the_document_declares(client, app):
+    pattern = re.compile(operations.REQUEST_ID_HEADER["schema"]["pattern"])
+    given = await client.get("/v1/events", headers={access.HEADER: "trace-42"})
+    assert given.headers[access.HEADER] == "trace-42"
+    for unusable in ("", "x" * (access.MAX_LENGTH + 1), "has space"):
+        made = await client.get("/v1/verify?from=0", headers={access.HEADER: unusable})
+        assert made.status == 422 and pattern.fullmatch(made.headers[access.HEADER]), unusable
+
+
+def _integer_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The integer alternative of a parameter's schema (a position, or ``head``), if it has one."""
+    for alternative in [schema, *schema.get("anyOf", [])]:
+        if alternative.get("type") == "integer":
+            return alternative
+    return None
+
+
+def test_the_documented_integer_bounds_are_the_enforced_ones(app):
+    """api/params.py holds the bounds the handlers enforce; the document states the same, for every
+    integer a route reads (If-Match has a syntax of its own: an entity tag) and none besides."""
+    document = _document(app)
+    wrong: list[str] = []
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            enforced = {p.name: p.bound for p in params.ROUTES[method.upper(), path] if p.name != "If-Match"}
+            documented = {p["name"]: _integer_schema(p["schema"]) for p in op["parameters"]}
+            for name, bound in enforced.items():
+                schema = documented.get(name)
+                if schema is None or (schema.get("minimum"), schema.get("maximum")) != (bound.low, bound.high):
+                    wrong.append(f"{method.upper()} {path} {name}: enforced {bound.low}..{bound.high}, "
+                                 f"documented {schema}")
+            for name, schema in documented.items():
+                if schema is not None and name not in enforced:
+                    wrong.append(f"{method.upper()} {path} {name}: documented as an integer, not declared in "
+                                 f"api/params.py")
+    assert wrong == [], "\n".join(wrong)
 
 
 def _api_functions() -> dict[str, Callable[..., Any]]:

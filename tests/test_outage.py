@@ -55,8 +55,8 @@ NO_DATABASE: Final = {
     "/signin": "the web UI's sign-in page: a form, and the token table it checks against is in memory",
     "/ui/assets/{asset}": "the web UI's scripts and style sheet, shipped in the package",
 }
-# Writes that need no database either: signing out of the web UI forgets a session kept in memory
-# (and lands on the sign-in page).
+# Writes that need no database either: signing out of the web UI without a session (this walk sends
+# a bearer header, no cookie) has nothing to forget (and lands on the sign-in page).
 NO_DATABASE_WRITES: Final = {("POST", "/signout")}
 
 

@@ -132,8 +132,9 @@ async def test_a_deployment_outside_the_globs_or_reaching_outside_the_targets_is
         assert "scope" in problem["detail"], case
     assert await _count(db) == before
     # Inside the scope: its own deployment, which reaches eu-1 only, may be paused, resumed, rolled back.
-    assert (await client.post("/v1/deployments/web-eu/revisions", headers=deployer, json=revision)).status == 201
-    assert (await client.post("/v1/deployments/web-eu/revisions", headers=deployer, json=revision)).status == 201
+    own = {"manifests": [configmap("web-eu", v="1")], "selector": ""}
+    assert (await client.post("/v1/deployments/web-eu/revisions", headers=deployer, json=own)).status == 201
+    assert (await client.post("/v1/deployments/web-eu/revisions", headers=deployer, json=own)).status == 201
     for path, body in (("pause", {}), ("resume", {}), ("rollback", {"to_revision": 1})):
         response = await client.post(f"/v1/deployments/web-eu/{path}", headers=deployer, json=body)
         assert response.status in (200, 201), f"{path}: {await response.text()}"

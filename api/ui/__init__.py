@@ -19,6 +19,8 @@ def install(app: web.Application) -> None:
     """Mount the UI's routes and hooks on ``app`` (api/app.py calls it before ``auth.install``)."""
     render.setup(app)
     app[sessions.STORE] = sessions.Store()
+    app.cleanup_ctx.append(sessions.context)
+    app.on_response_prepare.append(sessions.renew)
     app[fleet.CACHE] = queries.Cache()
     app[auth.SESSIONS] = sessions.lookup
     app[problems.PAGES] = render.problem_page

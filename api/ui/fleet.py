@@ -24,7 +24,8 @@ from markupsafe import Markup, escape
 from api import keys, params, problems, reads
 from api.ui import queries, render
 from ledger import hashing
-from projections import freezes, loading, selectors
+from projections import freezerules, freezes, loading, selectors
+from projections import queries as projection_queries
 
 routes = web.RouteTableDef()
 
@@ -94,28 +95,33 @@ def rows_html(found: queries.Matrix, row_counts: dict[str, dict[str, int]]) -> l
     return rows
 
 
-# A target waiting for a deployment's revision (these states) while a freeze window covers it is
-# held by the freeze (projections/freezerules.py): its cell says frozen.
-_WAITING: Final = frozenset({"pending", "applying"})
-
-
 async def _frozen(request: web.Request, found: queries.Matrix) -> dict[str, list[freezes.Cover]]:
-    """The page's targets a freeze covers now; their waiting cells become ``frozen``."""
+    """The page's targets a freeze covers now; a cell whose revision the freeze holds
+    (projections/freezerules.py ``shown_frozen``, as ``ledger status`` shows it) becomes ``frozen``."""
     table = await loading.freezes_now(request.app[keys.STORE], timeout=request.app[keys.SETTINGS].db_timeout)
     if not table:
         return {}
     now = dt.datetime.now(dt.UTC)
     held: dict[str, list[freezes.Cover]] = {}
+    labels = {}
     for target in found.targets:
         covers = freezes.covering(table, target.labels, now)
         if covers:
             held[target.name] = covers
+            labels[target.name] = target.labels
+    waiting = {d for (d, name), cell in found.cells.items() if name in held and cell.state in freezerules.WAITING}
+    if not waiting:
+        return held
+    async with reads.connection(request) as conn:
+        overridden = await projection_queries.overridden(conn, sorted(waiting))
     for (deployment, name), cell in list(found.cells.items()):
-        holding = held.get(name)
-        if holding and cell.state in _WAITING:
-            until = hashing.format_time(max(c.until for c in holding))
+        holding = freezerules.shown_frozen(
+            table, labels.get(name, {}), now, state=cell.state, revision=cell.revision, applied_revision=None,
+            overridden=(deployment, cell.revision) in overridden) if name in held else None
+        if holding is not None:
+            until = hashing.format_time(holding.until)
             found.cells[deployment, name] = queries.Cell(
-                "frozen", cell.revision, f"held by freeze {', '.join(c.freeze for c in holding)} until {until}")
+                "frozen", cell.revision, f"held by freeze {', '.join(holding.freezes)} until {until}")
     return held
 
 

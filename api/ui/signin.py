@@ -51,7 +51,7 @@ async def sign_in(request: web.Request) -> web.Response:
         return render.page(request, "signin.html", {"next": wanted, "refused": str(exc), "signed_in": None},
                            status=401)
     response = web.HTTPSeeOther(wanted)
-    sessions.sign_in(request, response, token)
+    await sessions.sign_in(request, response, token)
     raise response
 
 
@@ -60,5 +60,5 @@ async def sign_out(request: web.Request) -> web.Response:
     form = await request.post()
     sessions.check_form(request, {k: str(v) for k, v in form.items()})
     response = web.HTTPSeeOther(auth.SIGN_IN)
-    sessions.sign_out(request, response)
+    await sessions.sign_out(request, response)
     raise response
