@@ -14,6 +14,10 @@ refused with 409 naming the freezes; an admin may send ``override: {reason}`` (w
 says of each rollout whether a freeze holds it now (``frozen``: the freezes and until when), by the
 applier's own rule (projections/freezerules.py ``shown_frozen``, which the web UI's cells use too).
 
+A revision or rollback that would put an object on a cluster where another active deployment
+deploys it is refused with 409 naming the manifest (or ``to_revision``) and that deployment
+(projections/sharing.py, docs/guarantees.md "One owner per object").
+
 A JSON body may set the revision's ``progress_deadline_seconds`` (1 to 2^31-1, default 600) and
 ``self_heal`` (default true), docs/health.md, in the body or (as with a YAML body) the query string.
 """
@@ -160,9 +164,12 @@ async def _unshared(request: web.Request, name: str, decided: Any, targets: Any,
     found = decided.manifests if restored is None else restored
     timeout = request.app[keys.SETTINGS].db_timeout
     state = await loading.holders(request.app[keys.STORE], name, sharing.names(found), targets, timeout=timeout)
-    sharing.check(name, found, decided.matched_targets, sharing.holdings(state, name),
-                  **({} if restored is None else {"field": "to_revision",
-                                                 "what": f"revision {decided.to_revision}'s "}))
+    held = sharing.holdings(state, name)
+    if restored is None:
+        sharing.check(name, found, decided.matched_targets, held)
+    else:
+        sharing.check(name, found, decided.matched_targets, held, field="to_revision",
+                      what=f"revision {decided.to_revision}'s ")
 
 
 async def _restores(request: web.Request, name: str, to_revision: int) -> list[Any]:

@@ -125,7 +125,7 @@ ROUTES: Final[dict[tuple[str, str], tuple[Param, ...]]] = {
     ("GET", "/ui/assets/{asset}"): (),
     ("GET", "/fleet"): (_query("page", PAGE_NUMBER), _MIN_POSITION),
     ("GET", "/fleet/matrix"): (_query("page", PAGE_NUMBER), _MIN_POSITION),
-    ("GET", "/deployments/{name}"): (_query("from", REVISION), _query("to", REVISION),
+    ("GET", "/deployments/{name}"): (_query("from", REVISION), _query("to", REVISION), _query("page", PAGE_NUMBER),
                                      _query("recorded", POSITION_FROM_1), _MIN_POSITION),
     ("POST", "/deployments/{name}/rollback"): (),
     ("POST", "/deployments/{name}/pause"): (),

@@ -8,7 +8,8 @@ default settings: 32 targets at once), and the Kubernetes API emulator in *anoth
    selecting all of them. Seconds from the POST of the revision until the 1,000th ApplySucceeded
    is in the log; once cold (first contact: client, discovery, namespace created) and once warm
    (the next revision). Each target costs the applier three LISTs (prune scopes), three
-   server-side applies and one outcome event.
+   server-side applies and one outcome event; cold, also three GETs (the ownership check of
+   objects not yet on the target, handlers/ownership.py).
    Raw baseline, same run: kubernetes-asyncio alone (no ledger) server-side applying the same
    three objects to 1,000 other emulated clusters with the same concurrency (32), cold and warm.
 2. Latency: one idle cluster, 200 revisions one after another; milliseconds from the POST until

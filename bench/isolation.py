@@ -58,17 +58,32 @@ HEADERS = harness.HEADERS
 HOLDERS = 4
 
 
-def memory_mb(pid: int) -> tuple[float, float]:
-    """RSS and PSS of the service: ``pid`` and every process under it, summed."""
-    rss = pss = 0.0
+def processes_mb(pid: int) -> dict[str, tuple[float, float]]:
+    """RSS and PSS of each process of the service (``pid`` and every process under it), by role."""
+    found: dict[str, tuple[float, float]] = {}
     for member in harness.tree(pid):
         try:
             text = Path(f"/proc/{member}/smaps_rollup").read_text()
+            argv = Path(f"/proc/{member}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        rss += int(re.search(r"^Rss:\s+(\d+)", text, re.M).group(1)) / 1024  # type: ignore[union-attr]
-        pss += int(re.search(r"^Pss:\s+(\d+)", text, re.M).group(1)) / 1024  # type: ignore[union-attr]
-    return rss, pss
+        role = argv[argv.index(b"cli.roles") + 1].decode() if b"cli.roles" in argv else \
+            "supervisor" if member == pid else str(member)
+        found[role] = (int(re.search(r"^Rss:\s+(\d+)", text, re.M).group(1)) / 1024,  # type: ignore[union-attr]
+                       int(re.search(r"^Pss:\s+(\d+)", text, re.M).group(1)) / 1024)  # type: ignore[union-attr]
+    return found
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """RSS and PSS of the service: ``pid`` and every process under it, summed."""
+    found = processes_mb(pid).values()
+    return sum(rss for rss, _ in found), sum(pss for _, pss in found)
+
+
+def per_process(found: dict[str, tuple[float, float]]) -> str:
+    order = ("supervisor", "api", "projector", "applier")
+    return ", ".join(f"{role} {rss:.0f} ({pss:.0f})" for role, (rss, pss) in
+                     sorted(found.items(), key=lambda item: order.index(item[0]) if item[0] in order else 9))
 
 
 def p99(samples: list[float]) -> float:
@@ -256,6 +271,7 @@ async def lanes(session: aiohttp.ClientSession, url: str, events: int, replays: 
 async def sse(session: aiohttp.ClientSession, url: str, pid: int, subscribers: int, seconds: float) -> dict[str, Any]:
     host, port = url.removeprefix("http://").split(":")
     before = memory_mb(pid)
+    before_each = processes_mb(pid)
     live = await session.get(f"{url}/v1/feed/live", timeout=aiohttp.ClientTimeout(total=None))
     await live.content.readline()
     socks = []
@@ -281,9 +297,11 @@ async def sse(session: aiohttp.ClientSession, url: str, pid: int, subscribers: i
             pass
         firsts.append((time.perf_counter() - sent) * 1000)
         await asyncio.sleep(0.5)
-    peak, all_cut = before, None
+    peak, peak_each, all_cut = before, before_each, None
     while time.perf_counter() - opened < seconds:
         now = memory_mb(pid)
+        if now[0] > peak[0]:
+            peak_each = processes_mb(pid)
         peak = (max(peak[0], now[0]), max(peak[1], now[1]))
         if await metric(session, url, "ledger_sse_subscribers") <= 1:
             all_cut = time.perf_counter() - opened
@@ -293,7 +311,8 @@ async def sse(session: aiohttp.ClientSession, url: str, pid: int, subscribers: i
         sock.close()
     live.close()
     await asyncio.sleep(3)
-    return {"before": before, "peak": peak, "after": memory_mb(pid), "cut": all_cut, "first_ms": firsts}
+    return {"before": before, "before_each": before_each, "peak": peak, "peak_each": peak_each,
+            "after": memory_mb(pid), "cut": all_cut, "first_ms": firsts}
 
 
 # 4. Idle connections ----------------------------------------------------------------------------
@@ -349,14 +368,14 @@ async def measure(args: argparse.Namespace, url: str, pid: int) -> dict[str, Any
         found["sse"] = await sse(session, url, pid, args.subscribers, args.sse_seconds)
         found["sse_load"] = load_average()
     print(f"{args.idle} idle connections …", flush=True)
-    async with aiohttp.ClientSession(headers=HEADERS, connector=aiohttp.TCPConnector(limit=1)) as kept:
+    async with aiohttp.ClientSession(headers=HEADERS, connector=aiohttp.TCPConnector(limit=1, keepalive_timeout=3600)) as kept:
         found["idle"] = await idle(kept, url, args.idle)
     found["idle_load"] = load_average()
     return found
 
 
 def report(args: argparse.Namespace, f: dict[str, Any], catch_up: float, served: dict[str, Any],
-           served_load: str, log_errors: list[str]) -> str:
+           served_load: str, log_errors: list[str], rest: dict[str, dict[str, tuple[float, float]]]) -> str:
     lanes_, sse_, idle_ = f["lanes"], f["sse"], f["idle"]
     q, loaded = lanes_["quiet"], lanes_["loaded"]
     ratio = served["rps"] / served["noop_rps"]
@@ -396,12 +415,17 @@ def report(args: argparse.Namespace, f: dict[str, Any], catch_up: float, served:
         f"**{len(log_errors)}**{' (' + log_errors[0][:120] + ')' if log_errors else ''} | answers, no database "
         f"error | {f['idle_load']} |",
         "",
-        "Memory is summed over the supervisor and its three processes (four Python interpreters; the "
-        "embedded PostgreSQL is not counted). RSS counts every shared page (libraries, the interpreter) once "
-        "per process; PSS divides it among them. The issue's 200 MB was written for the one process of "
-        "before: four interpreters at rest already hold about 240 MB RSS, 180 MB PSS (the applier's, with "
-        "the Kubernetes client, about 90 MB), so the figure that shows whether stalled subscribers are "
-        "bounded is the growth.",
+        "Memory per process, MB RSS (PSS), summed over the supervisor and its three processes (the embedded "
+        "PostgreSQL is not counted; RSS counts a shared page in every process that maps it, PSS divides it):",
+        "",
+        "| when | per process | summed RSS (PSS) |",
+        "|---|---|---|",
+        *(f"| {when} | {per_process(each)} | {sum(r for r, _ in each.values()):.0f} "
+          f"({sum(p for _, p in each.values()):.0f}) |" for when, each in (
+              ("just started (`/readyz` answered; the projector starts folding the log)", rest["started"]),
+              (f"the seeded log folded ({args.events:,} events), the applier's catch-up written", rest["caught_up"]),
+              ("after the appends and the expensive lane, before the SSE subscribers", sse_["before_each"]),
+              (f"{args.subscribers} stalled SSE subscribers, at the peak", sse_["peak_each"]))),
     ])
 
 
@@ -452,11 +476,13 @@ def main() -> None:
             proc, url = harness.start_service(
                 dsn, work / "data", log=log, LEDGER_CREDENTIALS=str(credentials),
                 LEDGER_CLIENT_EXPENSIVE_LIMIT="100000", LEDGER_CLIENT_STREAM_LIMIT="100000")
+            started_mb = processes_mb(proc.pid)
             try:
                 async def wait() -> tuple[float, float]:
                     async with aiohttp.ClientSession(headers=HEADERS) as session:
                         return await caught_up(session, url, head, 900), await settled(session, url, 5, 300)
                 catch_up, quiet = asyncio.run(wait())
+                rest_mb = processes_mb(proc.pid)
                 print(f"projector caught up in {catch_up:.0f} s, the log quiet {quiet:.0f} s later; "
                       "appends as `make run` serves them …", flush=True)
                 served = appends_as_served(args, url, dsn, work, clusters)
@@ -469,7 +495,7 @@ def main() -> None:
         emu.wait(10)
     errors = [line for line in log.read_text(errors="replace").splitlines()
               if re.search(r"EMFILE|Too many open files|StoreUnavailable|lost the database|ERROR", line)]
-    body = report(args, figures, catch_up, served, served_load, errors)
+    body = report(args, figures, catch_up, served, served_load, errors, {"started": started_mb, "caught_up": rest_mb})
     print(body)
     if not args.no_record:
         harness.record("Load isolation (bench/isolation.py)", body)

@@ -10,7 +10,9 @@ store set-up (``seed.opened``), in this benchmark's own shape.
 1. Server time: ``GET /fleet`` (the default view: a page of 100 targets x 50 deployments, the column
    counts over all 1,000 targets) and ``GET /fleet?group=region`` (every target, grouped), each
    requested one after another over loopback by a signed-in session; p50 and p99 of the time to
-   the last byte, and the page's weight as sent (compressed) and as HTML. Raw baseline, same run:
+   the last byte, and the page's weight as sent (compressed) and as HTML; then a deployment's page
+   (1,000 targets), without waves and with (the last deployment rolls out in three waves, two done,
+   the third awaiting approval; its page folds the deployment's streams). Raw baseline, same run:
    ``GET /v1/deployments``, the JSON API's list of the same deployments with their state counts,
    read from the same read models.
 2. Append to cell: headless Chromium (tests/browser.py finds it) shows ``/fleet`` for the first
@@ -43,6 +45,10 @@ from ledger import records
 from tests import browser
 
 REGIONS = ("eu", "us", "ap", "sa")
+# The last deployment rolls out in waves (two done, the third awaiting approval): its page folds the
+# deployment's streams to show them.
+WAVE_SPECS: list[dict[str, Any]] = [{"name": "canary", "size": 10}, {"name": "early", "size": "25%"}, {"name": "rest"}]
+WAVES: dict[str, Any] = {"waves": WAVE_SPECS, "approval": ["rest"]}
 
 
 def manifests(name: str, revision: int) -> list[dict[str, Any]]:
@@ -61,10 +67,16 @@ async def seed_fleet(database_url: str, targets: int, deployments: int) -> int:
             {"actor": "bench"})]) for i, n in enumerate(names)))
         for d in range(deployments):
             name = f"app-{d:02d}"
+            submitted = {"deployment": name, "revision": 1, "manifests": manifests(name, 1), "selector": "tier=edge",
+                         "message": "first", "matched_targets": names}
+            waved = d == deployments - 1
+            if waved:
+                cut = [0, 10, 10 + -(-targets // 4), targets]
+                members = [names[cut[i]:cut[i + 1]] for i in range(3)]
+                submitted |= {"strategy": WAVES, "waves": [
+                    {"name": w["name"], "targets": m} for w, m in zip(WAVE_SPECS, members, strict=True)]}
             await es.append(f"deployment-{name}", "no_stream", [records.NewEvent(
-                uuid.uuid4(), "RevisionSubmitted",
-                {"deployment": name, "revision": 1, "manifests": manifests(name, 1), "selector": "tier=edge",
-                 "message": "first", "matched_targets": names}, {"actor": "bench", "reason": "seed"})])
+                uuid.uuid4(), "RevisionSubmitted", submitted, {"actor": "bench", "reason": "seed"})])
             outcomes = []
             for target in names:
                 roll = rng.random()
@@ -76,9 +88,23 @@ async def seed_fleet(database_url: str, targets: int, deployments: int) -> int:
                     outcomes.append(records.NewEvent(uuid.uuid4(), "ApplySucceeded", {
                         "deployment": name, "revision": 1, "target": target, "attempt": 1, "duration_ms": 40,
                         "objects": [{"apiVersion": "v1", "kind": "ConfigMap", "namespace": "bench", "name": name}]}))
+            if waved:
+                outcomes = [*_waves(name, members), *outcomes]
             await es.append(f"rollout-{name}", "any", outcomes)
         head, _, _ = await es.head()
         return int(head)
+
+
+def _waves(name: str, members: list[list[str]]) -> list[records.NewEvent]:
+    """Waves canary and early started and completed, rest awaiting approval (as the driver records)."""
+    found = []
+    for wave, targets in zip(("canary", "early"), members, strict=False):
+        for type_, data in (("WaveStarted", {"targets": targets}), ("WaveCompleted", {"healthy": len(targets)})):
+            found.append(records.NewEvent(uuid.uuid4(), type_, {"deployment": name, "revision": 1, "wave": wave,
+                                                                 **data}, {"actor": "ledger"}))
+    found.append(records.NewEvent(uuid.uuid4(), "ApprovalRequested", {"deployment": name, "revision": 1,
+                                                                       "wave": "rest"}, {"actor": "ledger"}))
+    return found
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -112,7 +138,7 @@ async def _timed(session: aiohttp.ClientSession, url: str, count: int,
     return times, size
 
 
-async def server_time(url: str, requests: int) -> dict[str, Any]:
+async def server_time(url: str, requests: int, deployments: int) -> dict[str, Any]:
     jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(cookie_jar=jar) as session:
         async with session.post(url + "/signin", data={"token": harness.TOKEN}, allow_redirects=False) as resp:
@@ -141,6 +167,11 @@ async def server_time(url: str, requests: int) -> dict[str, Any]:
                     found[name] = {"sent": len(await r.read())}
                 async with session.get(url + path, headers={"Accept-Encoding": "identity"}) as r:
                     found[name]["html"] = len(await r.read())
+            for name, path in (("deployment", "/deployments/app-00"),
+                               ("deployment waves", f"/deployments/app-{deployments - 1:02d}")):
+                await _timed(session, url + path, 5)
+                times, size = await _timed(session, url + path, requests)
+                found[name] = {"p50": _pct(times, 50), "p99": _pct(times, 99), "html": size}
             await _timed(api, url + "/v1/deployments", 5)
             times, size = await _timed(api, url + "/v1/deployments", requests)
         found["api"] = {"p50": _pct(times, 50), "p99": _pct(times, 99), "sent": size}
@@ -195,7 +226,7 @@ async def run(args: argparse.Namespace) -> None:
                 async with api.get(url + "/v1/deployments?min_position=" + str(head),
                                    timeout=aiohttp.ClientTimeout(total=300)) as resp:
                     assert resp.status == 200, await resp.text()
-            served = await server_time(url, args.requests)
+            served = await server_time(url, args.requests, args.deployments)
             cells = await append_to_cell(url, args.rounds)
         finally:
             harness.stop(proc)
@@ -224,6 +255,11 @@ async def run(args: argparse.Namespace) -> None:
         "| request | p50 | p99 | server time, median (wait + queries + template) | sent (gzip) | HTML |",
         "|---|---|---|---|---|---|",
         *rows,
+        *(f"| {label} | {served[key]['p50']:.0f} ms | {served[key]['p99']:.0f} ms | — | — | "
+          f"{served[key]['html'] / 1024:.0f} KB |" for key, label in (
+              ("deployment", f"`GET /deployments/app-00` (its {args.targets:,} targets, history, diff, events)"),
+              ("deployment waves", f"`GET /deployments/app-{args.deployments - 1:02d}` (the same with 3 waves, "
+                                   "its streams folded to show them)"))),
         f"| baseline: `GET /v1/deployments` (JSON, the same deployments and state counts) | {api['p50']:.0f} ms | "
         f"{api['p99']:.0f} ms | — | {api['sent'] / 1024:.0f} KB | — |",
         "",

@@ -121,6 +121,9 @@ def _run_until_signalled(main: Coroutine[Any, Any, None]) -> None:
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    from api import lanes
+
+    lanes.share_the_interpreter(loop)
     task = loop.create_task(main)
     try:
         loop.run_until_complete(task)

@@ -9,6 +9,7 @@ below the position asked for. Rows of another ``tables.FORMAT`` are ignored, nev
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import zlib
 from typing import Final
@@ -61,4 +62,5 @@ async def nearest(conn: asyncpg.Connection, position: int) -> fleet.Fleet | None
     data = await conn.fetchval(
         "SELECT data FROM fleet_snapshots WHERE format = $1 AND position <= $2"
         " ORDER BY position DESC LIMIT 1", tables.FORMAT, position)
-    return decode(data) if data is not None else None
+    # Decompressed and decoded in a worker thread: a snapshot of a large fleet takes milliseconds.
+    return await asyncio.to_thread(decode, data) if data is not None else None

@@ -298,3 +298,32 @@ async def test_the_target_page_names_its_credential_and_shows_nothing_of_the_sec
     assert resp.status == 200 and "<dt>Credential</dt><dd><code>vault</code>" in text
     for leak in (credfiles.token("vault"), str(directory), "token_file", "eu-9.example"):
         assert leak not in text, leak
+
+
+async def test_the_target_page_says_frozen_where_a_freeze_holds_a_deployment_and_why(live, browser):
+    await _seed(live)  # the applier is off: every rollout waits (pending)
+    now = dt.datetime.now(dt.UTC)
+    response = await live.put("/v1/freezes/black-friday", json={"selector": "region=eu", "reason": "sales", "schedule": {
+        "from": now.isoformat(), "until": (now + dt.timedelta(hours=2)).isoformat()}})
+    assert response.status in (200, 201), await response.text()
+    await _sign_in(browser)
+    async with browser.get("/targets/eu-1?min_position=head") as resp:
+        eu = await resp.text()
+    async with browser.get("/targets/us-1") as resp:
+        us = await resp.text()
+    assert '<span class="st s-frozen">frozen</span>' in eu and "held by freeze black-friday until" in eu
+    assert '<span class="st s-pending">pending</span>' in us and "s-frozen" not in us
+
+
+async def test_a_paused_deployments_cells_say_paused_in_word_and_colour_and_are_counted(live, browser):
+    await _seed(live)
+    response = await live.post("/v1/deployments/web/pause", json={"reason": "incident"})
+    assert response.status == 200, await response.text()
+    await _sign_in(browser)
+    async with browser.get(f"/fleet?min_position={(await response.json())['position']}") as resp:
+        text = await resp.text()
+    for target in ("eu-1", "us-1"):
+        row = re.search(rf'<tr data-t="{target}">.*?</tr>', text, re.S).group(0)  # type: ignore[union-attr]
+        assert '<td class="s-paused">paused</td>' in row and '<span class="n s-paused">1 paused</span>' in row
+    column = re.search(r'<th scope="col" data-d="web">.*?</th>', text, re.S).group(0)  # type: ignore[union-attr]
+    assert '<span class="st s-paused">paused</span>' in column and '<span class="n s-paused">2 paused</span>' in column

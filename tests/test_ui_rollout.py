@@ -4,6 +4,7 @@ reason, what each role is offered, four eyes, and the per-target words with a fr
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import re
@@ -79,8 +80,8 @@ async def test_a_waved_rollout_shows_its_waves_and_approve_halt_and_resume_recor
     assert 'id="wave-table"' in text and "in 2 waves" in text
     assert '<span class="st s-rolling">rolling</span>' in text
     canary, rest = _wave_row(text, "canary"), _wave_row(text, "rest")
-    assert "<td>1</td>" in canary and ">eu-1</a>" in canary and "not needed" in canary
-    assert "<td>2</td>" in rest and ">us-1</a>" in rest and "required" in rest
+    assert "<td>1</td>" in canary and "<summary>1</summary>eu-1</details>" in canary and "not needed" in canary
+    assert "<td>2</td>" in rest and "<summary>1</summary>us-1</details>" in rest and "required" in rest
     assert '<span class="st s-pending">pending</span>' in rest
     assert 'action="/deployments/web/approve"' in text and 'action="/deployments/web/halt"' in text
     assert '<option value="rest">rest</option>' in text
@@ -186,3 +187,33 @@ async def test_promote_starts_a_soaking_wave_and_records_who_with_the_reason(liv
     assert started["type"] == "WaveStarted" and started["data"]["wave"] == "rest"
     assert started["metadata"] == {**started["metadata"], "actor": "admin-env", "reason": "hotfix, skip the soak"}
     assert "promoted by admin-env" in _wave_row(text, "rest") and 'id="promote"' not in text
+
+
+async def test_the_page_of_a_deployment_in_waves_on_1000_targets_weighs_under_300_kb_the_worst_first(live, browser, db):
+    names = [f"edge-{i:04d}" for i in range(1000)]
+    store = live.app[keys.STORE]
+    await asyncio.gather(*(store.append(f"target-{n}", "no_stream", [records.NewEvent(
+        uuid.uuid4(), "TargetRegistered", {"target": n, "labels": {"tier": "edge"}, "credentials": "bench"},
+        {"actor": "test"})]) for n in names))
+    await submit(live, "web", "tier=edge", "1", strategy={
+        "waves": [{"name": "canary", "size": 10}, {"name": "early", "size": "25%"}, {"name": "rest"}],
+        "approval": ["rest"]})
+    failed = events.ApplyFailed(deployment="web", revision=1, target="edge-0999", error="quota exceeded",
+                                attempt=1, retryable=False)
+    await store.append("rollout-web", "any", [records.NewEvent(
+        uuid.uuid4(), "ApplyFailed", events.to_data(failed), {"actor": "applier"})])
+    await _sign_in(browser)
+    async with browser.get("/deployments/web?min_position=head", headers={"Accept-Encoding": "identity"}) as resp:
+        html = await resp.read()
+    text = html.decode()
+    rows = re.findall(r'<tr id="t-([a-z0-9-]+)">', text)
+    assert len(rows) == 200 and rows[0] == "edge-0999" and rows[1:4] == ["edge-0000", "edge-0001", "edge-0002"]
+    assert "Targets 1\u2013200 of 1000, the worst first" in text and 'href="/deployments/web?page=5#rollout"' in text
+    assert "<summary>740</summary>" in _wave_row(text, "rest") and "and 690 more" in _wave_row(text, "rest")
+    total = len(html)
+    for asset in ("app.css", "deployment.js", "live.js", "favicon.svg"):
+        async with browser.get(f"/ui/assets/{asset}", headers={"Accept-Encoding": "identity"}) as resp:
+            total += len(await resp.read())
+    assert total < 300 * 1024, f"{total} bytes"
+    last = re.findall(r'<tr id="t-([a-z0-9-]+)">', await _page(browser, "/deployments/web?page=5"))
+    assert len(last) == 200 and last[-1] == "edge-0998"

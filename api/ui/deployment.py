@@ -1,7 +1,7 @@
 """The deployment page and its actions.
 
-``/deployments/{name}?from=&to=&recorded=`` shows the current revision and its rollout (per-target
-state with the last error), the history (who, when, why, selector, targets matched, what a
+``/deployments/{name}?from=&to=&recorded=&page=`` shows the current revision and its rollout
+(per-target state with the last error or reason, the worst first, ``TARGETS_PER_PAGE`` a page), the history (who, when, why, selector, targets matched, what a
 rollback restored), the diff between any two revisions (``from``/``to``, by default the current
 one against its predecessor), and the deployment's latest events.
 
@@ -14,22 +14,26 @@ use an action is offered it (api/ui/render.py ``can``).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiohttp import web
 
 from api import deployments as deployments_api
-from api import params, problems, reads
+from api import keys, params, problems, reads
 from api import rollouts as rollouts_api
-from api.ui import queries, render, rollout, sessions
+from api.ui import fleet, queries, render, rollout, sessions
 from ledger import events
-from projections import commands, diffs, views
+from projections import commands, diffs, loading, views
 from projections import queries as read_models
 
 routes = web.RouteTableDef()
 REASON_MAX: Final = 1000
 HISTORY: Final = 100
+# Targets a page shows, the worst state first (the page of a deployment on 1,000 targets stays light).
+TARGETS_PER_PAGE: Final = 200
+_RANK: Final = {state: i for i, state in enumerate(fleet.SEVERITY)}
 
 
 def _diff_lines(text: str) -> list[tuple[str, str]]:
@@ -52,12 +56,16 @@ def _diff_lines(text: str) -> list[tuple[str, str]]:
 @routes.get("/deployments/{name}", name="ui.deployment")
 async def page(request: web.Request) -> web.Response:
     name = reads.name_param(request, "deployment name")
+    page_number = params.integer(request, "page", 1)
+    if page_number < 1:
+        raise problems.invalid("page", f"must be at least 1, got {page_number}")
     wanted_from = params.optional(request, "from")
     wanted_to = params.optional(request, "to")
     recorded_at = params.optional(request, "recorded")
     await reads.wait_for_position(request)
+    table = await loading.freezes_now(request.app[keys.STORE], timeout=request.app[keys.SETTINGS].db_timeout)
     async with reads.connection(request) as conn:
-        current = await read_models.deployment(conn, name)
+        current = await read_models.deployment(conn, name, table=table, now=dt.datetime.now(dt.UTC))
         if current is None:
             raise problems.Problem(404, "Not found", f"deployment {name} has no revisions (or none projected yet)")
         first = max(1, current["current_revision"] - HISTORY + 1)
@@ -75,16 +83,20 @@ async def page(request: web.Request) -> web.Response:
         recorded = await queries.event_at(conn, recorded_at) if recorded_at else None
         latest = await queries.deployment_events(conn, name)
         in_waves = await queries.in_waves(conn, name)
-    waved, targets = await rollout.load(request, name, in_waves)
-    rollout.explain(current["rollouts"], waved.view)
-    if await rollout.hold(request, current["rollouts"], targets):
+    waved = await rollout.load(request, name, in_waves)
+    if rollout.explain(current["rollouts"], waved.view):
         current["summary"] = views.summary(r["state"] for r in current["rollouts"])
+    rows = sorted(current["rollouts"], key=lambda r: (_RANK.get(r["state"], len(_RANK)), r["target"]))
+    pages = max(1, -(-len(rows) // TARGETS_PER_PAGE))
+    query = {k: v for k, v in request.query.items() if k in ("from", "to")}
     if recorded is not None and recorded.stream not in (f"deployment-{name}", f"rollout-{name}"):
         recorded = None
     return render.page(request, "deployment.html", {
         "d": current, "history": list(reversed(history["revisions"])), "diff": _diff_lines(diff),
         "diff_from": start, "diff_to": to, "recorded": recorded, "events": latest,
         "numbers": list(range(current["current_revision"], 0, -1)), "rollout": waved,
+        "rows": rows[(page_number - 1) * TARGETS_PER_PAGE:page_number * TARGETS_PER_PAGE],
+        "page": page_number, "pages": pages, "query": query, "per_page": TARGETS_PER_PAGE,
         "live_types": LIVE_TYPES,
     })
 

@@ -19,19 +19,13 @@ a button that would be refused.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 
 from api import auth, keys, rollouts
-from ledger import hashing
-from projections import fleet, freezes, loading, waves
-
-# A target waiting for its revision (these states) while a freeze window covers it is held by the
-# freeze (projections/freezerules.py): the page says frozen.
-WAITING: Final = frozenset({"pending", "applying"})
+from projections import fleet, freezerules, loading, waves
 
 
 @dataclass
@@ -63,55 +57,40 @@ def _actions(d: fleet.Deployment, p: waves.Progress, found: Rollout, request: we
         found.own_revision = bool(submitted & {n for n in (token.name, auth.on_behalf_of(request)) if n})
 
 
-async def load(request: web.Request, name: str, in_waves: bool) -> tuple[Rollout, dict[str, fleet.Target]]:
-    """The rollout of ``name``'s current revision (folded as the API folds it, when ``in_waves``: a
-    revision without a strategy has no waves, and its deployment's history need not be folded), and
-    the targets."""
-    store, timeout = request.app[keys.STORE], request.app[keys.SETTINGS].db_timeout
+async def load(request: web.Request, name: str, in_waves: bool) -> Rollout:
+    """The rollout of ``name``'s current revision, folded as the API folds it when ``in_waves`` (a
+    revision without a strategy has no waves, and its deployment's history need not be folded)."""
     if not in_waves:
-        return Rollout(None), await loading.targets(store, timeout=timeout)
-    state, _ = await loading.deployment_with_rollout(store, name, timeout=timeout)
+        return Rollout(None)
+    state, _ = await loading.deployment_with_rollout(
+        request.app[keys.STORE], name, timeout=request.app[keys.SETTINGS].db_timeout)
     d = state.deployments.get(name)
     if d is None or d.progress is None or d.progress.strategy is None:
-        return Rollout(None), state.targets
+        return Rollout(None)
     found = Rollout(waves.view(d.progress))
     _actions(d, d.progress, found, request)
-    return found, state.targets
+    return found
 
 
-def explain(rows: list[dict[str, Any]], view: dict[str, Any] | None) -> None:
-    """Rows of targets waiting for a wave that has not started say which, and what it waits for."""
-    if view is None:
-        return
+def explain(rows: list[dict[str, Any]], view: dict[str, Any] | None) -> bool:
+    """Say why waiting targets wait: a freeze holding them (the API's ``frozen``, by the applier's
+    own rule, projections/freezerules.py) makes the row ``frozen``; a wave that has not started says
+    which, and what it waits for. Whether any row became ``frozen``."""
     waiting = {}
-    for wave in view["waves"]:
+    for wave in (view or {}).get("waves", []):
         if wave["started_at"] is None:
             why = " (awaiting approval)" if wave["state"] == "awaiting-approval" else ""
             waiting.update(dict.fromkeys(wave["targets"], f"waits for wave {wave['name']}{why}"))
+    frozen = False
     for row in rows:
-        if row["state"] in WAITING and row["target"] in waiting and not row.get("reason"):
-            row["reason"] = waiting[row["target"]]
-
-
-async def hold(request: web.Request, rows: list[dict[str, Any]], targets: dict[str, fleet.Target]) -> bool:
-    """Rows (``views.rollout``) of waiting targets a freeze window covers now say ``frozen``, and
-    why; whether any does."""
-    table = await loading.freezes_now(request.app[keys.STORE], timeout=request.app[keys.SETTINGS].db_timeout)
-    if not table:
-        return False
-    now = dt.datetime.now(dt.UTC)
-    held = False
-    for row in rows:
-        target = targets.get(row["target"])
-        if target is None or row["state"] not in WAITING:
-            continue
-        covers = freezes.covering(table, target.labels, now)
-        if covers:
-            until = hashing.format_time(max(c.until for c in covers))
+        hold = row.get("frozen")
+        if hold is not None:
             row["state"] = "frozen"
-            row["reason"] = f"held by freeze {', '.join(c.freeze for c in covers)} until {until}"
-            held = True
-    return held
+            row["reason"] = f"held by freeze {', '.join(hold['freezes'])} until {hold['until']}"
+            frozen = True
+        elif row["state"] in freezerules.WAITING and row["target"] in waiting and not row.get("reason"):
+            row["reason"] = waiting[row["target"]]
+    return frozen
 
 
 # The actions: each takes the form and its reason and returns the position of what it recorded.
