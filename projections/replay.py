@@ -45,8 +45,7 @@ async def chunks(cursor: Any, size: int = CHUNK) -> AsyncGenerator[list[Any], No
 
 def _fold_rows(state: fleet.Fleet, rows: list[Any]) -> None:
     for row in rows:
-        if fleet.fold_row(state, *row) is None:
-            raise undecodable.stop("replay", row[0], row[1], row[3], row[4])
+        undecodable.fold("replay", state, row)
 
 
 async def fold_until(conn: asyncpg.Connection, state: fleet.Fleet, until: int) -> fleet.Fleet:

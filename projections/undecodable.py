@@ -12,6 +12,9 @@ one would state a fleet that never was:
 - the applier stops at it: its loop fails with this error, the supervisor restarts it from its
   checkpoint (before the event) with backoff and /readyz names it, so nothing is applied from a
   state the log does not hold;
+- a write whose decision folds it (the stream's state, the targets, the freezes:
+  projections/loading.py) answers 503 naming it and writes nothing, so no rule is decided on a
+  state the log does not hold;
 - ``/v1/verify`` reports it as a break of kind ``undecodable`` (ledger/verify.py).
 
 Each stop is logged as an error with the position and counted per reader in
@@ -23,13 +26,15 @@ every reader go on by itself.
 from __future__ import annotations
 
 import logging
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 
 from ledger import errors, events
+from projections import fleet
 
 log = logging.getLogger(__name__)
 
-READERS: Final = ("replay", "applier")
+READERS: Final = ("replay", "applier", "commands")
 # reader -> events it stopped at (each time it met one), process-wide.
 STOPS: Final[dict[str, int]] = dict.fromkeys(READERS, 0)
 
@@ -45,3 +50,11 @@ def stop(reader: str, position: int, stream: str, type_: str, data: str | bytes)
     log.error("%s stops at position %d: %s %s does not decode: %s", reader, position, type_, stream, reason,
               extra={"position": position, "stream": stream, "type": type_, "reader": reader})
     return errors.Undecodable(reader, position, stream, type_, reason)
+
+
+def fold(reader: str, state: fleet.Fleet, row: Sequence[Any]) -> events.AnyEvent:
+    """Fold one stored event given as columns (``fleet.fold_row``'s), or stop ``reader`` at it."""
+    event = fleet.fold_row(state, *row)
+    if event is None:
+        raise stop(reader, row[0], row[1], row[3], row[4])
+    return event

@@ -58,6 +58,22 @@ class TestReplayAndVerify:
         assert (await (await client.get(f"/v1/verify?to={poison - 1}")).json())["ok"] is True
 
 
+async def test_a_write_deciding_on_an_undecodable_event_is_503_naming_it_and_writes_nothing(client, store, db):  # noqa: F811
+    await append(store, events.TargetRegistered(target="eu-1", labels={"region": "eu"}, server="https://a"))
+    poison = await insert_raw_data(db, "deployment-web", "RevisionSubmitted", BEYOND_INT32)
+    before = await db.fetchval("SELECT count(*) FROM events")
+    for method, path, body in (
+            ("POST", "/v1/deployments/web/revisions", {"manifests": [namespace(), configmap("web", v="2")],
+                                                       "selector": "region=eu"}),
+            ("POST", "/v1/deployments/web/pause", {"reason": "x"})):
+        answer = await client.request(method, path, json=body)
+        assert answer.status == 503, (path, await answer.text())
+        problem = await answer.json(content_type=None)
+        assert (problem["position"], problem["event_type"]) == (poison, "RevisionSubmitted"), problem
+    assert await db.fetchval("SELECT count(*) FROM events") == before
+    assert _counted(await (await client.get("/metrics")).text(), "commands") >= 2
+
+
 class TestApplier:
     @pytest.fixture
     def settings(self, settings: settings_mod.Settings) -> settings_mod.Settings:
