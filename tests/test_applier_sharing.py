@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from emulator import Emulator
+from emulator import Emulator, Fault
 from ledger import events
 from ledger import settings as settings_mod
 from tests.applier_support import (
@@ -127,6 +127,26 @@ async def test_an_object_relabelled_to_another_deployment_is_not_healed_back(sto
     assert await _drifts(db) == []
     assert live(cluster, "v1", "ConfigMap", "apps", "a")["metadata"]["labels"][OWNER] == "elsewhere"
     assert len(await _failed(db, "api")) == 1
+
+
+async def test_an_object_whose_owner_is_being_removed_is_waited_for_then_taken_under_the_new_name(store, db, emu: Emulator):  # noqa: F811
+    cluster = emu.cluster("eu-1")
+    await register(store, emu, "eu-1", region="eu")
+    await submit(store, "api", [namespace(), configmap("shared", v="api")], "region=eu")
+    await eventually(lambda: _succeeded(db, "api", 1), what="api applied")
+    # api's prune of the ConfigMap fails twice, so "renamed" surely meets it still labelled api.
+    cluster.add_fault(Fault(status=500, method="DELETE", path="/api/v1/namespaces/apps/configmaps/shared", count=2))
+    await append(store, events.DeploymentRemoved(deployment="api", reason="renamed"))
+    await submit(store, "renamed", [namespace(), configmap("shared", v="renamed")], "region=eu")
+
+    await eventually(lambda: _succeeded(db, "renamed", 1), what="renamed applied once api pruned")
+    waited = await _failed(db, "renamed")
+    assert waited and all((f["reason"], f["retryable"]) == ("SharedResource", True) for f in waited)
+    assert waited[0]["error"] == ("Namespace apps still belongs to deployment api, which no longer deploys it "
+                                  "here; waiting for api to prune it")
+    shared = live(cluster, "v1", "ConfigMap", "apps", "shared")
+    assert (shared["metadata"]["labels"][OWNER], shared["data"]) == ("renamed", {"v": "renamed"})
+    assert await _drifts(db) == []
 
 
 async def _succeeded(db: Any, deployment: str, revision: int) -> bool:
