@@ -28,7 +28,7 @@ from api import access, componentmetrics, keys, lanes, live, peers, server
 from handlers import outcomes as outcomes_mod
 from ledger import components, db, dbfaults, meters
 from ledger import store as store_mod
-from projections import fleet, runner
+from projections import fleet, runner, undecodable
 
 routes = web.RouteTableDef()
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
@@ -199,6 +199,17 @@ def _database(_: None, app: web.Application) -> Iterator[Metric]:
     yield errors
 
 
+def _undecodable(_: None, app: web.Application) -> Iterator[Metric]:
+    """Stops at an event this version cannot decode, by reader (projections/undecodable.py; the
+    projector's own stall is ``ledger_projector_stalled``)."""
+    family = CounterMetricFamily("ledger_undecodable_events", "Times a reader stopped at an event that does "
+                                 "not decode (replay: a /v1/state or audit request; applier: a restart)",
+                                 labels=["reader"])
+    for reader in undecodable.READERS:
+        family.add_metric([reader], undecodable.STOPS.get(reader, 0))
+    yield family
+
+
 def _http(log: access.Log, app: web.Application) -> Iterator[Metric]:
     """Requests answered, by route template, method and status (api/access.py counts them)."""
     family = CounterMetricFamily("ledger_http_requests", "HTTP requests answered, by route template, "
@@ -234,6 +245,7 @@ SOURCES: Final[tuple[tuple[web.AppKey[Any] | None, Families], ...]] = (
     (keys.APPLIER, _applier),
     (None, _rollouts),
     (None, _database),
+    (None, _undecodable),
     (access.LOG, _http),
     (keys.APPLIER, _health),
 )

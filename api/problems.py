@@ -98,6 +98,13 @@ def translate(exc: BaseException, retry_after: int) -> Problem | None:
             return Problem(503, "Service unavailable",
                            f"the event store is unavailable ({cause}); retry after {retry_after} s",
                            headers={"Retry-After": str(retry_after)})
+        case errors.Undecodable():
+            # The log is intact but this version cannot read it (projections/undecodable.py): the
+            # answer waits for an upgrade or a repair, as readiness says.
+            return Problem(503, "Event not readable", f"{exc}; the state past position {exc.position - 1} "
+                           f"cannot be told until it is repaired or this service upgraded",
+                           headers={"Retry-After": str(retry_after)}, position=exc.position,
+                           event_type=exc.type, stream=exc.stream, reason=exc.reason)
         case web.HTTPRequestEntityTooLarge():
             return Problem(413, "Request body too large", exc.text or "request body over the limit",
                            field="body")

@@ -364,6 +364,7 @@ async def measure(args: argparse.Namespace, url: str, pid: int) -> dict[str, Any
         print("expensive lane: cheap requests without and with the load …", flush=True)
         found["lanes"] = await lanes(session, url, args.events, args.replays, args.verifies, args.rounds)
         found["lanes_load"] = load_average()
+        await asyncio.sleep(3)  # the lane idle for a few seconds (api/lanes.py then trims the heap)
         print(f"{args.subscribers} non-reading SSE subscribers …", flush=True)
         found["sse"] = await sse(session, url, pid, args.subscribers, args.sse_seconds)
         found["sse_load"] = load_average()
@@ -424,7 +425,8 @@ def report(args: argparse.Namespace, f: dict[str, Any], catch_up: float, served:
           f"({sum(p for _, p in each.values()):.0f}) |" for when, each in (
               ("just started (`/readyz` answered; the projector starts folding the log)", rest["started"]),
               (f"the seeded log folded ({args.events:,} events), the applier's catch-up written", rest["caught_up"]),
-              ("after the appends and the expensive lane, before the SSE subscribers", sse_["before_each"]),
+              ("after the appends and the expensive lane (3 s idle), before the SSE subscribers",
+               sse_["before_each"]),
               (f"{args.subscribers} stalled SSE subscribers, at the peak", sse_["peak_each"]))),
     ])
 

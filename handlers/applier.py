@@ -153,12 +153,17 @@ class Applier:
                 tg.create_task(tasks.supervise(follow.COMPONENT, self.health.run, self.registry),
                                name=follow.COMPONENT)
                 self.ready.set()
-        except Exception:
+        except Exception as exc:
             # Python 3.11's TaskGroup raises a child's error instead of the CancelledError when both
             # happen at once; a stop request must win, or our supervisor would restart us forever.
+            # But a child that crashed leaves the TaskGroup's own cancel of this task counted too:
+            # that crash goes to the supervisor (it was a silent, final stop); tasks.stop cancels
+            # again should a stop request have come at the same moment.
             task = asyncio.current_task()
             if task is not None and task.cancelling():
-                raise asyncio.CancelledError from None
+                if not tasks.crashed(exc):
+                    raise asyncio.CancelledError from None
+                task.uncancel()
             raise
         finally:
             self._tg = None

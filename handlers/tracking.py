@@ -32,7 +32,7 @@ import msgspec
 
 from handlers import followed
 from ledger import access, events, records
-from projections import fleet, waves
+from projections import fleet, undecodable, waves
 
 Outcome = Literal["succeeded", "retrying", "failed", ""]
 
@@ -172,9 +172,15 @@ def fold(state: State, rec: records.RecordedEvent) -> set[str]:
                     if p is not None:
                         p.placed = False
                         p.revision, p.outcome = -1, ""
-    # The fleet's own hot path; it skips undecodable events as every fold does.
+    # The fleet's own hot path. An event it cannot decode stops the applier (projections/
+    # undecodable.py): the fleet keeps the position before it, so neither a checkpoint nor a
+    # restart passes it by.
+    folded_to, folded_at = state.fleet.position, state.fleet.recorded_at
     event = fleet.fold_row(state.fleet, rec.position, rec.stream, rec.version, rec.type, rec.data,
                            rec.metadata, rec.recorded_at)
+    if event is None:
+        state.fleet.position, state.fleet.recorded_at = folded_to, folded_at
+        raise undecodable.stop("applier", rec.position, rec.stream, rec.type, rec.data)
     match event:
         case events.TargetRegistered() | events.TargetUpdated():
             if _access(state.fleet.targets.get(event.target)) != before:

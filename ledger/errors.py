@@ -51,3 +51,16 @@ class InvalidEvent(LedgerError):
     def __init__(self, detail: str) -> None:
         self.detail = detail
         super().__init__(detail)
+
+
+class Undecodable(LedgerError):
+    """The log holds an event this version cannot decode (projections/undecodable.py): a reader that
+    needs every event up to a position stops there rather than pass it by."""
+
+    def __init__(self, reader: str, position: int, stream: str, type_: str, reason: str) -> None:
+        self.reader = reader
+        self.position = position
+        self.stream = stream
+        self.type = type_
+        self.reason = reason
+        super().__init__(f"the event at position {position} ({type_} in {stream}) does not decode: {reason}")

@@ -37,6 +37,14 @@ def lost_database(exc: BaseException) -> bool:
     return isinstance(exc, errors.StoreUnavailable) or dbfaults.is_unavailable(exc)
 
 
+def crashed(exc: BaseException) -> bool:
+    """Whether ``exc`` (every error inside a TaskGroup's group, if it is one) holds a real error,
+    not only cancellations."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(crashed(e) for e in exc.exceptions)
+    return not isinstance(exc, asyncio.CancelledError)
+
+
 async def supervise(name: str, factory: Callable[[], Awaitable[None]], registry: components.Registry, *,
                     first_delay: float = FIRST_DELAY, max_delay: float = MAX_DELAY) -> None:
     loop = asyncio.get_running_loop()

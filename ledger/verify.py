@@ -5,7 +5,10 @@ Each row is checked in position order and the first failure is reported with wha
 - ``gap``: a position is missing (expected N, found M, or nothing after the range's last row);
 - ``prev_hash``: the row's prev_hash is not the previous row's hash;
 - ``hash``: the hash recomputed from the canonical encoding (ledger/hashing.py) is not the stored one;
-- ``version``: a stream's version is not its previous version + 1.
+- ``version``: a stream's version is not its previous version + 1;
+- ``undecodable``: the chain holds, but the event's data is not its type's (ledger/events.py): a
+  log written around the service, or by a version that knows more; every reader stops there
+  (projections/undecodable.py), so the verdict says so too.
 
 Rows stream through a server-side cursor (ledger/scan.py), so memory stays bounded by the prefetch
 and by one integer per stream seen. A range that starts after position 1 is anchored on the stored
@@ -30,9 +33,9 @@ from typing import Any, Final, Literal
 import asyncpg
 import msgspec
 
-from ledger import exporter, hashing, records, scan
+from ledger import events, exporter, hashing, records, scan
 
-Kind = Literal["gap", "prev_hash", "hash", "version", "digest"]
+Kind = Literal["gap", "prev_hash", "hash", "version", "digest", "undecodable"]
 CHUNK: Final = 2000
 # The largest position a bigint holds: a range ending there has no row past it to read.
 _LARGEST: Final = 2**63 - 1
@@ -252,6 +255,10 @@ class _Walk:
             return Break(event.position, "hash",
                          f"stored hash {event.hash} differs from the recomputed {computed}",
                          expected=computed, found=event.hash)
+        try:
+            events.decode(event.type, event.data)
+        except events.DecodeError as exc:
+            return Break(event.position, "undecodable", f"{event.type} in {event.stream} does not decode: {exc}")
         return self.versions.check(event)
 
 

@@ -45,7 +45,7 @@ Decisions:
   Every path into the log refuses them (projections/rules.py), so they appear only in a log written
   by an older version, or of a type this version does not know (after a downgrade). The projector
   does not pass one by: it stalls at it and says so (projections/runner.py), so the read models
-  never silently differ from the log; replay and the applier's own fold skip it.
+  never silently differ from the log; replay and the applier stop at it too (projections/undecodable.py).
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ both read in one snapshot of the database.
 
 A rollout stream grows by an outcome per target per revision, so a long history is tens of
 thousands of rows: beyond ``INLINE_ROWS`` the fold runs in a worker thread (as replay's does,
-api/lanes.py), and the event loop keeps serving meanwhile.
+api/lanes.py), and the event loop keeps serving meanwhile. An event that does not decode stops
+the decision (``ledger.errors.Undecodable``: 503 naming it, nothing written), never passed by
+(projections/undecodable.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Final
 from uuid import UUID
 
 from ledger import store as store_mod
-from projections import fleet, freezes, tables
+from projections import fleet, freezes, tables, undecodable
 
 INLINE_ROWS: Final = 2_000
 
@@ -101,7 +103,7 @@ async def stream_state(store: store_mod.EventStore, stream: str, *, timeout: flo
 
 def _fold_rows(state: fleet.Fleet, rows: Sequence[Sequence[object]]) -> None:
     for row in rows:
-        fleet.fold_row(state, *row)  # type: ignore[arg-type]
+        undecodable.fold("commands", state, row)
 
 
 async def _fold(state: fleet.Fleet, rows: Sequence[Sequence[object]]) -> None:
@@ -153,7 +155,7 @@ async def targets(store: store_mod.EventStore, *, timeout: float | None = None) 
             for target in await tables.load_targets(conn):
                 state.targets[target.name] = target
             for row in await conn.fetch(_TARGET_TAIL, checkpoint, timeout=timeout):
-                fleet.apply_row(state, *row)
+                undecodable.fold("commands", state, row)
     return state.targets
 
 
@@ -163,7 +165,7 @@ async def freezes_now(store: store_mod.EventStore, *, timeout: float | None = No
         rows = await conn.fetch(_FREEZES, timeout=timeout)
     state = fleet.empty()
     for row in rows:
-        fleet.apply_row(state, *row)
+        undecodable.fold("commands", state, row)
     return state.freezes
 
 
@@ -193,5 +195,5 @@ async def holders(store: store_mod.EventStore, deployment: str, names: list[str]
     state = fleet.empty()
     state.targets.update(found_targets)
     for row in rows:
-        fleet.fold_row(state, *row)
+        undecodable.fold("commands", state, row)
     return state

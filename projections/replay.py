@@ -4,7 +4,9 @@ State at N = the nearest snapshot at or below N, then every later event up to N 
 ``projections.fleet``, read with a server-side cursor so memory does not grow with the range. The
 same fold keeps the read models, so replay at the head equals them. A moment in time maps to the
 last event recorded at or before it: the writer keeps ``recorded_at`` non-decreasing in position
-order, so that is a short index walk, not a scan.
+order, so that is a short index walk, not a scan. An event that does not decode stops a replay
+that reaches it (``ledger.errors.Undecodable``, projections/undecodable.py): a state that skipped it
+would be one the fleet never had.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from projections import fleet, snapshots
+from projections import fleet, snapshots, undecodable
 
 EVENTS: Final = ("SELECT position, stream, version, type, data::text, metadata::text, recorded_at"
                  " FROM events WHERE position > $1 AND position <= $2 ORDER BY position")
@@ -43,7 +45,7 @@ async def chunks(cursor: Any, size: int = CHUNK) -> AsyncGenerator[list[Any], No
 
 def _fold_rows(state: fleet.Fleet, rows: list[Any]) -> None:
     for row in rows:
-        fleet.fold_row(state, *row)
+        undecodable.fold("replay", state, row)
 
 
 async def fold_until(conn: asyncpg.Connection, state: fleet.Fleet, until: int) -> fleet.Fleet:
