@@ -102,6 +102,15 @@ class Lane:
         self._idle_since = 0.0
         self._trim: asyncio.TimerHandle | None = None
 
+    def _schedule_trim(self) -> None:
+        """An expensive request or a stream has ended: trim once the lane has been idle a while."""
+        if self.busy:
+            return
+        loop = asyncio.get_running_loop()
+        self._idle_since = loop.time()
+        if self._trim is None:
+            self._trim = loop.call_later(TRIM_AFTER, self._trim_when_idle)
+
     def _trim_when_idle(self) -> None:
         """Once the lane has been idle for ``TRIM_AFTER`` s, give the heap's free pages back."""
         loop = asyncio.get_running_loop()
@@ -133,6 +142,7 @@ class Lane:
             yield
         finally:
             _drop(self.streams, client)
+            self._schedule_trim()
 
     @contextlib.asynccontextmanager
     async def turn(self, client: str) -> AsyncIterator[None]:
@@ -165,10 +175,7 @@ class Lane:
             finally:
                 self.busy -= 1
                 self.turns.release()
-                if self.busy == 0:
-                    self._idle_since = loop.time()
-                    if self._trim is None:
-                        self._trim = loop.call_later(TRIM_AFTER, self._trim_when_idle)
+                self._schedule_trim()
         finally:
             _drop(self.expensive, client)
 
@@ -189,7 +196,8 @@ def give_back_memory() -> None:
 
     Why: a replay builds the whole fleet as it stood, and its answer; freed when the request is done,
     their memory stays in the process (the heap's free lists) until something trims it. Run when the
-    lane has been idle for ``TRIM_AFTER`` s (a trim holds the allocator's lock: never under load),
+    lane has been idle for ``TRIM_AFTER`` s after an expensive request or an SSE stream ended (a
+    subscriber's buffers go too; a trim holds the allocator's lock: never under the lane's load),
     in the worker thread (ctypes releases the interpreter's lock for the call)."""
     if _LIBC is not None:
         _LIBC.malloc_trim(0)

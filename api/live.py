@@ -88,6 +88,11 @@ def config_of(app: web.Application) -> Config:
 CONFIG: Final = web.AppKey("live_config", Config)
 TAIL: Final = web.AppKey("live_tail", fanout.Tail)
 CATCH_UP: Final = web.AppKey("live_catch_up", asyncio.Semaphore)
+# Events in a subscriber's first catch-up page; each full page doubles it up to ``Config.page``. A
+# subscriber that does not read takes only about a queue's worth (``queue_bytes``) before it stalls,
+# so 500 of them connecting at once no longer read (and decode) a thousand events each: the first
+# live event reached a reader 141 ms after its append among them, and the API process grew 100 MB.
+FIRST_PAGE: Final = 64
 SUBSCRIBERS: Final = web.AppKey("live_subscribers", set["_Stream"])
 # Subscribers cut off for being slow, by reason: a write that timed out, or too far behind the head.
 CUT_REASONS: Final = ("write_timeout", "behind")
@@ -224,7 +229,7 @@ class _Stream:
         """Paged reads from ``store_reads`` until the ring covers the cursor; returns the cursor."""
         scan = store_reads
         store = self.request.app[keys.STORE]
-        size = self.config.page
+        size = min(self.config.page, FIRST_PAGE)
         await tail.ready()
         gate = self.request.app[CATCH_UP]
         pool = lanes.pool(self.request.app)

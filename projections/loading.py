@@ -36,7 +36,7 @@ FROM events WHERE stream = $1 ORDER BY version
 """
 _ROLLOUT: Final = """
 SELECT position, stream, version, type,
-       CASE WHEN type IN ('RevisionSubmitted', 'RolledBack') THEN (data || '{"manifests": []}'::jsonb)::text
+       CASE WHEN type = 'RevisionSubmitted' THEN (data || '{"manifests": []}'::jsonb)::text
             ELSE data::text END,
        metadata::text, recorded_at
 FROM events WHERE stream = ANY($1::text[]) AND position <= $2 ORDER BY position

@@ -39,7 +39,6 @@ SAMPLES: dict[str, list[str]] = {
     "ledger targets update": ["targets", "update", "eu-1", "--label", "tier=prod"],
     "ledger targets list": ["targets", "list"],
     "ledger deploy": ["deploy", "web", "-f", FILE, "--selector", "region=eu", "-m", "first"],
-    "ledger rollback": ["rollback", "web", "--to", "1", "-m", "again"],
     "ledger history": ["history", "web"],
     "ledger diff": ["diff", "web", "1", "2"],
     "ledger status": ["status", "web"],
@@ -49,6 +48,8 @@ SAMPLES: dict[str, list[str]] = {
     "ledger approve": ["approve", "web", "--wave", "rest", "-m", "checked"],
     "ledger promote": ["promote", "web", "--wave", "rest", "-m", "early"],
     "ledger halt": ["halt", "web", "-m", "stop"],
+    # After the rollout commands: the rollback (revision 3, revision 1's manifests) has no strategy.
+    "ledger rollback": ["rollback", "web", "--to", "1", "-m", "again"],
     "ledger pause": ["pause", "web", "--reason", "freeze"],
     "ledger resume": ["resume", "web"],
     "ledger tokens create": ["tokens", "create", "ci", "--role", "viewer"],

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from handlers import tracking
-from ledger import events, records
+from ledger import errors, events, records
 from projections import fleet
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -37,16 +37,20 @@ def test_invalid_data_names_the_path_and_the_reason(data, path, reason):
     assert reason in caught.value.reason
 
 
-def test_every_reader_skips_what_does_not_decode_and_folds_what_does():
+def test_the_pure_fold_passes_what_does_not_decode_and_the_applier_stops_before_it():
     poison = records.RecordedEvent(1, "deployment-web", 1, uuid.uuid4(), "RevisionSubmitted",
                                    '{"deployment": "web", "revision": 2147483648, "manifests": []}', "{}",
                                    T0, "", "")
     good = records.RecordedEvent(2, "target-eu-1", 1, uuid.uuid4(), "TargetRegistered",
                                  '{"target": "eu-1", "server": "https://127.0.0.1:6443"}', "{}", T0, "", "")
     state = fleet.empty()
-    applier = tracking.State()
     for rec in (poison, good):
         fleet.apply_recorded(state, rec)
-        tracking.fold(applier, rec)
     assert state.deployments == {} and list(state.targets) == ["eu-1"] and state.position == 2
-    assert applier.fleet == state
+    # The readers that need every event stop at it (projections/undecodable.py, tests/test_undecodable.py).
+    applier = tracking.State()
+    with pytest.raises(errors.Undecodable) as stopped:
+        tracking.fold(applier, poison)
+    assert (stopped.value.position, applier.fleet.position) == (1, 0) and "$.revision" in stopped.value.reason
+    tracking.fold(applier, good)
+    assert list(applier.fleet.targets) == ["eu-1"]

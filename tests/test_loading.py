@@ -28,3 +28,15 @@ async def test_a_rollout_history_longer_than_the_inline_limit_folds_to_every_out
     assert deployment.paused
     assert {t: (r.applied_revision, r.attempts) for t, r in deployment.rollouts.items()} == {
         "a": (1, (count - 1) // 3 + 1), "b": (1, (count - 2) // 3 + 1), "c": (1, (count - 3) // 3 + 1)}
+
+
+async def test_a_rollback_folds_into_the_state_a_rollout_command_decides_on(store):
+    # The rollout streams' query added the elided manifests to RolledBack as well, whose data has
+    # none: the event did not decode and was passed by, so commands saw the revision before it.
+    await store.append("deployment-web", "any", [records.NewEvent(uuid.uuid4(), "RevisionSubmitted", {
+        "deployment": "web", "revision": 1, "manifests": [], "selector": ""})])
+    await store.append("deployment-web", "any", [records.NewEvent(uuid.uuid4(), "RolledBack", {
+        "deployment": "web", "revision": 2, "to_revision": 1})])
+    state, _ = await loading.deployment_with_rollout(store, "web")
+    assert state.deployments["web"].current_revision == 2
+    assert state.deployments["web"].revisions[2].rolled_back_to == 1
