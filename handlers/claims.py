@@ -83,6 +83,11 @@ class Claims:
         self._keys: dict[int, set[str]] = {}  # lock key held -> owned targets under it
         self.member: int | None = None
         self.members: list[int] = []
+        # Each candidate's owner among ``_owners_among``: a round hashes only targets new since
+        # the last one (a fleet registering thousands of targets otherwise rehashed them all on
+        # every registration's round); a change of members hashes all anew.
+        self._owners: dict[str, int | None] = {}
+        self._owners_among: list[int] = []
 
     def owns(self, target: str) -> bool:
         return target in self.owned
@@ -139,8 +144,11 @@ class Claims:
     async def _round(self, conn: asyncpg.Connection) -> None:
         rows = await conn.fetch(_MEMBERS, MEMBER_CLASS, timeout=self._timeout)
         self.members = sorted({int(r["member"]) for r in rows} | {self.member or 0})
-        candidates = set(self._candidates())
-        mine = {t for t in candidates if owner(t, self.members) == self.member}
+        if self.members != self._owners_among:
+            self._owners, self._owners_among = {}, list(self.members)
+        known = self._owners
+        self._owners = {t: known[t] if t in known else owner(t, self.members) for t in self._candidates()}
+        mine = {t for t, o in self._owners.items() if o == self.member}
         release = {t for t in self.owned - mine if not self._busy(t)}
         if release:
             await self._release(conn, release)
