@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 TARGET_CLASS: Final = 0x4C44_4154  # "LDAT"
 MEMBER_CLASS: Final = 0x4C44_414D  # "LDAM"
+# A round woken by targets coming or going waits this long first, so a burst of registrations
+# (thousands a second from a script) is claimed in a few rounds, not one round per registration:
+# each round walks every candidate target.
+ROUND_GAP: Final = 0.05
 
 _MEMBERS: Final = """
 SELECT objid::bigint AS member FROM pg_locks
@@ -116,6 +120,8 @@ class Claims:
                     await self._round(conn)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._interval)
+                    if self._wake.is_set():
+                        await asyncio.sleep(ROUND_GAP)
                     self._wake.clear()
             except asyncio.CancelledError:
                 raise
