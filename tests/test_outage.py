@@ -206,10 +206,16 @@ async def _send(client, call: Call, limit: float) -> tuple[int, dict[str, str], 
 async def _during_outage(client) -> list[str]:
     """Walk every route at once; returns what is wrong, one line per route."""
     calls = walk(client.app)
-    answers = await asyncio.gather(*(
-        _send(client, c, READINESS_TIMEOUT if c.route == READINESS else DB_TIMEOUT + 1)
-        for c in calls), return_exceptions=True)
+    answers = await asyncio.gather(*(_send(client, c, DB_TIMEOUT + 1) for c in calls), return_exceptions=True)
     wrong = []
+    # Readiness within a probe's 1 s, asked alone as a kubelet asks it: in the walk above it shares
+    # this test's one event loop with every other route's request and client, which under a loaded
+    # machine measured the test's own contention rather than the service.
+    readiness = next(c for c in calls if c.route == READINESS and c.method == "GET")
+    try:
+        await _send(client, readiness, READINESS_TIMEOUT)
+    except AssertionError as exc:
+        wrong.append(str(exc))
     for call, answer in zip(calls, answers, strict=True):
         if isinstance(answer, BaseException):
             wrong.append(f"{call}: {answer}")
