@@ -120,22 +120,22 @@ def _state(r: dict[str, Any]) -> str:
     return "frozen" if r.get("frozen") else str(r["state"])
 
 
-def _why(r: dict[str, Any]) -> str:
-    """What the state owes its word to: the freezes holding it, the degraded or failed reason, or
-    a retried error."""
+def _why(r: dict[str, Any], held: dict[str, str]) -> str:
+    """What the state owes its word to: the freezes holding it, the degraded or failed reason, a
+    retried error, or the wave it waits for (``held``: projections/waves.waiting)."""
     if r.get("frozen"):
         return f"held by freeze {', '.join(r['frozen']['freezes'])} until {r['frozen']['until']}"
     if r["state"] in ("degraded", "failed") and r.get("reason"):
         return f"{r['reason']}: {r['message']}" if r.get("message") else str(r["reason"])
-    return str(r["last_error"] or "")
+    return str(r["last_error"] or held.get(r["target"], ""))
 
 
-def _deployment_text(d: dict[str, Any]) -> str:
+def _deployment_text(d: dict[str, Any], held: dict[str, str] | None = None) -> str:
     flags = " (removed)" if d["removed"] else f" (paused: {d['pause_reason'] or 'no reason'})" if d["paused"] else ""
     selector = d["selector"] or '""'
     head = f"{d['name']}: revision {d['current_revision']}, selector {selector}{flags}\n{_summary(d['summary'])}"
     rows = [(r["target"], r["desired_revision"], r["applied_revision"], _state(r), r["attempts"],
-             _why(r)[:100]) for r in d["rollouts"]]
+             _why(r, held or {})[:100]) for r in d["rollouts"]]
     return head + ("\n\n" + http.table(rows, ["target", "desired", "applied", "state", "attempts", "reason"])
                    if rows else "")
 
@@ -144,7 +144,12 @@ def status(args: argparse.Namespace) -> int:
     client = options.client_from(args)
     if args.name:
         body = client.read(f"/v1/deployments/{args.name}")
-        output.show(args, body, _deployment_text)
+        held: dict[str, str] = {}
+        if not output.structured(args) and body["summary"]["pending"] + body["summary"]["applying"]:
+            from projections import waves  # only when some target waits: it may wait for a wave
+
+            held = waves.waiting(client.read(f"/v1/deployments/{args.name}/rollout").get("rollout"))
+        output.show(args, body, lambda b: _deployment_text(b, held))
         failed = body["summary"]["failed"] + body["summary"]["degraded"]
     else:
         body = client.read("/v1/deployments", include_removed="true" if args.all else None)

@@ -27,8 +27,8 @@ Decisions:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
-from typing import Final, Literal, Protocol
+from collections.abc import Collection, Mapping
+from typing import Any, Final, Literal, Protocol
 
 import msgspec
 
@@ -275,6 +275,22 @@ def view(p: Progress | None) -> dict[str, object] | None:
             "duration_ms": w.duration_ms if w.completed_at is not None else None,
         } for w in p.waves],
     }
+
+
+def waiting(view: Mapping[str, Any] | None) -> dict[str, str]:
+    """Why each member of a wave that has not started waits, from a rollout's ``view``: the wave,
+    and what it waits for (an approver, or a halted rollout). For the CLI and the web UI alike."""
+    found: dict[str, str] = {}
+    if not view:
+        return found
+    halted = view.get("halted")
+    for wave in view.get("waves", []):
+        if wave["started_at"] is not None:
+            continue
+        why = (f" (rollout halted at wave {halted['wave']})" if halted
+               else " (awaiting approval)" if wave["state"] == "awaiting-approval" else "")
+        found.update(dict.fromkeys(wave["targets"], f"waits for wave {wave['name']}{why}"))
+    return found
 
 
 def _wave_state(p: Progress, w: Wave) -> str:

@@ -40,3 +40,20 @@ async def test_approve_halt_resume_and_a_rollout_view_that_follows_the_feed_unti
     assert code == exits.Code.OK and "rollout resumed" in out
     code, out, _ = await ledger(capsys, "rollout", "web", "--once", "--json", *common)
     assert code == exits.Code.OK and '"phase": "rolling"' in out
+
+
+async def test_status_says_which_wave_a_waiting_target_waits_for(live, capsys):
+    url = str(live.make_url("")).rstrip("/")
+    for name in ("eu-1", "eu-2"):
+        credfiles.add_anonymous(live.app[keys.SETTINGS], name)
+        await register(live, name, region="eu")
+    await submit(live, "web", "", strategy=STRATEGY)
+    code, out, _ = await ledger(capsys, "status", "web", "--url", url)
+    reasons = {line.split()[0]: " ".join(line.split()[5:]) for line in out.splitlines() if line.startswith("eu-")}
+    assert reasons == {"eu-1": "waits for wave canary", "eu-2": "waits for wave rest"}, out
+    halted = await live.post("/v1/deployments/web/halt", json={"reason": "incident"})
+    assert halted.status == 200, await halted.text()
+    code, out, _ = await ledger(capsys, "status", "web", "--url", url)
+    assert "waits for wave rest (rollout halted at wave canary)" in out, out
+    code, out, _ = await ledger(capsys, "status", "web", "--url", url, "--json")
+    assert "waits for wave" not in out

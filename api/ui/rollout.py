@@ -76,11 +76,7 @@ def explain(rows: list[dict[str, Any]], view: dict[str, Any] | None) -> bool:
     """Say why waiting targets wait: a freeze holding them (the API's ``frozen``, by the applier's
     own rule, projections/freezerules.py) makes the row ``frozen``; a wave that has not started says
     which, and what it waits for. Whether any row became ``frozen``."""
-    waiting = {}
-    for wave in (view or {}).get("waves", []):
-        if wave["started_at"] is None:
-            why = " (awaiting approval)" if wave["state"] == "awaiting-approval" else ""
-            waiting.update(dict.fromkeys(wave["targets"], f"waits for wave {wave['name']}{why}"))
+    waiting = waves.waiting(view)
     frozen = False
     for row in rows:
         hold = row.get("frozen")
