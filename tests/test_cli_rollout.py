@@ -50,10 +50,11 @@ async def test_status_says_which_wave_a_waiting_target_waits_for(live, capsys):
     await submit(live, "web", "", strategy=STRATEGY)
     code, out, _ = await ledger(capsys, "status", "web", "--url", url)
     reasons = {line.split()[0]: " ".join(line.split()[5:]) for line in out.splitlines() if line.startswith("eu-")}
+    assert code == exits.Code.OK
     assert reasons == {"eu-1": "waits for wave canary", "eu-2": "waits for wave rest"}, out
     halted = await live.post("/v1/deployments/web/halt", json={"reason": "incident"})
     assert halted.status == 200, await halted.text()
     code, out, _ = await ledger(capsys, "status", "web", "--url", url)
     assert "waits for wave rest (rollout halted at wave canary)" in out, out
     code, out, _ = await ledger(capsys, "status", "web", "--url", url, "--json")
-    assert "waits for wave" not in out
+    assert code == exits.Code.OK and "waits for wave" not in out
