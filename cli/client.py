@@ -181,10 +181,6 @@ def state(args: argparse.Namespace) -> int:
     return 0
 
 
-def _name(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", type=options.name, help="deployment name (a DNS-1123 label)")
-
-
 def register(sub: parsers.Subparsers) -> None:
     dep = parsers.command(
         sub, "deploy", summary="submit a new revision of a deployment",
@@ -193,7 +189,7 @@ def register(sub: parsers.Subparsers) -> None:
         example_lines=["ledger deploy web -f web.yaml --selector region=eu -m 'nginx 1.27'",
                        "ledger deploy web -f web.yaml -m 'from CI' --wait --timeout 10m",
                        "kustomize build . | ledger deploy web -f - -m 'from CI'"])
-    _name(dep)
+    options.add_deployment_name(dep)
     dep.add_argument("-f", "--file", required=True, help="multi-document YAML manifests ('-' reads stdin)")
     dep.add_argument("--selector", "-l", help="label selector of the targets (default: keep the current one)")
     dep.add_argument("-m", "--message", default="", help="why: recorded with the revision")
@@ -215,7 +211,7 @@ def register(sub: parsers.Subparsers) -> None:
         sub, "history", summary="the revisions of a deployment: who, when, why, where",
         description="List a deployment's revisions, the current one marked with '*'.",
         example_lines=["ledger history web", "ledger history web --from-revision 10 --limit 5"])
-    _name(hist)
+    options.add_deployment_name(hist)
     hist.add_argument("--limit", type=int, default=100, help="at most this many revisions")
     hist.add_argument("--from-revision", type=int, default=1, help="the first revision listed")
     hist.set_defaults(func=history)
@@ -224,7 +220,7 @@ def register(sub: parsers.Subparsers) -> None:
         sub, "diff", summary="unified diff of two revisions' manifests",
         description="A unified diff of two revisions' manifests, as YAML.",
         example_lines=["ledger diff web 1 2"])
-    _name(dif)
+    options.add_deployment_name(dif)
     dif.add_argument("a", type=int, help="from revision")
     dif.add_argument("b", type=int, help="to revision")
     dif.set_defaults(func=diff)
@@ -233,7 +229,7 @@ def register(sub: parsers.Subparsers) -> None:
         sub, "rollback", summary="record a new revision restoring an earlier one",
         description="Record a new revision whose manifests and selector are those of an earlier one.",
         example_lines=["ledger rollback web --to 1 -m 'the new config breaks logins'"])
-    _name(back)
+    options.add_deployment_name(back)
     back.add_argument("--to", type=int, required=True, help="revision to restore")
     back.add_argument("-m", "--message", default="", help="why: recorded with the revision")
     back.add_argument("--override", metavar="REASON", help="admin: let the rollback through freeze windows, "
@@ -245,7 +241,7 @@ def register(sub: parsers.Subparsers) -> None:
                        ("remove", "remove a deployment (pruned from every target)")):
         parser = parsers.command(sub, verb, summary=text, description=text[0].upper() + text[1:] + ".",
                                  example_lines=[f"ledger {verb} web --reason 'change freeze'"])
-        _name(parser)
+        options.add_deployment_name(parser)
         parser.add_argument("--reason", default="", help="why: recorded with the event")
         parser.set_defaults(func=_reason(verb))
         verbs.append(parser)

@@ -108,6 +108,11 @@ def name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def add_deployment_name(parser: argparse.ArgumentParser) -> None:
+    """The positional deployment name every deployment command takes."""
+    parser.add_argument("name", type=name, help="deployment name (a DNS-1123 label)")
+
+
 def label(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:

@@ -135,17 +135,13 @@ def _exit(body: dict[str, Any]) -> int | None:
     return None
 
 
-def _name(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", type=options.name, help="deployment name (a DNS-1123 label)")
-
-
 def register(sub: parsers.Subparsers) -> None:
     app = parsers.command(
         sub, "approve", summary="approve a wave of a deployment's rollout",
         description="Approve a wave of the current revision's rollout (approver or admin; whoever submitted\n"
                     "the revision cannot approve its waves unless admin).",
         example_lines=["ledger approve web --wave early -m 'canary looks good'"])
-    _name(app)
+    options.add_deployment_name(app)
     app.add_argument("--wave", required=True, help="the wave to approve")
     app.add_argument("-m", "--message", default="", help="why: recorded with the approval")
     app.set_defaults(func=approve)
@@ -154,7 +150,7 @@ def register(sub: parsers.Subparsers) -> None:
         sub, "promote", summary="start a rollout's next wave now, ending its soak early",
         description="Start the named wave now, though the wave before it is still soaking.",
         example_lines=["ledger promote web --wave rest -m 'hotfix'"])
-    _name(pro)
+    options.add_deployment_name(pro)
     pro.add_argument("--wave", required=True, help="the wave to start")
     pro.add_argument("-m", "--message", default="", help="why")
     pro.set_defaults(func=promote)
@@ -164,7 +160,7 @@ def register(sub: parsers.Subparsers) -> None:
         description="Halt the current revision's rollout: targets it reached keep it, no further wave\n"
                     "starts; 'ledger resume' continues it.",
         example_lines=["ledger halt web -m 'error rate up in eu'"])
-    _name(hal)
+    options.add_deployment_name(hal)
     hal.add_argument("-m", "--message", default="", help="why: recorded with the halt")
     hal.set_defaults(func=halt)
 
@@ -173,7 +169,7 @@ def register(sub: parsers.Subparsers) -> None:
         description="Show the waves of the current revision's rollout and follow them live until the\n"
                     "rollout completes (exit 0) or halts (exit 1).",
         example_lines=["ledger rollout web", "ledger rollout web --once --json"])
-    _name(view)
+    options.add_deployment_name(view)
     view.add_argument("--once", action="store_true", help="show the rollout once and exit")
     view.set_defaults(func=rollout)
 
