@@ -178,17 +178,8 @@ class Client:
         return found if isinstance(found, dict) else None
 
     async def list(self, resource: Resource, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
-        dyn = await self.dynamic()
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            page = await self._call(f"list {resource.kind}", functools.partial(
-                dyn.get, resource, namespace=namespace, label_selector=label_selector, limit=500,
-                _continue=token, serialize=False, _request_timeout=self.timeout))
-            items.extend(i for i in (page or {}).get("items") or [] if isinstance(i, dict))
-            token = ((page or {}).get("metadata") or {}).get("continue")
-            if not token:
-                return items
+        items, _ = await self.list_at(resource, namespace, label_selector)
+        return items
 
     async def open_watch(self, resource: Resource, namespace: str | None, label_selector: str,
                          resource_version: str, timeout_seconds: int) -> aiohttp.ClientResponse:
