@@ -101,17 +101,12 @@ async def stream_state(store: store_mod.EventStore, stream: str, *, timeout: flo
     return StreamState(state, rows[-1][2] if rows else 0, rows[-1][0] if rows else 0)
 
 
-def _fold_rows(state: fleet.Fleet, rows: Sequence[Sequence[object]]) -> None:
-    for row in rows:
-        undecodable.fold("commands", state, row)
-
-
 async def _fold(state: fleet.Fleet, rows: Sequence[Sequence[object]]) -> None:
     """Fold ``rows`` into ``state``; off the event loop when there are many."""
     if len(rows) > INLINE_ROWS:
-        await asyncio.to_thread(_fold_rows, state, rows)
+        await asyncio.to_thread(undecodable.fold_all, "commands", state, rows)
     else:
-        _fold_rows(state, rows)
+        undecodable.fold_all("commands", state, rows)
 
 
 async def deployment_with_rollout(store: store_mod.EventStore, name: str, *,

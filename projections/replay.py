@@ -43,11 +43,6 @@ async def chunks(cursor: Any, size: int = CHUNK) -> AsyncGenerator[list[Any], No
             fetching.cancel()
 
 
-def _fold_rows(state: fleet.Fleet, rows: list[Any]) -> None:
-    for row in rows:
-        undecodable.fold("replay", state, row)
-
-
 async def fold_until(conn: asyncpg.Connection, state: fleet.Fleet, until: int) -> fleet.Fleet:
     """Fold the events after ``state.position`` up to ``until`` into ``state``; needs a transaction.
 
@@ -56,7 +51,7 @@ async def fold_until(conn: asyncpg.Connection, state: fleet.Fleet, until: int) -
     cursor = await conn.cursor(EVENTS, state.position, until)
     async with contextlib.aclosing(chunks(cursor)) as chunked:
         async for rows in chunked:
-            await asyncio.to_thread(_fold_rows, state, rows)
+            await asyncio.to_thread(undecodable.fold_all, "replay", state, rows)
     return state
 
 

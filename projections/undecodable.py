@@ -26,7 +26,7 @@ every reader go on by itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from ledger import errors, events
@@ -58,3 +58,9 @@ def fold(reader: str, state: fleet.Fleet, row: Sequence[Any]) -> events.AnyEvent
     if event is None:
         raise stop(reader, row[0], row[1], row[3], row[4])
     return event
+
+
+def fold_all(reader: str, state: fleet.Fleet, rows: Iterable[Sequence[Any]]) -> None:
+    """``fold`` each row in turn (a worker thread's unit of work for replay and commands)."""
+    for row in rows:
+        fold(reader, state, row)
