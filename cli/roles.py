@@ -14,7 +14,8 @@ applier processes run the same cleanup contexts as the single process does for t
 answer ``/healthz``, ``/readyz`` and ``/metrics`` on their status socket (loopback, the run's secret).
 Each imports what its role runs, when it knows its role: the web UI's templates stay out of the
 projector and the applier, the Kubernetes client out of the API and the projector
-(tests/test_imports.py).
+(tests/test_imports.py). Each keeps glibc's mmap threshold fixed (ledger/heap.py), so the large
+blocks of a fold or a snapshot go back to the system when freed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from cli import options, signals
 from cli import spec as spec_mod
+from ledger import heap
 from ledger import settings as settings_mod
 
 if TYPE_CHECKING:
@@ -95,6 +97,7 @@ async def _serve_status(app: web.Application, sock: socket.socket) -> None:
 
 def main() -> int:
     spec, settings = spec_mod.read(sys.stdin.buffer.readline())
+    heap.cap_mmap_threshold()
     options.configure_logging(settings)
     _stop_when_orphaned()
     sock = socket.socket(fileno=spec.fd)

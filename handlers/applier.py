@@ -65,7 +65,7 @@ from handlers import (
     rollouts,
     tracking,
 )
-from ledger import components, credfile, events, logs, meters, records, store, tasks
+from ledger import components, credfile, events, heap, logs, meters, records, store, tasks
 from ledger import credentials as credentials_mod
 from ledger import settings as settings_mod
 from projections import fleet
@@ -192,6 +192,8 @@ class Applier:
                 tracking.fold(self.state, rec)
             if len(page) < CATCH_UP_PAGE:
                 break
+        del page
+        await asyncio.to_thread(heap.give_back)  # what the fold passed through (ledger/heap.py)
         log.info("applier caught up at position %d", self.state.position,
                  extra={"position": self.state.position})
 

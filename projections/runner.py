@@ -40,7 +40,7 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 
-from ledger import components, db, dbfaults, errors, events
+from ledger import components, db, dbfaults, errors, events, heap
 from ledger import store as store_mod
 from projections import fleet, progress, replay, snapshots, tables
 
@@ -171,6 +171,7 @@ class Projector:
                 await conn.execute("SELECT pg_advisory_lock($1)", LOCK)
             await self._resume(conn)
             await self._catch_up(conn)
+            await asyncio.to_thread(heap.give_back)  # what the fold passed through (ledger/heap.py)
             log.info("projector caught up at position %d; following", self.state.position,
                      extra={"position": self.state.position})
             await self._follow(conn, store)
