@@ -92,6 +92,7 @@ class Claims:
         # every registration's round); a change of members hashes all anew.
         self._owners: dict[str, int | None] = {}
         self._owners_among: list[int] = []
+        self.member_reads = 0
 
     def owns(self, target: str) -> bool:
         return target in self.owned
@@ -116,11 +117,13 @@ class Claims:
                 conn.add_termination_listener(lambda _conn: self._drop_all())
                 await self._join(conn)
                 delay = 0.1
+                poked = False
                 while True:
-                    await self._round(conn)
+                    await self._round(conn, read_members=not poked)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._interval)
-                    if self._wake.is_set():
+                    poked = self._wake.is_set()
+                    if poked:
                         await asyncio.sleep(ROUND_GAP)
                     self._wake.clear()
             except asyncio.CancelledError:
@@ -147,9 +150,16 @@ class Claims:
                 self.member = member
                 return
 
-    async def _round(self, conn: asyncpg.Connection) -> None:
-        rows = await conn.fetch(_MEMBERS, MEMBER_CLASS, timeout=self._timeout)
-        self.members = sorted({int(r["member"]) for r in rows} | {self.member or 0})
+    async def _round(self, conn: asyncpg.Connection, *, read_members: bool = True) -> None:
+        """Share out the candidates. A round woken by targets coming or going (``read_members``
+        false) keeps the members the last round read: reading them scans PostgreSQL's whole lock
+        table, which holds a lock per claimed target, so under a burst of registrations it was most
+        of the applier's database CPU. A member joining or leaving is seen by the next round on the
+        interval, as before."""
+        if read_members or not self.members:
+            rows = await conn.fetch(_MEMBERS, MEMBER_CLASS, timeout=self._timeout)
+            self.member_reads += 1
+            self.members = sorted({int(r["member"]) for r in rows} | {self.member or 0})
         if self.members != self._owners_among:
             self._owners, self._owners_among = {}, list(self.members)
         known = self._owners
