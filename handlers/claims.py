@@ -89,9 +89,11 @@ class Claims:
         self.members: list[int] = []
         # Each candidate's owner among ``_owners_among``: a round hashes only targets new since
         # the last one (a fleet registering thousands of targets otherwise rehashed them all on
-        # every registration's round); a change of members hashes all anew.
+        # every registration's round), and walks only the targets that came or went (set
+        # differences); a change of members hashes all anew.
         self._owners: dict[str, int | None] = {}
         self._owners_among: list[int] = []
+        self._mine: set[str] = set()  # the candidates that belong to this member
         self.member_reads = 0
 
     def owns(self, target: str) -> bool:
@@ -161,10 +163,17 @@ class Claims:
             self.member_reads += 1
             self.members = sorted({int(r["member"]) for r in rows} | {self.member or 0})
         if self.members != self._owners_among:
-            self._owners, self._owners_among = {}, list(self.members)
+            self._owners, self._owners_among, self._mine = {}, list(self.members), set()
+        current = set(self._candidates())
         known = self._owners
-        self._owners = {t: known[t] if t in known else owner(t, self.members) for t in self._candidates()}
-        mine = {t for t, o in self._owners.items() if o == self.member}
+        for target in known.keys() - current:
+            del known[target]
+            self._mine.discard(target)
+        for target in current - known.keys():
+            known[target] = found = owner(target, self.members)
+            if found == self.member:
+                self._mine.add(target)
+        mine = self._mine
         release = {t for t in self.owned - mine if not self._busy(t)}
         if release:
             await self._release(conn, release)
