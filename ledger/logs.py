@@ -179,7 +179,7 @@ def configure(log_format: str, level: str, *, secrets: Iterable[str] = (), strea
     # No line says where in the source it was logged, or which thread or process logged it: not
     # computing those for every record (the logging HOWTO's "Optimization") saves a frame walk per
     # line, and the access log writes one per request.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
