@@ -52,8 +52,10 @@ from typing import Final, TypeVar
 import asyncpg
 from aiohttp import web
 
-from api import auth, keys, problems
+from api import auth, keys, lanejobs, problems
+from api import workers as workers_mod
 from ledger import db, errors
+from projections import undecodable
 
 R = TypeVar("R", bound=web.StreamResponse)
 
@@ -96,6 +98,11 @@ class Lane:
     limited: int = 0
     expensive: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     streams: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    workers: workers_mod.Workers = dataclasses.field(kw_only=True)
+    # Jobs run by a worker, by kind; verifies answered from another request's run.
+    runs: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    coalesced: int = 0
+    flights: dict[tuple[object, ...], asyncio.Task[bytes]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.turns = asyncio.Semaphore(self.limit)
@@ -146,38 +153,108 @@ class Lane:
 
     @contextlib.asynccontextmanager
     async def turn(self, client: str) -> AsyncIterator[None]:
+        async with self.counted(client), self.slot():
+            yield
+
+    @contextlib.asynccontextmanager
+    async def counted(self, client: str) -> AsyncIterator[None]:
+        """One of ``client``'s expensive requests (429 past its limit)."""
         if self.expensive[client] >= self.client_limit:
             raise self._too_many(client, "expensive requests", self.client_limit)
         self.expensive[client] += 1
+        try:
+            yield
+        finally:
+            _drop(self.expensive, client)
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """A turn of the lane: wait up to ``wait`` s for it, else 503."""
         loop = asyncio.get_running_loop()
         arrived = loop.time()
         try:
-            try:
-                async with asyncio.timeout(self.wait):
-                    await self.turns.acquire()
-            except TimeoutError:
-                self.refused += 1
-                raise problems.Problem(
-                    503, "Service busy",
-                    f"all {self.limit} turns for expensive requests (replay, verify, feed) are taken; "
-                    f"retry after {self.retry_after} s",
-                    headers={"Retry-After": str(self.retry_after)}) from None
-            self.busy += 1
-            try:
-                if self.outage_at >= arrived:
-                    # A request ahead of this one found the database unavailable while this one
-                    # waited: answer 503 now rather than wait out the database timeout once more.
-                    raise errors.StoreUnavailable("the database did not answer a request ahead of this one")
-                yield
-            except errors.StoreUnavailable:
-                self.outage_at = loop.time()
-                raise
-            finally:
-                self.busy -= 1
-                self.turns.release()
-                self._schedule_trim()
+            async with asyncio.timeout(self.wait):
+                await self.turns.acquire()
+        except TimeoutError:
+            self.refused += 1
+            raise problems.Problem(
+                503, "Service busy",
+                f"all {self.limit} turns for expensive requests (replay, verify, feed) are taken; "
+                f"retry after {self.retry_after} s",
+                headers={"Retry-After": str(self.retry_after)}) from None
+        self.busy += 1
+        try:
+            if self.outage_at >= arrived:
+                # A request ahead of this one found the database unavailable while this one
+                # waited: answer 503 now rather than wait out the database timeout once more.
+                raise errors.StoreUnavailable("the database did not answer a request ahead of this one")
+            yield
+        except errors.StoreUnavailable:
+            self.outage_at = loop.time()
+            raise
         finally:
-            _drop(self.expensive, client)
+            self.busy -= 1
+            self.turns.release()
+            self._schedule_trim()
+
+    async def run(self, job: lanejobs.Job) -> bytes:
+        """``job`` run by a lane worker (the caller holds a turn): its answer's body."""
+        self.runs[type(job).__name__.lower()] += 1
+        return answered(await self.workers.run(job))
+
+    async def shared(self, job: lanejobs.Job) -> bytes:
+        """``job``'s answer, computed once for every request that asks for it while it runs.
+
+        The first asker's run takes a turn (and waits for it as any expensive request); those that
+        ask for the same job meanwhile wait for that run's answer without a turn of their own. The
+        run is a task of its own, so an asker that leaves takes nobody's answer with it."""
+        key = lanejobs.key(job)
+        flight = self.flights.get(key)
+        if flight is None:
+            flight = asyncio.get_running_loop().create_task(self._fly(job))
+            self.flights[key] = flight
+            flight.add_done_callback(functools.partial(self._landed, key))
+        else:
+            self.coalesced += 1
+        return await asyncio.shield(flight)
+
+    async def _fly(self, job: lanejobs.Job) -> bytes:
+        async with self.slot():
+            return await self.run(job)
+
+    def _landed(self, key: tuple[object, ...], flight: asyncio.Task[bytes]) -> None:
+        if self.flights.get(key) is flight:
+            del self.flights[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: each asker gets it from its own await
+
+
+def answered(answer: lanejobs.Answer) -> bytes:
+    """A worker's answer as the route answers it: the body, or the exception the route raised."""
+    match answer.status:
+        case "ok":
+            return answer.body
+        case "invalid":
+            raise problems.invalid(answer.field, answer.detail)
+        case "unavailable":
+            raise errors.StoreUnavailable(answer.detail or "no answer from the database") from _cause(answer.detail)
+        case "undecodable":
+            raise undecodable.stopped(errors.Undecodable(answer.reader, answer.position, answer.stream, answer.type,
+                                                         answer.detail))
+    raise RuntimeError(f"the lane worker failed: {answer.detail}")
+
+
+_CAUSES: Final[dict[str, type[Exception]]] = {}
+
+
+def _cause(name: str) -> Exception | None:
+    """The driver's error in the worker, by the name of its class: the one thing of it a 503 tells
+    (api/problems.py), so the answer reads as it did when the route read in-process."""
+    if not name.isidentifier():
+        return None
+    if name not in _CAUSES:
+        _CAUSES[name] = type(name, (Exception,), {})
+    return _CAUSES[name]()
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -234,10 +311,14 @@ async def context(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     lane_pool = await db.create_pool(app[keys.DSN], max_size=settings.expensive_concurrency + CATCH_UP_READS,
                                      timeout=settings.db_timeout)
+    lane_workers = workers_mod.Workers(app[keys.DSN], timeout=settings.db_timeout,
+                                       idle_exit=settings.expensive_idle_exit, retry_after=settings.retry_after)
     app[LANE] = Lane(limit=settings.expensive_concurrency, wait=settings.expensive_wait,
                      client_limit=settings.client_expensive_limit, stream_limit=settings.client_stream_limit,
-                     retry_after=settings.retry_after, pool=lane_pool, timeout=settings.db_timeout)
+                     retry_after=settings.retry_after, pool=lane_pool, timeout=settings.db_timeout,
+                     workers=lane_workers)
     yield
+    await lane_workers.stop()
     try:
         await asyncio.wait_for(lane_pool.close(), 5)
     except TimeoutError:
@@ -258,6 +339,29 @@ def expensive(handler: Callable[[web.Request], Awaitable[R]]) -> Callable[[web.R
 
     _KINDS[on_a_turn] = "expensive"
     return on_a_turn
+
+
+def coalesced(handler: Callable[[web.Request], Awaitable[R]]) -> Callable[[web.Request], Awaitable[R]]:
+    """Like ``expensive``, for a handler whose work is one ``shared`` job: the request counts
+    against its client's limit at once, and takes a turn only if no request runs the same job."""
+
+    @functools.wraps(handler)
+    async def counted(request: web.Request) -> R:
+        async with request.app[LANE].counted(client_of(request)):
+            return await handler(request)
+
+    _KINDS[counted] = "expensive"
+    return counted
+
+
+async def run(request: web.Request, job: lanejobs.Job) -> bytes:
+    """``job``'s answer body from a lane worker (the handler holds a turn: ``expensive``)."""
+    return await request.app[LANE].run(job)
+
+
+async def shared(request: web.Request, job: lanejobs.Job) -> bytes:
+    """``job``'s answer body, shared with the requests for the same job meanwhile (``coalesced``)."""
+    return await request.app[LANE].shared(job)
 
 
 def stream(handler: Callable[[web.Request], Awaitable[R]]) -> Callable[[web.Request], Awaitable[R]]:
