@@ -58,7 +58,7 @@ class Answer(msgspec.Struct):
     body: bytes = b""
     field: str = ""
     detail: str = ""
-    # ``ready``: the worker's and its database backend's process ids; ``undecodable``: the event's.
+    # The worker's process id (ready), its database backend's (every answer); undecodable: the event's.
     pid: int = 0
     backend: int = 0
     position: int = 0

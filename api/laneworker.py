@@ -70,13 +70,14 @@ class Worker:
     def __init__(self, start: lanejobs.Start) -> None:
         self.start = start
         self.conn: asyncpg.Connection | None = None
+        self.backend = 0
 
     async def connect(self) -> lanejobs.Answer:
         self.conn = await db.connect(self.start.dsn, timeout=self.start.timeout, command_timeout=self.start.timeout,
                                      server_settings={"application_name": APPLICATION})
         async with db.translated():
-            backend, why_not = await deprioritise_backend(self.conn, self.start.dsn)
-        return lanejobs.Answer("ready", pid=os.getpid(), backend=backend, detail=why_not)
+            self.backend, why_not = await deprioritise_backend(self.conn, self.start.dsn)
+        return lanejobs.Answer("ready", pid=os.getpid(), backend=self.backend, detail=why_not)
 
     async def answer(self, job: lanejobs.Job) -> lanejobs.Answer:
         try:
@@ -84,7 +85,9 @@ class Worker:
                 await self.connect()
             assert self.conn is not None
             async with db.translated():
-                return await lanejobs.run(self.conn, job)
+                answer = await lanejobs.run(self.conn, job)
+            answer.backend = self.backend
+            return answer
         except errors.StoreUnavailable as exc:
             if self.conn is not None:
                 self.conn.terminate()

@@ -123,6 +123,8 @@ class Workers:
         except BaseException:
             worker.kill()
             raise
+        if answer.backend:
+            worker.backend = answer.backend
         self._park(worker)
         return answer
 
