@@ -9,7 +9,8 @@ Decisions:
 - **Two lanes.** The cheap lane is every handler not decorated with ``expensive`` (``EXPENSIVE``
   lists them; a test holds the two to each other): the store's pool
   (``db_pool_size``) and the batching writer. The expensive lane is a semaphore of
-  ``expensive_concurrency`` turns and a PostgreSQL pool of its own with a connection per turn, so
+  ``expensive_concurrency`` turns, a lane worker per turn with a database connection of its own,
+  and a PostgreSQL pool of its own with a connection per turn for what runs here (feed pages), so
   an expensive request that has its turn always finds a connection, and never takes one from the
   cheap lane. Live catch-up reads (api/live.py) read through the same pool, on ``CATCH_UP_READS``
   permits with a connection each.
@@ -22,17 +23,23 @@ Decisions:
   most ``client_expensive_limit`` expensive requests and holds at most ``client_stream_limit`` SSE
   streams at once; past that it gets 429 + ``Retry-After`` at once, so one client cannot fill the
   lane for the others. A request counts from the moment it waits for its turn.
-- **Folds off the loop, on one thread.** Replay folds and hash recomputation run in a worker
-  thread, chunk by chunk, and so do the decoding of a replay's snapshot and the encoding of its
-  answer (projections/replay.py, projections/snapshots.py, api/state.py, ledger/verify.py), so the
-  event loop keeps serving meanwhile. They hold the interpreter's lock while they run, so
-  ``share_the_interpreter`` gives the process's default executor ``OFF_LOOP_THREADS`` thread (the
-  loop then waits for the lock behind one thread, not behind one per turn of the lane) and sets
-  the lock's switch interval to ``SWITCH_INTERVAL`` (5 ms by default: each time the loop wakes it
-  waited up to that long). Measured (bench/isolation.py, 200,000 events, 100 replay and 10 verify
-  loops, machine load ~5): append p99 under that load 1,029 ms with the pool of ``min(32, cores +
-  4)`` threads and the default interval, 231 ms with one thread and 1 ms, and the view and snapshot
-  off the loop.
+- **Replays and verifies in lane workers.** The replay fold of ``/v1/state?at=`` with its answer's
+  encoding, and the hash chain of ``/v1/verify`` (and the audit page's), run in worker processes
+  at idle CPU priority, started on demand, at most one per turn, gone after
+  ``expensive_idle_exit`` s idle (api/workers.py, api/laneworker.py, api/lanejobs.py): on two
+  cores a fold in this process took the event loop's CPU and the interpreter's lock (append p99
+  26.6 ms unloaded, 345.6 ms under 100 replay and 10 verify loops, 1,000,000 events), and its
+  memory stayed in the process (260-345 MB). A handler calls ``run`` on its turn.
+- **Concurrent verifies share one run.** ``coalesced`` routes count against their client's limit
+  at once; ``shared`` runs a job once for every request that asks for it while it runs (the first
+  asker's run takes a turn, the others wait for its answer without one), as the digest of one head
+  is one computation.
+- **What stays here, off the loop on one thread.** Feed pages, SSE catch-up reads and the audit
+  page's replay run in this process, chunk by chunk in a worker thread, so the event loop keeps
+  serving meanwhile. They hold the interpreter's lock while they run, so ``share_the_interpreter``
+  gives the process's default executor ``OFF_LOOP_THREADS`` thread (the loop then waits for the
+  lock behind one thread, not behind one per turn of the lane) and sets the lock's switch interval
+  to ``SWITCH_INTERVAL`` (1 ms: each time the loop wakes it waits up to that long).
 """
 
 from __future__ import annotations
