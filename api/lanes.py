@@ -9,7 +9,8 @@ Decisions:
 - **Two lanes.** The cheap lane is every handler not decorated with ``expensive`` (``EXPENSIVE``
   lists them; a test holds the two to each other): the store's pool
   (``db_pool_size``) and the batching writer. The expensive lane is a semaphore of
-  ``expensive_concurrency`` turns and a PostgreSQL pool of its own with a connection per turn, so
+  ``expensive_concurrency`` turns, a lane worker per turn with a database connection of its own,
+  and a PostgreSQL pool of its own with a connection per turn for what runs here (feed pages), so
   an expensive request that has its turn always finds a connection, and never takes one from the
   cheap lane. Live catch-up reads (api/live.py) read through the same pool, on ``CATCH_UP_READS``
   permits with a connection each.
@@ -22,17 +23,23 @@ Decisions:
   most ``client_expensive_limit`` expensive requests and holds at most ``client_stream_limit`` SSE
   streams at once; past that it gets 429 + ``Retry-After`` at once, so one client cannot fill the
   lane for the others. A request counts from the moment it waits for its turn.
-- **Folds off the loop, on one thread.** Replay folds and hash recomputation run in a worker
-  thread, chunk by chunk, and so do the decoding of a replay's snapshot and the encoding of its
-  answer (projections/replay.py, projections/snapshots.py, api/state.py, ledger/verify.py), so the
-  event loop keeps serving meanwhile. They hold the interpreter's lock while they run, so
-  ``share_the_interpreter`` gives the process's default executor ``OFF_LOOP_THREADS`` thread (the
-  loop then waits for the lock behind one thread, not behind one per turn of the lane) and sets
-  the lock's switch interval to ``SWITCH_INTERVAL`` (5 ms by default: each time the loop wakes it
-  waited up to that long). Measured (bench/isolation.py, 200,000 events, 100 replay and 10 verify
-  loops, machine load ~5): append p99 under that load 1,029 ms with the pool of ``min(32, cores +
-  4)`` threads and the default interval, 231 ms with one thread and 1 ms, and the view and snapshot
-  off the loop.
+- **Replays and verifies in lane workers.** The replay fold of ``/v1/state?at=`` with its answer's
+  encoding, and the hash chain of ``/v1/verify`` (and the audit page's), run in worker processes
+  at idle CPU priority, started on demand, at most one per turn, gone after
+  ``expensive_idle_exit`` s idle (api/workers.py, api/laneworker.py, api/lanejobs.py): on two
+  cores a fold in this process took the event loop's CPU and the interpreter's lock (append p99
+  26.6 ms unloaded, 345.6 ms under 100 replay and 10 verify loops, 1,000,000 events), and its
+  memory stayed in the process (260-345 MB). A handler calls ``run`` on its turn.
+- **Concurrent verifies share one run.** ``coalesced`` routes count against their client's limit
+  at once; ``shared`` runs a job once for every request that asks for it while it runs (the first
+  asker's run takes a turn, the others wait for its answer without one), as the digest of one head
+  is one computation.
+- **What stays here, off the loop on one thread.** Feed pages, SSE catch-up reads and the audit
+  page's replay run in this process, chunk by chunk in a worker thread, so the event loop keeps
+  serving meanwhile. They hold the interpreter's lock while they run, so ``share_the_interpreter``
+  gives the process's default executor ``OFF_LOOP_THREADS`` thread (the loop then waits for the
+  lock behind one thread, not behind one per turn of the lane) and sets the lock's switch interval
+  to ``SWITCH_INTERVAL`` (1 ms: each time the loop wakes it waits up to that long).
 """
 
 from __future__ import annotations
@@ -52,8 +59,10 @@ from typing import Final, TypeVar
 import asyncpg
 from aiohttp import web
 
-from api import auth, keys, problems
+from api import auth, keys, lanejobs, problems
+from api import workers as workers_mod
 from ledger import db, errors
+from projections import undecodable
 
 R = TypeVar("R", bound=web.StreamResponse)
 
@@ -96,6 +105,11 @@ class Lane:
     limited: int = 0
     expensive: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     streams: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    workers: workers_mod.Workers = dataclasses.field(kw_only=True)
+    # Jobs run by a worker, by kind; verifies answered from another request's run.
+    runs: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    coalesced: int = 0
+    flights: dict[tuple[object, ...], asyncio.Task[bytes]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.turns = asyncio.Semaphore(self.limit)
@@ -146,38 +160,108 @@ class Lane:
 
     @contextlib.asynccontextmanager
     async def turn(self, client: str) -> AsyncIterator[None]:
+        async with self.counted(client), self.slot():
+            yield
+
+    @contextlib.asynccontextmanager
+    async def counted(self, client: str) -> AsyncIterator[None]:
+        """One of ``client``'s expensive requests (429 past its limit)."""
         if self.expensive[client] >= self.client_limit:
             raise self._too_many(client, "expensive requests", self.client_limit)
         self.expensive[client] += 1
+        try:
+            yield
+        finally:
+            _drop(self.expensive, client)
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """A turn of the lane: wait up to ``wait`` s for it, else 503."""
         loop = asyncio.get_running_loop()
         arrived = loop.time()
         try:
-            try:
-                async with asyncio.timeout(self.wait):
-                    await self.turns.acquire()
-            except TimeoutError:
-                self.refused += 1
-                raise problems.Problem(
-                    503, "Service busy",
-                    f"all {self.limit} turns for expensive requests (replay, verify, feed) are taken; "
-                    f"retry after {self.retry_after} s",
-                    headers={"Retry-After": str(self.retry_after)}) from None
-            self.busy += 1
-            try:
-                if self.outage_at >= arrived:
-                    # A request ahead of this one found the database unavailable while this one
-                    # waited: answer 503 now rather than wait out the database timeout once more.
-                    raise errors.StoreUnavailable("the database did not answer a request ahead of this one")
-                yield
-            except errors.StoreUnavailable:
-                self.outage_at = loop.time()
-                raise
-            finally:
-                self.busy -= 1
-                self.turns.release()
-                self._schedule_trim()
+            async with asyncio.timeout(self.wait):
+                await self.turns.acquire()
+        except TimeoutError:
+            self.refused += 1
+            raise problems.Problem(
+                503, "Service busy",
+                f"all {self.limit} turns for expensive requests (replay, verify, feed) are taken; "
+                f"retry after {self.retry_after} s",
+                headers={"Retry-After": str(self.retry_after)}) from None
+        self.busy += 1
+        try:
+            if self.outage_at >= arrived:
+                # A request ahead of this one found the database unavailable while this one
+                # waited: answer 503 now rather than wait out the database timeout once more.
+                raise errors.StoreUnavailable("the database did not answer a request ahead of this one")
+            yield
+        except errors.StoreUnavailable:
+            self.outage_at = loop.time()
+            raise
         finally:
-            _drop(self.expensive, client)
+            self.busy -= 1
+            self.turns.release()
+            self._schedule_trim()
+
+    async def run(self, job: lanejobs.Job) -> bytes:
+        """``job`` run by a lane worker (the caller holds a turn): its answer's body."""
+        self.runs[type(job).__name__.lower()] += 1
+        return answered(await self.workers.run(job))
+
+    async def shared(self, job: lanejobs.Job) -> bytes:
+        """``job``'s answer, computed once for every request that asks for it while it runs.
+
+        The first asker's run takes a turn (and waits for it as any expensive request); those that
+        ask for the same job meanwhile wait for that run's answer without a turn of their own. The
+        run is a task of its own, so an asker that leaves takes nobody's answer with it."""
+        key = lanejobs.key(job)
+        flight = self.flights.get(key)
+        if flight is None:
+            flight = asyncio.get_running_loop().create_task(self._fly(job))
+            self.flights[key] = flight
+            flight.add_done_callback(functools.partial(self._landed, key))
+        else:
+            self.coalesced += 1
+        return await asyncio.shield(flight)
+
+    async def _fly(self, job: lanejobs.Job) -> bytes:
+        async with self.slot():
+            return await self.run(job)
+
+    def _landed(self, key: tuple[object, ...], flight: asyncio.Task[bytes]) -> None:
+        if self.flights.get(key) is flight:
+            del self.flights[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: each asker gets it from its own await
+
+
+def answered(answer: lanejobs.Answer) -> bytes:
+    """A worker's answer as the route answers it: the body, or the exception the route raised."""
+    match answer.status:
+        case "ok":
+            return answer.body
+        case "invalid":
+            raise problems.invalid(answer.field, answer.detail)
+        case "unavailable":
+            raise errors.StoreUnavailable(answer.detail or "no answer from the database") from _cause(answer.detail)
+        case "undecodable":
+            raise undecodable.stopped(errors.Undecodable(answer.reader, answer.position, answer.stream, answer.type,
+                                                         answer.detail))
+    raise RuntimeError(f"the lane worker failed: {answer.detail}")
+
+
+_CAUSES: Final[dict[str, type[Exception]]] = {}
+
+
+def _cause(name: str) -> Exception | None:
+    """The driver's error in the worker, by the name of its class: the one thing of it a 503 tells
+    (api/problems.py), so the answer reads as it did when the route read in-process."""
+    if not name.isidentifier():
+        return None
+    if name not in _CAUSES:
+        _CAUSES[name] = type(name, (Exception,), {})
+    return _CAUSES[name]()
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -234,10 +318,14 @@ async def context(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     lane_pool = await db.create_pool(app[keys.DSN], max_size=settings.expensive_concurrency + CATCH_UP_READS,
                                      timeout=settings.db_timeout)
+    lane_workers = workers_mod.Workers(app[keys.DSN], timeout=settings.db_timeout,
+                                       idle_exit=settings.expensive_idle_exit, retry_after=settings.retry_after)
     app[LANE] = Lane(limit=settings.expensive_concurrency, wait=settings.expensive_wait,
                      client_limit=settings.client_expensive_limit, stream_limit=settings.client_stream_limit,
-                     retry_after=settings.retry_after, pool=lane_pool, timeout=settings.db_timeout)
+                     retry_after=settings.retry_after, pool=lane_pool, timeout=settings.db_timeout,
+                     workers=lane_workers)
     yield
+    await lane_workers.stop()
     try:
         await asyncio.wait_for(lane_pool.close(), 5)
     except TimeoutError:
@@ -258,6 +346,29 @@ def expensive(handler: Callable[[web.Request], Awaitable[R]]) -> Callable[[web.R
 
     _KINDS[on_a_turn] = "expensive"
     return on_a_turn
+
+
+def coalesced(handler: Callable[[web.Request], Awaitable[R]]) -> Callable[[web.Request], Awaitable[R]]:
+    """Like ``expensive``, for a handler whose work is one ``shared`` job: the request counts
+    against its client's limit at once, and takes a turn only if no request runs the same job."""
+
+    @functools.wraps(handler)
+    async def counted(request: web.Request) -> R:
+        async with request.app[LANE].counted(client_of(request)):
+            return await handler(request)
+
+    _KINDS[counted] = "expensive"
+    return counted
+
+
+async def run(request: web.Request, job: lanejobs.Job) -> bytes:
+    """``job``'s answer body from a lane worker (the handler holds a turn: ``expensive``)."""
+    return await request.app[LANE].run(job)
+
+
+async def shared(request: web.Request, job: lanejobs.Job) -> bytes:
+    """``job``'s answer body, shared with the requests for the same job meanwhile (``coalesced``)."""
+    return await request.app[LANE].shared(job)
 
 
 def stream(handler: Callable[[web.Request], Awaitable[R]]) -> Callable[[web.Request], Awaitable[R]]:

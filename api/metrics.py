@@ -66,6 +66,17 @@ def _lane(lane: lanes.Lane, app: web.Application) -> Iterator[Metric]:
     yield _gauge("ledger_expensive_busy", "Expensive requests holding a turn now", lane.busy)
     yield _counter("ledger_expensive_refused", "Expensive requests answered 503 for want of a turn", lane.refused)
     yield _counter("ledger_client_limited", "Requests answered 429 past a per-client limit", lane.limited)
+    runs = CounterMetricFamily("ledger_expensive_runs", "Jobs run by a lane worker process, by kind "
+                               "(replay: /v1/state; verify: a chain recomputed)", labels=["kind"])
+    for kind in ("state", "verify"):
+        runs.add_metric([kind], lane.runs.get(kind, 0))
+    yield runs
+    yield _counter("ledger_expensive_coalesced", "Verifies answered from a run of the same range that "
+                   "another request started", lane.coalesced)
+    yield _gauge("ledger_lane_workers", "Lane worker processes running now", len(lane.workers.running))
+    yield _counter("ledger_lane_workers_started", "Lane worker processes started", lane.workers.started)
+    yield _counter("ledger_lane_workers_lost", "Lane worker processes that ended unasked or during a request",
+                   lane.workers.lost)
 
 
 def _subscribers(subscribers: set[Any], app: web.Application) -> Iterator[Metric]:

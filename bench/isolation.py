@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import random
@@ -68,7 +69,7 @@ def processes_mb(pid: int) -> dict[str, tuple[float, float]]:
         except OSError:
             continue
         role = argv[argv.index(b"cli.roles") + 1].decode() if b"cli.roles" in argv else \
-            "supervisor" if member == pid else str(member)
+            f"lane worker {member}" if b"api.laneworker" in argv else "supervisor" if member == pid else str(member)
         found[role] = (int(re.search(r"^Rss:\s+(\d+)", text, re.M).group(1)) / 1024,  # type: ignore[union-attr]
                        int(re.search(r"^Pss:\s+(\d+)", text, re.M).group(1)) / 1024)  # type: ignore[union-attr]
     return found
@@ -358,6 +359,44 @@ async def idle(session: aiohttp.ClientSession, url: str, count: int) -> dict[str
 
 # The run ----------------------------------------------------------------------------------------
 
+def api_pid(pid: int) -> int:
+    """The API process of the service under ``pid`` (``pid`` itself when it runs single)."""
+    for member in harness.tree(pid):
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{member}/cmdline").read_bytes().split(b"\0")
+            if b"cli.roles" in argv and argv[argv.index(b"cli.roles") + 1] == b"api":
+                return member
+    return pid
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def lanes_alone(args: argparse.Namespace, url: str, pid: int) -> None:
+    """Phase 2 on its own, with what contention disturbs little beside the p99s."""
+    api = api_pid(pid)
+    rss = lambda: processes_mb(pid)  # noqa: E731
+    before, cpu = rss(), cpu_seconds(api)
+    async with aiohttp.ClientSession(headers=HEADERS, connector=aiohttp.TCPConnector(limit=0)) as session:
+        started = time.perf_counter()
+        found = await lanes(session, url, args.events, args.replays, args.verifies, args.rounds)
+        took, load = time.perf_counter() - started, load_average()
+        used, right_after = cpu_seconds(api) - cpu, rss()
+        await asyncio.sleep(8)  # the lane idle (workers exit after LEDGER_EXPENSIVE_IDLE_EXIT, 5 s)
+        later = rss()
+    q, loaded = found["quiet"], found["loaded"]
+    print(f"events {args.events:,}, {args.replays} replay + {args.verifies} verify loops; load avg {load}")
+    print(f"append p99 {q['append_p99']:.1f} ms unloaded -> {loaded['append_p99']:.1f} ms loaded; digest p99 "
+          f"{q['digest_p99']:.1f} -> {loaded['digest_p99']:.1f} ms; cheap 503s {loaded['cheap_503']} "
+          f"(other non-2xx {loaded['cheap_other']})")
+    print(f"expensive answers: state {dict(sorted(found['expensive']['state'].items()))}, "
+          f"verify {dict(sorted(found['expensive']['verify'].items()))}")
+    print(f"API process CPU {used:.1f} s over the phase's {took:.0f} s")
+    for when, each in (("before", before), ("right after", right_after), ("8 s after", later)):
+        print(f"memory {when}: {per_process(each)}")
+
 async def measure(args: argparse.Namespace, url: str, pid: int) -> dict[str, Any]:
     found: dict[str, Any] = {}
     async with aiohttp.ClientSession(headers=HEADERS, connector=aiohttp.TCPConnector(limit=0)) as session:
@@ -447,6 +486,9 @@ def main() -> None:
     parser.add_argument("--wrk-rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small counts, a smoke test; nothing recorded")
     parser.add_argument("--no-record", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--only-lanes", action="store_true",
+                        help="phase 2 alone (after the catch-up): cheap p99 without and with the expensive load, the "
+                             "API process's CPU seconds and RSS; printed, not recorded")
     parser.add_argument("--hold", nargs=3, metavar=("HOST", "PORT", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.hold:
@@ -487,6 +529,9 @@ def main() -> None:
                 rest_mb = processes_mb(proc.pid)
                 print(f"projector caught up in {catch_up:.0f} s, the log quiet {quiet:.0f} s later; "
                       "appends as `make run` serves them …", flush=True)
+                if args.only_lanes:
+                    asyncio.run(lanes_alone(args, url, proc.pid))
+                    return
                 served = appends_as_served(args, url, dsn, work, clusters)
                 served_load = load_average()
                 figures = asyncio.run(measure(args, url, proc.pid))

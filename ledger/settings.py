@@ -71,6 +71,9 @@ class Settings:
                 "served at once per process; they get a PostgreSQL pool of this size of their own"})
     expensive_wait: float = field(default=1.0, metadata={
         "help": "seconds an expensive request waits for a turn before 503 + Retry-After"})
+    expensive_idle_exit: float = field(default=5.0, metadata={
+        "help": "seconds a lane worker process (replays and verifies run in them, at idle CPU priority) "
+                "stays idle before it exits and its memory goes back to the system"})
     client_expensive_limit: int = field(default=2, metadata={
         "help": "expensive requests one token (or client address) may run at once; 429 past it"})
     client_stream_limit: int = field(default=8, metadata={
@@ -156,7 +159,7 @@ def load(env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | No
                  "sse_queue_bytes"):
         if getattr(settings, name) < 1:
             raise SettingsError(f"setting {name} ({PREFIX}{name.upper()}) must be at least 1")
-    for name in ("max_connections", "fd_reserve", "expensive_wait"):
+    for name in ("max_connections", "fd_reserve", "expensive_wait", "expensive_idle_exit"):
         if getattr(settings, name) < 0:
             raise SettingsError(f"setting {name} ({PREFIX}{name.upper()}) must not be negative")
     if settings.sse_write_timeout <= 0:

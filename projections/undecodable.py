@@ -46,10 +46,16 @@ def stop(reader: str, position: int, stream: str, type_: str, data: str | bytes)
         reason = "it did not fold"
     except events.DecodeError as exc:
         reason = str(exc)
-    STOPS[reader] = STOPS.get(reader, 0) + 1
-    log.error("%s stops at position %d: %s %s does not decode: %s", reader, position, type_, stream, reason,
-              extra={"position": position, "stream": stream, "type": type_, "reader": reader})
-    return errors.Undecodable(reader, position, stream, type_, reason)
+    return stopped(errors.Undecodable(reader, position, stream, type_, reason))
+
+
+def stopped(exc: errors.Undecodable) -> errors.Undecodable:
+    """Count and log a reader's stop (here, or in a lane worker: api/lanes.py counts it again in
+    the API process, whose metrics and log are the service's)."""
+    STOPS[exc.reader] = STOPS.get(exc.reader, 0) + 1
+    log.error("%s stops at position %d: %s %s does not decode: %s", exc.reader, exc.position, exc.type, exc.stream,
+              exc.reason, extra={"position": exc.position, "stream": exc.stream, "type": exc.type, "reader": exc.reader})
+    return exc
 
 
 def fold(reader: str, state: fleet.Fleet, row: Sequence[Any]) -> events.AnyEvent:

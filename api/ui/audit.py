@@ -20,7 +20,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from api import keys, lanes, params, problems, reads
+from api import keys, lanejobs, lanes, params, problems, reads
 from api.ui import render
 from ledger import hashing
 from ledger import verify as verify_mod
@@ -112,8 +112,9 @@ async def page(request: web.Request) -> web.Response:
         if since is not None:
             since_position = await _position(conn, "since", since, head)
             earlier = await replay.fleet_at(conn, since_position)
-        report = await verify_mod.chain(conn, 1, None) if verify else None
         digest = await verify_mod.head(conn)
+    # The chain is recomputed in a lane worker (api/workers.py), on this request's turn.
+    report = msgspec.json.decode(await lanes.run(request, lanejobs.Verify(first=1))) if verify else None
     return render.page(request, "audit.html", {
         "state": views.state(state), "position": position, "head": head,
         "at": request.query.get("at", ""), "since": request.query.get("since", ""),
@@ -122,7 +123,7 @@ async def page(request: web.Request) -> web.Response:
         "at_local": state.recorded_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
         if state.recorded_at else "",
         "earlier": earlier, "changes": changes(earlier, state) if earlier is not None else [],
-        "report": report.as_dict() if report is not None else None,
+        "report": report,
         "digest": {"position": digest[0], "hash": digest[1],
                    "recorded_at": hashing.format_time(digest[2]) if digest[2] else None},
     })

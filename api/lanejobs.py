@@ -1,0 +1,144 @@
+"""The expensive lane's jobs, and the messages that carry them to a lane worker and back.
+
+Why a module of its own: the API process (api/workers.py) and the lane worker process
+(api/laneworker.py) speak these messages over the worker's stdin and stdout, and the worker runs
+``run``: the replay fold of ``/v1/state`` with its answer's encoding, and the hash chain's
+recomputation of ``/v1/verify``. An answer is the response body's bytes, so the API process passes
+them on as they are, byte for byte what the route answered when it folded in-process.
+
+Frames are a 4-byte big-endian length, then a msgpack message (msgspec): ``Start`` (first, the
+database URL: never on the command line), then one ``State`` or ``Verify`` per request, each
+answered by one ``Answer``. Errors travel as what the API process answers them with: a field the
+request named wrongly (``invalid``), the database unavailable (``unavailable``), an event that does
+not decode (``undecodable``, ledger.errors.Undecodable's fields), anything else (``error``: a bug,
+answered 500 as in-process).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+from typing import IO, Final, Literal
+
+import asyncpg
+import msgspec
+
+from ledger import errors
+from ledger import verify as verify_mod
+from projections import replay, views
+
+_LENGTH: Final = struct.Struct(">I")
+
+
+class Start(msgspec.Struct, tag="start"):
+    dsn: str
+    timeout: float
+
+
+class State(msgspec.Struct, tag="state"):
+    """``GET /v1/state?at=``: ``raw`` as asked; ``wanted`` a position, ``moment`` a time, neither: head."""
+
+    raw: str
+    wanted: int | None = None
+    moment: dt.datetime | None = None
+
+
+class Verify(msgspec.Struct, tag="verify"):
+    first: int
+    last: int | None = None
+
+
+Job = State | Verify
+Request = Start | State | Verify
+Status = Literal["ready", "ok", "invalid", "unavailable", "undecodable", "error"]
+
+
+class Answer(msgspec.Struct):
+    status: Status
+    body: bytes = b""
+    field: str = ""
+    detail: str = ""
+    # The worker's process id (ready), its database backend's (every answer); undecodable: the event's.
+    pid: int = 0
+    backend: int = 0
+    position: int = 0
+    stream: str = ""
+    type: str = ""
+    reader: str = ""
+
+
+_encoder: Final = msgspec.msgpack.Encoder()
+_requests: Final = msgspec.msgpack.Decoder(Request)
+_answers: Final = msgspec.msgpack.Decoder(Answer)
+
+
+def frame(message: Request | Answer) -> bytes:
+    payload = _encoder.encode(message)
+    return _LENGTH.pack(len(payload)) + payload
+
+
+def length(header: bytes) -> int:
+    return int(_LENGTH.unpack(header)[0])
+
+
+HEADER: Final = _LENGTH.size
+
+
+def decode_request(payload: bytes) -> Request:
+    request: Request = _requests.decode(payload)
+    return request
+
+
+def decode_answer(payload: bytes) -> Answer:
+    return _answers.decode(payload)
+
+
+def read_request(stream: IO[bytes]) -> Request | None:
+    """The next request from a blocking stream (the worker's stdin); None at its end."""
+    header = stream.read(HEADER)
+    if len(header) < HEADER:
+        return None
+    payload = stream.read(length(header))
+    return decode_request(payload)
+
+
+def key(job: Job) -> tuple[object, ...]:
+    """What makes two jobs the same computation (coalesced verifies, api/lanes.py)."""
+    if isinstance(job, Verify):
+        return ("verify", job.first, job.last)
+    return ("state", job.raw, job.wanted, job.moment)
+
+
+async def run(conn: asyncpg.Connection, job: Job) -> Answer:
+    """One job on the worker's connection; database errors leave as the store's (ledger/db.py)."""
+    try:
+        if isinstance(job, Verify):
+            return await _verify(conn, job)
+        return await _state(conn, job)
+    except errors.Undecodable as exc:
+        return Answer("undecodable", detail=exc.reason, position=exc.position, stream=exc.stream,
+                      type=exc.type, reader=exc.reader)
+
+
+async def _state(conn: asyncpg.Connection, job: State) -> Answer:
+    head = await replay.head(conn)
+    if job.wanted is not None:
+        if job.wanted > head:
+            return Answer("invalid", field="at", detail=f"position {job.wanted} is beyond the head of the log ({head})")
+        position = job.wanted
+    elif job.moment is not None:
+        position = await replay.position_at(conn, job.moment)
+    else:
+        position = head
+    fleet = await replay.fleet_at(conn, position)
+    # Freezes are said active at the moment asked for; at a position, when its event was recorded.
+    now = job.moment if job.moment is not None else dt.datetime.now(dt.UTC) if job.wanted is None else None
+    return Answer("ok", body=msgspec.json.encode({"at": job.raw, "head": head, **views.state(fleet, now)}))
+
+
+async def _verify(conn: asyncpg.Connection, job: Verify) -> Answer:
+    try:
+        report = await verify_mod.chain(conn, job.first, job.last)
+    except verify_mod.BeyondHead as exc:
+        return Answer("invalid", field="from", detail=str(exc))
+    return Answer("ok", body=msgspec.json.encode(report.as_dict()))

@@ -1,0 +1,142 @@
+"""A lane worker: a process that runs the expensive lane's jobs at the lowest CPU priority.
+
+Started by the API process (api/workers.py) as ``python -m api.laneworker`` when the expensive lane
+is used, never by hand; it exits at the end of its stdin (the API process closes it once the worker
+has been idle ``expensive_idle_exit`` seconds, or is gone), so the memory a whole-fleet replay used
+goes back to the system with it.
+
+Why a process at idle priority: a replay fold or a chain's hash recomputation is seconds of CPU
+holding the interpreter's lock; in the API process's worker thread it took the loop's turns (append
+p99 26.6 ms unloaded, 345.6 ms under 100 replay and 10 verify loops). Here it runs under
+``SCHED_IDLE`` (else nice 19), so the kernel runs the API's loop, the projector and the applier
+first; and its PostgreSQL backend gets nice 19 where this process may set it (PostgreSQL has no
+priority of its own; the database on this host, same user or root), so the backend's scans yield
+to the cheap lane's queries too. The worker stays in the API process's session (no setsid): nice
+and SCHED_IDLE weigh against the other processes of its scheduling autogroup, which is the session.
+
+Stdout carries only the protocol's frames (api/lanejobs.py): it is moved to a descriptor of its
+own at start, and descriptor 1 then points at stderr, so nothing printed corrupts a frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import urllib.parse
+from typing import IO, Final
+
+import asyncpg
+
+from api import lanejobs
+from ledger import db, errors
+
+log = logging.getLogger("ledger.laneworker")
+APPLICATION: Final = "ledger-lane-worker"
+_LOCAL_HOSTS: Final = frozenset({"", "localhost", "127.0.0.1", "::1"})
+
+
+def lower_priority() -> None:
+    """This process (and the threads it starts afterwards) at the lowest CPU priority there is."""
+    with contextlib.suppress(OSError):
+        os.nice(19)
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+def _on_this_host(dsn: str) -> bool:
+    parsed = urllib.parse.urlsplit(dsn)
+    hosts = [*urllib.parse.parse_qs(parsed.query).get("host", []), parsed.hostname or ""]
+    return all(host.startswith("/") or host.startswith("127.") or host in _LOCAL_HOSTS for host in hosts)
+
+
+async def deprioritise_backend(conn: asyncpg.Connection, dsn: str) -> tuple[int, str]:
+    """Nice 19 for this connection's backend; its pid, and why not when it may not be done."""
+    backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
+    if not _on_this_host(dsn):
+        return backend, "the database is on another host"
+    try:
+        os.setpriority(os.PRIO_PROCESS, backend, 19)
+    except OSError as exc:
+        return backend, f"{type(exc).__name__}: {exc.strerror}"
+    return backend, ""
+
+
+class Worker:
+    def __init__(self, start: lanejobs.Start) -> None:
+        self.start = start
+        self.conn: asyncpg.Connection | None = None
+        self.backend = 0
+
+    async def connect(self) -> lanejobs.Answer:
+        self.conn = await db.connect(self.start.dsn, timeout=self.start.timeout, command_timeout=self.start.timeout,
+                                     server_settings={"application_name": APPLICATION})
+        async with db.translated():
+            self.backend, why_not = await deprioritise_backend(self.conn, self.start.dsn)
+        return lanejobs.Answer("ready", pid=os.getpid(), backend=self.backend, detail=why_not)
+
+    async def answer(self, job: lanejobs.Job) -> lanejobs.Answer:
+        try:
+            if self.conn is None or self.conn.is_closed():
+                await self.connect()
+            assert self.conn is not None
+            async with db.translated():
+                answer = await lanejobs.run(self.conn, job)
+            answer.backend = self.backend
+            return answer
+        except errors.StoreUnavailable as exc:
+            if self.conn is not None:
+                self.conn.terminate()
+                self.conn = None
+            cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else ""
+            return lanejobs.Answer("unavailable", detail=cause)
+        except Exception as exc:
+            log.exception("lane worker job failed")
+            return lanejobs.Answer("error", detail=type(exc).__name__)
+
+
+async def serve(source: IO[bytes], sink: IO[bytes]) -> None:
+    first = await asyncio.to_thread(lanejobs.read_request, source)
+    if not isinstance(first, lanejobs.Start):
+        return
+    worker = Worker(first)
+    try:
+        ready = await worker.connect()
+    except errors.StoreUnavailable as exc:
+        cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else ""
+        ready = lanejobs.Answer("unavailable", detail=cause)
+    sink.write(lanejobs.frame(ready))
+    sink.flush()
+    while (job := await asyncio.to_thread(lanejobs.read_request, source)) is not None:
+        if isinstance(job, lanejobs.Start):
+            continue
+        sink.write(lanejobs.frame(await worker.answer(job)))
+        sink.flush()
+    if worker.conn is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(worker.conn.close(), 1)
+
+
+def main() -> None:
+    # Its lifetime is the API process's to decide (end of stdin); ^C in a terminal reaches the
+    # whole process group, and the API process stops its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sink = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+                        format=f"lane worker {os.getpid()}: %(levelname)s %(name)s %(message)s")
+    # A stop at an undecodable event is logged and counted by the API process, with the service's
+    # log format and metrics (api/lanes.py), not twice.
+    logging.getLogger("projections.undecodable").disabled = True
+    lower_priority()
+    source = os.fdopen(0, "rb")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(source, sink))
+
+
+if __name__ == "__main__":
+    main()
