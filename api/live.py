@@ -17,11 +17,13 @@ Slow consumers (decided): every subscriber has a small bounded send buffer. Its 
 ``SO_SNDBUF`` is set to ``sse_send_buffer`` and its transport pauses above that much; the service
 queues at most ``sse_queue_bytes`` of frames for it (a catch-up page is encoded only up to that
 many bytes, the rest is read again later; a live batch is written in chunks of ``chunk_bytes``).
-So a subscriber costs the service about ``sse_queue_bytes`` + 64 KiB (aiohttp's drain threshold)
-+ ``sse_send_buffer`` at most, whatever it does, and ``buffered(app)`` says how much all of them
-hold now. A reader is cut off when (a) it falls more than the ring's capacity behind the live head,
-or (b) one write cannot be handed to the socket within ``sse_write_timeout`` seconds. So a client
-that stops reading is let go within about ``sse_write_timeout`` seconds of its buffers filling.
+Every write waits for the transport to drain below ``sse_send_buffer`` (aiohttp by itself waits only
+once 64 KiB have been written since its last wait, so a stalled subscriber held that much more). So
+a subscriber costs the service about ``sse_queue_bytes`` + ``sse_send_buffer`` + one chunk at most,
+whatever it does, and ``buffered(app)`` says how much all of them hold now. A reader is cut off
+when (a) it falls more than the ring's capacity behind the live head, or (b) one write cannot be
+handed to the socket within ``sse_write_timeout`` seconds. So a client that stops reading is let go
+within about ``sse_write_timeout`` seconds of its buffers filling.
 Catching up holds one of ``catching_up`` permits per process for the read of a page and its
 encoding (not for the write), through the expensive lane's pool (api/lanes.py), so catch-ups never
 take connections from appends and single reads and a stalled reader never holds a permit. The shared
@@ -54,6 +56,7 @@ from typing import Final
 
 import msgspec
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from api import access, cloudevents, feed, keys, lanes, params, reads
 from ledger import errors, fanout, records, streams, tasks
@@ -170,6 +173,7 @@ class _Stream:
         self.heartbeat = settings.sse_heartbeat
         self.sent = 0
         self.held = 0
+        self.writer: AbstractStreamWriter | None = None
         self._loop = asyncio.get_running_loop()
         self._written_at = self._loop.time()
 
@@ -205,20 +209,25 @@ class _Stream:
                 size += len(data)
                 last = position
                 if size >= self.config.chunk_bytes:
-                    await self.write(b"".join(chunk))
-                    self.sent = last
+                    await self.write(b"".join(chunk), last)
                     self.held -= size
                     chunk, size = [], 0
             if chunk:
-                await self.write(b"".join(chunk))
-                self.sent = last
+                await self.write(b"".join(chunk), last)
         finally:
             self.held = 0
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, last: int | None = None) -> None:
+        """Hand ``data`` (frames up to position ``last``) to the connection, then wait for the
+        transport to drain below the send buffer; ``sent`` moves once it is handed over (the client
+        gets it before anything written later, the overflow message included)."""
         try:
             async with asyncio.timeout(self.config.write_timeout):
                 await self.response.write(data)
+                if last is not None:
+                    self.sent = last
+                if self.writer is not None:
+                    await self.writer.drain()
         except TimeoutError as exc:
             raise _Cut(f"a write waited more than {self.config.write_timeout:g}s for the client",
                        "write_timeout") from exc
@@ -338,7 +347,7 @@ async def live(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers=headers)
     stream = _Stream(request, response, config, types, categories)
     stream.limit_buffers()
-    await response.prepare(request)
+    stream.writer = await response.prepare(request)
     stream.sent = cursor
     tail.readers += 1
     subscribers = request.app[SUBSCRIBERS]
