@@ -40,12 +40,21 @@ _LOCAL_HOSTS: Final = frozenset({"", "localhost", "127.0.0.1", "::1"})
 
 
 def lower_priority() -> None:
-    """This process (and the threads it starts afterwards) at the lowest CPU priority there is."""
-    with contextlib.suppress(OSError):
-        os.nice(19)
-    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+    """Every thread of this process (and those it starts afterwards) at the lowest CPU priority.
+
+    Called once connected: starting up and connecting run at normal priority, so a busy machine
+    delays a worker's start (bounded by ``db_timeout`` in api/workers.py) no more than any other
+    process's. On Linux a thread's priority is its own: each thread there is set."""
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    for tid in threads:
         with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            os.setpriority(os.PRIO_PROCESS, tid, 19)
+        if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
 
 
 def _on_this_host(dsn: str) -> bool:
@@ -75,6 +84,7 @@ class Worker:
     async def connect(self) -> lanejobs.Answer:
         self.conn = await db.connect(self.start.dsn, timeout=self.start.timeout, command_timeout=self.start.timeout,
                                      server_settings={"application_name": APPLICATION})
+        lower_priority()
         async with db.translated():
             self.backend, why_not = await deprioritise_backend(self.conn, self.start.dsn)
         return lanejobs.Answer("ready", pid=os.getpid(), backend=self.backend, detail=why_not)
@@ -132,7 +142,6 @@ def main() -> None:
     # A stop at an undecodable event is logged and counted by the API process, with the service's
     # log format and metrics (api/lanes.py), not twice.
     logging.getLogger("projections.undecodable").disabled = True
-    lower_priority()
     source = os.fdopen(0, "rb")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(source, sink))
