@@ -32,11 +32,13 @@ from typing import IO, Final
 import asyncpg
 
 from api import lanejobs
-from ledger import db, errors
+from ledger import db, dbfaults, errors
 
 log = logging.getLogger("ledger.laneworker")
 APPLICATION: Final = "ledger-lane-worker"
 _LOCAL_HOSTS: Final = frozenset({"", "localhost", "127.0.0.1", "::1"})
+# How a connection that ended while the worker was idle fails its next statement.
+_STALE: Final = frozenset({"connection", "shutdown"})
 
 
 def lower_priority() -> None:
@@ -80,6 +82,7 @@ class Worker:
         self.start = start
         self.conn: asyncpg.Connection | None = None
         self.backend = 0
+        self.reused = False
 
     async def connect(self) -> lanejobs.Answer:
         self.conn = await db.connect(self.start.dsn, timeout=self.start.timeout, command_timeout=self.start.timeout,
@@ -91,22 +94,40 @@ class Worker:
 
     async def answer(self, job: lanejobs.Job) -> lanejobs.Answer:
         try:
-            if self.conn is None or self.conn.is_closed():
-                await self.connect()
-            assert self.conn is not None
-            async with db.translated():
-                answer = await lanejobs.run(self.conn, job)
-            answer.backend = self.backend
-            return answer
+            try:
+                return await self._run(job)
+            except errors.StoreUnavailable as exc:
+                if not self.reused or dbfaults.kind(exc) not in _STALE:
+                    raise
+                # The connection ended while the worker was idle (a database restart, a terminated
+                # backend): not an outage of now. Once more on a fresh connection.
+                return await self._run(job)
         except errors.StoreUnavailable as exc:
-            if self.conn is not None:
-                self.conn.terminate()
-                self.conn = None
+            self._drop()
             cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else ""
             return lanejobs.Answer("unavailable", detail=cause)
         except Exception as exc:
             log.exception("lane worker job failed")
             return lanejobs.Answer("error", detail=type(exc).__name__)
+
+    async def _run(self, job: lanejobs.Job) -> lanejobs.Answer:
+        self.reused = self.conn is not None and not self.conn.is_closed()
+        try:
+            if not self.reused:
+                await self.connect()
+            assert self.conn is not None
+            async with db.translated():
+                answer = await lanejobs.run(self.conn, job)
+        except errors.StoreUnavailable:
+            self._drop()
+            raise
+        answer.backend = self.backend
+        return answer
+
+    def _drop(self) -> None:
+        if self.conn is not None:
+            self.conn.terminate()
+            self.conn = None
 
 
 async def serve(source: IO[bytes], sink: IO[bytes]) -> None:

@@ -51,6 +51,7 @@ class Worker:
     process: asyncio.subprocess.Process
     backend: int = 0
     retiring: bool = False
+    serving: bool = False
     timer: asyncio.TimerHandle | None = None
 
     @property
@@ -107,10 +108,13 @@ class Workers:
 
     async def run(self, job: lanejobs.Job) -> lanejobs.Answer:
         """``job``'s answer from a worker (the caller holds a turn of the lane)."""
+        while self._idle and self._idle[-1].process.returncode is not None:
+            self._idle.pop()  # ended while idle (its watcher tells)
         worker = self._idle.pop() if self._idle else await self._spawn()
         if worker.timer is not None:
             worker.timer.cancel()
             worker.timer = None
+        worker.serving = True
         try:
             answer = await worker.ask(job)
         except WorkerLost:
@@ -123,6 +127,8 @@ class Workers:
         except BaseException:
             worker.kill()
             raise
+        finally:
+            worker.serving = False
         if answer.backend:
             worker.backend = answer.backend
         self._park(worker)
@@ -171,7 +177,7 @@ class Workers:
         self.running.discard(worker)
         if worker in self._idle:
             self._idle.remove(worker)
-        if not worker.retiring:
+        if not worker.retiring and not worker.serving:  # one serving a request: run() tells
             worker.retiring = True
             self.lost += 1
             log.error("lane worker %d exited unasked (exit code %d); the next request starts another",

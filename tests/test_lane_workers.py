@@ -179,3 +179,15 @@ async def test_a_worker_whose_database_connection_ended_connects_again(client, s
     assert workers.pids() == [pid]
     [renewed] = workers.backends()
     assert renewed != backend and int(stat(renewed)[19]) == 19
+
+
+async def test_a_worker_that_dies_while_idle_is_logged_with_its_exit_code_and_replaced(client, store, caplog):
+    head = await seed(store, 500)
+    assert (await client.get(f"/v1/state?at={head}")).status == 200
+    workers = client.app[lanes.LANE].workers
+    [pid] = workers.pids()
+    os.kill(pid, signal.SIGKILL)
+    await until(lambda: workers.lost == 1 and not workers.pids())
+    assert any(f"lane worker {pid} exited unasked (exit code -9)" in r.getMessage() for r in caplog.records)
+    assert (await client.get(f"/v1/state?at={head}")).status == 200
+    assert workers.started == 2 and workers.lost == 1
