@@ -20,6 +20,14 @@ Decisions:
   again on fresh state (a few times), so the server can number revisions without gaps or repeats.
   Writes to one stream in one process queue on a per-stream lock first, so they do not race each
   other at all; the retries are for processes racing.
+- **A write that creates its stream** (``Plan.creates``: a generic append whose first event is one
+  of ``projections.rules.CREATES``, a target's registration) is first decided on the empty stream
+  without reading it, and appended expecting no stream: the writer can then plan it from memory
+  too (ledger/writer.py), so the common case costs no read and no checked transaction. If the
+  stream exists after all (a retired target registered again, a name taken), the writer refuses
+  the guess and nothing is written; the write is decided again on the stream as stored, as is a
+  guess the rules refuse or find nothing to record for, so every answer comes from the stream as
+  stored.
 - **Several events in one append** are decided one after another, each on the state the previous
   ones leave, and stored together or not at all.
 - **Domain errors**: not found 404, conflict 409, invalid input 422 naming the field (and the
@@ -44,7 +52,7 @@ from aiohttp import web
 
 from api import access, bodies, envelope, idempotency, keys, problems
 from ledger import db, errors, events, ids, records
-from projections import commands, loading, manifests, selectors
+from projections import commands, fleet, loading, manifests, selectors
 
 ATTEMPTS: Final = 20
 T = TypeVar("T")
@@ -107,6 +115,9 @@ class Plan:
     key: str | None
     client_ids: frozenset[uuid.UUID]
     fingerprint: str | None
+    # The first event is one that creates its stream (rules.CREATES): decide first on the empty
+    # stream without reading it, and append expecting no stream (see _decide_and_append).
+    creates: bool = False
 
 
 def problem_for(exc: Exception, prefix: str = "") -> problems.Problem:
@@ -212,10 +223,11 @@ async def write(request: web.Request, plan_: Plan, decide: DecideAll) -> Recorde
     async with db.deadline(deadline):
         await lock.acquire()
     try:
-        async with db.deadline(deadline):
-            earlier = await _lookup(request, plan_)
-        if earlier is not None:
-            return earlier
+        if any(plan_.ids):
+            async with db.deadline(deadline):
+                earlier = await _lookup(request, plan_)
+            if earlier is not None:
+                return earlier
         return await _decide_and_append(request, plan_, decide, deadline)
     finally:
         lock.release()
@@ -225,11 +237,22 @@ async def _decide_and_append(request: web.Request, plan_: Plan, decide: DecideAl
     store = request.app[keys.STORE]
     timeout = request.app[keys.SETTINGS].db_timeout
     stream, expected = plan_.stream, plan_.expected
+    guess = plan_.creates and expected in ("any", "no_stream")
     for attempt in range(ATTEMPTS):
         async with db.deadline(deadline):
-            state = await loading.stream_state(store, stream, timeout=timeout)
-            _check(stream, expected, state.version)
-            decided = await decide(state)
+            if guess:
+                state = loading.StreamState(fleet.empty(), 0, 0)
+                try:
+                    decided = await decide(state)
+                except problems.Problem:
+                    decided = []
+                if not decided:  # refused, or nothing to record, on a guess: answer from the stream
+                    guess = False
+                    continue
+            else:
+                state = await loading.stream_state(store, stream, timeout=timeout)
+                _check(stream, expected, state.version)
+                decided = await decide(state)
         if not decided:
             return Recorded(stream, (), (), (state.position,), state.version, state.version)
         fresh = ids.generate(len(decided))
@@ -240,6 +263,9 @@ async def _decide_and_append(request: web.Request, plan_: Plan, decide: DecideAl
             result = await store.append(
                 stream, expected if expected != "any" else (state.version or "no_stream"), new)
         except errors.WrongExpectedVersion:
+            if guess and expected == "any":  # the stream exists after all: decide on what it holds
+                guess = False
+                continue
             if expected != "any":
                 raise
             await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))

@@ -89,9 +89,12 @@ class Claims:
         self.members: list[int] = []
         # Each candidate's owner among ``_owners_among``: a round hashes only targets new since
         # the last one (a fleet registering thousands of targets otherwise rehashed them all on
-        # every registration's round); a change of members hashes all anew.
+        # every registration's round), and walks only the targets that came or went (set
+        # differences); a change of members hashes all anew.
         self._owners: dict[str, int | None] = {}
         self._owners_among: list[int] = []
+        self._mine: set[str] = set()  # the candidates that belong to this member
+        self.member_reads = 0
 
     def owns(self, target: str) -> bool:
         return target in self.owned
@@ -116,11 +119,13 @@ class Claims:
                 conn.add_termination_listener(lambda _conn: self._drop_all())
                 await self._join(conn)
                 delay = 0.1
+                poked = False
                 while True:
-                    await self._round(conn)
+                    await self._round(conn, read_members=not poked)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._interval)
-                    if self._wake.is_set():
+                    poked = self._wake.is_set()
+                    if poked:
                         await asyncio.sleep(ROUND_GAP)
                     self._wake.clear()
             except asyncio.CancelledError:
@@ -147,14 +152,28 @@ class Claims:
                 self.member = member
                 return
 
-    async def _round(self, conn: asyncpg.Connection) -> None:
-        rows = await conn.fetch(_MEMBERS, MEMBER_CLASS, timeout=self._timeout)
-        self.members = sorted({int(r["member"]) for r in rows} | {self.member or 0})
+    async def _round(self, conn: asyncpg.Connection, *, read_members: bool = True) -> None:
+        """Share out the candidates. A round woken by targets coming or going (``read_members``
+        false) keeps the members the last round read: reading them scans PostgreSQL's whole lock
+        table, which holds a lock per claimed target, so under a burst of registrations it was most
+        of the applier's database CPU. A member joining or leaving is seen by the next round on the
+        interval, as before."""
+        if read_members or not self.members:
+            rows = await conn.fetch(_MEMBERS, MEMBER_CLASS, timeout=self._timeout)
+            self.member_reads += 1
+            self.members = sorted({int(r["member"]) for r in rows} | {self.member or 0})
         if self.members != self._owners_among:
-            self._owners, self._owners_among = {}, list(self.members)
+            self._owners, self._owners_among, self._mine = {}, list(self.members), set()
+        current = set(self._candidates())
         known = self._owners
-        self._owners = {t: known[t] if t in known else owner(t, self.members) for t in self._candidates()}
-        mine = {t for t, o in self._owners.items() if o == self.member}
+        for target in known.keys() - current:
+            del known[target]
+            self._mine.discard(target)
+        for target in current - known.keys():
+            known[target] = found = owner(target, self.members)
+            if found == self.member:
+                self._mine.add(target)
+        mine = self._mine
         release = {t for t in self.owned - mine if not self._busy(t)}
         if release:
             await self._release(conn, release)

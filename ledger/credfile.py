@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -43,7 +43,7 @@ def path_of(settings: settings_mod.Settings) -> tuple[Path, bool]:
     return settings.data_dir / DEFAULT_NAME, False
 
 
-def _stamp(paths: list[Path]) -> Stamp:
+def _stamp(paths: Iterable[str | Path]) -> Stamp:
     found = []
     for path in paths:
         try:
@@ -134,12 +134,12 @@ class Watched:
 
     def refresh(self) -> bool:
         """Reload if a file changed; True when the catalogue did."""
-        if not self._stamp or _stamp([Path(p[0]) for p in self._stamp]) == self._stamp:
+        if not self._stamp or _stamp(p[0] for p in self._stamp) == self._stamp:
             return False
         try:
             catalogue, stamp = load(self.path, required=self.required)
         except CredentialsFileError as exc:
-            self._stamp = _stamp([Path(p[0]) for p in self._stamp])  # log once per change, not per call
+            self._stamp = _stamp(p[0] for p in self._stamp)  # log once per change, not per call
             self.errors += 1
             self.last_error = str(exc)
             log.error("%s; keeping the %d credential(s) loaded before", exc, len(self.catalogue))

@@ -515,9 +515,11 @@ class BatchingWriter:
     # Memory: the head after the last batch sent, and the versions of the streams written.
 
     def _vouched(self, batch: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
-        """Split off the requests memory cannot plan: a stream this writer has not written (guessing
-        version 0 would be refused whenever the stream exists) and a request it wrote recently (a
-        client's retry: the checked way answers it with the original positions). A retry it does not
+        """Split off the requests memory cannot plan: a stream this writer has not written, unless
+        the request expects it not to exist (its first event is then version 1, which UNIQUE (stream,
+        version) refuses if the stream exists after all, and the batch goes the checked way; any
+        other guess could write a version past a gap), and a request it wrote recently (a client's
+        retry: the checked way answers it with the original positions). A retry it does not
         recognise is refused by UNIQUE (id) and goes the checked way all the same, only later."""
         if self._head is None:
             return [], batch
@@ -525,7 +527,8 @@ class BatchingWriter:
         rest: list[_Pending] = []
         for pending in batch:
             request = pending.request
-            known = request.stream in self._versions and request.events[0].id.int not in self._recent
+            known = (request.stream in self._versions or request.expected == "no_stream") \
+                and request.events[0].id.int not in self._recent
             (vouched if known else rest).append(pending)
         return vouched, rest
 
@@ -536,7 +539,7 @@ class BatchingWriter:
         assert self._head is not None
         refused: list[_Pending] = []
         while batch:
-            versions = {p.request.stream: self._versions[p.request.stream] for p in batch}
+            versions = {p.request.stream: self._versions.get(p.request.stream, 0) for p in batch}
             plan = planner.plan(batch, self._head, versions, {}, dt.datetime.now(dt.UTC))
             failed = {id(p) for p, o in zip(batch, plan.outcomes, strict=True) if isinstance(o, BaseException)}
             if not failed:

@@ -44,6 +44,9 @@ NEEDS_TARGETS: Final = frozenset(SERVER_FIELDS)
 # ... and those that need them only to keep a scoped token inside its scope.
 NEEDS_TARGETS_WHEN_SCOPED: Final = frozenset(
     {events.DeploymentPaused, events.DeploymentResumed, events.DeploymentRemoved})
+# Types that are decided on an empty stream in the common case (a target's first registration): a
+# write starting with one is decided first without reading its stream (api/submission.py).
+CREATES: Final = frozenset({events.TargetRegistered})
 
 
 class Mismatch(commands.Invalid):

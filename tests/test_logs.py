@@ -7,8 +7,10 @@ import datetime as dt
 import io
 import json
 import logging
+import sys
 
 import pytest
+from pythonjsonlogger import msgspec as jsonlog_msgspec
 
 from api import access, keys
 from ledger import logs, secrets
@@ -226,3 +228,25 @@ def test_our_handler_writes_to_stderr_as_it_is_when_the_line_is_written(monkeypa
         for handler in saved:
             root.addHandler(handler)
         root.setLevel(level)
+
+
+def test_the_json_formatter_writes_what_the_library_would():
+    # JsonFormatter.add_fields replaces the library's (for speed: a line per request); the lines
+    # must stay the same, field for field and in order.
+    ours = logs.JsonFormatter(logs.Redactor())
+    theirs = jsonlog_msgspec.MsgspecFormatter(
+        "%(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level", "name": "logger"},
+        reserved_attrs=sorted(logs._RESERVED), timestamp="time")
+    records = [logging.makeLogRecord({"name": "api.access", "levelname": "INFO", "levelno": 20,
+                                      "msg": "%s %d", "args": ("POST", 201), "request_id": "r-1",
+                                      "positions": [3, 4], "_private": 1}),
+               logging.makeLogRecord({"name": "x", "levelname": "ERROR", "levelno": 40, "msg": {"a": 1}}),
+               logging.makeLogRecord({"name": "y", "levelname": "WARNING", "levelno": 30, "msg": "plain"})]
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        records.append(logging.makeLogRecord({"name": "z", "levelname": "ERROR", "levelno": 40, "msg": "failed",
+                                              "exc_info": sys.exc_info(), "deployment": "web"}))
+    for record in records:
+        assert ours.format(logging.makeLogRecord(record.__dict__)) == \
+            theirs.format(logging.makeLogRecord(record.__dict__))

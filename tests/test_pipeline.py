@@ -160,3 +160,50 @@ async def test_pipelined_writers_under_mixed_load_store_every_acknowledged_event
     assert await chain.check_log(db) == len(stored)
     if writers == 1:  # conflicts and retries went the checked way without taking the rest with them
         assert store.writer.stats.fast_path > 0
+
+
+async def test_a_new_stream_expected_not_to_exist_is_planned_from_memory(store):
+    # A registration's common case: a stream nobody has written, appended with "no_stream". Memory
+    # can vouch for it (its first event is version 1 whatever memory knows), so it needs no checked
+    # transaction once the writer knows the head.
+    await store.append("deployment-warm", "no_stream", [paused("warm")])
+    w = store.writer
+    checked, fast = w.stats.checked_path, w.stats.fast_path
+    results = await asyncio.gather(*(store.append(f"deployment-new{i}", "no_stream", [paused(f"new{i}")])
+                                     for i in range(20)))
+    assert [r.first_version for r in results] == [1] * 20
+    assert w.stats.checked_path == checked and w.stats.fast_path > fast
+
+
+async def test_a_stream_created_elsewhere_refuses_the_guess_and_the_rest_of_the_batch_lands(store, db,
+                                                                                          database_url):
+    # Another process created deployment-elsewhere, so this writer's memory knows nothing of it: the
+    # "no_stream" guess is refused by UNIQUE (stream, version), nothing of that request is written, it
+    # is answered with the stream's real version, and the requests batched with it land.
+    await store.append("deployment-warm", "no_stream", [paused("warm")])
+    other = await asyncpg.connect(database_url)
+    try:
+        head = await other.fetchrow("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+        event = paused("elsewhere", "other process")
+        recorded = dt.datetime.now(dt.UTC)
+        canonical = hashing.canonical(position=head["position"] + 1, stream="deployment-elsewhere", version=1,
+                                      id=event.id, type=event.type, data=event.data, metadata={},
+                                      recorded_at=recorded)
+        await other.execute(
+            "INSERT INTO events (position, stream, version, id, type, data, metadata, recorded_at, prev_hash, hash)"
+            " VALUES ($1, 'deployment-elsewhere', 1, $2, $3, $4::jsonb, '{}', $5, $6, $7)",
+            head["position"] + 1, event.id, event.type, hashing.normalize(event.data)[1], recorded, head["hash"],
+            hashing.chain(head["hash"], canonical))
+    finally:
+        await other.close()
+    await store.append("deployment-warm", "any", [paused("warm", "again")])  # the writer learns the head
+    results = await asyncio.gather(
+        store.append("deployment-elsewhere", "no_stream", [paused("elsewhere", "mine")]),
+        *(store.append(f"deployment-fresh{i}", "no_stream", [paused(f"fresh{i}")]) for i in range(10)),
+        return_exceptions=True,
+    )
+    refused = results[0]
+    assert isinstance(refused, errors.WrongExpectedVersion) and refused.actual == 1
+    assert all(not isinstance(r, BaseException) and r.first_version == 1 for r in results[1:])
+    assert await db.fetchval("SELECT count(*) FROM events WHERE stream = 'deployment-elsewhere'") == 1
+    assert await chain.check_log(db) == 13

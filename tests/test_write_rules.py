@@ -220,3 +220,23 @@ async def test_client_event_id_reused_by_another_actor_is_a_conflict(client, db)
     assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
     await refused(await post(client, "target-eu-1", event, headers=other_admin), 409, "id")
     assert await db.fetchval("SELECT count(*) FROM events WHERE stream = 'target-eu-1'") == 1
+
+
+async def test_a_registration_is_decided_on_the_stream_as_stored_when_it_exists(client, db):
+    # A registration is first decided as if its stream were new (no read); each case below has a
+    # stream already, so the guess is refused and the answer must be the one the stored stream gives.
+    base = {"target": "eu-2", "credentials": CREDENTIAL}
+    registered = {"type": "TargetRegistered", "data": base}
+    assert (await post(client, "target-eu-2", registered)).status == 201
+    body = await refused(await post(client, "target-eu-2", {"type": "TargetRegistered",
+                                                           "data": {**base, "labels": {"a": "b"}}}),
+                         409, "$.events[0].type")
+    assert "already registered (version 1)" in body["detail"]
+    resp = await client.post("/v1/streams/target-eu-2/events",
+                             json={"events": [registered], "expected_version": "no_stream"})
+    assert resp.status == 409 and "at version 1" in (await resp.json())["detail"]
+    assert (await post(client, "target-eu-2", {"type": "TargetRetired", "data": {"target": "eu-2"}})).status == 201
+    body = await refused(await post(client, "target-eu-2", registered), 409, "$.events[0]")
+    assert "retired (version 2); a retired name is not reused" in body["detail"]
+    assert [r["type"] for r in await db.fetch("SELECT type FROM events WHERE stream = 'target-eu-2' ORDER BY version")] \
+        == ["TargetRegistered", "TargetRetired"]

@@ -1,0 +1,63 @@
+"""Applier claims (handlers/claims.py) against a real PostgreSQL: rounds woken by new targets take
+them without re-reading the members (a scan of the server's whole lock table, a lock per claimed
+target), and the rounds on the interval still see members come and go."""
+
+from __future__ import annotations
+
+import asyncio
+
+from handlers import claims
+from tests.applier_support import eventually
+
+
+def now(check):
+    """``check`` as the awaitable ``eventually`` polls."""
+    async def polled():
+        return check()
+    return polled
+
+
+def _claims(database_url: str, candidates: set[str], interval: float) -> claims.Claims:
+    return claims.Claims(database_url, interval=interval, connect_timeout=5.0, candidates=lambda: candidates,
+                         busy=lambda _t: False, gained=lambda _t, _h: None, lost=lambda _t: None)
+
+
+async def test_a_burst_of_new_targets_is_claimed_without_reading_the_members_again(database_url):
+    candidates = {f"t{i}" for i in range(10)}
+    one = _claims(database_url, candidates, interval=3600.0)  # no interval round during the test
+    task = asyncio.create_task(one.run())
+    try:
+        await eventually(now(lambda: len(one.owned) == 10), what="the first targets claimed")
+        reads = one.member_reads
+        for burst in range(5):
+            candidates.update(f"b{burst}-{i}" for i in range(20))
+            one.poke()
+            await eventually(now(lambda n=10 + 20 * (burst + 1): len(one.owned) == n),
+                             what="the burst claimed")
+        assert one.member_reads == reads
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_members_joining_are_seen_on_the_interval_and_the_targets_shared(database_url):
+    candidates = {f"t{i}" for i in range(40)}
+    one = _claims(database_url, candidates, interval=0.2)
+    two = _claims(database_url, candidates, interval=0.2)
+    first = asyncio.create_task(one.run())
+    try:
+        await eventually(now(lambda: len(one.owned) == 40), what="one member claims all")
+        second = asyncio.create_task(two.run())
+        try:
+            def shared() -> bool:
+                split = len(one.owned), len(two.owned)
+                return (sum(split) == 40 and min(split) > 0 and len(one.members) == 2
+                        and not one.owned & two.owned)
+            await eventually(now(shared), what="the targets shared between two members")
+        finally:
+            second.cancel()
+            await asyncio.gather(second, return_exceptions=True)
+        await eventually(now(lambda: len(one.owned) == 40), what="the leaver's targets taken back")
+    finally:
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
