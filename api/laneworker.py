@@ -25,14 +25,13 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import urllib.parse
 from typing import IO, Final
 
 import asyncpg
 
 from api import lanejobs
-from ledger import db, dbfaults, errors
+from ledger import db, dbfaults, errors, logs
 
 log = logging.getLogger("ledger.laneworker")
 APPLICATION: Final = "ledger-lane-worker"
@@ -134,6 +133,7 @@ async def serve(source: IO[bytes], sink: IO[bytes]) -> None:
     first = await asyncio.to_thread(lanejobs.read_request, source)
     if not isinstance(first, lanejobs.Start):
         return
+    logs.configure(first.log_format, first.log_level)
     worker = Worker(first)
     try:
         ready = await worker.connect()
@@ -158,8 +158,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sink = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
-                        format=f"lane worker {os.getpid()}: %(levelname)s %(name)s %(message)s")
+    logs.configure("auto", "WARNING")  # until the API process says how it logs (lanejobs.Start)
     # A stop at an undecodable event is logged and counted by the API process, with the service's
     # log format and metrics (api/lanes.py), not twice.
     logging.getLogger("projections.undecodable").disabled = True

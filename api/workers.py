@@ -88,8 +88,9 @@ class Worker:
 class Workers:
     """The lane's worker processes of one API process."""
 
-    def __init__(self, dsn: str, *, timeout: float, idle_exit: float, retry_after: int) -> None:
-        self._start = lanejobs.Start(dsn=dsn, timeout=timeout)
+    def __init__(self, dsn: str, *, timeout: float, idle_exit: float, retry_after: int,
+                 log_format: str = "auto", log_level: str = "WARNING") -> None:
+        self._start = lanejobs.Start(dsn=dsn, timeout=timeout, log_format=log_format, log_level=log_level)
         self.timeout = timeout
         self.idle_exit = idle_exit
         self.retry_after = retry_after
