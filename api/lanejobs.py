@@ -33,6 +33,8 @@ _LENGTH: Final = struct.Struct(">I")
 class Start(msgspec.Struct, tag="start"):
     dsn: str
     timeout: float
+    log_format: str = "auto"
+    log_level: str = "WARNING"
 
 
 class State(msgspec.Struct, tag="state"):

@@ -319,7 +319,8 @@ async def context(app: web.Application) -> AsyncIterator[None]:
     lane_pool = await db.create_pool(app[keys.DSN], max_size=settings.expensive_concurrency + CATCH_UP_READS,
                                      timeout=settings.db_timeout)
     lane_workers = workers_mod.Workers(app[keys.DSN], timeout=settings.db_timeout,
-                                       idle_exit=settings.expensive_idle_exit, retry_after=settings.retry_after)
+                                       idle_exit=settings.expensive_idle_exit, retry_after=settings.retry_after,
+                                       log_format=settings.log_format, log_level=settings.log_level)
     app[LANE] = Lane(limit=settings.expensive_concurrency, wait=settings.expensive_wait,
                      client_limit=settings.client_expensive_limit, stream_limit=settings.client_stream_limit,
                      retry_after=settings.retry_after, pool=lane_pool, timeout=settings.db_timeout,

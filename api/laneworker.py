@@ -25,27 +25,37 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import urllib.parse
 from typing import IO, Final
 
 import asyncpg
 
 from api import lanejobs
-from ledger import db, errors
+from ledger import db, dbfaults, errors, logs
 
 log = logging.getLogger("ledger.laneworker")
 APPLICATION: Final = "ledger-lane-worker"
 _LOCAL_HOSTS: Final = frozenset({"", "localhost", "127.0.0.1", "::1"})
+# How a connection that ended while the worker was idle fails its next statement.
+_STALE: Final = frozenset({"connection", "shutdown"})
 
 
 def lower_priority() -> None:
-    """This process (and the threads it starts afterwards) at the lowest CPU priority there is."""
-    with contextlib.suppress(OSError):
-        os.nice(19)
-    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+    """Every thread of this process (and those it starts afterwards) at the lowest CPU priority.
+
+    Called once connected: starting up and connecting run at normal priority, so a busy machine
+    delays a worker's start (bounded by ``db_timeout`` in api/workers.py) no more than any other
+    process's. On Linux a thread's priority is its own: each thread there is set."""
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    for tid in threads:
         with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            os.setpriority(os.PRIO_PROCESS, tid, 19)
+        if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
 
 
 def _on_this_host(dsn: str) -> bool:
@@ -71,38 +81,59 @@ class Worker:
         self.start = start
         self.conn: asyncpg.Connection | None = None
         self.backend = 0
+        self.reused = False
 
     async def connect(self) -> lanejobs.Answer:
         self.conn = await db.connect(self.start.dsn, timeout=self.start.timeout, command_timeout=self.start.timeout,
                                      server_settings={"application_name": APPLICATION})
+        lower_priority()
         async with db.translated():
             self.backend, why_not = await deprioritise_backend(self.conn, self.start.dsn)
         return lanejobs.Answer("ready", pid=os.getpid(), backend=self.backend, detail=why_not)
 
     async def answer(self, job: lanejobs.Job) -> lanejobs.Answer:
         try:
-            if self.conn is None or self.conn.is_closed():
-                await self.connect()
-            assert self.conn is not None
-            async with db.translated():
-                answer = await lanejobs.run(self.conn, job)
-            answer.backend = self.backend
-            return answer
+            try:
+                return await self._run(job)
+            except errors.StoreUnavailable as exc:
+                if not self.reused or dbfaults.kind(exc) not in _STALE:
+                    raise
+                # The connection ended while the worker was idle (a database restart, a terminated
+                # backend): not an outage of now. Once more on a fresh connection.
+                return await self._run(job)
         except errors.StoreUnavailable as exc:
-            if self.conn is not None:
-                self.conn.terminate()
-                self.conn = None
+            self._drop()
             cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else ""
             return lanejobs.Answer("unavailable", detail=cause)
         except Exception as exc:
             log.exception("lane worker job failed")
             return lanejobs.Answer("error", detail=type(exc).__name__)
 
+    async def _run(self, job: lanejobs.Job) -> lanejobs.Answer:
+        self.reused = self.conn is not None and not self.conn.is_closed()
+        try:
+            if not self.reused:
+                await self.connect()
+            assert self.conn is not None
+            async with db.translated():
+                answer = await lanejobs.run(self.conn, job)
+        except errors.StoreUnavailable:
+            self._drop()
+            raise
+        answer.backend = self.backend
+        return answer
+
+    def _drop(self) -> None:
+        if self.conn is not None:
+            self.conn.terminate()
+            self.conn = None
+
 
 async def serve(source: IO[bytes], sink: IO[bytes]) -> None:
     first = await asyncio.to_thread(lanejobs.read_request, source)
     if not isinstance(first, lanejobs.Start):
         return
+    logs.configure(first.log_format, first.log_level)
     worker = Worker(first)
     try:
         ready = await worker.connect()
@@ -127,12 +158,10 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sink = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
-                        format=f"lane worker {os.getpid()}: %(levelname)s %(name)s %(message)s")
+    logs.configure("auto", "WARNING")  # until the API process says how it logs (lanejobs.Start)
     # A stop at an undecodable event is logged and counted by the API process, with the service's
     # log format and metrics (api/lanes.py), not twice.
     logging.getLogger("projections.undecodable").disabled = True
-    lower_priority()
     source = os.fdopen(0, "rb")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(source, sink))

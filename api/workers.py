@@ -51,6 +51,7 @@ class Worker:
     process: asyncio.subprocess.Process
     backend: int = 0
     retiring: bool = False
+    serving: bool = False
     timer: asyncio.TimerHandle | None = None
 
     @property
@@ -87,8 +88,9 @@ class Worker:
 class Workers:
     """The lane's worker processes of one API process."""
 
-    def __init__(self, dsn: str, *, timeout: float, idle_exit: float, retry_after: int) -> None:
-        self._start = lanejobs.Start(dsn=dsn, timeout=timeout)
+    def __init__(self, dsn: str, *, timeout: float, idle_exit: float, retry_after: int,
+                 log_format: str = "auto", log_level: str = "WARNING") -> None:
+        self._start = lanejobs.Start(dsn=dsn, timeout=timeout, log_format=log_format, log_level=log_level)
         self.timeout = timeout
         self.idle_exit = idle_exit
         self.retry_after = retry_after
@@ -107,10 +109,13 @@ class Workers:
 
     async def run(self, job: lanejobs.Job) -> lanejobs.Answer:
         """``job``'s answer from a worker (the caller holds a turn of the lane)."""
+        while self._idle and self._idle[-1].process.returncode is not None:
+            self._idle.pop()  # ended while idle (its watcher tells)
         worker = self._idle.pop() if self._idle else await self._spawn()
         if worker.timer is not None:
             worker.timer.cancel()
             worker.timer = None
+        worker.serving = True
         try:
             answer = await worker.ask(job)
         except WorkerLost:
@@ -123,6 +128,8 @@ class Workers:
         except BaseException:
             worker.kill()
             raise
+        finally:
+            worker.serving = False
         if answer.backend:
             worker.backend = answer.backend
         self._park(worker)
@@ -171,7 +178,7 @@ class Workers:
         self.running.discard(worker)
         if worker in self._idle:
             self._idle.remove(worker)
-        if not worker.retiring:
+        if not worker.retiring and not worker.serving:  # one serving a request: run() tells
             worker.retiring = True
             self.lost += 1
             log.error("lane worker %d exited unasked (exit code %d); the next request starts another",

@@ -24,7 +24,8 @@ on, the log seeded with ``--events`` events by bench/seed.py (a fleet's mix) bef
 
 The per-client limits are raised: the bench is one client (one token) playing many. The load
 average is printed with the figures: the machine is shared.
-Run: ``.venv/bin/python -m bench.isolation`` (``--quick``: small counts, a smoke test, no record).
+Run: ``.venv/bin/python -m bench.isolation`` (``--quick``: small counts, a smoke test, no record;
+``--only-lanes``: phase 2 alone, with the API process's CPU seconds and each process's memory after it).
 """
 
 from __future__ import annotations

@@ -33,10 +33,15 @@ def tuned(**options):
     return pytest.mark.parametrize("app", [options], indirect=True, ids=["tuned"])
 
 
-def stat(pid: int) -> list[str]:
-    """/proc/<pid>/stat's fields, numbered as proc(5) numbers them from 1 (index 0 is unused)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
+def stat(pid: int, of: int | None = None) -> list[str]:
+    """/proc/<pid>/stat's fields (a thread's: ``of`` its process), numbered as proc(5) numbers them
+    from 1 (index 0 is unused)."""
+    text = Path(f"/proc/{of}/task/{pid}/stat" if of is not None else f"/proc/{pid}/stat").read_text()
     return ["", text[:text.index(" (")], "comm", *text[text.rindex(")") + 2:].split()]
+
+
+def tasks(pid: int) -> list[int]:
+    return [int(entry.name) for entry in Path(f"/proc/{pid}/task").iterdir()]
 
 
 def proc(pid: int, name: str) -> bytes:
@@ -81,10 +86,11 @@ async def test_a_worker_runs_at_idle_priority_its_backend_at_nice_19_and_holds_n
     assert (await client.get(f"/v1/state?at={head}")).status == 200
     workers = client.app[lanes.LANE].workers
     [pid] = workers.pids()
-    fields = stat(pid)
-    assert int(fields[41]) == SCHED_IDLE or int(fields[19]) == 19, fields
-    if hasattr(os, "SCHED_IDLE"):
-        assert int(fields[41]) == SCHED_IDLE
+    threads = tasks(pid)
+    assert len(threads) > 1  # the folds' thread too (a thread's priority is its own)
+    for thread in threads:
+        fields = stat(thread, pid)
+        assert int(fields[19]) == 19 and int(fields[41]) == SCHED_IDLE, fields
     [backend] = workers.backends()
     assert int(stat(backend)[19]) == 19  # the database runs here, as this user's or as root's child
     assert int(stat(backend)[4]) != pid  # the backend is PostgreSQL's, not a process of the worker
@@ -173,3 +179,15 @@ async def test_a_worker_whose_database_connection_ended_connects_again(client, s
     assert workers.pids() == [pid]
     [renewed] = workers.backends()
     assert renewed != backend and int(stat(renewed)[19]) == 19
+
+
+async def test_a_worker_that_dies_while_idle_is_logged_with_its_exit_code_and_replaced(client, store, caplog):
+    head = await seed(store, 500)
+    assert (await client.get(f"/v1/state?at={head}")).status == 200
+    workers = client.app[lanes.LANE].workers
+    [pid] = workers.pids()
+    os.kill(pid, signal.SIGKILL)
+    await until(lambda: workers.lost == 1 and not workers.pids())
+    assert any(f"lane worker {pid} exited unasked (exit code -9)" in r.getMessage() for r in caplog.records)
+    assert (await client.get(f"/v1/state?at={head}")).status == 200
+    assert workers.started == 2 and workers.lost == 1

@@ -212,3 +212,34 @@ async def test_processes_single_keeps_everything_in_one_process(database_url, tm
     finally:
         single.stop()
 
+
+
+def lane_workers(parent: int) -> list[int]:
+    """The lane worker processes (api/laneworker.py) whose parent is ``parent``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"api.laneworker" in argv:
+            found.append(int(entry.name))
+    return found
+
+
+async def test_a_replay_runs_in_a_lane_worker_of_the_api_process_in_its_session_and_stops_with_it(service):
+    assert service.proc is not None
+    api = (await until(lambda: (found := children(service.proc.pid)) and "api" in found and found, "api"))["api"]
+    async with servers.session() as session:
+        async with session.post(service.url + "/v1/streams/deployment-web/events", json=REVISION) as resp:
+            assert resp.status == 201, await resp.text()
+        async with session.get(service.url + "/v1/state?at=1") as resp:
+            assert resp.status == 200, await resp.text()
+            assert [d["name"] for d in (await resp.json())["deployments"]] == ["web"]
+    [worker] = lane_workers(api)
+    assert os.getsid(worker) == os.getsid(api)  # priorities weigh within a session (autogroup)
+    service.stop()
+    await until(lambda: not alive(worker), "the lane worker gone with the service", 30)
