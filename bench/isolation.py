@@ -375,6 +375,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def workers_gone(pid: int, limit: float = 60.0) -> float:
+    """Seconds until the expensive lane's worker processes have exited (they do once the lane has
+    been idle for ``expensive_idle_exit``); the service at rest again is what the SSE phase starts from."""
+    started = time.perf_counter()
+    while any(role.startswith("lane worker") for role in processes_mb(pid)) and time.perf_counter() - started < limit:
+        await asyncio.sleep(0.5)
+    return time.perf_counter() - started
+
+
 async def lanes_alone(args: argparse.Namespace, url: str, pid: int) -> None:
     """Phase 2 on its own, with what contention disturbs little beside the p99s."""
     api = api_pid(pid)
@@ -404,6 +413,8 @@ async def measure(args: argparse.Namespace, url: str, pid: int) -> dict[str, Any
         print("expensive lane: cheap requests without and with the load …", flush=True)
         found["lanes"] = await lanes(session, url, args.events, args.replays, args.verifies, args.rounds)
         found["lanes_load"] = load_average()
+        found["after_lanes_each"] = processes_mb(pid)
+        found["workers_gone"] = await workers_gone(pid)
         await asyncio.sleep(3)  # the lane idle for a few seconds (api/lanes.py then trims the heap)
         print(f"{args.subscribers} non-reading SSE subscribers …", flush=True)
         found["sse"] = await sse(session, url, pid, args.subscribers, args.sse_seconds)
@@ -465,8 +476,9 @@ def report(args: argparse.Namespace, f: dict[str, Any], catch_up: float, served:
           f"({sum(p for _, p in each.values()):.0f}) |" for when, each in (
               ("just started (`/readyz` answered; the projector starts folding the log)", rest["started"]),
               (f"the seeded log folded ({args.events:,} events), the applier's catch-up written", rest["caught_up"]),
-              ("after the appends and the expensive lane (3 s idle), before the SSE subscribers",
-               sse_["before_each"]),
+              ("right after the expensive lane's load, its worker processes still up", f["after_lanes_each"]),
+              (f"its workers gone (they exit once the lane is idle: {f['workers_gone']:.0f} s) and 3 s more, "
+               "before the SSE subscribers", sse_["before_each"]),
               (f"{args.subscribers} stalled SSE subscribers, at the peak", sse_["peak_each"]))),
     ])
 
