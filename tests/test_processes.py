@@ -33,9 +33,9 @@ def revision(number: int) -> dict:
 REVISION = revision(1)
 
 
-def children(parent: int) -> dict[str, int]:
-    """The role processes whose parent is ``parent``, by role (``python -m cli.roles <role>``)."""
-    found: dict[str, int] = {}
+def under(parent: int) -> list[tuple[int, list[bytes]]]:
+    """The processes whose parent is ``parent``: (pid, argv)."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -44,9 +44,14 @@ def children(parent: int) -> dict[str, int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"cli.roles" in argv:
-            found[argv[argv.index(b"cli.roles") + 1].decode()] = int(entry.name)
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.append((int(entry.name), argv))
     return found
+
+
+def children(parent: int) -> dict[str, int]:
+    """The role processes whose parent is ``parent``, by role (``python -m cli.roles <role>``)."""
+    return {argv[argv.index(b"cli.roles") + 1].decode(): pid for pid, argv in under(parent) if b"cli.roles" in argv}
 
 
 def alive(pid: int) -> bool:
@@ -213,21 +218,9 @@ async def test_processes_single_keeps_everything_in_one_process(database_url, tm
         single.stop()
 
 
-
 def lane_workers(parent: int) -> list[int]:
     """The lane worker processes (api/laneworker.py) whose parent is ``parent``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"api.laneworker" in argv:
-            found.append(int(entry.name))
-    return found
+    return [pid for pid, argv in under(parent) if b"api.laneworker" in argv]
 
 
 async def test_a_replay_runs_in_a_lane_worker_of_the_api_process_in_its_session_and_stops_with_it(service):
