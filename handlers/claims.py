@@ -1,16 +1,22 @@
 """Which targets this applier process may apply to: advisory locks shared out by rendezvous hashing.
 
 Exclusivity: a target is applied only by the process holding its PostgreSQL session advisory lock
-(``pg_try_advisory_lock(TARGET_CLASS, hash32(target))``), all held on one dedicated connection.
+of its bucket (``pg_try_advisory_lock(TARGET_CLASS, bucket)``), all held on one dedicated connection.
 When the process dies, its connection closes and PostgreSQL releases every lock at once: another
 process takes the targets over on its next round (every ``claim_interval`` seconds). If our own
 connection drops, every claim is dropped at once and in-flight work is cancelled before anything
-else is applied (termination listener); claims are re-taken after reconnecting. Two targets whose
-names hash alike share a lock, which only makes ownership coarser, never shared.
+else is applied (termination listener); claims are re-taken after reconnecting.
+
+Buckets: a target's name hashes to one of ``BUCKETS`` buckets, and the lock is the bucket's, so the
+applier processes together hold at most ``BUCKETS`` target locks whatever the fleet's size. With a
+lock per target, a few thousand targets filled PostgreSQL's shared lock table
+(``max_locks_per_transaction`` x ``max_connections``: 6,400 entries by default) and from then on
+every statement that needed a lock, in every process, failed with "out of shared memory".
+Ownership is decided per bucket, so a bucket's targets always belong to one member.
 
 Sharing: each process also holds a *member* lock (``MEMBER_CLASS``, a random id); the live members
 are read from ``pg_locks``. A target belongs to the member with the highest ``hash(member,
-target)`` (rendezvous hashing), so members agree on a split without talking to each other, and a
+target)`` (rendezvous hashing, over its bucket), so members agree on a split without talking to each other, and a
 member joining or leaving moves only its share. A process releases targets that now belong to
 someone else (once they are idle) and takes those that belong to it. A process joins only once
 it has folded the log up to its head, so it never claims what it cannot yet judge.
@@ -49,18 +55,24 @@ SELECT objid::bigint AS member FROM pg_locks
 """
 
 
+# Enough buckets for an even split among many applier processes; few enough to stay a small part of
+# PostgreSQL's shared lock table.
+BUCKETS: Final = 1024
+
+
 def key(target: str) -> int:
-    """The signed 32-bit lock key of a target."""
-    return int.from_bytes(hashlib.blake2b(target.encode(), digest_size=4).digest(), "big", signed=True)
+    """A target's bucket, which is also the key of the lock that claims it."""
+    return int.from_bytes(hashlib.blake2b(target.encode(), digest_size=4).digest(), "big") % BUCKETS
 
 
-def _score(member: int, target: str) -> bytes:
-    return hashlib.blake2b(f"{member}/{target}".encode(), digest_size=8).digest()
+def _score(member: int, bucket: int) -> bytes:
+    return hashlib.blake2b(f"{member}/{bucket}".encode(), digest_size=8).digest()
 
 
 def owner(target: str, members: Iterable[int]) -> int | None:
-    """The member a target belongs to (rendezvous hashing), or None without members."""
-    return max(members, key=lambda m: _score(m, target), default=None)
+    """The member a target belongs to (rendezvous hashing of its bucket), or None without members."""
+    bucket = key(target)
+    return max(members, key=lambda m: _score(m, bucket), default=None)
 
 
 class Claims:

@@ -61,3 +61,19 @@ async def test_members_joining_are_seen_on_the_interval_and_the_targets_shared(d
     finally:
         first.cancel()
         await asyncio.gather(first, return_exceptions=True)
+
+
+async def test_a_large_fleet_is_claimed_with_a_bounded_number_of_locks(database_url, db):
+    # A lock per target filled PostgreSQL's shared lock table (6,400 entries by default) at a few
+    # thousand targets, and then every statement needing a lock failed, appends included.
+    candidates = {f"edge-{i:05d}" for i in range(8000)}
+    one = _claims(database_url, candidates, interval=3600.0)
+    task = asyncio.create_task(one.run())
+    try:
+        await eventually(now(lambda: len(one.owned) == 8000), what="every target claimed")
+        held = await db.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                 "AND classid = $1::bigint::oid AND objsubid = 2", claims.TARGET_CLASS)
+        assert 0 < held <= claims.BUCKETS
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
