@@ -95,7 +95,10 @@ CATCH_UP: Final = web.AppKey("live_catch_up", asyncio.Semaphore)
 # subscriber that does not read takes only about a queue's worth (``queue_bytes``) before it stalls,
 # so 500 of them connecting at once no longer read (and decode) a thousand events each: the first
 # live event reached a reader 141 ms after its append among them, and the API process grew 100 MB.
-FIRST_PAGE: Final = 64
+# 16 rather than 64: what a page's decoding passes through stays in the heap, and 500 subscribers
+# that never read took the API process to 155 MB with 64, 120-121 MB with 16 (bench/memory.py,
+# 200,000 events, two runs each; cut-off and the live reader's first event unchanged).
+FIRST_PAGE: Final = 16
 SUBSCRIBERS: Final = web.AppKey("live_subscribers", set["_Stream"])
 # Subscribers cut off for being slow, by reason: a write that timed out, or too far behind the head.
 CUT_REASONS: Final = ("write_timeout", "behind")
