@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from aiohttp import web
@@ -66,11 +66,8 @@ def _lane(lane: lanes.Lane, app: web.Application) -> Iterator[Metric]:
     yield _gauge("ledger_expensive_busy", "Expensive requests holding a turn now", lane.busy)
     yield _counter("ledger_expensive_refused", "Expensive requests answered 503 for want of a turn", lane.refused)
     yield _counter("ledger_client_limited", "Requests answered 429 past a per-client limit", lane.limited)
-    runs = CounterMetricFamily("ledger_expensive_runs", "Jobs run by a lane worker process, by kind "
-                               "(replay: /v1/state; verify: a chain recomputed)", labels=["kind"])
-    for kind in ("state", "verify"):
-        runs.add_metric([kind], lane.runs.get(kind, 0))
-    yield runs
+    yield _counted("ledger_expensive_runs", "Jobs run by a lane worker process, by kind "
+                   "(replay: /v1/state; verify: a chain recomputed)", "kind", ("state", "verify"), lane.runs)
     yield _counter("ledger_expensive_coalesced", "Verifies answered from a run of the same range that "
                    "another request started", lane.coalesced)
     yield _gauge("ledger_lane_workers", "Lane worker processes running now", len(lane.workers.running))
@@ -82,12 +79,9 @@ def _lane(lane: lanes.Lane, app: web.Application) -> Iterator[Metric]:
 def _subscribers(subscribers: set[Any], app: web.Application) -> Iterator[Metric]:
     """SSE subscribers and their buffers."""
     yield _gauge("ledger_sse_subscribers", "Open SSE streams", len(subscribers))
-    cut = CounterMetricFamily("ledger_sse_cut_off", "SSE subscribers cut off for being too slow "
-                              "(write_timeout: a write waited too long; behind: too far behind the head)",
-                              labels=["reason"])
-    for reason, count in sorted(app.get(live.CUT_OFF, {}).items()):
-        cut.add_metric([reason], count)
-    yield cut
+    cut_off = app.get(live.CUT_OFF, {})
+    yield _counted("ledger_sse_cut_off", "SSE subscribers cut off for being too slow (write_timeout: a "
+                   "write waited too long; behind: too far behind the head)", "reason", sorted(cut_off), cut_off)
     yield _gauge("ledger_sse_buffered_bytes", "Bytes held for SSE subscribers (queued frames and "
                  "transport buffers)", live.buffered(app))
 
@@ -147,12 +141,8 @@ def _applier(applier: Any, app: web.Application) -> Iterator[Metric]:
     yield _gauge("ledger_applier_applies_in_flight", "Applies (or prunes) talking to a cluster now",
                  applier.in_flight)
     yield _gauge("ledger_applier_claims", "Targets this applier process has claimed", len(applier.claims.owned))
-    outcomes = CounterMetricFamily("ledger_applier_outcomes", "Outcomes recorded, by result (succeeded; "
-                                   "retryable: failed, retried with backoff; failed: for good)",
-                                   labels=["result"])
-    for result in outcomes_mod.RESULTS:
-        outcomes.add_metric([result], applier.outcomes.get(result, 0))
-    yield outcomes
+    yield _counted("ledger_applier_outcomes", "Outcomes recorded, by result (succeeded; retryable: failed, "
+                   "retried with backoff; failed: for good)", "result", outcomes_mod.RESULTS, applier.outcomes)
     yield _counter("ledger_applier_retries", "Applies started again after a failed attempt", applier.retries)
     yield _histogram("ledger_apply_duration_seconds", "Time one apply (or prune) of a deployment on a target "
                      "took, from its turn to the cluster's last answer", applier.latency)
@@ -202,23 +192,16 @@ def _database(_: None, app: web.Application) -> Iterator[Metric]:
         limit.add_metric([name], pool.get_max_size())
     yield used
     yield limit
-    errors = CounterMetricFamily("ledger_db_errors", "Failed database calls by kind (timeout, connection, "
-                                 "shutdown, resources: unavailable; integrity, data, conflict, other)",
-                                 labels=["kind"])
-    for kind in dbfaults.KINDS:
-        errors.add_metric([kind], db.ERRORS.get(kind, 0))
-    yield errors
+    yield _counted("ledger_db_errors", "Failed database calls by kind (timeout, connection, shutdown, "
+                   "resources: unavailable; integrity, data, conflict, other)", "kind", dbfaults.KINDS, db.ERRORS)
 
 
 def _undecodable(_: None, app: web.Application) -> Iterator[Metric]:
     """Stops at an event this version cannot decode, by reader (projections/undecodable.py; the
     projector's own stall is ``ledger_projector_stalled``)."""
-    family = CounterMetricFamily("ledger_undecodable_events", "Times a reader stopped at an event that does "
-                                 "not decode (replay: a /v1/state or audit request; applier: a restart)",
-                                 labels=["reader"])
-    for reader in undecodable.READERS:
-        family.add_metric([reader], undecodable.STOPS.get(reader, 0))
-    yield family
+    yield _counted("ledger_undecodable_events", "Times a reader stopped at an event that does not decode "
+                   "(replay: a /v1/state or audit request; applier: a restart)", "reader", undecodable.READERS,
+                   undecodable.STOPS)
 
 
 def _http(log: access.Log, app: web.Application) -> Iterator[Metric]:
@@ -292,6 +275,14 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     family = CounterMetricFamily(name, doc)
     family.add_metric([], value)
+    return family
+
+
+def _counted(name: str, doc: str, label: str, keys: Iterable[str], counts: Mapping[str, float]) -> CounterMetricFamily:
+    """A counter with one label: a sample for each of ``keys``, 0 for those ``counts`` lacks."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key in keys:
+        family.add_metric([key], counts.get(key, 0))
     return family
 
 
