@@ -62,7 +62,7 @@ async def test_targets_registered_relabelled_and_retired_just_before_a_revision_
     assert json.loads(stored[0].data)["matched_targets"] == ["a", "c", "d"]
 
 
-async def test_a_lagging_projector_leaves_nothing_out(live, db):  # noqa: F811
+async def test_a_lagging_projector_leaves_nothing_out(live, db):
     store = live.app[keys.STORE]
     await _register(store, "a", "b", env="prod")
     await eventually(lambda: _projected(db, 2), what="read models caught up")
