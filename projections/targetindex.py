@@ -63,7 +63,8 @@ class Index:
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
-        self._targets: Mapping[str, fleet.Target] = MappingProxyType({})
+        self._found: dict[str, fleet.Target] = {}
+        self._targets: Mapping[str, fleet.Target] = MappingProxyType(self._found)
         self._position = 0
         self._anchor: str | None = None  # the hash of the event at _position; None: not seeded
         self.seeds = 0  # times the index was built whole
@@ -102,7 +103,7 @@ class Index:
             rows = rows[1:]
         self.rows_read += len(rows)
         if rows:
-            found = dict(self._targets)
+            found = self._found.copy()
             copied: set[str] = set()
             state = fleet.empty()
             state.targets = found
@@ -116,6 +117,7 @@ class Index:
         return True
 
     def _publish(self, found: dict[str, fleet.Target], position: int, anchor: str) -> None:
+        self._found = found
         self._targets = MappingProxyType(found)
         self._position = position
         self._anchor = anchor
