@@ -24,7 +24,9 @@ decision costs O(target events since the last one), not O(fleet):
   touches (``fleet.apply`` changes a target in place), then publishes them. Unchanged targets are
   shared between the mappings handed out; nobody may mutate a ``fleet.Target`` it got from here.
 - **One at a time.** Concurrent calls queue on a lock, so a tail is never folded twice nor two
-  folds interleaved; the one that waited reads only what came after.
+  folds interleaved; the one that waited reads only what came after. The wait counts within the
+  call's database timeout: while PostgreSQL does not answer, queued calls answer 503 in time too
+  instead of one timeout after another.
 - **An event that does not decode** stops the call (``ledger.errors.Undecodable``: 503 naming it,
   nothing written, projections/undecodable.py) and leaves the index as it was, so every later
   call stops at it too until the log is repaired.
@@ -39,7 +41,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ledger import events
+from ledger import errors, events
 from ledger import store as store_mod
 from projections import fleet, tables, undecodable
 
@@ -61,7 +63,8 @@ FROM events WHERE position = $1 OR (category = 'target' AND position > $1) ORDER
 class Index:
     """The fleet's targets for one API process's commands (kept under ``api.keys.TARGETS``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout  # when a call names none: the store's (settings.db_timeout)
         self._lock = asyncio.Lock()
         self._found: dict[str, fleet.Target] = {}
         self._targets: Mapping[str, fleet.Target] = MappingProxyType(self._found)
@@ -72,13 +75,18 @@ class Index:
 
     async def now(self, store: store_mod.EventStore, *,
                   timeout: float | None = None) -> Mapping[str, fleet.Target]:
-        """Every target (retired included) as of now."""
-        async with self._lock:
-            if self._anchor is None or not await self._catch_up(store, timeout):
-                await self._seed(store, timeout)
-            return self._targets
+        """Every target (retired included) as of now; StoreUnavailable when not within ``timeout``,
+        the wait for another call's load included."""
+        limit = self._timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(limit), self._lock:
+                if self._anchor is None or not await self._catch_up(store, limit):
+                    await self._seed(store, limit)
+                return self._targets
+        except TimeoutError as exc:
+            raise errors.StoreUnavailable(f"the targets were not loaded within {limit:g} s") from exc
 
-    async def _seed(self, store: store_mod.EventStore, timeout: float | None) -> None:
+    async def _seed(self, store: store_mod.EventStore, timeout: float) -> None:
         async with store.connection(timeout) as conn:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 checkpoint = await tables.checkpoint(conn)
@@ -93,7 +101,7 @@ class Index:
         self._publish(found, *(head if head is not None else (0, "")))
         self.seeds += 1
 
-    async def _catch_up(self, store: store_mod.EventStore, timeout: float | None) -> bool:
+    async def _catch_up(self, store: store_mod.EventStore, timeout: float) -> bool:
         """Fold the target events after the anchor; False when the log is no longer the one folded."""
         async with store.connection(timeout) as conn:
             rows = await conn.fetch(_CATCH_UP, self._position, timeout=timeout)
