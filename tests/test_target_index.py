@@ -13,7 +13,7 @@ import pytest
 
 from api import keys
 from ledger import errors, events, records
-from projections import loading
+from projections import loading, targetindex
 from tests.applier_support import append, eventually
 from tests.projected import live_client, manifests, submit  # noqa: F401 - fixture
 from tests.test_projector_stall import insert_raw_data
@@ -67,6 +67,8 @@ async def test_a_lagging_projector_leaves_nothing_out(live, db):
     await _register(store, "a", "b", env="prod")
     await eventually(lambda: _projected(db, 2), what="read models caught up")
     assert (await submit(live, "web", selector="env=prod"))["matched_targets"] == ["a", "b"]
+    seeded = await live.app[keys.TARGETS].now(store)
+    assert seeded["a"].labels is seeded["b"].labels  # built from the read model, alike labels shared
     async with db.transaction():
         # The projector waits for this lock: it cannot fold what follows before the revision.
         await db.execute("LOCK TABLE read_targets IN ACCESS EXCLUSIVE MODE")
@@ -140,3 +142,13 @@ async def test_an_undecodable_target_event_stops_every_decision_and_leaves_the_i
     assert (sorted(before), dict(before["a"].labels)) == (["a"], {"env": "prod"})
     assert await db.fetchval("SELECT count(*) FROM events WHERE category = 'deployment'") == 0
 
+
+
+async def test_a_seed_built_off_the_event_loop_is_the_same_fleet(client, store, monkeypatch):
+    monkeypatch.setattr(targetindex, "INLINE_ROWS", 3)
+    await _register(store, "a", "b", "c", "d", env="prod")
+    await append(store, events.TargetRetired(target="b"))
+    found = await client.app[keys.TARGETS].now(store)
+    assert {n: (dict(t.labels), t.retired) for n, t in found.items()} == {
+        "a": ({"env": "prod"}, False), "b": ({"env": "prod"}, True), "c": ({"env": "prod"}, False),
+        "d": ({"env": "prod"}, False)}
