@@ -38,6 +38,10 @@ class Postgres:
         self.dir = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
         self.server = pgembed.EmbeddedPostgres(self.dir / "pg")
 
+    def postmaster(self) -> int:
+        """The server's postmaster PID (its backends are the processes under it)."""
+        return int((self.server.pgdata / "postmaster.pid").read_text().split()[0])
+
     def __enter__(self) -> str:
         return self.server.start()
 
@@ -128,6 +132,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds_all(pids: list[int]) -> float:
+    """:func:`cpu_seconds` summed over ``pids`` (a process gone meanwhile counts nothing)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            continue
+    return total
+
+
 def wrk(url: str, script: Path, *, connections: int, seconds: int, threads: int = 1) -> dict[str, float]:
     if shutil.which("wrk") is None:
         raise SystemExit("bench needs wrk as the load generator: apt-get install -y wrk")
@@ -138,6 +153,8 @@ def wrk(url: str, script: Path, *, connections: int, seconds: int, threads: int 
     result: dict[str, float] = {}
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     result["requests_per_s"] = float(rps.group(1)) if rps else float("nan")
+    count = re.search(r"(\d+) requests in", out)
+    result["requests"] = float(count.group(1)) if count else float("nan")
     for pct in ("50", "99"):
         match = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)\b", out)
         if match:

@@ -45,6 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,29 @@ async def applied(dsn: str) -> int:
         await conn.close()
 
 
-def appends_as_served(args: argparse.Namespace, url: str, dsn: str, work: Path, clusters: list[str]) -> dict[str, Any]:
+def roles(pid: int) -> dict[str, list[int]]:
+    """The PIDs of the service under ``pid`` by role (supervisor, api, projector, applier, lane)."""
+    found: dict[str, list[int]] = {}
+    for member in harness.tree(pid):
+        try:
+            argv = Path(f"/proc/{member}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        role = argv[argv.index(b"cli.roles") + 1].decode() if b"cli.roles" in argv else \
+            "lane" if b"api.laneworker" in argv else "supervisor" if member == pid else "other"
+        found.setdefault(role, []).append(member)
+    return found
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def appends_as_served(args: argparse.Namespace, url: str, dsn: str, work: Path, clusters: list[str],
+                      pids: dict[str, int]) -> dict[str, Any]:
+    """Phase 1. ``pids``: the service's supervisor, PostgreSQL's postmaster and the emulator, whose
+    CPU seconds per request are measured beside the rates (what a rate on a shared machine rests on)."""
     script = work / "single.lua"
     script.write_text(append.SINGLE_LUA.replace("%s", append.CREDENTIAL).replace("TOKEN", TOKEN))
 
@@ -190,44 +213,81 @@ def appends_as_served(args: argparse.Namespace, url: str, dsn: str, work: Path, 
 
     asyncio.run(register())
 
-    def noop_run() -> dict[str, float]:
+    def groups() -> dict[str, list[int]]:
+        found = roles(pids["service"])
+        found["postgres"] = harness.tree(pids["postmaster"])
+        found["emulator"] = [pids["emulator"]]
+        return found
+
+    def measured(target: str, each: Callable[[], dict[str, list[int]]]) -> tuple[dict[str, float], dict[str, float]]:
+        """wrk's measured run, and CPU ms per request of each group and of wrk itself."""
+        before = {name: harness.cpu_seconds_all(members) for name, members in each().items()}
+        children = _children_cpu()
+        found = harness.wrk(target, script, connections=args.connections, seconds=args.wrk_seconds)
+        cpu = {name: (harness.cpu_seconds_all(members) - before.get(name, 0.0)) * 1000 / found["requests"]
+               for name, members in each().items()}
+        cpu["wrk"] = (_children_cpu() - children) * 1000 / found["requests"]
+        return found, cpu
+
+    def noop_run() -> tuple[dict[str, float], dict[str, float]]:
         port = pgembed.free_port()
         noop = subprocess.Popen([sys.executable, "-m", "bench.noop", str(port)], cwd=harness.ROOT)
         try:
             harness.wait_http(f"http://127.0.0.1:{port}/", noop)
             harness.wrk(f"http://127.0.0.1:{port}", script, connections=args.connections, seconds=1)
-            return harness.wrk(f"http://127.0.0.1:{port}", script, connections=args.connections,
-                               seconds=args.wrk_seconds)
+            return measured(f"http://127.0.0.1:{port}", lambda: {"handler": [noop.pid]})
         finally:
             harness.stop(noop)
 
-    def ledger_run() -> tuple[dict[str, float], int, int]:
-        async def go() -> tuple[dict[str, float], int, int]:
+    def ledger_run() -> tuple[dict[str, float], dict[str, float], int]:
+        async def go() -> tuple[dict[str, float], dict[str, float], int]:
             stop = asyncio.Event()
             before = await applied(dsn)
             async with aiohttp.ClientSession(headers=HEADERS) as session:
                 revisions = asyncio.create_task(churn(session, url, args.churn, stop, numbers))
                 await asyncio.sleep(args.churn * 2)
                 await asyncio.to_thread(harness.wrk, url, script, connections=args.connections, seconds=1)
-                found = await asyncio.to_thread(harness.wrk, url, script, connections=args.connections,
-                                                seconds=args.wrk_seconds)
+                found, cpu = await asyncio.to_thread(measured, url, groups)
                 stop.set()
-                count = await revisions
-            return found, count, await applied(dsn) - before
+                await revisions
+            return found, cpu, await applied(dsn) - before
         return asyncio.run(go())
 
-    noops, ledgers, applies = [], [], 0
+    noops, ledgers, noop_cpu, ledger_cpu, applies = [], [], [], [], 0
     numbers = itertools.count(1)
     for n in range(args.wrk_rounds):
         print(f"  round {n + 1}/{args.wrk_rounds}: no-op, then ledger appends while applying …", flush=True)
-        noops.append(noop_run())
-        found, _, count = ledger_run()
+        found, cpu = noop_run()
+        noops.append(found)
+        noop_cpu.append(cpu)
+        found, cpu, count = ledger_run()
         ledgers.append(found)
+        ledger_cpu.append(cpu)
         applies += count
     med = statistics.median
+
+    def cpu_median(runs: list[dict[str, float]]) -> dict[str, float]:
+        return {name: med(run.get(name, 0.0) for run in runs) for name in runs[0]}
+
     return {"noop_rps": med(r["requests_per_s"] for r in noops), "noop_p99": med(r["p99_ms"] for r in noops),
             "rps": med(r["requests_per_s"] for r in ledgers), "p99": med(r["p99_ms"] for r in ledgers),
-            "errors": sum(r["errors"] for r in ledgers), "applies": applies}
+            "errors": sum(r["errors"] for r in ledgers), "applies": applies,
+            "noop_cpu": cpu_median(noop_cpu), "cpu": cpu_median(ledger_cpu)}
+
+
+def cpu_line(served: dict[str, Any]) -> str:
+    """What the two rates rest on: CPU milliseconds per request, process by process, on a machine of
+    ``os.cpu_count()`` cores (a rate is at most cores / CPU per request, wherever the CPU is spent)."""
+    def listed(cpu: dict[str, float]) -> str:
+        return ", ".join(f"{name} {ms:.3f}" for name, ms in sorted(cpu.items(), key=lambda kv: -kv[1]) if ms >= 0.0005)
+    ledger, noop = sum(served["cpu"].values()), sum(served["noop_cpu"].values())
+    cores = os.cpu_count() or 1
+    return (f"CPU ms per request during the measured runs (median of the rounds; {cores} cores): ledger "
+            f"{listed(served['cpu'])}: **{ledger:.3f} ms** in all; no-op {listed(served['noop_cpu'])}: "
+            f"**{noop:.3f} ms** in all. At {ledger:.3f} ms the machine's {cores} cores allow at most "
+            f"{cores * 1000 / ledger:,.0f} appends/s, {cores * 1000 / ledger / served['noop_rps']:.2f}x the no-op's "
+            f"measured rate; the API process alone ({served['cpu'].get('api', float('nan')):.3f} ms on one core) "
+            f"at most {1000 / served['cpu'].get('api', float('nan')):,.0f}/s.")
 
 
 # 2. Expensive lane ------------------------------------------------------------------------------
@@ -370,11 +430,6 @@ def api_pid(pid: int) -> int:
     return pid
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def workers_gone(pid: int, limit: float = 60.0) -> float:
     """Seconds until the expensive lane's worker processes have exited (they do once the lane has
     been idle for ``expensive_idle_exit``); the service at rest again is what the SSE phase starts from."""
@@ -388,12 +443,12 @@ async def lanes_alone(args: argparse.Namespace, url: str, pid: int) -> None:
     """Phase 2 on its own, with what contention disturbs little beside the p99s."""
     api = api_pid(pid)
     rss = lambda: processes_mb(pid)  # noqa: E731
-    before, cpu = rss(), cpu_seconds(api)
+    before, cpu = rss(), harness.cpu_seconds(api)
     async with aiohttp.ClientSession(headers=HEADERS, connector=aiohttp.TCPConnector(limit=0)) as session:
         started = time.perf_counter()
         found = await lanes(session, url, args.events, args.replays, args.verifies, args.rounds)
         took, load = time.perf_counter() - started, load_average()
-        used, right_after = cpu_seconds(api) - cpu, rss()
+        used, right_after = harness.cpu_seconds(api) - cpu, rss()
         await asyncio.sleep(8)  # the lane idle (workers exit after LEDGER_EXPENSIVE_IDLE_EXIT, 5 s)
         later = rss()
     q, loaded = found["quiet"], found["loaded"]
@@ -467,6 +522,8 @@ def report(args: argparse.Namespace, f: dict[str, Any], catch_up: float, served:
         f"**{len(log_errors)}**{' (' + log_errors[0][:120] + ')' if log_errors else ''} | answers, no database "
         f"error | {f['idle_load']} |",
         "",
+        cpu_line(served),
+        "",
         "Memory per process, MB RSS (PSS), summed over the supervisor and its three processes (the embedded "
         "PostgreSQL is not counted; RSS counts a shared page in every process that maps it, PSS divides it):",
         "",
@@ -526,7 +583,8 @@ def main() -> None:
     log = work / "service.log"
     try:
         harness.wait_http(f"{emulator}/_emulator/clusters", emu)
-        with harness.Postgres() as dsn:
+        postgres = harness.Postgres()
+        with postgres as dsn:
             started = time.perf_counter()
             head = asyncio.run(seed.fill(dsn, args.events))
             print(f"seeded {head:,} events in {time.perf_counter() - started:.0f} s", flush=True)
@@ -545,7 +603,8 @@ def main() -> None:
                 if args.only_lanes:
                     asyncio.run(lanes_alone(args, url, proc.pid))
                     return
-                served = appends_as_served(args, url, dsn, work, clusters)
+                served = appends_as_served(args, url, dsn, work, clusters, {
+                    "service": proc.pid, "postmaster": postgres.postmaster(), "emulator": emu.pid})
                 served_load = load_average()
                 figures = asyncio.run(measure(args, url, proc.pid))
             finally:

@@ -106,7 +106,7 @@ class Applier:
     def _make_claims(self) -> claims.Claims:
         return claims.Claims(
             self._dsn, interval=self._settings.claim_interval, connect_timeout=self._settings.db_timeout,
-            candidates=self._candidates, busy=lambda t: t in self._workers,
+            candidates=self._candidates, candidate=self._candidate, busy=lambda t: t in self._workers,
             gained=self._gained, lost=self._lost)
 
     def _reset(self) -> None:
@@ -205,8 +205,9 @@ class Applier:
 
     def _fold(self, rec: records.RecordedEvent) -> None:
         affected = tracking.fold(self.state, rec)
-        if rec.type in _TARGET_TYPES:
-            self.claims.poke()
+        if rec.type in _TARGET_TYPES:  # the target it names is in ``affected``
+            for target in affected:
+                self.claims.poke(target)
         for target in affected:
             self._changed(target)
         self._driver.note(rec)
@@ -226,6 +227,10 @@ class Applier:
 
     def _candidates(self) -> list[str]:
         return [name for name, target in self.state.fleet.targets.items() if not target.retired]
+
+    def _candidate(self, name: str) -> bool:
+        target = self.state.fleet.targets.get(name)
+        return target is not None and not target.retired
 
     def _gained(self, targets: set[str], head: int) -> None:
         for target in targets:

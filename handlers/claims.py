@@ -44,8 +44,7 @@ log = logging.getLogger(__name__)
 TARGET_CLASS: Final = 0x4C44_4154  # "LDAT"
 MEMBER_CLASS: Final = 0x4C44_414D  # "LDAM"
 # A round woken by targets coming or going waits this long first, so a burst of registrations
-# (thousands a second from a script) is claimed in a few rounds, not one round per registration:
-# each round walks every candidate target.
+# (thousands a second from a script) is claimed in a few rounds, not one round per registration.
 ROUND_GAP: Final = 0.05
 
 _MEMBERS: Final = """
@@ -83,6 +82,7 @@ class Claims:
         interval: float,
         connect_timeout: float,
         candidates: Callable[[], Iterable[str]],
+        candidate: Callable[[str], bool],
         busy: Callable[[str], bool],
         gained: Callable[[set[str], int], None],
         lost: Callable[[set[str]], None],
@@ -91,6 +91,7 @@ class Claims:
         self._interval = interval
         self._timeout = connect_timeout
         self._candidates = candidates
+        self._candidate = candidate
         self._busy = busy
         self._gained = gained
         self._lost = lost
@@ -99,20 +100,28 @@ class Claims:
         self._keys: dict[int, set[str]] = {}  # lock key held -> owned targets under it
         self.member: int | None = None
         self.members: list[int] = []
-        # Each candidate's owner among ``_owners_among``: a round hashes only targets new since
-        # the last one (a fleet registering thousands of targets otherwise rehashed them all on
-        # every registration's round), and walks only the targets that came or went (set
-        # differences); a change of members hashes all anew.
+        # Each candidate's owner among ``_owners_among``. A round on the interval walks every
+        # candidate (``candidates``) but hashes only those new since the last one; a round woken by
+        # targets coming or going looks only at the targets it was poked with (``_dirty``). Walking
+        # the whole fleet on every woken round was O(fleet) twenty times a second while a script
+        # registered targets. A change of members hashes all anew.
         self._owners: dict[str, int | None] = {}
         self._owners_among: list[int] = []
         self._mine: set[str] = set()  # the candidates that belong to this member
+        self._dirty: set[str] = set()
+        self._full = True
         self.member_reads = 0
+        self.full_rounds = 0
 
     def owns(self, target: str) -> bool:
         return target in self.owned
 
-    def poke(self) -> None:
-        """Run a claim round soon (targets came or went)."""
+    def poke(self, target: str | None = None) -> None:
+        """Run a claim round soon: ``target`` came, went or changed (None: look at every candidate)."""
+        if target is None:
+            self._full = True
+        else:
+            self._dirty.add(target)
         self._wake.set()
 
     def _drop_all(self) -> None:
@@ -176,20 +185,14 @@ class Claims:
             self.members = sorted({int(r["member"]) for r in rows} | {self.member or 0})
         if self.members != self._owners_among:
             self._owners, self._owners_among, self._mine = {}, list(self.members), set()
-        current = set(self._candidates())
-        known = self._owners
-        for target in known.keys() - current:
-            del known[target]
-            self._mine.discard(target)
-        for target in current - known.keys():
-            known[target] = found = owner(target, self.members)
-            if found == self.member:
-                self._mine.add(target)
-        mine = self._mine
-        release = {t for t in self.owned - mine if not self._busy(t)}
+            self._full = True
+        if read_members or self._full:
+            release, wanted = self._walk_all()
+        else:
+            release, wanted = self._walk(self._dirty)
+        self._dirty = set()
         if release:
             await self._release(conn, release)
-        wanted = mine - self.owned
         if not wanted:
             return
         new_keys = sorted({key(t) for t in wanted} - set(self._keys))
@@ -207,6 +210,38 @@ class Claims:
         self.owned |= gained
         head = await conn.fetchval("SELECT coalesce(max(position), 0) FROM events", timeout=self._timeout)
         self._gained(gained, int(head))
+
+    def _walk_all(self) -> tuple[set[str], set[str]]:
+        """Every candidate: the targets to release (once idle) and those to take."""
+        self._full = False
+        self.full_rounds += 1
+        current = set(self._candidates())
+        known = self._owners
+        for target in known.keys() - current:
+            del known[target]
+            self._mine.discard(target)
+        self._place(current - known.keys())
+        mine = self._mine
+        return {t for t in self.owned - mine if not self._busy(t)}, mine - self.owned
+
+    def _walk(self, dirty: set[str]) -> tuple[set[str], set[str]]:
+        """Only ``dirty``: the targets a woken round was poked with."""
+        known = self._owners
+        for target in dirty:
+            if not self._candidate(target) and target in known:
+                del known[target]
+                self._mine.discard(target)
+        self._place({t for t in dirty if t not in known and self._candidate(t)})
+        mine = self._mine
+        return ({t for t in dirty if t in self.owned and t not in mine and not self._busy(t)},
+                {t for t in dirty if t in mine and t not in self.owned})
+
+    def _place(self, targets: Iterable[str]) -> None:
+        known, member = self._owners, self.member
+        for target in targets:
+            known[target] = found = owner(target, self.members)
+            if found == member:
+                self._mine.add(target)
 
     async def _release(self, conn: asyncpg.Connection, targets: set[str]) -> None:
         self.owned -= targets

@@ -1,6 +1,7 @@
 """Applier claims (handlers/claims.py) against a real PostgreSQL: rounds woken by new targets take
 them without re-reading the members (a scan of the server's whole lock table, a lock per claimed
-target), and the rounds on the interval still see members come and go."""
+target) and without walking every candidate, and the rounds on the interval still see members come
+and go."""
 
 from __future__ import annotations
 
@@ -17,9 +18,14 @@ def now(check):
     return polled
 
 
-def _claims(database_url: str, candidates: set[str], interval: float) -> claims.Claims:
-    return claims.Claims(database_url, interval=interval, connect_timeout=5.0, candidates=lambda: candidates,
-                         busy=lambda _t: False, gained=lambda _t, _h: None, lost=lambda _t: None)
+def _claims(database_url: str, candidates: set[str], interval: float, walks: list[int] | None = None) -> claims.Claims:
+    def every() -> set[str]:
+        if walks is not None:
+            walks.append(len(candidates))
+        return candidates
+    return claims.Claims(database_url, interval=interval, connect_timeout=5.0, candidates=every,
+                         candidate=candidates.__contains__, busy=lambda _t: False,
+                         gained=lambda _t, _h: None, lost=lambda _t: None)
 
 
 async def test_a_burst_of_new_targets_is_claimed_without_reading_the_members_again(database_url):
@@ -30,11 +36,38 @@ async def test_a_burst_of_new_targets_is_claimed_without_reading_the_members_aga
         await eventually(now(lambda: len(one.owned) == 10), what="the first targets claimed")
         reads = one.member_reads
         for burst in range(5):
-            candidates.update(f"b{burst}-{i}" for i in range(20))
-            one.poke()
+            new = {f"b{burst}-{i}" for i in range(20)}
+            candidates.update(new)
+            for target in new:
+                one.poke(target)
             await eventually(now(lambda n=10 + 20 * (burst + 1): len(one.owned) == n),
                              what="the burst claimed")
         assert one.member_reads == reads
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_woken_round_looks_only_at_the_targets_it_was_poked_with(database_url):
+    # Each woken round walked every candidate: O(fleet) up to twenty times a second while a script
+    # registered targets into a fleet of tens of thousands.
+    candidates = {f"t{i}" for i in range(50)}
+    walks: list[int] = []
+    one = _claims(database_url, candidates, interval=3600.0, walks=walks)
+    task = asyncio.create_task(one.run())
+    try:
+        await eventually(now(lambda: len(one.owned) == 50), what="the first targets claimed")
+        full = len(walks)
+        candidates.add("late")
+        one.poke("late")
+        await eventually(now(lambda: "late" in one.owned), what="a new target claimed")
+        candidates.discard("t7")
+        one.poke("t7")
+        await eventually(now(lambda: "t7" not in one.owned), what="a retired target released")
+        assert len(walks) == full
+        one.poke()  # no target named: every candidate is looked at
+        await eventually(now(lambda: len(walks) == full + 1), what="a round over every candidate")
+        assert one.owned == candidates
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
