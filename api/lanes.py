@@ -34,9 +34,9 @@ Decisions:
   at once; ``shared`` runs a job once for every request that asks for it while it runs (the first
   asker's run takes a turn, the others wait for its answer without one), as the digest of one head
   is one computation.
-- **What stays here, off the loop on one thread.** Feed pages, SSE catch-up reads and the audit
-  page's replay run in this process, chunk by chunk in a worker thread, so the event loop keeps
-  serving meanwhile. They hold the interpreter's lock while they run, so ``share_the_interpreter``
+- **What stays here, off the loop on one thread.** Feed pages and SSE catch-up reads run in this
+  process, a page at a time in a worker thread, so the event loop keeps serving meanwhile (the
+  audit page's folds run in a lane worker, as ``/v1/state``'s do). They hold the interpreter's lock while they run, so ``share_the_interpreter``
   gives the process's default executor ``OFF_LOOP_THREADS`` thread (the loop then waits for the
   lock behind one thread, not behind one per turn of the lane) and sets the lock's switch interval
   to ``SWITCH_INTERVAL`` (1 ms: each time the loop wakes it waits up to that long).

@@ -67,7 +67,8 @@ def _lane(lane: lanes.Lane, app: web.Application) -> Iterator[Metric]:
     yield _counter("ledger_expensive_refused", "Expensive requests answered 503 for want of a turn", lane.refused)
     yield _counter("ledger_client_limited", "Requests answered 429 past a per-client limit", lane.limited)
     yield _counted("ledger_expensive_runs", "Jobs run by a lane worker process, by kind "
-                   "(replay: /v1/state; verify: a chain recomputed)", "kind", ("state", "verify"), lane.runs)
+                   "(state: /v1/state; audit: the audit page's folds; verify: a chain recomputed)", "kind",
+                   ("state", "audit", "verify"), lane.runs)
     yield _counter("ledger_expensive_coalesced", "Verifies answered from a run of the same range that "
                    "another request started", lane.coalesced)
     yield _gauge("ledger_lane_workers", "Lane worker processes running now", len(lane.workers.running))

@@ -269,11 +269,22 @@ class Applier:
         if target in self._workers:
             self._again.add(target)
             return
+        if self._idle(target):
+            return
         work = self._work(target)
         try:
             self._workers[target] = self._tg.create_task(work, name=f"applier-{target}")
         except RuntimeError:  # the task group is stopping (shutdown, or a restart after a crash)
             work.close()
+
+    def _idle(self, target: str) -> bool:
+        """Whether a pass of ``target`` would find nothing to do: no task for it then. Claiming a
+        fleet gains every target at once, and a task per target (most with nothing to apply) held
+        ~1.4 KB each until the loop reached it, memory the heap then kept (55 MB at 40,000 targets)."""
+        if target in self._resync or target in self._crashes:
+            return False
+        found = self.state.fleet.targets.get(target)
+        return found is None or (not found.retired and not tracking.plan(self.state, target))
 
     def _timer(self, target: str, when: float) -> None:
         """Pass ``target`` again at loop time ``when`` (the earliest of the times asked for wins)."""

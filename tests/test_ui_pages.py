@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from api import keys, policy
+from api import keys, lanes, policy
 from api.ui import render, sessions
 from tests import credfiles, servers
 from tests.projected import live_client, register, submit  # noqa: F401 - fixture
@@ -269,6 +269,22 @@ async def test_the_audit_page_lists_what_changed_between_two_moments(live, brows
         text = await resp.text()
     assert "What changed between position 0" in text
     assert "<th scope=\"row\">web</th><td>absent</td><td>r2</td>" in text
+
+
+async def test_the_audit_pages_folds_run_in_a_lane_worker_process(live, browser):
+    # They ran in a thread of the API process, which a fold of a long log holds the interpreter
+    # from the event loop meanwhile: appends waited behind a page view.
+    await _seed(live)
+    await _sign_in(browser)
+    lane = live.app[lanes.LANE]
+    async with browser.get("/audit?at=1&since=0") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    assert lane.runs["audit"] == 1 and lane.workers.pids()
+    assert "What changed between position 0 and 1" in text
+    async with browser.get("/audit?at=999999") as resp:  # beyond the head: the worker's answer, 422
+        assert resp.status == 422 and "beyond the head" in await resp.text()
+    assert lane.runs["audit"] == 2
 
 
 async def test_a_target_a_freeze_holds_shows_frozen_with_the_freeze_and_its_end(live, browser):
