@@ -147,7 +147,7 @@ def _built(rows: Sequence[Any], tail: Sequence[Any]) -> labelled.Targets:
     state = fleet.empty()
     for row in rows:
         target = tables.target_of(row)
+        compact.targets((target,))  # at once: the decoded copies freed en masse stayed as ~20 MB of RSS
         state.targets[target.name] = target
-    compact.targets(state.targets.values())
     undecodable.fold_all("commands", state, tail)
     return labelled.build(state.targets)
