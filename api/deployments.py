@@ -214,7 +214,7 @@ async def submit(request: web.Request) -> web.Response:
     store = request.app[keys.STORE]
 
     async def decide(state: loading.StreamState) -> Any:
-        targets = await loading.targets(store)
+        targets = await loading.targets(store, request.app[keys.TARGETS])
         decided = commands.submit_revision(state.state.deployments.get(name), command, targets)
         await _unshared(request, name, decided, targets)
         return await _admitted(request, decided, targets, override)
@@ -232,7 +232,7 @@ async def roll_back_to(request: web.Request, name: str, to_revision: int, messag
     store = request.app[keys.STORE]
 
     async def decide(state: loading.StreamState) -> Any:
-        targets = await loading.targets(store)
+        targets = await loading.targets(store, request.app[keys.TARGETS])
         decided = commands.roll_back(state.state.deployments.get(name), command, targets)
         await _unshared(request, name, decided, targets, await _restores(request, name, to_revision))
         return await _admitted(request, decided, targets, override)
@@ -263,7 +263,7 @@ async def change(request: web.Request, name: str, command: _Lifecycle, reason: s
     async def decide(state: loading.StreamState) -> Any:
         deployment = state.state.deployments.get(name)
         if scope.targets:
-            commands.within_scope(name, deployment, scope, await loading.targets(store))
+            commands.within_scope(name, deployment, scope, await loading.targets(store, request.app[keys.TARGETS]))
         return command(name, deployment, reason)
 
     return await submission.run(request, _stream(name), expected_version, decide, metadata)

@@ -79,7 +79,7 @@ async def list_freezes(request: web.Request) -> web.Response:
     store = request.app[keys.STORE]
     timeout = request.app[keys.SETTINGS].db_timeout
     table = await loading.freezes_now(store, timeout=timeout)
-    targets = await loading.targets(store, timeout=timeout) if table else {}
+    targets = await loading.targets(store, request.app[keys.TARGETS], timeout=timeout) if table else {}
     live = {n: t for n, t in targets.items() if not t.retired}
     now = dt.datetime.now(dt.UTC)
     listed = [freezes.view(f, now, [n for n, t in live.items() if freezes.selects(f, t.labels)])

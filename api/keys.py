@@ -14,6 +14,7 @@ from ledger import settings as settings_mod
 from ledger import store as store_mod
 from projections import progress as progress_mod
 from projections import runner as runner_mod
+from projections import targetindex
 from projections import tokens as tokens_mod
 
 if TYPE_CHECKING:
@@ -31,4 +32,5 @@ COMPONENTS = web.AppKey("components", components_mod.Registry)
 PROBE = web.AppKey("probe", probe_mod.Probe)
 FATAL = web.AppKey("fatal", list[str])
 TOKENS = web.AppKey("tokens", tokens_mod.Table)
+TARGETS = web.AppKey("targets", targetindex.Index)  # the fleet's targets as commands decide on them
 CREDENTIALS = web.AppKey("credentials", credfile.Watched)

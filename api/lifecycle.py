@@ -19,7 +19,7 @@ from aiohttp import web
 from api import keys
 from api import locks as stream_locks
 from ledger import credfile, db, migrate, notifier, pgembed, pgwatch, probe, store, tasks
-from projections import progress, runner
+from projections import progress, runner, targetindex
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ async def event_store(app: web.Application) -> AsyncIterator[None]:
     es = store.EventStore(pool, notify, timeout=settings.db_timeout,
                           max_batch_events=settings.max_batch_events)
     app[keys.STORE] = es
+    app[keys.TARGETS] = targetindex.Index(settings.db_timeout)
     registry = app[keys.COMPONENTS]
     # The probe's first round before serving, so readiness is known from the first request on.
     db_probe = app[keys.PROBE] = probe.Probe(app[keys.DSN], registry, timeout=settings.db_timeout)

@@ -53,7 +53,7 @@ def _problem(exc: Exception) -> problems.Problem:
 
 async def _load(request: web.Request, name: str) -> tuple[fleet.Deployment | None, loading.StreamState]:
     state, stream = await loading.deployment_with_rollout(
-        request.app[keys.STORE], name, timeout=request.app[keys.SETTINGS].db_timeout)
+        request.app[keys.STORE], request.app[keys.TARGETS], name, timeout=request.app[keys.SETTINGS].db_timeout)
     return state.deployments.get(name), stream
 
 
@@ -79,7 +79,7 @@ async def record(request: web.Request, name: str, expected: envelope.ExpectedVer
         deployment, _ = await _load(request, name)
         try:
             if scope.targets:
-                commands.within_scope(name, deployment, scope, await loading.targets(request.app[keys.STORE]))
+                commands.within_scope(name, deployment, scope, await loading.targets(request.app[keys.STORE], request.app[keys.TARGETS]))
             return [decide(deployment)]
         except commands.DomainError as exc:
             raise _problem(exc) from exc

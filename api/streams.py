@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -89,11 +89,11 @@ def _decider(request: web.Request, stream: str,
     catalogue = request.app[keys.CREDENTIALS].current()
 
     async def decide(state: loading.StreamState) -> Sequence[events.Event]:
-        targets: dict[str, fleet.Target] = {}
+        targets: Mapping[str, fleet.Target] = {}
         frozen: dict[str, freezes.Freeze] = {}
         holders: fleet.Fleet | None = None
         if any(type(event) in needs for event, _ in submitted):
-            targets = await loading.targets(store, timeout=timeout)
+            targets = await loading.targets(store, request.app[keys.TARGETS], timeout=timeout)
             frozen = await loading.freezes_now(store, timeout=timeout)
         if any(type(event) in rules.NEEDS_TARGETS for event, _ in submitted):
             holders = await _holders(store, stream, [event for event, _ in submitted], targets, timeout)
@@ -114,7 +114,7 @@ def _decider(request: web.Request, stream: str,
     return decide
 
 
-async def _holders(store: Any, stream: str, submitted: list[events.AnyEvent], targets: dict[str, fleet.Target],
+async def _holders(store: Any, stream: str, submitted: list[events.AnyEvent], targets: Mapping[str, fleet.Target],
                    timeout: float) -> fleet.Fleet:
     """What the sharing rule needs (rules.Context.holders): the deployments that may hold an object
     the submitted revisions name or their rollbacks restore, and with a rollback the stream's own."""

@@ -21,6 +21,7 @@ import asyncpg
 import msgspec
 
 from handlers import tracking
+from projections import compact
 
 NAME: Final = "applier"
 VERSION: Final = 1
@@ -57,4 +58,7 @@ async def load(conn: asyncpg.Connection, *, timeout: float) -> tracking.State | 
         state = _decoder.decode(await asyncio.to_thread(zlib.decompress, row["state"]))
     except (msgspec.DecodeError, msgspec.ValidationError, zlib.error):
         return None
-    return state if state.position == row["position"] else None
+    if state.position != row["position"]:
+        return None
+    compact.targets(state.fleet.targets.values())
+    return state

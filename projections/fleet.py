@@ -60,8 +60,8 @@ import msgspec
 
 from ledger import access as access_mod
 from ledger import events, records
+from projections import compact, selectors, waves
 from projections import freezes as freezes_mod
-from projections import selectors, waves
 
 RolloutState = Literal["pending", "applying", "progressing", "healthy", "degraded", "failed", "paused"]
 STATES: Final[tuple[RolloutState, ...]] = (
@@ -269,8 +269,8 @@ def _set_target(fleet: Fleet, event: events.TargetRegistered | events.TargetUpda
     if target is None:
         target = Target(name=event.target, registered_at=meta.recorded_at)
         fleet.targets[event.target] = target
-    target.labels = event.labels
-    target.access = access_mod.of(event)
+    target.labels = compact.labels(event.labels)
+    target.access = compact.access(access_mod.of(event))
     if isinstance(event, events.TargetRegistered):
         target.retired = False
     target.version = meta.version

@@ -3,8 +3,9 @@
 A command must see every event committed before it, whatever the projector's lag: the stream it
 writes to is folded from the events table (manifests elided server-side, since no command needs
 them and a long history would otherwise be read in full), and the targets used to resolve
-``matched_targets`` come from the targets read model plus the target events after its checkpoint,
-both read in one snapshot of the database.
+``matched_targets`` come from the process's index of them (projections/targetindex.py: seeded from
+the targets read model plus the target events after its checkpoint, read in one snapshot of the
+database, then caught up from the log on every call).
 
 A rollout stream grows by an outcome per target per revision, so a long history is tens of
 thousands of rows: beyond ``INLINE_ROWS`` the fold runs in a worker thread (as replay's does,
@@ -17,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 from uuid import UUID
 
 from ledger import store as store_mod
-from projections import fleet, freezes, tables, undecodable
+from projections import fleet, freezes, tables, targetindex, undecodable
 
 INLINE_ROWS: Final = 2_000
 
@@ -65,10 +66,6 @@ _FREEZES: Final = """
 SELECT position, stream, version, type, data::text, metadata::text, recorded_at
 FROM events WHERE category = 'freeze' ORDER BY position
 """
-_TARGET_TAIL: Final = """
-SELECT position, stream, version, type, data::text, metadata::text, recorded_at
-FROM events WHERE category = 'target' AND position > $1 ORDER BY position
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +106,12 @@ async def _fold(state: fleet.Fleet, rows: Sequence[Sequence[object]]) -> None:
         undecodable.fold_all("commands", state, rows)
 
 
-async def deployment_with_rollout(store: store_mod.EventStore, name: str, *,
+async def deployment_with_rollout(store: store_mod.EventStore, index: targetindex.Index, name: str, *,
                                   timeout: float | None = None) -> tuple[fleet.Fleet, StreamState]:
     """A deployment as its progressive rollout sees it: the fleet's targets as of now, then the
     ``deployment-<name>`` and ``rollout-<name>`` streams folded in log order (manifests elided).
     Also the ``rollout-<name>`` stream's own state, for an append's expected version."""
-    found = await targets(store, timeout=timeout)
+    found = await targets(store, index, timeout=timeout)
     state = fleet.empty()
     state.targets.update(found)
     streams = [f"deployment-{name}", f"rollout-{name}"]
@@ -141,17 +138,11 @@ async def by_ids(store: store_mod.EventStore, event_ids: list[UUID], *,
     return {row[0]: Stored(*row[1:]) for row in rows}
 
 
-async def targets(store: store_mod.EventStore, *, timeout: float | None = None) -> dict[str, fleet.Target]:
-    """Every target (retired included) as of now: the read model, caught up from the log."""
-    async with store.connection(timeout) as conn:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            checkpoint = await tables.checkpoint(conn)
-            state = fleet.empty()
-            for target in await tables.load_targets(conn):
-                state.targets[target.name] = target
-            for row in await conn.fetch(_TARGET_TAIL, checkpoint, timeout=timeout):
-                undecodable.fold("commands", state, row)
-    return state.targets
+async def targets(store: store_mod.EventStore, index: targetindex.Index, *,
+                  timeout: float | None = None) -> Mapping[str, fleet.Target]:
+    """Every target (retired included) as of now, read-only: ``index`` caught up from the log
+    (projections/targetindex.py)."""
+    return await index.now(store, timeout=timeout)
 
 
 async def freezes_now(store: store_mod.EventStore, *, timeout: float | None = None) -> dict[str, freezes.Freeze]:
@@ -165,7 +156,7 @@ async def freezes_now(store: store_mod.EventStore, *, timeout: float | None = No
 
 
 async def holders(store: store_mod.EventStore, deployment: str, names: list[str],
-                  found_targets: dict[str, fleet.Target], *, own: bool = False,
+                  found_targets: Mapping[str, fleet.Target], *, own: bool = False,
                   timeout: float | None = None) -> fleet.Fleet:
     """The other deployments that may hold an object called one of ``names`` now (projections/
     sharing.py decides which do), folded whole from the log over ``found_targets`` (loaded by

@@ -17,7 +17,7 @@ from typing import Final
 import asyncpg
 import msgspec
 
-from projections import fleet, tables
+from projections import compact, fleet, tables
 
 EVERY: Final = 25_000
 
@@ -40,7 +40,9 @@ def encode(state: fleet.Fleet) -> bytes:
 
 
 def decode(data: bytes) -> fleet.Fleet:
-    return _decoder.decode(zlib.decompress(data))
+    found = _decoder.decode(zlib.decompress(data))
+    compact.targets(found.targets.values())
+    return found
 
 
 def due(last: int, position: int, every: int = EVERY) -> bool:

@@ -248,7 +248,8 @@ async def reset(conn: asyncpg.Connection) -> None:
 _access_decoder: Final = msgspec.json.Decoder(access.Access)
 
 
-def _target(row: Any) -> fleet.Target:
+def target_of(row: Any) -> fleet.Target:
+    """A row of ``target_rows`` as the fleet's target."""
     return fleet.Target(row[0], msgspec.json.decode(row[1]), _access_decoder.decode(row[2]), *row[3:])
 
 
@@ -261,7 +262,13 @@ async def load_targets(conn: asyncpg.Connection, name: str | None = None) -> lis
         rows = await conn.fetch(f"SELECT {_TARGET_COLUMNS} FROM read_targets ORDER BY name")
     else:
         rows = await conn.fetch(f"SELECT {_TARGET_COLUMNS} FROM read_targets WHERE name = $1", name)
-    return [_target(r) for r in rows]
+    return [target_of(r) for r in rows]
+
+
+async def target_rows(conn: asyncpg.Connection, *, timeout: float | None = None) -> list[Any]:
+    """Every row of the targets read model, not yet built (``target_of``), so that a caller may
+    build tens of thousands of them off the event loop."""
+    return list(await conn.fetch(f"SELECT {_TARGET_COLUMNS} FROM read_targets", timeout=timeout))
 
 
 async def load_deployments(conn: asyncpg.Connection, name: str | None = None) -> list[fleet.Deployment]:

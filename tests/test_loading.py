@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from ledger import records
-from projections import loading
+from projections import loading, targetindex
 from tests.projected import register, submit
 
 
@@ -22,7 +22,7 @@ async def test_a_rollout_history_longer_than_the_inline_limit_folds_to_every_out
     result = await store.append("rollout-web", "any", outcomes)
     await store.append("deployment-web", "any", [records.NewEvent(uuid.uuid4(), "DeploymentPaused", {
         "deployment": "web", "reason": "after the outcomes"})])
-    state, stream = await loading.deployment_with_rollout(store, "web")
+    state, stream = await loading.deployment_with_rollout(store, targetindex.Index(5.0), "web")
     assert (stream.version, stream.position) == (count, result.positions[-1])
     deployment = state.deployments["web"]
     assert deployment.paused
@@ -37,6 +37,6 @@ async def test_a_rollback_folds_into_the_state_a_rollout_command_decides_on(stor
         "deployment": "web", "revision": 1, "manifests": [], "selector": ""})])
     await store.append("deployment-web", "any", [records.NewEvent(uuid.uuid4(), "RolledBack", {
         "deployment": "web", "revision": 2, "to_revision": 1})])
-    state, _ = await loading.deployment_with_rollout(store, "web")
+    state, _ = await loading.deployment_with_rollout(store, targetindex.Index(5.0), "web")
     assert state.deployments["web"].current_revision == 2
     assert state.deployments["web"].revisions[2].rolled_back_to == 1

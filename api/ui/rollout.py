@@ -63,7 +63,7 @@ async def load(request: web.Request, name: str, in_waves: bool) -> Rollout:
     if not in_waves:
         return Rollout(None)
     state, _ = await loading.deployment_with_rollout(
-        request.app[keys.STORE], name, timeout=request.app[keys.SETTINGS].db_timeout)
+        request.app[keys.STORE], request.app[keys.TARGETS], name, timeout=request.app[keys.SETTINGS].db_timeout)
     d = state.deployments.get(name)
     if d is None or d.progress is None or d.progress.strategy is None:
         return Rollout(None)
