@@ -33,7 +33,7 @@ IMMUTABLE: Final = "public, max-age=31536000, immutable"
 # never to a request without one (every read needs a token).
 VARY: Final = "Accept, Authorization"
 DEFAULT_LIMIT: Final = 100
-MAX_LIMIT: Final = 1000
+MAX_LIMIT: Final = params.PAGE.high  # the largest ``limit`` a request may ask for (api/params.py)
 NDJSON: Final = "application/x-ndjson"
 
 routes = web.RouteTableDef()

@@ -6,6 +6,7 @@ and concurrent verifies of one range share one run."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -14,7 +15,7 @@ import msgspec
 import pytest
 
 from api import app as app_mod
-from api import lanes
+from api import lanes, laneworker
 from ledger import verify as verify_mod
 from projections import replay, views
 from tests.test_lanes import registered, seed, status_of
@@ -191,3 +192,27 @@ async def test_a_worker_that_dies_while_idle_is_logged_with_its_exit_code_and_re
     assert any(f"lane worker {pid} exited unasked (exit code -9)" in r.getMessage() for r in caplog.records)
     assert (await client.get(f"/v1/state?at={head}")).status == 200
     assert workers.started == 2 and workers.lost == 1
+
+
+@pytest.mark.parametrize("dsn, here", [
+    ("postgresql://ledger@127.0.0.1:5432/ledger", True),
+    ("postgresql://ledger@localhost/ledger", True),
+    ("postgresql:///ledger?host=/run/postgresql", True),
+    ("postgresql://ledger@10.0.0.5:5432/ledger", False),
+    ("postgresql://ledger@db.internal/ledger", False),
+    ("postgresql:///ledger?host=/run/postgresql&host=db.internal", False),
+])
+async def test_a_backend_is_deprioritised_only_when_the_database_is_on_this_host(db, dsn, here):
+    backend = int(await db.fetchval("SELECT pg_backend_pid()"))
+    before = os.getpriority(os.PRIO_PROCESS, backend)
+    try:
+        found, why_not = await laneworker.deprioritise_backend(db, dsn)
+        assert found == backend
+        if here:
+            assert why_not == "" and os.getpriority(os.PRIO_PROCESS, backend) == 19
+        else:  # what api/workers.py logs at INFO; the backend is left as it was
+            assert why_not == "the database is on another host"
+            assert os.getpriority(os.PRIO_PROCESS, backend) == before
+    finally:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, backend, before)  # root may lower it back; else it ends with the test
