@@ -88,7 +88,7 @@ async def event_store(app: web.Application) -> AsyncIterator[None]:
     es = store.EventStore(pool, notify, timeout=settings.db_timeout,
                           max_batch_events=settings.max_batch_events)
     app[keys.STORE] = es
-    app[keys.TARGETS] = targetindex.Index(settings.db_timeout)
+    app[keys.TARGETS] = index = targetindex.Index(settings.db_timeout)
     registry = app[keys.COMPONENTS]
     # The probe's first round before serving, so readiness is known from the first request on.
     db_probe = app[keys.PROBE] = probe.Probe(app[keys.DSN], registry, timeout=settings.db_timeout)
@@ -97,6 +97,7 @@ async def event_store(app: web.Application) -> AsyncIterator[None]:
                 tasks.running("writer", es.writer.run, registry),
                 tasks.running("database-probe", db_probe.run, registry)):
         yield
+    await index.close()
     try:
         await asyncio.wait_for(pool.close(), 5)
     except TimeoutError:

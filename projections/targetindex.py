@@ -9,7 +9,9 @@ decision costs O(target events since the last one), not O(fleet):
 
 - **Seeded once** from the targets read model and the target events after its checkpoint, read in
   one repeatable-read snapshot together with the head of the log (as the whole load always was);
-  tens of thousands of rows are built in a worker thread, as loading's long folds are.
+  tens of thousands of rows are built in a worker thread, as loading's long folds are. The build
+  is a task of its own that outlives a call running out of time, so a fleet whose build takes
+  longer than one call may wait still gets built; later calls wait for it, then catch up.
 - **Caught up** on each call by one statement: the target events after the last position it has
   folded. The append lock makes commit order equal position order and positions gapless
   (ledger/writer.py), so a statement that sees an event sees every event before it: nothing
@@ -70,6 +72,7 @@ class Index:
         self._targets = labelled.build(self._found)
         self._position = 0
         self._anchor: str | None = None  # the hash of the event at _position; None: not seeded
+        self._building: asyncio.Task[None] | None = None
         self.seeds = 0  # times the index was built whole
         self.rows_read = 0  # target rows read, the read model's and the log's
 
@@ -80,11 +83,32 @@ class Index:
         limit = self._timeout if timeout is None else timeout
         try:
             async with asyncio.timeout(limit), self._lock:
-                if self._anchor is None or not await self._catch_up(store, limit):
-                    await self._seed(store, limit)
+                if self._anchor is not None and await self._catch_up(store, limit):
+                    return self._targets
+                if self._building is None:
+                    self._building = asyncio.create_task(self._seed(store, self._timeout), name="target-index")
+                    self._building.add_done_callback(self._build_ended)
+                await asyncio.shield(self._building)
+                # Built from a snapshot that may precede this call: what came since, too.
+                if not await self._catch_up(store, limit):
+                    self._anchor = None
+                    raise errors.StoreUnavailable("the log changed while the targets were loaded")
                 return self._targets
         except TimeoutError as exc:
             raise errors.StoreUnavailable(f"the targets were not loaded within {limit:g} s") from exc
+
+    def _build_ended(self, task: asyncio.Task[None]) -> None:
+        # A build outlives the call that started it (one that ran out of time would otherwise
+        # leave a large fleet never built): the next call finds it done or waits for it.
+        self._building = None
+        if not task.cancelled():
+            task.exception()  # its callers, if any are left, got it; none is left unretrieved
+
+    async def close(self) -> None:
+        """Stop a build still running (the application's cleanup)."""
+        if self._building is not None:
+            self._building.cancel()
+            await asyncio.gather(self._building, return_exceptions=True)
 
     async def _seed(self, store: store_mod.EventStore, timeout: float) -> None:
         async with store.connection(timeout) as conn:

@@ -155,3 +155,21 @@ async def test_a_seed_built_off_the_event_loop_is_the_same_fleet(client, store, 
     assert {n: (dict(t.labels), t.retired) for n, t in found.items()} == {
         "a": ({"env": "prod"}, False), "b": ({"env": "prod"}, True), "c": ({"env": "prod"}, False),
         "d": ({"env": "prod"}, False)}
+
+
+async def test_a_build_outlives_a_call_that_ran_out_of_time_and_the_next_call_uses_it(client, store, db):
+    await _register(store, "a", "b", env="prod")
+    index = client.app[keys.TARGETS]
+    async with db.transaction():
+        # The build waits for this lock as a large fleet's build would take its time.
+        await db.execute("LOCK TABLE read_targets IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(errors.StoreUnavailable):
+            await index.now(store, timeout=0.3)
+    await eventually(lambda: _built_once(index), what="the build finished by itself")
+    await _register(store, "c", env="prod")
+    assert sorted(await index.now(store)) == ["a", "b", "c"]
+    assert (index.seeds, index.rows_read) == (1, 3)
+
+
+async def _built_once(index: targetindex.Index) -> bool:
+    return index.seeds == 1
