@@ -28,7 +28,7 @@ from api import access, componentmetrics, keys, lanes, live, peers, server
 from handlers import outcomes as outcomes_mod
 from ledger import components, db, dbfaults, meters
 from ledger import store as store_mod
-from projections import fleet, runner, undecodable
+from projections import fleet, runner, targetindex, undecodable
 
 routes = web.RouteTableDef()
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
@@ -227,10 +227,18 @@ def _health(applier: Any, app: web.Application) -> Iterator[Metric]:
     yield _counter("ledger_health_resumes", "Watches resumed from their resourceVersion", found["resumes"])
 
 
+def _targets(index: targetindex.Index, app: web.Application) -> Iterator[Metric]:
+    yield _counter("ledger_target_index_builds", "Times the commands' target index was built whole "
+                   "(first use, or the log changed under it)", index.seeds)
+    yield _counter("ledger_target_index_rows", "Target rows the commands' target index read "
+                   "(the read model's when built, the log's after)", index.rows_read)
+
+
 # What the process must run for a row's families (the app key of that component; None: always),
 # and the families, in the order they are exposed. A process exports what it runs.
 SOURCES: Final[tuple[tuple[web.AppKey[Any] | None, Families], ...]] = (
     (keys.STORE, _store),
+    (keys.TARGETS, _targets),
     (lanes.LANE, _lane),
     (live.SUBSCRIBERS, _subscribers),
     (server.GATE, _connections),

@@ -91,6 +91,8 @@ async def _run(args: argparse.Namespace, dsn: str, url: str, pid: int) -> None:
                 body = await answer.json()
                 assert answer.status == 201, body
             walls.append(time.perf_counter() - started)
+            if not n:
+                first_rss = _smaps_mb(api)[0]
             if n:
                 cpu += harness.cpu_seconds(api) - before
         rss, pss = _smaps_mb(api)
@@ -99,7 +101,8 @@ async def _run(args: argparse.Namespace, dsn: str, url: str, pid: int) -> None:
           f"matched {len(body['matched_targets']):,}; load average {os.getloadavg()[0]:.2f}")
     print(f"first revision {walls[0] * 1000:.0f} ms; next {args.revisions}: median "
           f"{statistics.median(rest) * 1000:.1f} ms, p90 {rest[int(len(rest) * 0.9) - 1] * 1000:.1f} ms")
-    print(f"API process: {cpu / args.revisions * 1000:.1f} ms CPU per revision; RSS {rss:.0f} MB, PSS {pss:.0f} MB")
+    print(f"API process: {cpu / args.revisions * 1000:.1f} ms CPU per revision; RSS {first_rss:.0f} MB after the "
+          f"first revision, {rss:.0f} MB (PSS {pss:.0f} MB) after the last")
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 from ledger import access as access_mod
 from ledger import credentials, events, rollouts
-from projections import fleet, manifests, selectors, strategies
+from projections import fleet, labelled, manifests, selectors, strategies
 
 
 class DomainError(Exception):
@@ -140,7 +140,10 @@ def _active(name: str, deployment: fleet.Deployment | None) -> fleet.Deployment:
 
 
 def _matched(targets: Mapping[str, fleet.Target], selector: selectors.Selector) -> list[str]:
-    return sorted(n for n, t in targets.items() if not t.retired and selector.matches(t.labels))
+    names = labelled.candidates(targets, selector)
+    if names is None:
+        return sorted(n for n, t in targets.items() if not t.retired and selector.matches(t.labels))
+    return sorted(n for n in names if not (t := targets[n]).retired and selector.matches(t.labels))
 
 
 def within_scope(name: str, deployment: fleet.Deployment | None, scope: events.Scope,

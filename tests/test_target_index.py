@@ -44,6 +44,9 @@ async def test_a_second_revision_reads_only_the_target_events_after_the_first(cl
     second = await submit(client, "web", selector="env=prod", value="2")
     assert set(second["matched_targets"]) == set(first["matched_targets"]) - {"t-0"} | {"late"}
     assert (index.seeds, index.rows_read) == (1, 42)
+    exported = await (await client.get("/metrics")).text()
+    assert "ledger_target_index_builds_total 1.0" in exported
+    assert "ledger_target_index_rows_total 42.0" in exported
 
 
 async def test_targets_registered_relabelled_and_retired_just_before_a_revision_decide_it(client, store):
