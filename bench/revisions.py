@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,6 +134,7 @@ def main() -> None:
             asyncio.run(_run(args, dsn, url, proc.pid))
         finally:
             harness.stop(proc)
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
