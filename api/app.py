@@ -46,7 +46,7 @@ def make_app(settings: settings_mod.Settings, *, access_control: bool = True) ->
     app[access.LOG] = access_log
     app[keys.COMPONENTS] = components.Registry()
     lifecycle.load_credentials(app)
-    app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store, lanes.context])
+    app.cleanup_ctx.extend([lifecycle.database, lifecycle.event_store, lifecycle.target_index, lanes.context])
     if access_control:
         app.cleanup_ctx.append(auth.context)
     app.cleanup_ctx.append(lifecycle.credentials)

@@ -88,7 +88,6 @@ async def event_store(app: web.Application) -> AsyncIterator[None]:
     es = store.EventStore(pool, notify, timeout=settings.db_timeout,
                           max_batch_events=settings.max_batch_events)
     app[keys.STORE] = es
-    app[keys.TARGETS] = index = targetindex.Index(settings.db_timeout)
     registry = app[keys.COMPONENTS]
     # The probe's first round before serving, so readiness is known from the first request on.
     db_probe = app[keys.PROBE] = probe.Probe(app[keys.DSN], registry, timeout=settings.db_timeout)
@@ -97,11 +96,18 @@ async def event_store(app: web.Application) -> AsyncIterator[None]:
                 tasks.running("writer", es.writer.run, registry),
                 tasks.running("database-probe", db_probe.run, registry)):
         yield
-    await index.close()
     try:
         await asyncio.wait_for(pool.close(), 5)
     except TimeoutError:
         pool.terminate()
+
+
+async def target_index(app: web.Application) -> AsyncIterator[None]:
+    """The commands' target index (projections/targetindex.py), in a process that serves the API
+    (after the event store): the projector's and the applier's processes decide no command."""
+    app[keys.TARGETS] = index = targetindex.Index(app[keys.SETTINGS].db_timeout)
+    yield
+    await index.close()
 
 
 async def projection(app: web.Application) -> AsyncIterator[None]:

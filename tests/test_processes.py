@@ -113,6 +113,9 @@ async def test_the_default_service_runs_api_projector_and_applier_in_processes_o
     assert re.search(r'^ledger_component_up\{component="api-process",process="supervisor",status="up"\} 1\.0$',
                      metrics, re.M), metrics
     assert len(re.findall(r"^# TYPE ledger_component_up gauge$", metrics, re.M)) == 1  # families merged
+    # The commands' target index is the API's: the projector and the applier neither keep nor export one.
+    assert re.search(r"^ledger_target_index_builds_total ", metrics, re.M), metrics
+    assert not re.search(r'^ledger_target_index_\w+\{process="(projector|applier)"\}', metrics, re.M), metrics
 
 
 @pytest.mark.parametrize("role", ["projector", "applier"])
