@@ -36,7 +36,8 @@ Decisions:
   is one computation.
 - **What stays here, off the loop on one thread.** Feed pages and SSE catch-up reads run in this
   process, a page at a time in a worker thread, so the event loop keeps serving meanwhile (the
-  audit page's folds run in a lane worker, as ``/v1/state``'s do). They hold the interpreter's lock while they run, so ``share_the_interpreter``
+  audit page's folds run in a lane worker, as ``/v1/state``'s do). They hold the interpreter's
+  lock while they run, so ``share_the_interpreter``
   gives the process's default executor ``OFF_LOOP_THREADS`` thread (the loop then waits for the
   lock behind one thread, not behind one per turn of the lane) and sets the lock's switch interval
   to ``SWITCH_INTERVAL`` (1 ms: each time the loop wakes it waits up to that long).
@@ -48,8 +49,6 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import ctypes
-import ctypes.util
 import dataclasses
 import functools
 import sys
@@ -61,7 +60,7 @@ from aiohttp import web
 
 from api import auth, keys, lanejobs, problems
 from api import workers as workers_mod
-from ledger import db, errors
+from ledger import db, errors, heap
 from projections import undecodable
 
 R = TypeVar("R", bound=web.StreamResponse)
@@ -264,17 +263,6 @@ def _cause(name: str) -> Exception | None:
     return _CAUSES[name]()
 
 
-def _libc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") else None
-    except OSError:
-        return None
-
-
-_LIBC: Final = _libc()
-
-
 def give_back_memory() -> None:
     """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere nothing).
 
@@ -283,8 +271,7 @@ def give_back_memory() -> None:
     lane has been idle for ``TRIM_AFTER`` s after an expensive request or an SSE stream ended (a
     subscriber's buffers go too; a trim holds the allocator's lock: never under the lane's load),
     in the worker thread (ctypes releases the interpreter's lock for the call)."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
+    heap.trim()
 
 
 def _drop(counter: collections.Counter[str], client: str) -> None:

@@ -14,7 +14,9 @@ Decisions:
 - **A trim once a catch-up fold ends** (``give_back``: a full collection, then ``malloc_trim``),
   run in a worker thread (ctypes releases the interpreter's lock for the call). Not after each
   event: a trim holds the allocator's lock and walks the heap.
-- Elsewhere than glibc both do nothing.
+- **A trim alone** (``trim``) where no fold ended: the API process once its expensive lane is
+  idle (api/lanes.py).
+- Elsewhere than glibc they do nothing.
 """
 
 from __future__ import annotations
@@ -44,8 +46,13 @@ def cap_mmap_threshold(size: int = MMAP_THRESHOLD) -> bool:
     return _LIBC is not None and bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, size))
 
 
+def trim() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere nothing)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
 def give_back() -> None:
     """Collect the interpreter's cycles, then hand the C heap's free pages back to the system."""
     gc.collect()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
+    trim()
