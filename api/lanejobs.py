@@ -155,22 +155,6 @@ async def run(conn: asyncpg.Connection, job: Job) -> Answer:
                       type=exc.type, reader=exc.reader)
 
 
-async def _state(conn: asyncpg.Connection, job: State) -> Answer:
-    head = await replay.head(conn)
-    if job.wanted is not None:
-        if job.wanted > head:
-            return Answer("invalid", field="at", detail=f"position {job.wanted} is beyond the head of the log ({head})")
-        position = job.wanted
-    elif job.moment is not None:
-        position = await replay.position_at(conn, job.moment)
-    else:
-        position = head
-    fleet = await replay.fleet_at(conn, position)
-    # Freezes are said active at the moment asked for; at a position, when its event was recorded.
-    now = job.moment if job.moment is not None else dt.datetime.now(dt.UTC) if job.wanted is None else None
-    return Answer("ok", body=msgspec.json.encode({"at": job.raw, "head": head, **views.state(fleet, now)}))
-
-
 class _Beyond(Exception):
     def __init__(self, field: str, detail: str) -> None:
         super().__init__(detail)
@@ -179,11 +163,24 @@ class _Beyond(Exception):
 
 async def _position(conn: asyncpg.Connection, field: str, at: int | None, moment: dt.datetime | None,
                     head: int) -> int:
+    """The position asked for (``at``, or the last one recorded by ``moment``), head when neither."""
     if at is not None:
         if at > head:
             raise _Beyond(field, f"position {at} is beyond the head of the log ({head})")
         return at
     return await replay.position_at(conn, moment) if moment is not None else head
+
+
+async def _state(conn: asyncpg.Connection, job: State) -> Answer:
+    head = await replay.head(conn)
+    try:
+        position = await _position(conn, "at", job.wanted, job.moment, head)
+    except _Beyond as exc:
+        return Answer("invalid", field=exc.field, detail=exc.detail)
+    fleet = await replay.fleet_at(conn, position)
+    # Freezes are said active at the moment asked for; at a position, when its event was recorded.
+    now = job.moment if job.moment is not None else dt.datetime.now(dt.UTC) if job.wanted is None else None
+    return Answer("ok", body=msgspec.json.encode({"at": job.raw, "head": head, **views.state(fleet, now)}))
 
 
 async def _audit(conn: asyncpg.Connection, job: Audit) -> Answer:
