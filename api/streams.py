@@ -9,7 +9,6 @@ itself (``ledger.streams.WRITERS``) refuse client appends with 403.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
@@ -141,8 +140,8 @@ async def append(request: web.Request) -> web.Response:
         if i and i % _YIELD_EVERY == 0:
             await asyncio.sleep(0)
         submitted.append(validate_event(stream, i, e))
-    plan = await submission.plan(request, stream, body.expected_version, [(e.id, e.metadata) for e in body.events])
-    plan = dataclasses.replace(plan, creates=type(submitted[0][0]) in rules.CREATES)
+    plan = await submission.plan(request, stream, body.expected_version, [(e.id, e.metadata) for e in body.events],
+                                 creates=type(submitted[0][0]) in rules.CREATES)
     result = await submission.write(request, plan, _decider(request, stream, submitted))
     return bodies.json_response(
         {

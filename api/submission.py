@@ -165,8 +165,9 @@ def _check(stream: str, expected: records.ExpectedVersion, actual: int) -> None:
 
 
 async def plan(request: web.Request, stream: str, body_expected: envelope.ExpectedVersion | None,
-               submitted: Sequence[tuple[uuid.UUID | None, dict[str, Any]]]) -> Plan:
-    """The ids and metadata for ``submitted`` (client id or None, client metadata) events."""
+               submitted: Sequence[tuple[uuid.UUID | None, dict[str, Any]]], *, creates: bool = False) -> Plan:
+    """The ids and metadata for ``submitted`` (client id or None, client metadata) events;
+    ``creates``: the first of them creates its stream (``Plan.creates``)."""
     key = idempotency.key(request)
     actor = idempotency.actor(request)
     chosen = tuple(given or (idempotency.event_id(actor, stream, key, i) if key else None)
@@ -186,7 +187,7 @@ async def plan(request: web.Request, stream: str, body_expected: envelope.Expect
             filled = stamped[source]
         metadata.append(filled)
     return Plan(stream, envelope.expected_version(request, body_expected), chosen, tuple(metadata), key,
-                frozenset(given for given, _ in submitted if given is not None), fingerprint)
+                frozenset(given for given, _ in submitted if given is not None), fingerprint, creates)
 
 
 def _earlier(plan_: Plan, found: dict[uuid.UUID, loading.Stored]) -> Recorded:
