@@ -6,6 +6,8 @@ and go."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 from handlers import claims
 from tests.applier_support import eventually
@@ -28,11 +30,22 @@ def _claims(database_url: str, candidates: set[str], interval: float, walks: lis
                          gained=lambda _t, _h: None, lost=lambda _t: None)
 
 
+@contextlib.asynccontextmanager
+async def running(*members: claims.Claims) -> AsyncIterator[None]:
+    """``members`` taking part in claim rounds for as long as the block runs."""
+    tasks = [asyncio.create_task(member.run()) for member in members]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def test_a_burst_of_new_targets_is_claimed_without_reading_the_members_again(database_url):
     candidates = {f"t{i}" for i in range(10)}
     one = _claims(database_url, candidates, interval=3600.0)  # no interval round during the test
-    task = asyncio.create_task(one.run())
-    try:
+    async with running(one):
         await eventually(now(lambda: len(one.owned) == 10), what="the first targets claimed")
         reads = one.member_reads
         for burst in range(5):
@@ -43,9 +56,6 @@ async def test_a_burst_of_new_targets_is_claimed_without_reading_the_members_aga
             await eventually(now(lambda n=10 + 20 * (burst + 1): len(one.owned) == n),
                              what="the burst claimed")
         assert one.member_reads == reads
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_woken_round_looks_only_at_the_targets_it_was_poked_with(database_url):
@@ -54,8 +64,7 @@ async def test_a_woken_round_looks_only_at_the_targets_it_was_poked_with(databas
     candidates = {f"t{i}" for i in range(50)}
     walks: list[int] = []
     one = _claims(database_url, candidates, interval=3600.0, walks=walks)
-    task = asyncio.create_task(one.run())
-    try:
+    async with running(one):
         await eventually(now(lambda: len(one.owned) == 50), what="the first targets claimed")
         full = len(walks)
         candidates.add("late")
@@ -68,32 +77,21 @@ async def test_a_woken_round_looks_only_at_the_targets_it_was_poked_with(databas
         one.poke()  # no target named: every candidate is looked at
         await eventually(now(lambda: len(walks) == full + 1), what="a round over every candidate")
         assert one.owned == candidates
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_members_joining_are_seen_on_the_interval_and_the_targets_shared(database_url):
     candidates = {f"t{i}" for i in range(40)}
     one = _claims(database_url, candidates, interval=0.2)
     two = _claims(database_url, candidates, interval=0.2)
-    first = asyncio.create_task(one.run())
-    try:
+    async with running(one):
         await eventually(now(lambda: len(one.owned) == 40), what="one member claims all")
-        second = asyncio.create_task(two.run())
-        try:
+        async with running(two):
             def shared() -> bool:
                 split = len(one.owned), len(two.owned)
                 return (sum(split) == 40 and min(split) > 0 and len(one.members) == 2
                         and not one.owned & two.owned)
             await eventually(now(shared), what="the targets shared between two members")
-        finally:
-            second.cancel()
-            await asyncio.gather(second, return_exceptions=True)
         await eventually(now(lambda: len(one.owned) == 40), what="the leaver's targets taken back")
-    finally:
-        first.cancel()
-        await asyncio.gather(first, return_exceptions=True)
 
 
 async def test_a_large_fleet_is_claimed_with_a_bounded_number_of_locks(database_url, db):
@@ -101,12 +99,8 @@ async def test_a_large_fleet_is_claimed_with_a_bounded_number_of_locks(database_
     # thousand targets, and then every statement needing a lock failed, appends included.
     candidates = {f"edge-{i:05d}" for i in range(8000)}
     one = _claims(database_url, candidates, interval=3600.0)
-    task = asyncio.create_task(one.run())
-    try:
+    async with running(one):
         await eventually(now(lambda: len(one.owned) == 8000), what="every target claimed")
         held = await db.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                                  "AND classid = $1::bigint::oid AND objsubid = 2", claims.TARGET_CLASS)
         assert 0 < held <= claims.BUCKETS
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
